@@ -1,0 +1,82 @@
+import { Either, Schema } from "effect"
+import type { ChatScopeType } from "./ChatEvent.js"
+import { type FieldError, ValidationError } from "./Errors.js"
+
+/** The limits of the original ChatDomainPolicy; configuration with these defaults. */
+export const PolicyLimits = Schema.Struct({
+  maxIdLength: Schema.Int.pipe(Schema.positive()),
+  maxTextLength: Schema.Int.pipe(Schema.positive())
+})
+export type PolicyLimits = typeof PolicyLimits.Type
+
+export const defaultPolicyLimits: PolicyLimits = { maxIdLength: 256, maxTextLength: 4096 }
+
+/** Lengths are counted in Unicode code points, so an emoji is one character, as a person counts. */
+export const codePointLength = (s: string): number => {
+  let n = 0
+  for (const _ of s) n++
+  return n
+}
+
+// Cc (C0, DEL, C1) and lone surrogates: neither has a place in an identifier or survives storage as UTF-8.
+const controlCharacter = /[\u0000-\u001F\u007F-\u009F]/u
+const textControlCharacter = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/u
+const loneSurrogate = /\p{Cs}/u
+const onlyWhitespace = /^\s*$/u
+
+const checkId = (field: string, value: string, limits: PolicyLimits): ReadonlyArray<FieldError> => {
+  if (value.length === 0) return [{ field, message: "must not be empty" }]
+  if (onlyWhitespace.test(value)) return [{ field, message: "must not be whitespace only" }]
+  if (loneSurrogate.test(value)) return [{ field, message: "must be well-formed Unicode" }]
+  if (controlCharacter.test(value)) return [{ field, message: "must not contain control characters" }]
+  if (codePointLength(value) > limits.maxIdLength) {
+    return [{ field, message: `must be at most ${limits.maxIdLength} characters` }]
+  }
+  return []
+}
+
+const checkText = (value: string, limits: PolicyLimits): ReadonlyArray<FieldError> => {
+  const field = "text"
+  if (value.length === 0) return [{ field, message: "must not be empty" }]
+  if (onlyWhitespace.test(value)) return [{ field, message: "must not be whitespace only" }]
+  if (loneSurrogate.test(value)) return [{ field, message: "must be well-formed Unicode" }]
+  if (textControlCharacter.test(value)) {
+    return [{ field, message: "must not contain control characters other than tab and line breaks" }]
+  }
+  if (codePointLength(value) > limits.maxTextLength) {
+    return [{ field, message: `must be at most ${limits.maxTextLength} characters` }]
+  }
+  return []
+}
+
+const collect = <A>(value: A, errors: ReadonlyArray<FieldError>): Either.Either<A, ValidationError> => {
+  const [first, ...rest] = errors
+  return first === undefined ? Either.right(value) : Either.left(new ValidationError({ errors: [first, ...rest] }))
+}
+
+export interface SendCandidate {
+  readonly senderId: string
+  readonly scopeType: ChatScopeType
+  readonly scopeId: string
+  readonly text: string
+  readonly originPodId: string
+}
+
+/** ChatDomainPolicy: every violation of a send, listed by field. */
+export const validateSend = <A extends SendCandidate>(
+  limits: PolicyLimits,
+  candidate: A
+): Either.Either<A, ValidationError> =>
+  collect(candidate, [
+    ...checkId("senderId", candidate.senderId, limits),
+    ...checkId("scopeId", candidate.scopeId, limits),
+    ...checkText(candidate.text, limits),
+    ...checkId("originPodId", candidate.originPodId, limits)
+  ])
+
+/** Scope ids on their own (subscribe, history, presence) follow the same rule as in a send. */
+export const validateScopeId = (limits: PolicyLimits, scopeId: string): Either.Either<string, ValidationError> =>
+  collect(scopeId, checkId("scopeId", scopeId, limits))
+
+export const isValidId = (limits: PolicyLimits, value: string): boolean => checkId("id", value, limits).length === 0
+export const isValidText = (limits: PolicyLimits, value: string): boolean => checkText(value, limits).length === 0

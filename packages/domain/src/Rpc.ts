@@ -1,0 +1,51 @@
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { Schema } from "effect"
+import { ChatScopeType, EnrichedChatEvent, StreamPosition } from "./ChatEvent.js"
+import { QueryError, SendError, SubscribeError } from "./Errors.js"
+import { HistoryLimit, HistoryPage } from "./History.js"
+import { ScopePresence } from "./Presence.js"
+
+/**
+ * The first item of every subscription: from here on, live events reach the subscriber.
+
+ */
+export class Subscribed extends Schema.TaggedClass<Subscribed>()("Subscribed", {
+  scopeType: ChatScopeType,
+  scopeId: Schema.String
+}) {}
+
+export const SubscriptionItem = Schema.Union(Subscribed, EnrichedChatEvent)
+export type SubscriptionItem = typeof SubscriptionItem.Type
+
+export class ChatRpcs extends RpcGroup.make(
+  Rpc.make("Send", {
+    payload: { scopeType: ChatScopeType, scopeId: Schema.String, text: Schema.String },
+    success: EnrichedChatEvent,
+    error: SendError
+  }),
+  Rpc.make("Subscribe", {
+    payload: {
+      scopeType: ChatScopeType,
+      scopeId: Schema.String,
+      after: Schema.optional(StreamPosition)
+    },
+    success: SubscriptionItem,
+    error: SubscribeError,
+    stream: true
+  }),
+  Rpc.make("History", {
+    payload: {
+      scopeType: ChatScopeType,
+      scopeId: Schema.String,
+      limit: Schema.optional(HistoryLimit),
+      before: Schema.optional(Schema.String)
+    },
+    success: HistoryPage,
+    error: QueryError
+  }),
+  Rpc.make("Presence", {
+    payload: { scopeType: ChatScopeType, scopeId: Schema.String },
+    success: ScopePresence,
+    error: QueryError
+  })
+) {}
