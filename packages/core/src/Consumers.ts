@@ -1,0 +1,190 @@
+import { Chunk, Context, Duration, Effect, Either, Layer, Ref, Schedule, Schema, Stream } from "effect"
+import { ChatEventJson, EnrichedChatEvent, type StreamPosition } from "@chatify/domain"
+import {
+  ChatEventSource,
+  ChatHistory,
+  type ConsumerRecords,
+  DeadLetters,
+  LocalFanout,
+  type LogRecord,
+  PodIdentity
+} from "./Ports.js"
+import { CoreSettings } from "./Settings.js"
+
+export type ConsumerState = "starting" | "running" | "retrying" | "stopped"
+
+/** What each background consumer is doing, for /health/ready. */
+export class ConsumerHealth extends Context.Tag("chatify/ConsumerHealth")<ConsumerHealth, {
+  readonly report: (name: string, state: ConsumerState) => Effect.Effect<void>
+  readonly snapshot: Effect.Effect<ReadonlyMap<string, ConsumerState>>
+}>() {
+  static readonly layer = Layer.effect(
+    ConsumerHealth,
+    Effect.map(Ref.make<ReadonlyMap<string, ConsumerState>>(new Map()), (states) => ({
+      report: (name, state) => Ref.update(states, (current) => new Map(current).set(name, state)),
+      snapshot: Ref.get(states)
+    }))
+  )
+}
+
+const decodeEvent = Schema.decodeEither(ChatEventJson)
+
+const PREVIEW_LENGTH = 200
+export const payloadPreview = (value: string): string =>
+  value.length > PREVIEW_LENGTH ? `${value.slice(0, PREVIEW_LENGTH)}…` : value
+
+export type Decoded =
+  | { readonly _tag: "Event"; readonly event: EnrichedChatEvent }
+  | { readonly _tag: "Malformed"; readonly record: LogRecord; readonly reason: string }
+
+/** Decodes a record's value as a ChatEvent and places it at the record's position. */
+export const decodeRecord = (record: LogRecord): Decoded =>
+  Either.match(decodeEvent(record.value), {
+    onLeft: (error) => ({ _tag: "Malformed", record, reason: error.message.slice(0, 500) }),
+    onRight: (chatEvent) => ({
+      _tag: "Event",
+      event: new EnrichedChatEvent({ chatEvent, partition: record.partition, offset: record.offset })
+    })
+  })
+
+/** The last position per partition of a batch: what a group commits after processing it. */
+export const lastPositions = (records: Chunk.Chunk<LogRecord>): ReadonlyArray<StreamPosition> => {
+  const last = new Map<number, number>()
+  for (const record of records) last.set(record.partition, Math.max(last.get(record.partition) ?? -1, record.offset))
+  return Array.from(last, ([partition, offset]) => ({ partition, offset }))
+}
+
+const logMalformed = (record: LogRecord, reason: string) =>
+  Effect.logWarning("Skipping malformed chat event").pipe(
+    Effect.annotateLogs({
+      partition: record.partition,
+      offset: record.offset,
+      reason,
+      payloadPreview: payloadPreview(record.value)
+    })
+  )
+
+/** Backoff for a consumer's transient failures: exponential from 100 ms, jittered, capped at 30 s. */
+export const transientBackoff = Schedule.exponential("100 millis").pipe(
+  Schedule.union(Schedule.spaced("30 seconds")),
+  Schedule.jittered,
+  Schedule.resetAfter("1 minute")
+)
+
+/**
+ * Runs a consumer forever: every failure is logged and the consumer restarts with backoff, so a
+ * broker or store outage never becomes a crash loop.
+ */
+export const supervise = <E, R>(name: string, program: Effect.Effect<void, E, R>) =>
+  Effect.gen(function*() {
+    const health = yield* ConsumerHealth
+    yield* health.report(name, "starting")
+    yield* program.pipe(
+      Effect.tapErrorCause((cause) =>
+        Effect.zipRight(
+          health.report(name, "retrying"),
+          Effect.logError(`${name} failed; restarting with backoff`, cause)
+        )
+      ),
+      Effect.retry(transientBackoff),
+      Effect.ensuring(health.report(name, "stopped")),
+      Effect.annotateLogs({ consumer: name })
+    )
+  })
+
+const consumeChunks = <E, R>(
+  consumer: ConsumerRecords,
+  handle: (records: Chunk.Chunk<LogRecord>) => Effect.Effect<void, E, R>
+) =>
+  consumer.records.pipe(
+    Stream.mapChunksEffect((records) =>
+      Effect.as(Effect.zipRight(handle(records), consumer.commit(lastPositions(records))), Chunk.empty<void>())
+    ),
+    Stream.runDrain
+  )
+
+/** This pod's broadcast consumer: every event to the local subscribers of its scope. */
+export const broadcastConsumer = Effect.gen(function*() {
+  const source = yield* ChatEventSource
+  const fanout = yield* LocalFanout
+  const { podId } = yield* PodIdentity
+  const settings = yield* CoreSettings
+  const health = yield* ConsumerHealth
+  const groupId = `${settings.broadcastGroupPrefix}-${podId}`
+  yield* Effect.logInfo(`ChatBroadcast starting. ConsumerGroupId: ${groupId}`)
+  yield* Effect.scoped(
+    Effect.gen(function*() {
+      const consumer = yield* source.consume({ groupId, startFrom: "latest" })
+      yield* health.report("broadcast", "running")
+      yield* consumeChunks(consumer, (records) =>
+        Effect.forEach(
+          records,
+          (record) => {
+            const decoded = decodeRecord(record)
+            return decoded._tag === "Event" ? fanout.publish(decoded.event) : logMalformed(record, decoded.reason)
+          },
+          { discard: true }
+        ))
+    })
+  )
+}).pipe(Effect.annotateLogs({ consumer: "broadcast" }))
+
+/**
+ * The history writer: batches of events appended idempotently, offsets committed only after the
+ * write succeeded, transient store failures retried with backoff, poison records dead-lettered.
+ */
+export const historyWriter = Effect.gen(function*() {
+  const source = yield* ChatEventSource
+  const history = yield* ChatHistory
+  const deadLetters = yield* DeadLetters
+  const settings = yield* CoreSettings
+  const health = yield* ConsumerHealth
+  yield* Effect.logInfo(`ChatHistoryWriter starting. ConsumerGroupId: ${settings.historyWriterGroup}`)
+  const retrying = <A, E>(operation: string, effect: Effect.Effect<A, E>) =>
+    effect.pipe(
+      Effect.tapError((error) => Effect.logWarning(`${operation} failed; retrying with backoff`, error)),
+      Effect.retry(transientBackoff)
+    )
+  yield* Effect.scoped(
+    Effect.gen(function*() {
+      const consumer = yield* source.consume({ groupId: settings.historyWriterGroup, startFrom: "committed-or-earliest" })
+      yield* health.report("history-writer", "running")
+      yield* consumer.records.pipe(
+        Stream.groupedWithin(settings.historyBatchSize, settings.historyBatchWindow),
+        Stream.mapEffect((records) =>
+          Effect.gen(function*() {
+            const events: Array<EnrichedChatEvent> = []
+            for (const record of records) {
+              const decoded = decodeRecord(record)
+              if (decoded._tag === "Event") {
+                events.push(decoded.event)
+              } else {
+                yield* logMalformed(record, decoded.reason)
+                yield* retrying("dead-lettering", deadLetters.publish(record, decoded.reason))
+              }
+            }
+            if (events.length > 0) yield* retrying("history append", history.append(events))
+            yield* retrying("offset commit", consumer.commit(lastPositions(records)))
+          })
+        ),
+        Stream.runDrain
+      )
+    })
+  )
+}).pipe(Effect.annotateLogs({ consumer: "history-writer" }))
+
+/** Waits (bounded) until the history writer has stored everything the log holds: used on shutdown. */
+export const awaitHistoryDrained = (within: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const source = yield* ChatEventSource
+    const settings = yield* CoreSettings
+    const drained = Effect.zipWith(
+      source.endOffsets,
+      source.committedOffsets(settings.historyWriterGroup),
+      (ends, committed) => Array.from(ends).every(([partition, end]) => (committed.get(partition) ?? 0) >= end)
+    )
+    return yield* drained.pipe(
+      Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (done) => done }),
+      Effect.timeoutTo({ duration: Duration.decode(within), onTimeout: () => false, onSuccess: () => true })
+    )
+  })

@@ -1,0 +1,140 @@
+import type { Mailbox, Scope, Stream } from "effect"
+import { Context, Effect } from "effect"
+import type {
+  ChatEvent,
+  DependencyUnavailable,
+  EnrichedChatEvent,
+  HistoryCursorPosition,
+  PolicyLimits,
+  PresentUser,
+  ScopeRef,
+  StreamPosition,
+  SubscriptionLagged,
+  Timeout
+} from "@chatify/domain"
+
+/** Mints message ids (UUID v7: time-ordered, so history clustering stays local). */
+export class IdGenerator extends Context.Tag("chatify/IdGenerator")<IdGenerator, {
+  readonly next: Effect.Effect<string>
+}>() {}
+
+/** This process's identity in the cluster (POD_NAME). */
+export class PodIdentity extends Context.Tag("chatify/PodIdentity")<PodIdentity, {
+  readonly podId: string
+}>() {}
+
+/** The correlation id of the request being served; absent outside a request. */
+export class CorrelationId extends Context.Reference<CorrelationId>()("chatify/CorrelationId", {
+  defaultValue: (): string | undefined => undefined
+}) {}
+
+/** ChatDomainPolicy's limits, from configuration. */
+export class ChatPolicy extends Context.Tag("chatify/ChatPolicy")<ChatPolicy, PolicyLimits>() {}
+
+export interface RateLimitDecision {
+  readonly allowed: boolean
+  readonly limit: number
+  readonly remaining: number
+  readonly windowSeconds: number
+  readonly retryAfterSeconds: number
+}
+
+/** Counts a user's sends in a fixed window; check-and-increment is atomic. */
+export class RateLimiter extends Context.Tag("chatify/RateLimiter")<RateLimiter, {
+  readonly checkAndIncrement: (userId: string) => Effect.Effect<RateLimitDecision, DependencyUnavailable>
+}>() {}
+
+/** Appends chat events to the log, keyed by scope; resolves once the log has them durably. */
+export class ChatEventProducer extends Context.Tag("chatify/ChatEventProducer")<ChatEventProducer, {
+  readonly produce: (event: ChatEvent) => Effect.Effect<StreamPosition, DependencyUnavailable | Timeout>
+}>() {}
+
+/** One record of the log as read by a consumer: the value is raw text, decoded by the consumer. */
+export interface LogRecord {
+  readonly partition: number
+  readonly offset: number
+  readonly key: string | null
+  readonly value: string
+  readonly timestampMs: number
+}
+
+export interface ConsumerOptions {
+  readonly groupId: string
+  /** "committed-or-earliest": resume the group, or read everything; "latest": only what comes next. */
+  readonly startFrom: "committed-or-earliest" | "latest"
+}
+
+export interface ConsumerRecords {
+  readonly records: Stream.Stream<LogRecord, DependencyUnavailable>
+  /** Marks every record up to and including each position as processed by the group. */
+  readonly commit: (positions: ReadonlyArray<StreamPosition>) => Effect.Effect<void, DependencyUnavailable>
+}
+
+/** Reads the log as a consumer group member; the consumer leaves the group when its scope closes. */
+export class ChatEventSource extends Context.Tag("chatify/ChatEventSource")<ChatEventSource, {
+  readonly partitions: number
+  readonly consume: (options: ConsumerOptions) => Effect.Effect<ConsumerRecords, DependencyUnavailable, Scope.Scope>
+  /** Per partition, the offset the next record will get. */
+  readonly endOffsets: Effect.Effect<ReadonlyMap<number, number>, DependencyUnavailable>
+  /** Per partition, the next offset the group will read (everything before it is processed). */
+  readonly committedOffsets: (groupId: string) => Effect.Effect<ReadonlyMap<number, number>, DependencyUnavailable>
+}>() {}
+
+/** Where records that can never be processed go, so a consumer can move on without losing them. */
+export class DeadLetters extends Context.Tag("chatify/DeadLetters")<DeadLetters, {
+  readonly publish: (record: LogRecord, reason: string) => Effect.Effect<void, DependencyUnavailable>
+}>() {}
+
+export interface HistorySlice {
+  readonly items: ReadonlyArray<EnrichedChatEvent>
+  readonly next: HistoryCursorPosition | undefined
+}
+
+/** The durable history of every scope. Appends are idempotent on messageId. */
+export class ChatHistory extends Context.Tag("chatify/ChatHistory")<ChatHistory, {
+  readonly append: (events: ReadonlyArray<EnrichedChatEvent>) => Effect.Effect<void, DependencyUnavailable>
+  /** Newest first, strictly older than `before` when given. */
+  readonly page: (
+    scope: ScopeRef,
+    options: { readonly limit: number; readonly before: HistoryCursorPosition | undefined }
+  ) => Effect.Effect<HistorySlice, DependencyUnavailable>
+  /** Oldest first by offset: the scope's events after `position` on its partition, up to `limit`. */
+  readonly after: (
+    scope: ScopeRef,
+    position: StreamPosition,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<EnrichedChatEvent>, DependencyUnavailable>
+  readonly ping: Effect.Effect<void, DependencyUnavailable>
+}>() {}
+
+/** Who is connected to which scope, across pods; entries expire unless heartbeated. */
+export class Presence extends Context.Tag("chatify/Presence")<Presence, {
+  readonly track: (scopeKey: string, userId: string, connectionId: string) => Effect.Effect<void, DependencyUnavailable>
+  readonly untrack: (scopeKey: string, connectionId: string) => Effect.Effect<void, DependencyUnavailable>
+  readonly online: (scopeKey: string) => Effect.Effect<ReadonlyArray<PresentUser>, DependencyUnavailable>
+  readonly ttlMillis: number
+}>() {}
+
+/** This pod's live subscribers per scope. Publishing is non-blocking: a full buffer ends that subscriber. */
+export class LocalFanout extends Context.Tag("chatify/LocalFanout")<LocalFanout, {
+  readonly register: (
+    scopeKey: string,
+    bufferSize: number
+  ) => Effect.Effect<Mailbox.ReadonlyMailbox<EnrichedChatEvent, SubscriptionLagged>, never, Scope.Scope>
+  readonly publish: (event: EnrichedChatEvent) => Effect.Effect<number>
+  readonly subscriberCount: Effect.Effect<number>
+}>() {}
+
+/** The identity of the caller, established by the interface (anonymous or from a token). */
+export interface Identity {
+  readonly userId: string
+  readonly connectionId: string
+}
+export class CurrentUser extends Context.Tag("chatify/CurrentUser")<CurrentUser, Identity>() {}
+
+export type ScopeAction = "send" | "subscribe" | "read"
+
+/** Who may do what in a scope. Deployments plug their own rule in here. */
+export class ScopeAuthorizer extends Context.Tag("chatify/ScopeAuthorizer")<ScopeAuthorizer, {
+  readonly authorize: (identity: Identity, scope: ScopeRef, action: ScopeAction) => Effect.Effect<boolean>
+}>() {}

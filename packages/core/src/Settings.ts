@@ -1,0 +1,28 @@
+import { Context, Duration, Layer } from "effect"
+
+export const HISTORY_WRITER_GROUP = "chatify-chat-history-writer"
+
+/** Tunables of the use cases and consumers; the server fills them from configuration. */
+export interface CoreSettingsShape {
+  /** Events a live subscriber may have unread before it is ended as lagged (it then resumes). */
+  readonly subscriberBufferSize: number
+  /** How long a resuming subscriber waits for the history writer to catch up with the log. */
+  readonly historyCatchUpTimeout: Duration.Duration
+  readonly broadcastGroupPrefix: string
+  readonly historyWriterGroup: string
+  readonly historyBatchSize: number
+  readonly historyBatchWindow: Duration.Duration
+}
+
+export class CoreSettings extends Context.Tag("chatify/CoreSettings")<CoreSettings, CoreSettingsShape>() {
+  static readonly defaults: CoreSettingsShape = {
+    subscriberBufferSize: 8192,
+    historyCatchUpTimeout: Duration.seconds(10),
+    broadcastGroupPrefix: "chatify-broadcast",
+    historyWriterGroup: HISTORY_WRITER_GROUP,
+    historyBatchSize: 500,
+    historyBatchWindow: Duration.millis(20)
+  }
+  static readonly layer = (overrides: Partial<CoreSettingsShape> = {}) =>
+    Layer.succeed(CoreSettings, { ...CoreSettings.defaults, ...overrides })
+}
