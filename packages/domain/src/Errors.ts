@@ -70,8 +70,23 @@ export const ChatError = Schema.Union(
 )
 export type ChatError = typeof ChatError.Type
 
-export type SendError = ValidationError | Unauthenticated | Forbidden | RateLimited | DependencyUnavailable | Timeout
-export const SendError = Schema.Union(ValidationError, Unauthenticated, Forbidden, RateLimited, DependencyUnavailable, Timeout)
+export type SendError =
+  | ValidationError
+  | Unauthenticated
+  | Forbidden
+  | RateLimited
+  | DependencyUnavailable
+  | Timeout
+  | Unexpected
+export const SendError = Schema.Union(
+  ValidationError,
+  Unauthenticated,
+  Forbidden,
+  RateLimited,
+  DependencyUnavailable,
+  Timeout,
+  Unexpected
+)
 
 export type SubscribeError =
   | ValidationError
@@ -81,6 +96,7 @@ export type SubscribeError =
   | SubscriptionLagged
   | DependencyUnavailable
   | Timeout
+  | Unexpected
 export const SubscribeError = Schema.Union(
   ValidationError,
   Unauthenticated,
@@ -88,8 +104,16 @@ export const SubscribeError = Schema.Union(
   Conflict,
   SubscriptionLagged,
   DependencyUnavailable,
-  Timeout
+  Timeout,
+  Unexpected
 )
 
-export type QueryError = ValidationError | Unauthenticated | Forbidden | DependencyUnavailable | Timeout
-export const QueryError = Schema.Union(ValidationError, Unauthenticated, Forbidden, DependencyUnavailable, Timeout)
+export type QueryError = ValidationError | Unauthenticated | Forbidden | DependencyUnavailable | Timeout | Unexpected
+export const QueryError = Schema.Union(
+  ValidationError,
+  Unauthenticated,
+  Forbidden,
+  DependencyUnavailable,
+  Timeout,
+  Unexpected
+)

@@ -1,0 +1,5 @@
+export * from "./Ids.js"
+export * from "./MemoryFanout.js"
+export * from "./MemoryLog.js"
+export * from "./MemoryPresence.js"
+export * from "./MemoryRateLimiter.js"

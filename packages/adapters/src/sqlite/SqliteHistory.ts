@@ -1,0 +1,265 @@
+import { mkdirSync } from "node:fs"
+import { join } from "node:path"
+import Database from "better-sqlite3"
+import { Effect, Layer } from "effect"
+import { ChatHistory } from "@chatify/core"
+import type { HistorySlice } from "@chatify/core"
+import {
+  ChatEvent,
+  type ChatScopeType,
+  DependencyUnavailable,
+  EnrichedChatEvent,
+  type HistoryCursorPosition,
+  type ScopeRef,
+  scopeKey,
+  type StreamPosition
+} from "@chatify/domain"
+
+export interface SqliteHistoryOptions {
+  readonly dataDirectory: string
+  /** Defaults to "chatify.sqlite". */
+  readonly fileName?: string
+  /** The width of a time bucket of the partition key; defaults to one day, as in the Cassandra table. */
+  readonly bucketMillis?: number
+}
+
+const DEPENDENCY = "sqlite-history"
+const DEFAULT_FILE_NAME = "chatify.sqlite"
+const DAY_MILLIS = 24 * 60 * 60 * 1000
+const BUSY_TIMEOUT_MILLIS = 5_000
+const MODULE_NAME = "chat"
+
+const unavailable = (what: string) => (cause: unknown): DependencyUnavailable =>
+  new DependencyUnavailable({
+    dependency: DEPENDENCY,
+    message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`
+  })
+
+/** Code-first migrations, applied in order, each at most once per database. */
+const migrations: ReadonlyArray<{ readonly id: string; readonly sql: string }> = [
+  {
+    id: "0001_init_chat",
+    sql: `
+      CREATE TABLE IF NOT EXISTS chat_messages (
+        scope_key        TEXT    NOT NULL,
+        bucket           INTEGER NOT NULL,
+        created_at_utc   INTEGER NOT NULL,
+        message_id       TEXT    NOT NULL,
+        scope_type       INTEGER NOT NULL,
+        scope_id         TEXT    NOT NULL,
+        sender_id        TEXT    NOT NULL,
+        text             TEXT    NOT NULL,
+        origin_pod_id    TEXT    NOT NULL,
+        broker_partition INTEGER NOT NULL,
+        broker_offset    INTEGER NOT NULL,
+        PRIMARY KEY (scope_key, bucket, created_at_utc, message_id)
+      );
+      -- Redelivered events carry the same messageId: one row, whatever its other columns say.
+      CREATE UNIQUE INDEX IF NOT EXISTS chat_messages_message_id ON chat_messages (message_id);
+      CREATE INDEX IF NOT EXISTS chat_messages_by_offset
+        ON chat_messages (scope_key, broker_partition, broker_offset);
+      -- Pages span buckets; ordering by the clock alone stays right even if bucketMillis changes between runs.
+      CREATE INDEX IF NOT EXISTS chat_messages_by_time
+        ON chat_messages (scope_key, created_at_utc, message_id);
+    `
+  }
+]
+
+interface MessageRow {
+  readonly created_at_utc: number
+  readonly message_id: string
+  readonly scope_type: ChatScopeType
+  readonly scope_id: string
+  readonly sender_id: string
+  readonly text: string
+  readonly origin_pod_id: string
+  readonly broker_partition: number
+  readonly broker_offset: number
+}
+
+const ROW_COLUMNS =
+  "created_at_utc, message_id, scope_type, scope_id, sender_id, text, origin_pod_id, broker_partition, broker_offset"
+
+// The constructors validate, so a row that is not a valid event fails inside Effect.try rather than leaking out.
+const fromRow = (row: MessageRow): EnrichedChatEvent =>
+  new EnrichedChatEvent({
+    chatEvent: new ChatEvent({
+      messageId: row.message_id,
+      scopeType: row.scope_type,
+      scopeId: row.scope_id,
+      senderId: row.sender_id,
+      text: row.text,
+      createdAtUtc: new Date(row.created_at_utc),
+      originPodId: row.origin_pod_id
+    }),
+    partition: row.broker_partition,
+    offset: row.broker_offset
+  })
+
+const openDatabase = (path: string) =>
+  Effect.acquireRelease(
+    Effect.try({ try: () => new Database(path), catch: unavailable(`cannot open ${path}`) }),
+    (db) => Effect.try(() => db.close()).pipe(Effect.ignore)
+  )
+
+const configure = (db: Database.Database) =>
+  Effect.try({
+    try: () => {
+      db.pragma("journal_mode = WAL")
+      db.pragma("synchronous = NORMAL")
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MILLIS}`)
+    },
+    catch: unavailable("cannot configure the database")
+  })
+
+const migrate = (db: Database.Database) =>
+  Effect.try({
+    try: () => {
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+          module_name    TEXT    NOT NULL,
+          migration_id   TEXT    NOT NULL,
+          applied_at_utc INTEGER NOT NULL,
+          PRIMARY KEY (module_name, migration_id)
+        )
+      `)
+      const isApplied = db.prepare<[string, string], number>(
+        "SELECT 1 FROM schema_migrations WHERE module_name = ? AND migration_id = ?"
+      ).pluck()
+      const record = db.prepare<[string, string, number]>(
+        "INSERT INTO schema_migrations (module_name, migration_id, applied_at_utc) VALUES (?, ?, ?)"
+      )
+      // IMMEDIATE takes the write lock first, so two processes opening one file cannot both apply a migration.
+      db.transaction(() => {
+        for (const migration of migrations) {
+          if (isApplied.get(MODULE_NAME, migration.id) !== undefined) continue
+          db.exec(migration.sql)
+          // Wall-clock time on purpose: this records when the file changed, not a simulated time.
+          record.run(MODULE_NAME, migration.id, Date.now())
+        }
+      }).immediate()
+    },
+    catch: unavailable("cannot migrate the database")
+  })
+
+const makeStore = (db: Database.Database, bucketMillis: number) =>
+  Effect.try({
+    try: () => {
+      const insert = db.prepare<
+        [string, number, number, string, number, string, string, string, string, number, number]
+      >(`
+        INSERT INTO chat_messages (
+          scope_key, bucket, created_at_utc, message_id, scope_type, scope_id,
+          sender_id, text, origin_pod_id, broker_partition, broker_offset
+        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT DO NOTHING
+      `)
+      const insertAll = db.transaction((events: ReadonlyArray<EnrichedChatEvent>) => {
+        for (const { chatEvent: e, partition, offset } of events) {
+          const createdAtMs = e.createdAtUtc.getTime()
+          insert.run(
+            scopeKey(e),
+            Math.floor(createdAtMs / bucketMillis),
+            createdAtMs,
+            e.messageId,
+            e.scopeType,
+            e.scopeId,
+            e.senderId,
+            e.text,
+            e.originPodId,
+            partition,
+            offset
+          )
+        }
+      })
+      const newest = db.prepare<[string, number], MessageRow>(`
+        SELECT ${ROW_COLUMNS} FROM chat_messages
+        WHERE scope_key = ?
+        ORDER BY created_at_utc DESC, message_id DESC
+        LIMIT ?
+      `)
+      const olderThan = db.prepare<[string, number, string, number], MessageRow>(`
+        SELECT ${ROW_COLUMNS} FROM chat_messages
+        WHERE scope_key = ? AND (created_at_utc, message_id) < (?, ?)
+        ORDER BY created_at_utc DESC, message_id DESC
+        LIMIT ?
+      `)
+      const afterOffset = db.prepare<[string, number, number, number], MessageRow>(`
+        SELECT ${ROW_COLUMNS} FROM chat_messages
+        WHERE scope_key = ? AND broker_partition = ? AND broker_offset > ?
+        ORDER BY broker_offset ASC
+        LIMIT ?
+      `)
+      const ping = db.prepare<[], number>("SELECT 1").pluck()
+      return { insertAll, newest, olderThan, afterOffset, ping }
+    },
+    catch: unavailable("cannot prepare statements")
+  })
+
+const make = (options: SqliteHistoryOptions) =>
+  Effect.gen(function*() {
+    const bucketMillis = options.bucketMillis ?? DAY_MILLIS
+    if (!Number.isSafeInteger(bucketMillis) || bucketMillis <= 0) {
+      return yield* new DependencyUnavailable({
+        dependency: DEPENDENCY,
+        message: `bucketMillis must be a positive integer, got ${bucketMillis}`
+      })
+    }
+    yield* Effect.try({
+      try: () => mkdirSync(options.dataDirectory, { recursive: true }),
+      catch: unavailable(`cannot create ${options.dataDirectory}`)
+    })
+    const db = yield* openDatabase(join(options.dataDirectory, options.fileName ?? DEFAULT_FILE_NAME))
+    yield* configure(db)
+    yield* migrate(db)
+    const statements = yield* makeStore(db, bucketMillis)
+
+    const append = (events: ReadonlyArray<EnrichedChatEvent>) =>
+      events.length === 0
+        ? Effect.void
+        : Effect.try({ try: () => statements.insertAll(events), catch: unavailable("cannot append") })
+
+    const page = (
+      scope: ScopeRef,
+      { before, limit }: { readonly limit: number; readonly before: HistoryCursorPosition | undefined }
+    ) =>
+      Effect.try({
+        try: (): HistorySlice => {
+          // SQLite reads a negative LIMIT as "no limit"; callers validate, this only keeps a bad one harmless.
+          const wanted = Math.max(0, Math.trunc(limit))
+          if (wanted === 0) return { items: [], next: undefined }
+          const key = scopeKey(scope)
+          // One row more than asked tells whether another page exists, so the last page has no cursor.
+          const rows = before === undefined
+            ? statements.newest.all(key, wanted + 1)
+            : statements.olderThan.all(key, before.createdAtMs, before.messageId, wanted + 1)
+          const items = rows.slice(0, wanted).map(fromRow)
+          const last = items[items.length - 1]
+          const next = rows.length > wanted && last !== undefined
+            ? { createdAtMs: last.chatEvent.createdAtUtc.getTime(), messageId: last.chatEvent.messageId }
+            : undefined
+          return { items, next }
+        },
+        catch: unavailable("cannot read a page")
+      })
+
+    const after = (scope: ScopeRef, position: StreamPosition, limit: number) =>
+      Effect.try({
+        try: (): ReadonlyArray<EnrichedChatEvent> => {
+          const wanted = Math.max(0, Math.trunc(limit))
+          if (wanted === 0) return []
+          return statements.afterOffset.all(scopeKey(scope), position.partition, position.offset, wanted).map(fromRow)
+        },
+        catch: unavailable("cannot read after a position")
+      })
+
+    const ping = Effect.try({ try: () => void statements.ping.get(), catch: unavailable("ping failed") })
+
+    return ChatHistory.of({ append, page, after, ping })
+  })
+
+/** The embedded history store: one SQLite file in WAL mode, shaped like the Cassandra table. */
+export const SqliteHistory = {
+  layer: (options: SqliteHistoryOptions): Layer.Layer<ChatHistory, DependencyUnavailable> =>
+    Layer.scoped(ChatHistory, make(options))
+} as const

@@ -1,0 +1,2 @@
+export * from "./SqliteHistory.js"
+export * from "./SqliteLogJournal.js"

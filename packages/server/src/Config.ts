@@ -1,0 +1,126 @@
+import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Layer } from "effect"
+import { hostname } from "node:os"
+import { defaultPolicyLimits, type PolicyLimits } from "@chatify/domain"
+
+/** Everything the server reads from its environment (names as in the original design, `__` as delimiter). */
+export interface ServerConfig {
+  readonly port: number
+  readonly host: string
+  readonly podId: string
+  readonly broker: {
+    readonly useInMemoryBroker: boolean
+    readonly topicName: string
+    readonly partitions: number
+    readonly broadcastConsumerGroupPrefix: string
+  }
+  readonly dataDirectory: string
+  readonly policy: PolicyLimits
+  readonly rateLimit: { readonly limit: number; readonly windowSeconds: number }
+  readonly presenceTtl: Duration.Duration
+  readonly subscriberBufferSize: number
+  readonly shutdownGrace: Duration.Duration
+}
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 })
+  )
+
+const nonEmpty = (name: string, fallback: string) =>
+  Config.string(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: "must not be empty", validation: (s) => s.trim().length > 0 })
+  )
+
+export const serverConfig: Config.Config<ServerConfig> = Config.all({
+  port: Config.port("PORT").pipe(Config.withDefault(8080)),
+  host: nonEmpty("HOST", "0.0.0.0"),
+  podId: nonEmpty("POD_NAME", hostname()),
+  chatify: Config.nested(
+    Config.all({
+      broker: Config.nested(
+        Config.all({
+          useInMemoryBroker: Config.boolean("USEINMEMORYBROKER").pipe(Config.withDefault(true)),
+          topicName: nonEmpty("TOPICNAME", "chat-events"),
+          partitions: positiveInt("PARTITIONS", 3),
+          broadcastConsumerGroupPrefix: nonEmpty("BROADCASTCONSUMERGROUPPREFIX", "chatify-broadcast")
+        }),
+        "MESSAGEBROKER"
+      ),
+      dataDirectory: Config.nested(nonEmpty("DATADIRECTORY", "./data"), "EMBEDDED"),
+      policy: Config.nested(
+        Config.all({
+          maxIdLength: positiveInt("MAXIDLENGTH", defaultPolicyLimits.maxIdLength),
+          maxTextLength: positiveInt("MAXTEXTLENGTH", defaultPolicyLimits.maxTextLength)
+        }),
+        "CHAT"
+      ),
+      rateLimit: Config.nested(
+        Config.all({ limit: positiveInt("LIMIT", 100), windowSeconds: positiveInt("WINDOWSECONDS", 60) }),
+        "RATELIMIT"
+      ),
+      presenceTtlSeconds: Config.nested(positiveInt("TTLSECONDS", 300), "PRESENCE"),
+      subscriberBufferSize: Config.nested(positiveInt("SUBSCRIBERBUFFERSIZE", 8192), "FANOUT"),
+      shutdownGraceSeconds: Config.nested(positiveInt("GRACESECONDS", 10), "SHUTDOWN")
+    }),
+    "CHATIFY"
+  )
+}).pipe(
+  Config.map(({ chatify, host, podId, port }): ServerConfig => ({
+    port,
+    host,
+    podId,
+    broker: chatify.broker,
+    dataDirectory: chatify.dataDirectory,
+    policy: chatify.policy,
+    rateLimit: chatify.rateLimit,
+    presenceTtl: Duration.seconds(chatify.presenceTtlSeconds),
+    subscriberBufferSize: chatify.subscriberBufferSize,
+    shutdownGrace: Duration.seconds(chatify.shutdownGraceSeconds)
+  }))
+)
+
+/** Environment variables map onto config paths with `__`: CHATIFY__MESSAGEBROKER__PARTITIONS. */
+export const envConfigProvider = Layer.setConfigProvider(ConfigProvider.fromEnv({ pathDelim: "__", seqDelim: "," }))
+
+/** A config error as one line per problem, naming each environment variable. */
+export const describeConfigError = (error: ConfigError.ConfigError): string => {
+  const lines: Array<string> = []
+  const walk = (e: ConfigError.ConfigError): void => {
+    switch (e._op) {
+      case "And":
+      case "Or":
+        walk(e.left)
+        walk(e.right)
+        return
+      case "InvalidData":
+      case "MissingData":
+      case "SourceUnavailable":
+      case "Unsupported":
+        lines.push(`${e.path.join("__")}: ${e.message}`)
+    }
+  }
+  walk(error)
+  return Array.from(new Set(lines)).join("\n")
+}
+
+/** Reads the configuration, failing with a message that names each offending key. */
+export const loadServerConfig = Effect.gen(function*() {
+  const result = yield* Effect.either(serverConfig)
+  if (Either.isLeft(result)) {
+    return yield* Effect.fail(new InvalidConfiguration({ message: describeConfigError(result.left) }))
+  }
+  const config = result.right
+  if (!config.broker.useInMemoryBroker) {
+    return yield* Effect.fail(
+      new InvalidConfiguration({
+        message:
+          "CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: false needs the Kafka adapter, which this build does not include yet"
+      })
+    )
+  }
+  return config
+})
+
+export class InvalidConfiguration extends Data.TaggedError("InvalidConfiguration")<{ readonly message: string }> {}

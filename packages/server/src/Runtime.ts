@@ -1,0 +1,59 @@
+import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import type { Identity } from "@chatify/core"
+import { DependencyUnavailable } from "@chatify/domain"
+
+/**
+ * Lets a shutdown finish what was accepted: once draining, new sends are refused (503, and
+ * /health/ready says so), and shutdown waits for the sends in flight before closing anything.
+ */
+export class ShutdownGate extends Context.Tag("chatify/ShutdownGate")<ShutdownGate, {
+  readonly track: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | DependencyUnavailable, R>
+  readonly isDraining: Effect.Effect<boolean>
+  readonly drain: (within: Duration.DurationInput) => Effect.Effect<void>
+}>() {
+  static readonly layer = Layer.sync(ShutdownGate, () => {
+    let inFlight = 0
+    let draining = false
+    const refused = new DependencyUnavailable({ dependency: "chat-api", message: "the server is shutting down" })
+    return {
+      track: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.suspend((): Effect.Effect<A, E | DependencyUnavailable, R> => {
+          if (draining) return Effect.fail(refused)
+          inFlight++
+          return Effect.ensuring(effect, Effect.sync(() => inFlight--))
+        }),
+      isDraining: Effect.sync(() => draining),
+      drain: (within) =>
+        Effect.sync(() => {
+          draining = true
+        }).pipe(
+          Effect.zipRight(
+            Effect.sync(() => inFlight === 0).pipe(
+              Effect.repeat({ schedule: Schedule.spaced("10 millis"), until: (idle) => idle }),
+              Effect.timeout(Duration.decode(within)),
+              Effect.ignore
+            )
+          )
+        )
+    }
+  })
+}
+
+/**
+ * Who a connection is. Without authentication every connection is its own anonymous user
+ * `anon_{connectionId}`, as in the original design; connection ids are unique across restarts.
+ */
+export class Identities extends Context.Tag("chatify/Identities")<Identities, {
+  readonly newConnectionId: Effect.Effect<string>
+  readonly connectionIdForClient: (clientId: number) => string
+  readonly anonymous: (connectionId: string) => Identity
+}>() {
+  static readonly layer = Layer.sync(Identities, () => {
+    const boot = crypto.randomUUID().slice(0, 8)
+    return {
+      newConnectionId: Effect.sync(() => crypto.randomUUID()),
+      connectionIdForClient: (clientId) => `${boot}-${clientId}`,
+      anonymous: (connectionId) => ({ userId: `anon_${connectionId}`, connectionId })
+    }
+  })
+}

@@ -1,0 +1,44 @@
+import { HttpApiSwagger, HttpLayerRouter } from "@effect/platform"
+import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { Effect, Layer } from "effect"
+import { ChatApi, ChatRpcs } from "@chatify/domain"
+import type { ServerConfig } from "./Config.js"
+import { HealthRoutes } from "./Health.js"
+import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
+import { ChatRpcHandlers } from "./Rpc.js"
+import { ShutdownGate } from "./Runtime.js"
+import { ApplicationServices, Consumers, EmbeddedInfrastructure } from "./Services.js"
+
+const RpcRoute = RpcServer.layerHttpRouter({ group: ChatRpcs, path: "/rpc", protocol: "websocket" }).pipe(
+  Layer.provide(ChatRpcHandlers),
+  Layer.provide(RpcSerialization.layerNdjson)
+)
+
+const ApiRoutes = HttpLayerRouter.addHttpApi(ChatApi, { openapiPath: "/openapi.json" }).pipe(
+  Layer.provide(ChatApiHandlers)
+)
+
+const DocsRoute = HttpApiSwagger.layerHttpLayerRouter({ api: ChatApi, path: "/docs" })
+
+export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware)
+
+/** Built after the HTTP server, so on shutdown it runs first: refuse new sends, finish those in flight. */
+const DrainOnShutdown = (config: ServerConfig) =>
+  Layer.scopedDiscard(
+    Effect.addFinalizer(() =>
+      Effect.flatMap(ShutdownGate, (gate) =>
+        Effect.zipRight(Effect.logInfo("Shutting down: draining in-flight sends"), gate.drain(config.shutdownGrace)))
+    )
+  )
+
+/**
+ * The whole server on the embedded default. Build order is services → consumers → HTTP → drain,
+ * so shutdown runs drain → stop HTTP → let the history writer catch up → close the stores.
+ */
+export const ChatServer = (config: ServerConfig) =>
+  DrainOnShutdown(config).pipe(
+    Layer.provide(HttpLayerRouter.serve(Routes, { disableLogger: true })),
+    Layer.provide(Consumers(config)),
+    Layer.provide(ApplicationServices(config)),
+    Layer.provide(EmbeddedInfrastructure(config))
+  )

@@ -1,0 +1,7 @@
+export * from "./Config.js"
+export * from "./Health.js"
+export * from "./Http.js"
+export * from "./Rpc.js"
+export * from "./Runtime.js"
+export * from "./Server.js"
+export * from "./Services.js"
