@@ -64,4 +64,31 @@ export class ChatApiGroup extends HttpApiGroup.make("chat")
   .addError(Problem400)
   .addError(Problem500) {}
 
-export class ChatApi extends HttpApi.make("chatify").add(ChatApiGroup).annotate(OpenApi.Title, "Chatify") {}
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
+
+/**
+ * HttpApi documents its built-in decode error for 400; the server answers every 400 with
+ * ProblemDetails (it rewrites decode errors), so the document says exactly that.
+ */
+const documentValidationProblems = (spec: Record<string, unknown>): Record<string, unknown> => {
+  const paths = spec["paths"]
+  if (!isRecord(paths)) return spec
+  for (const item of Object.values(paths)) {
+    if (!isRecord(item)) continue
+    for (const operation of Object.values(item)) {
+      if (!isRecord(operation) || !isRecord(operation["responses"])) continue
+      const badRequest = operation["responses"]["400"]
+      if (!isRecord(badRequest)) continue
+      badRequest["content"] = {
+        [PROBLEM_CONTENT_TYPE]: { schema: { $ref: "#/components/schemas/Problem400" } }
+      }
+    }
+  }
+  return spec
+}
+
+export class ChatApi extends HttpApi.make("chatify")
+  .add(ChatApiGroup)
+  .annotate(OpenApi.Title, "Chatify")
+  .annotate(OpenApi.Transform, documentValidationProblems)
+{}

@@ -41,8 +41,10 @@ describe("ChatRpcs", () => {
   })
 
   it("payloads carry the scope, and Send never takes a senderId from the client", () => {
-    const decode = (tag: string, payload: unknown) =>
-      Schema.decodeUnknownEither(rpc(tag).payloadSchema, { onExcessProperty: "error" })(payload)
+    const decode = (tag: string, payload: unknown) => {
+      const schema: Schema.Schema.AnyNoContext = rpc(tag).payloadSchema
+      return Schema.decodeUnknownEither(schema, { onExcessProperty: "error" })(payload)
+    }
     expect(Either.isRight(decode("Send", { scopeType: 0, scopeId: "general", text: "hi" }))).toBe(true)
     expect(Either.isLeft(decode("Send", { scopeType: 0, scopeId: "general", text: "hi", senderId: "mallory" }))).toBe(
       true
@@ -70,7 +72,7 @@ describe("ChatApi OpenAPI document", () => {
     return op
   }
 
-  const contentTypes = (path: string, method: "get" | "post", status: string): ReadonlyArray<string> =>
+  const contentTypes = (path: string, method: "get" | "post", status: number): ReadonlyArray<string> =>
     Object.keys(operation(path, method).responses[status]?.content ?? {})
 
   it("documents exactly POST /api/chat/send and GET …/history and …/presence", () => {
@@ -93,9 +95,22 @@ describe("ChatApi OpenAPI document", () => {
 
   it("send takes a JSON ChatSendRequest body and every operation answers 200 with JSON", () => {
     expect(Object.keys(operation(send, "post").requestBody?.content ?? {})).toEqual(["application/json"])
-    expect(contentTypes(send, "post", "200")).toEqual(["application/json"])
-    expect(contentTypes(history, "get", "200")).toEqual(["application/json"])
-    expect(contentTypes(presence, "get", "200")).toEqual(["application/json"])
+    expect(contentTypes(send, "post", 200)).toEqual(["application/json"])
+    expect(contentTypes(history, "get", 200)).toEqual(["application/json"])
+    expect(contentTypes(presence, "get", 200)).toEqual(["application/json"])
+  })
+
+  it("the 400 response documents the Problem400 schema", () => {
+    for (const [path, method] of [
+      [send, "post"],
+      [history, "get"],
+      [presence, "get"]
+    ] as const) {
+      expect(JSON.stringify(operation(path, method).responses[400]?.content ?? {})).toContain(
+        "#/components/schemas/Problem400"
+      )
+    }
+    expect(spec.components.schemas["Problem400"]).toBeDefined()
   })
 
   it("the 400 response uses application/problem+json", () => {
@@ -105,8 +120,8 @@ describe("ChatApi OpenAPI document", () => {
       [history, "get"],
       [presence, "get"]
     ] as const) {
-      expect(operation(path, method).responses["400"]).toBeDefined()
-      expect({ path, contentTypes: contentTypes(path, method, "400") }).toEqual({
+      expect(operation(path, method).responses[400]).toBeDefined()
+      expect({ path, contentTypes: contentTypes(path, method, 400) }).toEqual({
         path,
         contentTypes: [PROBLEM_CONTENT_TYPE]
       })
@@ -114,14 +129,16 @@ describe("ChatApi OpenAPI document", () => {
   })
 
   it("every other error response uses application/problem+json", () => {
-    const documented: ReadonlyArray<readonly [string, "get" | "post", ReadonlyArray<string>]> = [
-      [send, "post", ["401", "403", "429", "500", "503", "504"]],
-      [history, "get", ["401", "403", "500", "503", "504"]],
-      [presence, "get", ["401", "403", "500", "503"]]
+    const documented: ReadonlyArray<readonly [string, "get" | "post", ReadonlyArray<number>]> = [
+      [send, "post", [401, 403, 429, 500, 503, 504]],
+      [history, "get", [401, 403, 500, 503, 504]],
+      [presence, "get", [401, 403, 500, 503]]
     ]
     for (const [path, method, statuses] of documented) {
-      const errorStatuses = Object.keys(operation(path, method).responses).filter((s) => Number(s) >= 400 && s !== "400")
-      expect(errorStatuses.sort()).toEqual([...statuses].sort())
+      const errorStatuses = Object.keys(operation(path, method).responses)
+        .map(Number)
+        .filter((s) => s > 400)
+      expect(errorStatuses.sort((a, b) => a - b)).toEqual([...statuses].sort((a, b) => a - b))
       for (const status of statuses) {
         expect({ path, status, contentTypes: contentTypes(path, method, status) }).toEqual({
           path,

@@ -1,0 +1,110 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import { Deferred, Duration, Effect, Fiber, Layer, Ref, Schedule, Stream } from "effect"
+import {
+  broadcastConsumer,
+  ChatEventProducer,
+  ConsumerHealth,
+  CurrentUser,
+  historyWriter,
+  LocalFanout,
+  subscribe
+} from "@chatify/core"
+import { ChatEvent, defaultPolicyLimits, type EnrichedChatEvent, type ScopeRef } from "@chatify/domain"
+import { ApplicationServices, EmbeddedInfrastructure, type ServerConfig } from "@chatify/server"
+
+const directories: Array<string> = []
+afterEach(() => {
+  for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
+})
+
+const configIn = (dataDirectory: string): ServerConfig => ({
+  port: 0,
+  host: "127.0.0.1",
+  podId: "pod-resume",
+  broker: { useInMemoryBroker: true, topicName: "chat-events", partitions: 3, broadcastConsumerGroupPrefix: "b" },
+  dataDirectory,
+  policy: defaultPolicyLimits,
+  rateLimit: { limit: 10_000, windowSeconds: 60 },
+  presenceTtl: Duration.minutes(5),
+  subscriberBufferSize: 1024,
+  shutdownGrace: Duration.seconds(5)
+})
+
+const scope: ScopeRef = { scopeType: 0, scopeId: "general" }
+const produce = (n: number, label: string) =>
+  Effect.flatMap(ChatEventProducer, (producer) =>
+    Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
+      producer.produce(
+        new ChatEvent({
+          messageId: crypto.randomUUID(),
+          ...scope,
+          senderId: "alice",
+          text: `${label}-${i}`,
+          createdAtUtc: new Date(),
+          originPodId: "pod-resume"
+        })
+      )))
+
+describe("subscribe with resume", () => {
+  it.live("fills the gap from history once the writer has caught up, then goes live: no gap, no duplicate", () => {
+    const dir = mkdtempSync(join(tmpdir(), "chatify-resume-"))
+    directories.push(dir)
+    const config = configIn(dir)
+    const layer = ApplicationServices(config).pipe(Layer.provideMerge(EmbeddedInfrastructure(config)))
+    return Effect.gen(function*() {
+      yield* Effect.forkScoped(broadcastConsumer)
+      const health = yield* ConsumerHealth
+      yield* health.snapshot.pipe(
+        Effect.repeat({ until: (s) => s.get("broadcast") === "running", schedule: Schedule.spaced("5 millis") })
+      )
+      const before = yield* produce(10, "before")
+      const lastSeen = before[3]!
+
+      const received = yield* Ref.make<ReadonlyArray<EnrichedChatEvent>>([])
+      const live = yield* Deferred.make<void>()
+      const subscriber = yield* subscribe(scope, lastSeen).pipe(
+        Stream.tap((item) =>
+          "_tag" in item ? Deferred.succeed(live, undefined) : Ref.update(received, (all) => [...all, item])
+        ),
+        Stream.provideService(CurrentUser, { userId: "bob", connectionId: "c-bob" }),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      // the history writer is not running, so the subscription cannot have replayed anything yet
+      const during = yield* produce(5, "during")
+      expect(yield* Ref.get(received)).toEqual([])
+
+      yield* Effect.forkScoped(historyWriter)
+      yield* Deferred.await(live)
+      const after = yield* produce(5, "after")
+      const expected = [...before.slice(4), ...during, ...after].map((p) => p.offset)
+      yield* Ref.get(received).pipe(
+        Effect.repeat({ until: (all) => all.length >= expected.length, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      expect((yield* Ref.get(received)).map((e) => e.offset)).toEqual(expected)
+      expect(yield* (yield* LocalFanout).subscriberCount).toBe(1)
+      yield* Fiber.interrupt(subscriber)
+      expect(yield* (yield* LocalFanout).subscriberCount).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
+  it.live("a resume position on another partition is a typed Conflict", () => {
+    const dir = mkdtempSync(join(tmpdir(), "chatify-resume-"))
+    directories.push(dir)
+    const config = configIn(dir)
+    const layer = ApplicationServices(config).pipe(Layer.provideMerge(EmbeddedInfrastructure(config)))
+    return Effect.gen(function*() {
+      const [sent] = yield* produce(1, "x")
+      const error = yield* subscribe(scope, { partition: (sent!.partition + 1) % 3, offset: 0 }).pipe(
+        Stream.provideService(CurrentUser, { userId: "bob", connectionId: "c-bob" }),
+        Stream.runDrain,
+        Effect.flip
+      )
+      expect(error._tag).toBe("Conflict")
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+})

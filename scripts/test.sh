@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests need, typechecks every package and runs every test.
+# Exits non-zero on any failure.
+set -euo pipefail
+source "$(dirname "$0")/lib/setup.sh"
+install_dependencies
+cd "$CHATIFY_ROOT"
+log "typechecking"
+"${PNPM[@]}" run --silent typecheck
+log "running the tests"
+mkdir -p "$CHATIFY_CACHE"
+report="$CHATIFY_CACHE/vitest-report.json"
+rm -f "$report"
+status=0
+"${PNPM[@]}" exec vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+if [ -f "$report" ]; then
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+  ' "$report"
+fi
+exit "$status"
