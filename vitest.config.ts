@@ -1,7 +1,12 @@
 import { defineConfig } from "vitest/config"
 
+// Workspace packages export their TypeScript sources under the "@chatify/source" condition, so the
+// tests run against src/ without a build.
+const conditions = ["@chatify/source", "module", "node", "development|production"]
+
 export default defineConfig({
-  resolve: { conditions: ["@chatify/source"] },
+  resolve: { conditions },
+  ssr: { resolve: { conditions } },
   test: {
     include: ["packages/*/test/**/*.test.ts"],
     testTimeout: 60_000,

@@ -6,8 +6,8 @@ import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Layer, Stream } from "effect"
 import { ChatEventProducer, ChatEventSource } from "@chatify/core"
 import { ChatEvent } from "@chatify/domain"
-import { makeMemoryLog, MemoryLogLayerFrom } from "@chatify/adapters/memory"
-import { makeSqliteLogJournal } from "@chatify/adapters/sqlite"
+import { makeMemoryLog, MemoryLogLayerFrom } from "../src/memory/index.js"
+import { makeSqliteLogJournal } from "../src/sqlite/index.js"
 import { eventLogContract } from "./contracts/EventLogContract.js"
 
 const directories: Array<string> = []

@@ -1,5 +1,5 @@
 import { TestClock } from "effect"
-import { MemoryFanout, MemoryLogLayer, MemoryPresence, MemoryRateLimiter } from "@chatify/adapters/memory"
+import { MemoryFanout, MemoryLogLayer, MemoryPresence, MemoryRateLimiter } from "../src/memory/index.js"
 import { eventLogContract } from "./contracts/EventLogContract.js"
 import { localFanoutContract } from "./contracts/LocalFanoutContract.js"
 import { presenceContract } from "./contracts/PresenceContract.js"

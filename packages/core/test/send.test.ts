@@ -9,7 +9,7 @@ import {
   RateLimiter,
   ScopeAuthorizer,
   sendMessage
-} from "@chatify/core"
+} from "../src/index.js"
 import { ChatScopeType, type ChatEvent, defaultPolicyLimits, DependencyUnavailable } from "@chatify/domain"
 
 interface World {

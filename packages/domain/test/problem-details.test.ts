@@ -180,14 +180,9 @@ describe("problemOf: the table, error by error", () => {
 describe("problemOf leaks no internals", () => {
   const reference = problemOf(new Unexpected({ message: "reference" }))
 
-  it.prop("the Unexpected problem does not depend on, nor contain, the error's message", { message: FastCheck.string({ unit: "grapheme" }) }, ({ message }) => {
+  it.prop("the Unexpected problem is the same whatever the error's message (so it cannot leak it)", { message: FastCheck.string({ unit: "grapheme" }) }, ({ message }) => {
     const p = problemOf(new Unexpected({ message }))
     expect(p).toEqual(reference)
-    // A message that is not itself a piece of the fixed wording never shows up in the body.
-    const body = JSON.stringify(p)
-    FastCheck.pre(message.trim().length >= 3 && !reference.detail.includes(message) && !reference.title.includes(message))
-    expect(p.detail).not.toContain(message)
-    expect(body).not.toContain(JSON.stringify(message).slice(1, -1))
   }, { fastCheck: { numRuns } })
 
   it.prop("for arbitrary Unexpected instances (Arbitrary.make), the detail is the fixed wording", { e: Unexpected }, ({ e }) => {

@@ -21,20 +21,26 @@ export interface ServerConfig {
   readonly shutdownGrace: Duration.Duration
 }
 
+// Validation sits inside Config.nested(…, name) so that its error carries the key's path.
 const positiveInt = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.withDefault(fallback),
-    Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 })
-  )
+  Config.nested(
+    Config.integer().pipe(Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 })),
+    name
+  ).pipe(Config.withDefault(fallback))
 
 const nonEmpty = (name: string, fallback: string) =>
-  Config.string(name).pipe(
-    Config.withDefault(fallback),
-    Config.validate({ message: "must not be empty", validation: (s) => s.trim().length > 0 })
-  )
+  Config.nested(
+    Config.string().pipe(Config.validate({ message: "must not be empty", validation: (s) => s.trim().length > 0 })),
+    name
+  ).pipe(Config.withDefault(fallback))
 
 export const serverConfig: Config.Config<ServerConfig> = Config.all({
-  port: Config.port("PORT").pipe(Config.withDefault(8080)),
+  port: Config.nested(
+    Config.integer().pipe(
+      Config.validate({ message: "must be a TCP port (0 picks a free one)", validation: (n) => n >= 0 && n <= 65535 })
+    ),
+    "PORT"
+  ).pipe(Config.withDefault(8080)),
   host: nonEmpty("HOST", "0.0.0.0"),
   podId: nonEmpty("POD_NAME", hostname()),
   chatify: Config.nested(

@@ -1,5 +1,5 @@
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer, Logger, LogLevel } from "effect"
+import { Cause, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { createServer } from "node:http"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
 import { ChatServer } from "./Server.js"
@@ -18,11 +18,20 @@ const program = Effect.gen(function*() {
     )
   ).pipe(Effect.annotateLogs({ podId: config.podId }))
 }).pipe(
-  Effect.tapErrorTag("InvalidConfiguration", (error) => Effect.logError(error.message)),
+  Effect.tapErrorCause((cause) =>
+    Cause.failureOption(cause).pipe(
+      Option.filter((error) => error._tag === "InvalidConfiguration"),
+      Option.match({
+        onSome: (error) => Effect.logError(error.message),
+        onNone: () => Effect.logError("Chatify stopped on an error", cause)
+      })
+    )
+  ),
   Effect.annotateLogs({ service: SERVICE }),
   Effect.provide(envConfigProvider),
   Effect.provide(Logger.json),
   Logger.withMinimumLogLevel(LogLevel.Info)
 )
 
-NodeRuntime.runMain(program, { disablePrettyLogger: true })
+// errors are logged above as JSON lines; the exit code says the rest
+NodeRuntime.runMain(program, { disablePrettyLogger: true, disableErrorReporting: true })

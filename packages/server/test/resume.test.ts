@@ -13,7 +13,7 @@ import {
   subscribe
 } from "@chatify/core"
 import { ChatEvent, defaultPolicyLimits, type EnrichedChatEvent, type ScopeRef } from "@chatify/domain"
-import { ApplicationServices, EmbeddedInfrastructure, type ServerConfig } from "@chatify/server"
+import { ApplicationServices, EmbeddedInfrastructure, type ServerConfig } from "../src/index.js"
 
 const directories: Array<string> = []
 afterEach(() => {

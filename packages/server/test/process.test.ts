@@ -1,0 +1,88 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+
+const MAIN = new URL("../src/main.ts", import.meta.url).pathname
+const children: Array<ChildProcess> = []
+const directories: Array<string> = []
+
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill("SIGKILL")
+  for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
+})
+
+interface Running {
+  readonly child: ChildProcess
+  readonly output: () => string
+  readonly exited: Promise<number | null>
+  readonly listening: Promise<string>
+}
+
+/** The real entry point, as ./scripts/start.sh runs it (from source, through tsx). */
+const start = (env: Record<string, string>): Running => {
+  const child = spawn(process.execPath, ["--conditions=@chatify/source", "--import", "tsx", MAIN], {
+    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  children.push(child)
+  let output = ""
+  const listening = new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /Listening on (http:\/\/[^"\s]+)/u.exec(output)
+      if (match?.[1] !== undefined) resolve(match[1].replace("0.0.0.0", "127.0.0.1"))
+    }
+    child.stdout?.on("data", onData)
+    child.stderr?.on("data", onData)
+    child.on("exit", () => reject(new Error(`exited before listening:\n${output}`)))
+  })
+  // not every test waits for it; its rejection is still seen by those that do
+  listening.catch(() => undefined)
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  return { child, output: () => output, exited, listening }
+}
+
+const dataDirectory = () => {
+  const dir = mkdtempSync(join(tmpdir(), "chatify-process-"))
+  directories.push(dir)
+  return dir
+}
+
+const send = (base: string, text: string) =>
+  fetch(`${base}/api/chat/send`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ scopeType: 0, scopeId: "general", text })
+  })
+
+describe("the server process", () => {
+  it("refuses to start on a bad configuration value and names the key", async () => {
+    const server = start({ CHATIFY__MESSAGEBROKER__PARTITIONS: "many", CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory() })
+    expect(await server.exited).toBe(1)
+    expect(server.output()).toContain("CHATIFY__MESSAGEBROKER__PARTITIONS")
+    expect(server.output()).not.toContain("Listening on")
+  })
+
+  it("stops gracefully on SIGTERM with every acknowledged message in the history after a restart", async () => {
+    const dir = dataDirectory()
+    const first = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
+    const base = await first.listening
+    const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => send(base, `message ${i}`)))
+    expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200))
+    const acknowledged = await Promise.all(responses.map(async (r) => ((await r.json()) as { chatEvent: { messageId: string } }).chatEvent.messageId))
+    first.child.kill("SIGTERM")
+    expect(await first.exited).toBe(0)
+    expect(first.output()).toContain("Shutting down")
+
+    const second = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
+    const again = await second.listening
+    const page = await fetch(`${again}/api/chat/scopes/0/general/history?limit=500`)
+    expect(page.status).toBe(200)
+    const body = (await page.json()) as { items: ReadonlyArray<{ chatEvent: { messageId: string } }> }
+    expect(body.items.map((i) => i.chatEvent.messageId).sort()).toEqual([...acknowledged].sort())
+    second.child.kill("SIGTERM")
+    expect(await second.exited).toBe(0)
+  })
+})
