@@ -1,4 +1,4 @@
-import type { Mailbox, Scope, Stream } from "effect"
+import type { Scope, Stream } from "effect"
 import { Context, Effect } from "effect"
 import type {
   ChatEvent,
@@ -9,7 +9,6 @@ import type {
   PresentUser,
   ScopeRef,
   StreamPosition,
-  SubscriptionLagged,
   Timeout
 } from "@chatify/domain"
 
@@ -115,12 +114,17 @@ export class Presence extends Context.Tag("chatify/Presence")<Presence, {
   readonly ttlMillis: number
 }>() {}
 
-/** This pod's live subscribers per scope. Publishing is non-blocking: a full buffer ends that subscriber. */
+/** One live subscriber as the fan-out sees it: `deliver` returns false once it wants no more events. */
+export interface FanoutSubscriber {
+  readonly deliver: (event: EnrichedChatEvent) => boolean
+}
+
+/**
+ * This pod's live subscribers per scope. Publishing is synchronous and non-blocking: one lookup per
+ * event, one `deliver` per subscriber; what a subscriber does with a full buffer is its own business.
+ */
 export class LocalFanout extends Context.Tag("chatify/LocalFanout")<LocalFanout, {
-  readonly register: (
-    scopeKey: string,
-    bufferSize: number
-  ) => Effect.Effect<Mailbox.ReadonlyMailbox<EnrichedChatEvent, SubscriptionLagged>, never, Scope.Scope>
+  readonly register: (scopeKey: string, subscriber: FanoutSubscriber) => Effect.Effect<void, never, Scope.Scope>
   readonly publish: (event: EnrichedChatEvent) => Effect.Effect<number>
   readonly subscriberCount: Effect.Effect<number>
 }>() {}

@@ -1,4 +1,4 @@
-import { Chunk, Effect, Mailbox, Option, Schedule, Stream } from "effect"
+import { Cause, Chunk, Effect, Exit, Mailbox, Option, Schedule, type Scope, Stream } from "effect"
 import {
   Conflict,
   type EnrichedChatEvent,
@@ -8,19 +8,14 @@ import {
   type StreamPosition,
   Subscribed,
   type SubscribeError,
+  SubscriptionLagged,
   type SubscriptionItem,
-  Timeout
+  Timeout,
+  Unexpected
 } from "@chatify/domain"
 import { authorizeScope } from "./Access.js"
-import {
-  ChatEventSource,
-  ChatHistory,
-  ChatPolicy,
-  CurrentUser,
-  LocalFanout,
-  Presence,
-  ScopeAuthorizer
-} from "./Ports.js"
+import { ChatEventSource, ChatHistory, ChatPolicy, CurrentUser, LocalFanout, ScopeAuthorizer } from "./Ports.js"
+import { PresenceHeartbeat } from "./PresenceHeartbeat.js"
 import { CoreSettings } from "./Settings.js"
 
 export type SubscribeRequirements =
@@ -30,10 +25,13 @@ export type SubscribeRequirements =
   | CoreSettings
   | CurrentUser
   | LocalFanout
-  | Presence
+  | PresenceHeartbeat
   | ScopeAuthorizer
 
 const REPLAY_PAGE = 500
+
+/** Defects of a replay never reach a client as such: they end the subscription as Unexpected. */
+const unexpected = new Unexpected({ message: "the subscription failed unexpectedly" })
 
 /**
  * Waits until the history writer has stored everything before `endOffset` on the partition:
@@ -71,67 +69,109 @@ const replay = (scope: ScopeRef, from: StreamPosition, lastOffset: number) =>
     ))
 
 /**
- * A live subscription to a scope, optionally resumed after a position the client saw last.
+ * A live subscription to a scope, optionally resumed after the position the client saw last, as
+ * a mailbox the interface drains: first a `Subscribed` marker, then events in log order.
  *
- * The subscriber is registered with this pod's fan-out before the log's end offsets are read, so
- * every event at or after those offsets arrives live; everything between the resume position and
- * them is replayed from the history once the history writer has committed that far. Live events
- * already replayed are dropped by offset, so the switch has no gap and no duplicate.
+ * The subscriber joins this pod's fan-out before the log's end offsets are read, so every event
+ * at or after them arrives live. Everything between the resume position and them is replayed from
+ * the history once the history writer has committed that far; live events meanwhile wait in a
+ * buffer and are released after the replay, minus what it already delivered: no gap, no
+ * duplicate. A subscriber that falls `subscriberBufferSize` events behind ends with
+ * SubscriptionLagged and resumes from its last position.
  */
 export const subscribe = (
   scope: ScopeRef,
   after: StreamPosition | undefined
-): Stream.Stream<SubscriptionItem, SubscribeError, SubscribeRequirements> =>
-  Stream.unwrapScoped(
-    Effect.gen(function*() {
-      const identity = yield* authorizeScope(scope, "subscribe")
-      const source = yield* ChatEventSource
-      const fanout = yield* LocalFanout
-      const presence = yield* Presence
-      const settings = yield* CoreSettings
-      const key = scopeKey(scope)
-      const partition = partitionForScope(scope, source.partitions)
-      if (after !== undefined && after.partition !== partition) {
-        return yield* new Conflict({
-          message: `position is on partition ${after.partition}, but the scope is on partition ${partition}`
-        })
-      }
+): Effect.Effect<
+  Mailbox.ReadonlyMailbox<SubscriptionItem, SubscribeError>,
+  SubscribeError,
+  SubscribeRequirements | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const identity = yield* authorizeScope(scope, "subscribe")
+    const source = yield* ChatEventSource
+    const fanout = yield* LocalFanout
+    const settings = yield* CoreSettings
+    const key = scopeKey(scope)
+    const partition = partitionForScope(scope, source.partitions)
+    if (after !== undefined && after.partition !== partition) {
+      return yield* new Conflict({
+        message: `position is on partition ${after.partition}, but the scope is on partition ${partition}`
+      })
+    }
 
-      const live = yield* fanout.register(key, settings.subscriberBufferSize)
-      yield* Effect.acquireRelease(
-        presence.track(key, identity.userId, identity.connectionId),
-        () => presence.untrack(key, identity.connectionId).pipe(Effect.ignore)
-      )
-      yield* presence.track(key, identity.userId, identity.connectionId).pipe(
-        Effect.ignore,
-        Effect.repeat(Schedule.spaced(Math.max(1_000, Math.floor(presence.ttlMillis / 3)))),
-        Effect.forkScoped
-      )
-
-      let replayed: Stream.Stream<EnrichedChatEvent, SubscribeError, ChatHistory> = Stream.empty
-      let lastDelivered = after?.offset ?? -1
-      if (after !== undefined) {
-        const endOffset = (yield* source.endOffsets).get(partition) ?? 0
-        if (after.offset < endOffset - 1) {
-          yield* awaitHistoryUpTo(partition, endOffset)
-          replayed = replay(scope, after, endOffset - 1)
-        }
-      }
-      const liveEvents = Mailbox.toStream(live).pipe(
-        Stream.filter((event) => {
-          if (event.offset <= lastDelivered) return false
-          lastDelivered = event.offset
-          return true
-        })
-      )
-      const replayTracked = Stream.tap(replayed, (event) =>
-        Effect.sync(() => {
-          lastDelivered = Math.max(lastDelivered, event.offset)
-        }))
-      const marker: SubscriptionItem = new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId })
-      return Stream.make(marker).pipe(
-        Stream.concat(replayTracked),
-        Stream.concat(liveEvents)
-      )
+    const mailbox = yield* Mailbox.make<SubscriptionItem, SubscribeError>({
+      capacity: settings.subscriberBufferSize,
+      strategy: "suspend"
     })
-  )
+    yield* Effect.addFinalizer(() => mailbox.shutdown)
+    const lagged = () =>
+      mailbox.unsafeDone(
+        Exit.fail(new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: settings.subscriberBufferSize }))
+      )
+    let lastDelivered = after?.offset ?? -1
+    const deliverNow = (event: EnrichedChatEvent): boolean => {
+      if (event.offset <= lastDelivered) return true
+      if (!mailbox.unsafeOffer(event)) {
+        lagged()
+        return false
+      }
+      lastDelivered = event.offset
+      return true
+    }
+    // live events wait here while a resume gap is replayed
+    let held: Array<EnrichedChatEvent> | undefined = after === undefined ? undefined : []
+    const goLive = Effect.sync(() => {
+      const waiting = held ?? []
+      held = undefined
+      for (const event of waiting) if (!deliverNow(event)) return
+    })
+
+    mailbox.unsafeOffer(new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId }))
+    yield* fanout.register(key, {
+      deliver: (event) => {
+        if (held === undefined) return deliverNow(event)
+        if (held.length >= settings.subscriberBufferSize) {
+          lagged()
+          return false
+        }
+        held.push(event)
+        return true
+      }
+    })
+    yield* (yield* PresenceHeartbeat).hold(key, identity)
+
+    if (after !== undefined) {
+      const endOffset = (yield* source.endOffsets).get(partition) ?? 0
+      if (after.offset >= endOffset - 1) {
+        yield* goLive
+      } else {
+        yield* awaitHistoryUpTo(partition, endOffset).pipe(
+          Effect.zipRight(
+            Stream.runForEachChunk(replay(scope, after, endOffset - 1), (chunk) =>
+              Effect.suspend(() => {
+                lastDelivered = Math.max(lastDelivered, Chunk.unsafeLast(chunk).offset)
+                return mailbox.offerAll(chunk)
+              }))
+          ),
+          Effect.zipRight(goLive),
+          Effect.catchAllCause((cause) => {
+            if (Cause.isInterruptedOnly(cause)) return Effect.void
+            const failure = Cause.failureOption(cause)
+            const error = Option.isSome(failure) ? failure.value : unexpected
+            const logged = Option.isSome(failure) ? Effect.void : Effect.logError("Replaying a resume gap failed", cause)
+            return Effect.zipRight(logged, Effect.sync(() => mailbox.unsafeDone(Exit.fail(error))))
+          }),
+          Effect.forkScoped
+        )
+      }
+    }
+    return mailbox
+  })
+
+/** The same subscription as a Stream, for interfaces and tests that prefer one. */
+export const subscribeStream = (
+  scope: ScopeRef,
+  after: StreamPosition | undefined
+): Stream.Stream<SubscriptionItem, SubscribeError, SubscribeRequirements> =>
+  Stream.unwrapScoped(Effect.map(subscribe(scope, after), Mailbox.toStream))

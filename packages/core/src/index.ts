@@ -1,6 +1,7 @@
 export * from "./Access.js"
 export * from "./Consumers.js"
 export * from "./Ports.js"
+export * from "./PresenceHeartbeat.js"
 export * from "./Queries.js"
 export * from "./Send.js"
 export * from "./Settings.js"

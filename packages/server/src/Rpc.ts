@@ -1,4 +1,4 @@
-import { Cause, Effect, Stream } from "effect"
+import { Cause, Effect } from "effect"
 import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage, subscribe } from "@chatify/core"
 import { ChatRpcs, Unexpected } from "@chatify/domain"
 import { Identities, ShutdownGate } from "./Runtime.js"
@@ -29,15 +29,7 @@ export const ChatRpcHandlers = ChatRpcs.toLayer(
       Send: (payload, { clientId, headers }) =>
         gate.track(sendMessage(payload)).pipe(hideDefects, context(clientId, headers)),
       Subscribe: ({ after, scopeId, scopeType }, { clientId, headers }) =>
-        subscribe({ scopeType, scopeId }, after).pipe(
-          Stream.catchAllCause((cause) =>
-            Cause.isInterruptedOnly(cause)
-              ? Stream.failCause(cause)
-              : Stream.fromEffect(hideDefects(Effect.failCause(cause)))
-          ),
-          Stream.provideService(CurrentUser, identities.anonymous(identities.connectionIdForClient(clientId))),
-          Stream.provideService(CorrelationId, headers[CORRELATION_HEADER] ?? crypto.randomUUID())
-        ),
+        subscribe({ scopeType, scopeId }, after).pipe(hideDefects, context(clientId, headers)),
       History: ({ before, limit, scopeId, scopeType }, { clientId, headers }) =>
         readHistory({ scopeType, scopeId }, { limit, before }).pipe(hideDefects, context(clientId, headers)),
       Presence: ({ scopeId, scopeType }, { clientId, headers }) =>

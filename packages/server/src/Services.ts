@@ -4,6 +4,7 @@ import {
   ConsumerHealth,
   CoreSettings,
   PodIdentity,
+  PresenceHeartbeat,
   ScopeAuthorizer,
   awaitHistoryDrained,
   broadcastConsumer,
@@ -50,6 +51,7 @@ export const ApplicationServices = (config: ServerConfig) =>
       broadcastGroupPrefix: config.broker.broadcastConsumerGroupPrefix
     }),
     ConsumerHealth.layer,
+    PresenceHeartbeat.layer,
     ShutdownGate.layer,
     Identities.layer
   )

@@ -10,7 +10,7 @@ import {
   CurrentUser,
   historyWriter,
   LocalFanout,
-  subscribe
+  subscribeStream
 } from "@chatify/core"
 import { ChatEvent, defaultPolicyLimits, type EnrichedChatEvent, type ScopeRef } from "@chatify/domain"
 import { ApplicationServices, EmbeddedInfrastructure, type ServerConfig } from "../src/index.js"
@@ -65,7 +65,7 @@ describe("subscribe with resume", () => {
 
       const received = yield* Ref.make<ReadonlyArray<EnrichedChatEvent>>([])
       const live = yield* Deferred.make<void>()
-      const subscriber = yield* subscribe(scope, lastSeen).pipe(
+      const subscriber = yield* subscribeStream(scope, lastSeen).pipe(
         Stream.tap((item) =>
           "_tag" in item ? Deferred.succeed(live, undefined) : Ref.update(received, (all) => [...all, item])
         ),
@@ -99,7 +99,7 @@ describe("subscribe with resume", () => {
     const layer = ApplicationServices(config).pipe(Layer.provideMerge(EmbeddedInfrastructure(config)))
     return Effect.gen(function*() {
       const [sent] = yield* produce(1, "x")
-      const error = yield* subscribe(scope, { partition: (sent!.partition + 1) % 3, offset: 0 }).pipe(
+      const error = yield* subscribeStream(scope, { partition: (sent!.partition + 1) % 3, offset: 0 }).pipe(
         Stream.provideService(CurrentUser, { userId: "bob", connectionId: "c-bob" }),
         Stream.runDrain,
         Effect.flip

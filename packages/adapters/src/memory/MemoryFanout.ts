@@ -1,40 +1,33 @@
-import { Effect, Exit, Layer, Mailbox } from "effect"
-import { LocalFanout } from "@chatify/core"
-import { type EnrichedChatEvent, scopeKey, SubscriptionLagged } from "@chatify/domain"
+import { Effect, Layer } from "effect"
+import { type FanoutSubscriber, LocalFanout } from "@chatify/core"
+import { scopeKey } from "@chatify/domain"
 
 /**
  * This pod's subscribers, indexed by scope: publishing an event is one map lookup and one
- * non-blocking offer per subscriber of that scope. A subscriber whose buffer is full is ended
- * with SubscriptionLagged (it resumes from its last position) instead of slowing everyone down.
+ * synchronous `deliver` per subscriber of that scope, with no per-subscriber fiber or encoding.
  */
 export const MemoryFanout = Layer.sync(LocalFanout, () => {
-  interface Subscriber {
-    readonly mailbox: Mailbox.Mailbox<EnrichedChatEvent, SubscriptionLagged>
-    readonly bufferSize: number
-  }
-  const scopes = new Map<string, Set<Subscriber>>()
+  const scopes = new Map<string, Set<FanoutSubscriber>>()
   let subscribers = 0
-  const remove = (scopeKey: string, subscriber: Subscriber) => {
-    const set = scopes.get(scopeKey)
+  const remove = (key: string, subscriber: FanoutSubscriber) => {
+    const set = scopes.get(key)
     if (set?.delete(subscriber) === true) subscribers--
-    if (set?.size === 0) scopes.delete(scopeKey)
+    if (set?.size === 0) scopes.delete(key)
   }
   return {
-    register: (scopeKey, bufferSize) =>
+    register: (key, subscriber) =>
       Effect.acquireRelease(
-        Effect.map(Mailbox.make<EnrichedChatEvent, SubscriptionLagged>({ capacity: bufferSize, strategy: "dropping" }), (mailbox) => {
-          const subscriber: Subscriber = { mailbox, bufferSize }
-          let set = scopes.get(scopeKey)
+        Effect.sync(() => {
+          let set = scopes.get(key)
           if (set === undefined) {
             set = new Set()
-            scopes.set(scopeKey, set)
+            scopes.set(key, set)
           }
           set.add(subscriber)
           subscribers++
-          return subscriber
         }),
-        (subscriber) => Effect.zipRight(Effect.sync(() => remove(scopeKey, subscriber)), subscriber.mailbox.shutdown)
-      ).pipe(Effect.map((subscriber) => subscriber.mailbox)),
+        () => Effect.sync(() => remove(key, subscriber))
+      ),
     publish: (event) =>
       Effect.sync(() => {
         const key = scopeKey(event.chatEvent)
@@ -42,14 +35,8 @@ export const MemoryFanout = Layer.sync(LocalFanout, () => {
         if (set === undefined) return 0
         let delivered = 0
         for (const subscriber of set) {
-          if (subscriber.mailbox.unsafeOffer(event)) {
-            delivered++
-          } else {
-            remove(key, subscriber)
-            subscriber.mailbox.unsafeDone(
-              Exit.fail(new SubscriptionLagged({ scopeId: event.chatEvent.scopeId, bufferSize: subscriber.bufferSize }))
-            )
-          }
+          if (subscriber.deliver(event)) delivered++
+          else remove(key, subscriber)
         }
         return delivered
       }),

@@ -1,0 +1,54 @@
+import { Context, Effect, Layer, Schedule, type Scope } from "effect"
+import { type Identity, Presence } from "./Ports.js"
+
+/**
+ * Keeps this pod's subscriptions present: one fiber per pod refreshes every held entry before its
+ * TTL runs out, instead of a timer per subscription.
+ */
+export class PresenceHeartbeat extends Context.Tag("chatify/PresenceHeartbeat")<PresenceHeartbeat, {
+  /** Tracks the identity in the scope until the surrounding Scope closes. */
+  readonly hold: (scopeKey: string, identity: Identity) => Effect.Effect<void, never, Scope.Scope>
+}>() {
+  static readonly layer = Layer.scoped(
+    PresenceHeartbeat,
+    Effect.gen(function*() {
+      const presence = yield* Presence
+      // counted, so two subscriptions of one connection to one scope leave presence only together
+      const held = new Map<string, { readonly scopeKey: string; readonly identity: Identity; holders: number }>()
+      const entryKey = (scopeKey: string, connectionId: string) => `${connectionId}\u0000${scopeKey}`
+      const refreshAll = Effect.suspend(() =>
+        Effect.forEach(
+          Array.from(held.values()),
+          ({ identity, scopeKey }) => Effect.ignore(presence.track(scopeKey, identity.userId, identity.connectionId)),
+          { concurrency: 16, discard: true }
+        )
+      )
+      yield* refreshAll.pipe(
+        Effect.repeat(Schedule.spaced(Math.max(1_000, Math.floor(presence.ttlMillis / 3)))),
+        Effect.forkScoped
+      )
+      return {
+        hold: (scopeKey, identity) =>
+          Effect.acquireRelease(
+            Effect.zipRight(
+              Effect.sync(() => {
+                const key = entryKey(scopeKey, identity.connectionId)
+                const entry = held.get(key)
+                if (entry === undefined) held.set(key, { scopeKey, identity, holders: 1 })
+                else entry.holders++
+              }),
+              Effect.ignore(presence.track(scopeKey, identity.userId, identity.connectionId))
+            ),
+            () =>
+              Effect.suspend(() => {
+                const key = entryKey(scopeKey, identity.connectionId)
+                const entry = held.get(key)
+                if (entry !== undefined && --entry.holders > 0) return Effect.void
+                held.delete(key)
+                return Effect.ignore(presence.untrack(scopeKey, identity.connectionId))
+              })
+          )
+      }
+    })
+  )
+}
