@@ -119,15 +119,14 @@ export const subscribe = (
       lastDelivered = event.offset
       return true
     }
-    // live events wait here while a resume gap is replayed
-    let held: Array<EnrichedChatEvent> | undefined = after === undefined ? undefined : []
+    // live events wait here until the marker (and, on resume, the replay) is in the mailbox
+    let held: Array<EnrichedChatEvent> | undefined = []
     const goLive = Effect.sync(() => {
       const waiting = held ?? []
       held = undefined
       for (const event of waiting) if (!deliverNow(event)) return
     })
 
-    mailbox.unsafeOffer(new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId }))
     yield* fanout.register(key, {
       deliver: (event) => {
         if (held === undefined) return deliverNow(event)
@@ -141,30 +140,31 @@ export const subscribe = (
     })
     yield* (yield* PresenceHeartbeat).hold(key, identity)
 
-    if (after !== undefined) {
-      const endOffset = (yield* source.endOffsets).get(partition) ?? 0
-      if (after.offset >= endOffset - 1) {
-        yield* goLive
-      } else {
-        yield* awaitHistoryUpTo(partition, endOffset).pipe(
-          Effect.zipRight(
-            Stream.runForEachChunk(replay(scope, after, endOffset - 1), (chunk) =>
-              Effect.suspend(() => {
-                lastDelivered = Math.max(lastDelivered, Chunk.unsafeLast(chunk).offset)
-                return mailbox.offerAll(chunk)
-              }))
-          ),
-          Effect.zipRight(goLive),
-          Effect.catchAllCause((cause) => {
-            if (Cause.isInterruptedOnly(cause)) return Effect.void
-            const failure = Cause.failureOption(cause)
-            const error = Option.isSome(failure) ? failure.value : unexpected
-            const logged = Option.isSome(failure) ? Effect.void : Effect.logError("Replaying a resume gap failed", cause)
-            return Effect.zipRight(logged, Effect.sync(() => mailbox.unsafeDone(Exit.fail(error))))
-          }),
-          Effect.forkScoped
-        )
-      }
+    // read after joining the fan-out: every event at or after endOffset is certain to arrive live
+    const endOffset = (yield* source.endOffsets).get(partition) ?? 0
+    const wentLiveAt = after === undefined && endOffset > 0 ? { position: { partition, offset: endOffset - 1 } } : {}
+    mailbox.unsafeOffer(new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId, ...wentLiveAt }))
+    if (after === undefined || after.offset >= endOffset - 1) {
+      yield* goLive
+    } else {
+      yield* awaitHistoryUpTo(partition, endOffset).pipe(
+        Effect.zipRight(
+          Stream.runForEachChunk(replay(scope, after, endOffset - 1), (chunk) =>
+            Effect.suspend(() => {
+              lastDelivered = Math.max(lastDelivered, Chunk.unsafeLast(chunk).offset)
+              return mailbox.offerAll(chunk)
+            }))
+        ),
+        Effect.zipRight(goLive),
+        Effect.catchAllCause((cause) => {
+          if (Cause.isInterruptedOnly(cause)) return Effect.void
+          const failure = Cause.failureOption(cause)
+          const error = Option.isSome(failure) ? failure.value : unexpected
+          const logged = Option.isSome(failure) ? Effect.void : Effect.logError("Replaying a resume gap failed", cause)
+          return Effect.zipRight(logged, Effect.sync(() => mailbox.unsafeDone(Exit.fail(error))))
+        }),
+        Effect.forkScoped
+      )
     }
     return mailbox
   })

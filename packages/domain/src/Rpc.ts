@@ -7,11 +7,14 @@ import { ScopePresence } from "./Presence.js"
 
 /**
  * The first item of every subscription: from here on, live events reach the subscriber.
-
+ * For a subscription without a resume position, `position` is where it went live: a client that
+ * loses the connection before its first event resumes after it and misses nothing. It is absent
+ * when the scope's partition is still empty.
  */
 export class Subscribed extends Schema.TaggedClass<Subscribed>()("Subscribed", {
   scopeType: ChatScopeType,
-  scopeId: Schema.String
+  scopeId: Schema.String,
+  position: Schema.optional(StreamPosition)
 }) {}
 
 export const SubscriptionItem = Schema.Union(Subscribed, EnrichedChatEvent)

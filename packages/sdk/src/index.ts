@@ -1,0 +1,3 @@
+export * from "./ChatClient.js"
+export * from "./Dedupe.js"
+export * from "./Reconnect.js"

@@ -1,0 +1,501 @@
+import { createServer } from "node:net"
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Cause,
+  Chunk,
+  Deferred,
+  type Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Logger,
+  LogLevel,
+  Option,
+  Schema,
+  Scope,
+  Stream
+} from "effect"
+import {
+  type EnrichedChatEvent,
+  partitionForScope,
+  PROBLEM_CONTENT_TYPE,
+  positionOf,
+  ProblemDetails,
+  type ScopeRef,
+  type StreamPosition
+} from "@chatify/domain"
+// By package name, as another workspace package would import it (a self-reference through "exports").
+import { ChatClient } from "@chatify/sdk"
+import { type ChatClientService, makeChatClient, type SubscriptionUpdate } from "../src/index.js"
+import { startTcpProxy } from "./support/TcpProxy.js"
+import { makeTempDirectory, startTestServer } from "./support/TestServer.js"
+
+const END = "--end--"
+
+const freshScope = (): ScopeRef => ({ scopeType: 0, scopeId: `room-${crypto.randomUUID()}` })
+
+/** Startup and shutdown logs of the server are noise here; warnings and errors still show. */
+const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Warning)
+
+const within = (duration: Duration.DurationInput, what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(effect, { duration, onTimeout: () => new Error(`timed out waiting for ${what}`) })
+
+const ids = (events: ReadonlyArray<EnrichedChatEvent>) => events.map((e) => e.chatEvent.messageId)
+const offsets = (events: ReadonlyArray<EnrichedChatEvent>) => events.map((e) => e.offset)
+const byOffset = (events: ReadonlyArray<EnrichedChatEvent>) => [...events].sort((a, b) => a.offset - b.offset)
+
+const expectStrictlyIncreasing = (values: ReadonlyArray<number>) => {
+  const violations = values.filter((value, i) => i > 0 && value <= values[i - 1]!)
+  expect(violations).toEqual([])
+}
+
+const sendMany = (client: ChatClientService, scope: ScopeRef, count: number, concurrency: number, prefix = "m") =>
+  Effect.forEach(
+    Array.from({ length: count }, (_, i) => i),
+    (i) => client.send({ ...scope, text: `${prefix}-${i}` }),
+    { concurrency }
+  )
+
+const lastPosition = (events: ReadonlyArray<EnrichedChatEvent>): Effect.Effect<StreamPosition, Error> =>
+  Option.match(Option.fromNullable(events.at(-1)), {
+    onNone: () => Effect.fail(new Error("no event received")),
+    onSome: (event) => Effect.succeed(positionOf(event))
+  })
+
+/**
+ * Subscribes in the background until `done` holds for what arrived, and returns once the server
+ * reported the subscription live, so nothing sent afterwards can be missed.
+ */
+const collectUntil = (
+  client: ChatClientService,
+  scope: ScopeRef,
+  done: (received: ReadonlyArray<EnrichedChatEvent>) => boolean,
+  options: { readonly after?: StreamPosition } = {}
+) =>
+  Effect.gen(function*() {
+    const live = yield* Deferred.make<void>()
+    const received: Array<EnrichedChatEvent> = []
+    const fiber = yield* client.subscribe(scope, { ...options, onLive: live }).pipe(
+      Stream.tap((event) => Effect.sync(() => received.push(event))),
+      Stream.takeUntil(() => done(received)),
+      Stream.runDrain,
+      Effect.as(received),
+      Effect.forkScoped
+    )
+    yield* Deferred.await(live).pipe(within("5 seconds", "the subscription to be live"))
+    return fiber
+  })
+
+const untilEnd = (received: ReadonlyArray<EnrichedChatEvent>) => received.at(-1)?.chatEvent.text === END
+const untilCount = (count: number) => (received: ReadonlyArray<EnrichedChatEvent>) => received.length >= count
+
+describe("ChatClient end to end", () => {
+  it.scopedLive("two subscribers and a sender: each subscriber gets every message exactly once", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const scope = freshScope()
+      const [alice, bob, sender] = yield* Effect.all([
+        makeChatClient({ url: server.wsUrl }),
+        makeChatClient({ url: server.wsUrl }),
+        makeChatClient({ url: server.wsUrl })
+      ])
+      const forAlice = yield* collectUntil(alice, scope, untilEnd)
+      const forBob = yield* collectUntil(bob, scope, untilEnd)
+
+      const sent = yield* sendMany(sender, scope, 50, 8)
+      const end = yield* sender.send({ ...scope, text: END })
+      const [gotAlice, gotBob] = yield* Fiber.join(Fiber.zip(forAlice, forBob)).pipe(within("10 seconds", "both subscribers"))
+
+      // The end marker is sent after every other send returned, so it is last in the log too.
+      const expected = [...ids(byOffset(sent)), end.chatEvent.messageId]
+      expect(ids(gotAlice)).toEqual(expected)
+      expect(ids(gotBob)).toEqual(expected)
+      expect(new Set(ids(gotAlice)).size).toBe(51)
+    }).pipe(quiet))
+
+  it.scopedLive("1,000 pipelined sends arrive complete and in log order", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const scope = freshScope()
+      const subscriber = yield* makeChatClient({ url: server.wsUrl })
+      const sender = yield* makeChatClient({ url: server.wsUrl })
+      const collecting = yield* collectUntil(subscriber, scope, untilCount(1_000))
+
+      const sent = yield* sendMany(sender, scope, 1_000, 32)
+      const received = yield* Fiber.join(collecting).pipe(within("20 seconds", "1,000 events"))
+
+      expect(received.length).toBe(1_000)
+      expectStrictlyIncreasing(offsets(received))
+      expect(ids(received)).toEqual(ids(byOffset(sent)))
+      expect(offsets(received)).toEqual(offsets(byOffset(sent)))
+      expect(new Set(received.map((e) => e.partition))).toEqual(new Set([partitionForScope(scope, 3)]))
+    }).pipe(quiet))
+
+  it.scopedLive("a new client resuming after the last seen position gets exactly the gap, then live events", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const scope = freshScope()
+      const sender = yield* makeChatClient({ url: server.wsUrl })
+
+      const firstClientScope = yield* Scope.make()
+      const first = yield* makeChatClient({ url: server.wsUrl }).pipe(Scope.extend(firstClientScope))
+      const firstCollecting = yield* collectUntil(first, scope, untilCount(10))
+      const before = yield* sendMany(sender, scope, 10, 1, "before")
+      const seen = yield* Fiber.join(firstCollecting).pipe(within("10 seconds", "the first 10 events"))
+      expect(ids(seen)).toEqual(ids(before))
+      const resumeAt = yield* lastPosition(seen)
+      yield* Scope.close(firstClientScope, Exit.void)
+
+      const gap = yield* sendMany(sender, scope, 10, 1, "gap")
+      const second = yield* makeChatClient({ url: server.wsUrl })
+      const secondCollecting = yield* collectUntil(second, scope, untilEnd, { after: resumeAt })
+      const live = yield* sendMany(sender, scope, 5, 1, "live")
+      const end = yield* sender.send({ ...scope, text: END })
+      const resumed = yield* Fiber.join(secondCollecting).pipe(within("15 seconds", "the resumed subscription"))
+
+      expect(ids(resumed)).toEqual([...ids(gap), ...ids(live), end.chatEvent.messageId])
+      expectStrictlyIncreasing(offsets(resumed))
+    }).pipe(quiet))
+
+  it.scopedLive("reconnects on its own when the transport drops, delivering every message once and in order", () =>
+    Effect.gen(function*() {
+      const N = 300
+      const server = yield* startTestServer()
+      const proxy = yield* startTcpProxy(server.port)
+      const scope = freshScope()
+      const subscriber = yield* makeChatClient({ url: `ws://127.0.0.1:${proxy.port}/rpc` })
+      const sender = yield* makeChatClient({ url: server.wsUrl })
+
+      const live = yield* Deferred.make<void>()
+      // Flow control: the sender stays at most 16 messages ahead of the subscriber, so most events
+      // are still to come when a connection is cut and the subscriber must reconnect to get them.
+      const window = yield* Effect.makeSemaphore(16)
+      const received: Array<EnrichedChatEvent> = []
+      const reconnectReasons: Array<string> = []
+      let lives = 0
+      let cut = 0
+      const onUpdate = (update: SubscriptionUpdate): Effect.Effect<void> => {
+        switch (update._tag) {
+          case "Live":
+            lives++
+            return Deferred.succeed(live, undefined)
+          case "Reconnecting":
+            reconnectReasons.push(update.reason._tag)
+            return Effect.void
+          case "Event":
+            received.push(update.event)
+            // Cut the connection from outside twice while events are still streaming in.
+            return Effect.zipRight(
+              window.release(1),
+              received.length === 60 || received.length === 180
+                ? Effect.map(proxy.dropConnections, (n) => {
+                  cut += n
+                })
+                : Effect.void
+            )
+        }
+      }
+      const consuming = yield* subscriber.subscribeWithStatus(scope).pipe(
+        Stream.tap(onUpdate),
+        Stream.takeUntil(() => received.length >= N),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      yield* Deferred.await(live).pipe(within("5 seconds", "the subscription to be live"))
+
+      const sent = yield* Effect.forEach(
+        Array.from({ length: N }, (_, i) => i),
+        (i) => window.take(1).pipe(Effect.zipRight(sender.send({ ...scope, text: `m-${i}` }))),
+        { concurrency: 4 }
+      ).pipe(within("30 seconds", `${N} sends`))
+      yield* Fiber.join(consuming).pipe(within("30 seconds", `${N} events through the proxy`))
+
+      expect(cut).toBe(2)
+      expect(lives).toBe(3)
+      expect(reconnectReasons.length).toBeGreaterThanOrEqual(2)
+      expect(new Set(reconnectReasons)).toEqual(new Set(["RpcClientError"]))
+      expect(yield* proxy.accepted).toBe(3)
+      expect(received.length).toBe(N)
+      expectStrictlyIncreasing(offsets(received))
+      expect(ids(received)).toEqual(ids(byOffset(sent)))
+    }).pipe(quiet))
+
+  it.scopedLive("a live-only subscription cut off before its first event resumes where it went live", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const scope = freshScope()
+      const sender = yield* makeChatClient({ url: server.wsUrl })
+      yield* sender.send({ ...scope, text: "before the subscription" })
+      const proxy = yield* startTcpProxy(server.port)
+      const subscriber = yield* makeChatClient({ url: `ws://127.0.0.1:${proxy.port}/rpc` })
+      const live = yield* Deferred.make<void>()
+      const received: Array<EnrichedChatEvent> = []
+      const consuming = yield* subscriber.subscribe(scope, { onLive: live }).pipe(
+        Stream.take(10),
+        Stream.runForEach((event) => Effect.sync(() => received.push(event))),
+        Effect.forkScoped
+      )
+      yield* Deferred.await(live).pipe(within("5 seconds", "the subscription to be live"))
+
+      // point the proxy at a closed port, cut the connection, send while the subscriber cannot reconnect
+      const closedPort = yield* Effect.async<number>((resume) => {
+        const probe = createServer()
+        probe.listen(0, "127.0.0.1", () => {
+          const address = probe.address()
+          const port = address !== null && typeof address === "object" ? address.port : 0
+          probe.close(() => resume(Effect.succeed(port)))
+        })
+      })
+      yield* proxy.retarget(closedPort)
+      yield* proxy.dropConnections
+      const sent = yield* sendMany(sender, scope, 10, 1)
+      yield* proxy.retarget(server.port)
+
+      yield* Fiber.join(consuming).pipe(within("20 seconds", "the 10 messages sent while disconnected"))
+      expect(ids(received)).toEqual(ids(byOffset(sent)))
+    }).pipe(quiet))
+
+  it.scopedLive("a lagging subscriber is ended by the server and resumes without loss or duplicates", () =>
+    Effect.gen(function*() {
+      const N = 1_500
+      // A tiny server-side buffer, so a consumer that stops reading overflows it.
+      const server = yield* startTestServer({ config: { subscriberBufferSize: 8 } })
+      const scope = freshScope()
+      const slow = yield* makeChatClient({ url: server.wsUrl })
+      const sender = yield* makeChatClient({ url: server.wsUrl })
+
+      const live = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const received: Array<EnrichedChatEvent> = []
+      const reconnectReasons: Array<string> = []
+      const consuming = yield* slow.subscribeWithStatus(scope).pipe(
+        Stream.tap((update): Effect.Effect<void> => {
+          switch (update._tag) {
+            case "Live":
+              return Deferred.succeed(live, undefined)
+            case "Reconnecting":
+              return Effect.sync(() => reconnectReasons.push(update.reason._tag))
+            case "Event":
+              received.push(update.event)
+              // Hold the first event until the fan-out is done: everything behind it piles up.
+              return received.length === 1 ? Deferred.await(gate) : Effect.void
+          }
+        }),
+        Stream.takeUntil(() => received.length >= N),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      yield* Deferred.await(live).pipe(within("5 seconds", "the slow subscription to be live"))
+      // A fast subscriber on the same scope: once it has everything, the fan-out has offered everything.
+      const probe = yield* makeChatClient({ url: server.wsUrl })
+      const probing = yield* collectUntil(probe, scope, untilCount(N))
+
+      const sent = yield* sendMany(sender, scope, N, 32)
+      yield* Fiber.join(probing).pipe(within("20 seconds", "the probe subscriber"))
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(consuming).pipe(within("20 seconds", "the lagging subscriber"))
+
+      expect(reconnectReasons).toContain("SubscriptionLagged")
+      expect(received.length).toBe(N)
+      expectStrictlyIncreasing(offsets(received))
+      expect(ids(received)).toEqual(ids(byOffset(sent)))
+    }).pipe(quiet))
+
+  it.scopedLive("a live subscription survives a server restart and resumes after its last position", () =>
+    Effect.gen(function*() {
+      const dataDirectory = yield* makeTempDirectory()
+      const scope = freshScope()
+
+      const firstRun = yield* Scope.make()
+      const firstServer = yield* startTestServer({ dataDirectory }).pipe(Scope.extend(firstRun))
+      // The proxy gives the subscriber one address across both servers.
+      const proxy = yield* startTcpProxy(firstServer.port)
+      const subscriber = yield* makeChatClient({ url: `ws://127.0.0.1:${proxy.port}/rpc` })
+
+      const live = yield* Deferred.make<void>()
+      const received: Array<EnrichedChatEvent> = []
+      const reconnectReasons: Array<string> = []
+      let lives = 0
+      const firstHalf = yield* Deferred.make<void>()
+      const consuming = yield* subscriber.subscribeWithStatus(scope).pipe(
+        Stream.tap((update): Effect.Effect<unknown> => {
+          switch (update._tag) {
+            case "Live":
+              lives++
+              return Deferred.succeed(live, undefined)
+            case "Reconnecting":
+              return Effect.sync(() => reconnectReasons.push(update.reason._tag))
+            case "Event":
+              received.push(update.event)
+              return received.length === 20 ? Deferred.succeed(firstHalf, undefined) : Effect.void
+          }
+        }),
+        Stream.takeUntil(() => received.length >= 40),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      yield* Deferred.await(live).pipe(within("5 seconds", "the subscription to be live"))
+
+      const before = yield* Effect.gen(function*() {
+        const sender = yield* makeChatClient({ url: firstServer.wsUrl })
+        return yield* sendMany(sender, scope, 20, 1, "before")
+      }).pipe(Scope.extend(firstRun))
+      yield* Deferred.await(firstHalf).pipe(within("10 seconds", "the first 20 events"))
+      yield* Scope.close(firstRun, Exit.void)
+
+      const secondServer = yield* startTestServer({ dataDirectory })
+      yield* proxy.retarget(secondServer.port)
+      const sender = yield* makeChatClient({ url: secondServer.wsUrl })
+      const after = yield* sendMany(sender, scope, 20, 1, "after")
+      yield* Fiber.join(consuming).pipe(within("20 seconds", "the events sent after the restart"))
+
+      expect(lives).toBe(2)
+      expect(reconnectReasons.length).toBeGreaterThanOrEqual(1)
+      expect(ids(received)).toEqual([...ids(before), ...ids(after)])
+      expectStrictlyIncreasing(offsets(received))
+    }).pipe(quiet))
+
+  it.scopedLive("history returns every message after a restart on the same data directory", () =>
+    Effect.gen(function*() {
+      const dataDirectory = yield* makeTempDirectory()
+      const scope = freshScope()
+
+      const firstRun = yield* Scope.make()
+      const sent = yield* Effect.gen(function*() {
+        const server = yield* startTestServer({ dataDirectory })
+        const client = yield* makeChatClient({ url: server.wsUrl })
+        return yield* sendMany(client, scope, 120, 8)
+      }).pipe(Scope.extend(firstRun))
+      yield* Scope.close(firstRun, Exit.void)
+
+      const server = yield* startTestServer({ dataDirectory })
+      const client = yield* makeChatClient({ url: server.wsUrl })
+      const firstPage = yield* client.history({ ...scope, limit: 50 })
+      expect(firstPage.items.length).toBe(50)
+      expect(firstPage.nextCursor).toBeDefined()
+      const second = yield* client.history({ ...scope, limit: 50, ...(firstPage.nextCursor === undefined ? {} : { before: firstPage.nextCursor }) })
+      expect(second.items.length).toBe(50)
+
+      const all = Chunk.toReadonlyArray(yield* client.historyAll(scope, { pageSize: 50 }).pipe(Stream.runCollect))
+      expect(all.length).toBe(120)
+      expect(new Set(ids(all))).toEqual(new Set(ids(sent)))
+      expect(ids(all.slice(0, 50))).toEqual(ids(firstPage.items))
+      expect(ids(all.slice(50, 100))).toEqual(ids(second.items))
+      // Newest first: by creation time, then by message id (UUIDv7) within a millisecond.
+      const key = (e: EnrichedChatEvent) => [e.chatEvent.createdAtUtc.getTime(), e.chatEvent.messageId] as const
+      const outOfOrder = all.filter((e, i) => {
+        if (i === 0) return false
+        const [t, id] = key(e)
+        const [pt, pid] = key(all[i - 1]!)
+        return t > pt || (t === pt && id > pid)
+      })
+      expect(outOfOrder).toEqual([])
+    }).pipe(quiet))
+
+  it.scopedLive("typed errors: invalid input fails as a typed ValidationError and the connection keeps working", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const scope = freshScope()
+      const client = yield* makeChatClient({ url: server.wsUrl })
+
+      const exit = yield* client.send({ scopeType: 0, scopeId: "   ", text: "hello" }).pipe(Effect.exit)
+      expect(Exit.isFailure(exit)).toBe(true)
+      if (Exit.isFailure(exit)) {
+        const failure = Cause.failureOption(exit.cause)
+        expect(Option.map(failure, (e) => e._tag)).toEqual(Option.some("ValidationError"))
+        if (Option.isSome(failure) && failure.value._tag === "ValidationError") {
+          expect(failure.value.errors.map((e) => e.field)).toEqual(["scopeId"])
+        }
+      }
+
+      const ok = yield* client.send({ ...scope, text: "still connected" })
+      expect(ok.chatEvent.text).toBe("still connected")
+      const presence = yield* client.presence(scope)
+      expect(presence.scopeId).toBe(scope.scopeId)
+    }).pipe(quiet))
+
+  it.scopedLive("a subscription fails for good on non-retryable errors", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const scope = freshScope()
+      const client = yield* makeChatClient({ url: server.wsUrl })
+
+      const invalid = yield* client.subscribe({ scopeType: 0, scopeId: " " }).pipe(
+        Stream.runDrain,
+        Effect.flip,
+        within("5 seconds", "the invalid subscription to fail")
+      )
+      expect(invalid._tag).toBe("ValidationError")
+
+      // A resume position on another partition than the scope's is a Conflict.
+      const elsewhere = (partitionForScope(scope, 3) + 1) % 3
+      const conflict = yield* client.subscribe(scope, { after: { partition: elsewhere, offset: 0 } }).pipe(
+        Stream.runDrain,
+        Effect.flip,
+        within("5 seconds", "the conflicting subscription to fail")
+      )
+      expect(conflict._tag).toBe("Conflict")
+    }).pipe(quiet))
+
+  it.scopedLive("works as a service from ChatClient.layer", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const scope = freshScope()
+      const sent = yield* Effect.gen(function*() {
+        const chat = yield* ChatClient
+        return yield* chat.send({ ...scope, text: "via the layer" })
+      }).pipe(Effect.provide(ChatClient.layer({ url: server.wsUrl, headers: { "x-correlation-id": "sdk-test" } })))
+      expect(sent.chatEvent.text).toBe("via the layer")
+    }).pipe(quiet))
+})
+
+describe("HTTP problem details", () => {
+  const decodeProblem = Schema.decodeUnknownSync(ProblemDetails)
+
+  it.scopedLive("POST /api/chat/send with bad input answers 400 problem+json naming the field", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const post = (payload: unknown, headers: Record<string, string> = {}) =>
+        Effect.promise(async () => {
+          const response = await fetch(`${server.httpUrl}/api/chat/send`, {
+            method: "POST",
+            headers: { "content-type": "application/json", ...headers },
+            body: JSON.stringify(payload)
+          })
+          const body: unknown = await response.json()
+          return { response, body }
+        })
+
+      const invalid = yield* post({ scopeType: 0, scopeId: "   ", text: "hi" }, { "x-correlation-id": "corr-123" })
+      expect(invalid.response.status).toBe(400)
+      expect(invalid.response.headers.get("content-type")).toContain(PROBLEM_CONTENT_TYPE)
+      expect(invalid.response.headers.get("x-correlation-id")).toBe("corr-123")
+      const problem = decodeProblem(invalid.body)
+      expect(problem.status).toBe(400)
+      expect(problem.correlationId).toBe("corr-123")
+      expect(problem.errors?.map((e) => e.field)).toEqual(["scopeId"])
+
+      // A body that does not even match the schema is the same kind of 400.
+      const malformed = yield* post({ scopeType: 0, scopeId: "room" })
+      expect(malformed.response.status).toBe(400)
+      expect(malformed.response.headers.get("content-type")).toContain(PROBLEM_CONTENT_TYPE)
+      expect(malformed.response.headers.get("x-correlation-id")).toBeTruthy()
+      expect(decodeProblem(malformed.body).errors?.map((e) => e.field)).toContain("text")
+    }).pipe(quiet))
+
+  it.scopedLive("an unknown route answers 404 problem+json", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const { body, response } = yield* Effect.promise(async () => {
+        const response = await fetch(`${server.httpUrl}/no/such/route`, { headers: { "x-correlation-id": "corr-404" } })
+        const body: unknown = await response.json()
+          return { response, body }
+      })
+      expect(response.status).toBe(404)
+      expect(response.headers.get("content-type")).toContain(PROBLEM_CONTENT_TYPE)
+      expect(response.headers.get("x-correlation-id")).toBe("corr-404")
+      const problem = decodeProblem(body)
+      expect(problem.status).toBe(404)
+      expect(problem.instance).toBe("/no/such/route")
+    }).pipe(quiet))
+})

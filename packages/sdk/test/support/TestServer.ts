@@ -1,0 +1,79 @@
+import { HttpServer } from "@effect/platform"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Context, Duration, Effect, Layer, Schedule, type Scope } from "effect"
+import { mkdtemp, rm } from "node:fs/promises"
+import { createServer } from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { defaultPolicyLimits } from "@chatify/domain"
+// The sdk package does not depend on the server, so "@chatify/server" does not resolve from here.
+import { ChatServer, type ServerConfig } from "@chatify/server"
+
+export interface TestServer {
+  readonly port: number
+  /** The RPC WebSocket endpoint, e.g. ws://127.0.0.1:40123/rpc */
+  readonly wsUrl: string
+  /** The HTTP base, e.g. http://127.0.0.1:40123 */
+  readonly httpUrl: string
+  readonly dataDirectory: string
+  readonly config: ServerConfig
+}
+
+/** A fresh directory under the OS temp dir, removed with the scope. */
+export const makeTempDirectory = (prefix = "chatify-sdk-"): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.promise(() => mkdtemp(join(tmpdir(), prefix))),
+    (directory) => Effect.promise(() => rm(directory, { recursive: true, force: true }))
+  )
+
+/** The embedded server's configuration for tests: no meaningful rate limit, short shutdown grace. */
+export const testServerConfig = (dataDirectory: string, overrides: Partial<ServerConfig> = {}): ServerConfig => ({
+  port: 0,
+  host: "127.0.0.1",
+  podId: "pod-test",
+  broker: {
+    useInMemoryBroker: true,
+    topicName: "chat-events",
+    partitions: 3,
+    broadcastConsumerGroupPrefix: "chatify-broadcast"
+  },
+  dataDirectory,
+  policy: defaultPolicyLimits,
+  rateLimit: { limit: 1_000_000, windowSeconds: 60 },
+  presenceTtl: Duration.seconds(300),
+  subscriberBufferSize: 8192,
+  shutdownGrace: Duration.seconds(5),
+  ...overrides
+})
+
+/** Polls GET /health/ready until it answers 200; the server is usable from then on. */
+export const awaitReady = (httpUrl: string, within: Duration.DurationInput = "15 seconds"): Effect.Effect<void> =>
+  Effect.tryPromise(() => fetch(`${httpUrl}/health/ready`).then((response) => response.status)).pipe(
+    Effect.orElseSucceed(() => 0),
+    Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (status) => status === 200 }),
+    Effect.timeoutFail({ duration: within, onTimeout: () => new Error(`${httpUrl} did not become ready`) }),
+    Effect.orDie,
+    Effect.asVoid
+  )
+
+/**
+ * Starts `ChatServer` on 127.0.0.1, port 0, and waits until it is ready. It stops when the scope
+ * closes; pass `dataDirectory` to restart on the data of an earlier server.
+ */
+export const startTestServer = (
+  options: { readonly dataDirectory?: string; readonly config?: Partial<ServerConfig> } = {}
+): Effect.Effect<TestServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dataDirectory = options.dataDirectory ?? (yield* makeTempDirectory())
+    const config = testServerConfig(dataDirectory, options.config)
+    const context = yield* Layer.build(
+      ChatServer(config).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
+      )
+    ).pipe(Effect.orDie)
+    const address = Context.get(context, HttpServer.HttpServer).address
+    if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("the test server is not on TCP")
+    const httpUrl = `http://127.0.0.1:${address.port}`
+    yield* awaitReady(httpUrl)
+    return { port: address.port, wsUrl: `ws://127.0.0.1:${address.port}/rpc`, httpUrl, dataDirectory, config }
+  })
