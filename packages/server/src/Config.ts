@@ -1,4 +1,4 @@
-import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Layer } from "effect"
+import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { defaultPolicyLimits, type PolicyLimits } from "@chatify/domain"
 
@@ -87,6 +87,19 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
   }))
 )
 
+/** Endpoints of the production adapters: refused until they exist, rather than silently ignored. */
+const productionEndpoints = Config.all({
+  CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: Config.option(
+    Config.nested(Config.nested(Config.string("BOOTSTRAPSERVERS"), "MESSAGEBROKER"), "CHATIFY")
+  ),
+  CHATIFY__CACHING__CONNECTIONSTRING: Config.option(
+    Config.nested(Config.nested(Config.string("CONNECTIONSTRING"), "CACHING"), "CHATIFY")
+  ),
+  CHATIFY__DATABASE__CONTACTPOINTS: Config.option(
+    Config.nested(Config.nested(Config.string("CONTACTPOINTS"), "DATABASE"), "CHATIFY")
+  )
+})
+
 /** Environment variables map onto config paths with `__`: CHATIFY__MESSAGEBROKER__PARTITIONS. */
 export const envConfigProvider = Layer.setConfigProvider(ConfigProvider.fromEnv({ pathDelim: "__", seqDelim: "," }))
 
@@ -118,6 +131,17 @@ export const loadServerConfig = Effect.gen(function*() {
     return yield* Effect.fail(new InvalidConfiguration({ message: describeConfigError(result.left) }))
   }
   const config = result.right
+  const production = yield* Effect.either(productionEndpoints)
+  if (Either.isRight(production)) {
+    const configured = Object.entries(production.right).filter(([, value]) => Option.isSome(value)).map(([key]) => key)
+    if (configured.length > 0) {
+      return yield* Effect.fail(
+        new InvalidConfiguration({
+          message: `${configured.join(", ")}: production adapters are not in this build yet; unset to run on the embedded default`
+        })
+      )
+    }
+  }
   if (!config.broker.useInMemoryBroker) {
     return yield* Effect.fail(
       new InvalidConfiguration({

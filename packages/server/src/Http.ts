@@ -62,6 +62,7 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
   (httpEffect) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      const gate = yield* ShutdownGate
       const incoming = request.headers[CORRELATION_HEADER]
       const correlationId = incoming !== undefined && validCorrelationId.test(incoming)
         ? incoming
@@ -92,7 +93,9 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
         Effect.provideService(CorrelationId, correlationId),
         Effect.annotateLogs({ correlationId })
       )
-      return HttpServerResponse.setHeader(response, CORRELATION_HEADER, correlationId)
+      const withCorrelation = HttpServerResponse.setHeader(response, CORRELATION_HEADER, correlationId)
+      // while draining, clients move to another pod instead of reusing this connection
+      return (yield* gate.isDraining) ? HttpServerResponse.setHeader(withCorrelation, "connection", "close") : withCorrelation
     }),
   { global: true }
 )

@@ -57,3 +57,13 @@ export class Identities extends Context.Tag("chatify/Identities")<Identities, {
     }
   })
 }
+
+/**
+ * The HTTP server's connections, for shutdown: keep-alive connections would otherwise hold
+ * `server.close()` open, and a request that reaches one after the handlers are gone gets no answer.
+ */
+export class HttpConnections extends Context.Tag("chatify/HttpConnections")<HttpConnections, {
+  readonly closeIdle: Effect.Effect<void>
+  /** Destroys every remaining connection after `delay`, without keeping the process alive. */
+  readonly closeAllAfter: (delay: Duration.DurationInput) => Effect.Effect<void>
+}>() {}

@@ -1,12 +1,12 @@
 import { HttpApiSwagger, HttpLayerRouter } from "@effect/platform"
 import { RpcSerialization, RpcServer } from "@effect/rpc"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { ChatApi, ChatRpcs } from "@chatify/domain"
 import type { ServerConfig } from "./Config.js"
 import { HealthRoutes } from "./Health.js"
 import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
 import { ChatRpcHandlers } from "./Rpc.js"
-import { ShutdownGate } from "./Runtime.js"
+import { HttpConnections, ShutdownGate } from "./Runtime.js"
 import { ApplicationServices, Consumers, EmbeddedInfrastructure } from "./Services.js"
 
 const RpcRoute = RpcServer.layerHttpRouter({ group: ChatRpcs, path: "/rpc", protocol: "websocket" }).pipe(
@@ -22,12 +22,24 @@ const DocsRoute = HttpApiSwagger.layerHttpLayerRouter({ api: ChatApi, path: "/do
 
 export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware)
 
-/** Built after the HTTP server, so on shutdown it runs first: refuse new sends, finish those in flight. */
+/**
+ * Built after the HTTP server, so on shutdown it runs first: refuse new sends (answered with
+ * `Connection: close`), finish those in flight, then let go of idle keep-alive connections and
+ * bound the wait for the others.
+ */
 const DrainOnShutdown = (config: ServerConfig) =>
   Layer.scopedDiscard(
     Effect.addFinalizer(() =>
-      Effect.flatMap(ShutdownGate, (gate) =>
-        Effect.zipRight(Effect.logInfo("Shutting down: draining in-flight sends"), gate.drain(config.shutdownGrace)))
+      Effect.gen(function*() {
+        const gate = yield* ShutdownGate
+        yield* Effect.logInfo("Shutting down: draining in-flight sends")
+        yield* gate.drain(config.shutdownGrace)
+        const connections = yield* Effect.serviceOption(HttpConnections)
+        if (Option.isSome(connections)) {
+          yield* connections.value.closeIdle
+          yield* connections.value.closeAllAfter("1 second")
+        }
+      })
     )
   )
 

@@ -1,7 +1,8 @@
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Cause, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { Cause, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { createServer } from "node:http"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
+import { HttpConnections } from "./Runtime.js"
 import { ChatServer } from "./Server.js"
 
 const SERVICE = "chatify-chat-api"
@@ -12,9 +13,18 @@ const program = Effect.gen(function*() {
     `Starting on ${config.host}:${config.port} as pod ${config.podId} (embedded broker, data in ${config.dataDirectory})`
   )
   yield* Effect.logWarning("No authentication is configured: every connection gets an anonymous identity")
+  const nodeServer = createServer()
+  const connections = Layer.succeed(HttpConnections, {
+    closeIdle: Effect.sync(() => nodeServer.closeIdleConnections()),
+    closeAllAfter: (delay) =>
+      Effect.sync(() => {
+        setTimeout(() => nodeServer.closeAllConnections(), Duration.toMillis(delay)).unref()
+      })
+  })
   return yield* Layer.launch(
     ChatServer(config).pipe(
-      Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
+      Layer.provide(connections),
+      Layer.provide(NodeHttpServer.layer(() => nodeServer, { port: config.port, host: config.host }))
     )
   ).pipe(Effect.annotateLogs({ podId: config.podId }))
 }).pipe(

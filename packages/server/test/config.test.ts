@@ -71,4 +71,14 @@ describe("server configuration", () => {
       const error = yield* loadServerConfig.pipe(withEnv({ CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: "false" }), Effect.flip)
       expect(error.message).toContain("CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER")
     }))
+
+  it.effect("refuses production endpoints this build cannot use yet, naming each key", () =>
+    Effect.gen(function*() {
+      const error = yield* loadServerConfig.pipe(
+        withEnv({ CHATIFY__CACHING__CONNECTIONSTRING: "redis:6379", CHATIFY__DATABASE__CONTACTPOINTS: "scylla" }),
+        Effect.flip
+      )
+      expect(error.message).toContain("CHATIFY__CACHING__CONNECTIONSTRING")
+      expect(error.message).toContain("CHATIFY__DATABASE__CONTACTPOINTS")
+    }))
 })

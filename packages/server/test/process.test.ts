@@ -85,4 +85,44 @@ describe("the server process", () => {
     second.child.kill("SIGTERM")
     expect(await second.exited).toBe(0)
   })
+
+  it("keeps every acknowledged send when SIGTERM arrives while sends are in flight", async () => {
+    const dir = dataDirectory()
+    const first = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a", CHATIFY__RATELIMIT__LIMIT: "100000" })
+    const base = await first.listening
+    const acknowledged: Array<string> = []
+    let refused = 0
+    let attempts = 0
+    const worker = async () => {
+      // bounded: at most 400 attempts in all, and every one ends once the server is gone
+      while (attempts < 400) {
+        attempts++
+        if (acknowledged.length === 60 && first.child.exitCode === null) first.child.kill("SIGTERM")
+        try {
+          const response = await send(base, `in flight ${attempts}`)
+          if (response.status === 200) {
+            acknowledged.push(((await response.json()) as { chatEvent: { messageId: string } }).chatEvent.messageId)
+          } else {
+            expect(response.status).toBe(503)
+            refused++
+          }
+        } catch {
+          refused++
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: 16 }, worker))
+    expect(await first.exited).toBe(0)
+    expect(acknowledged.length).toBeGreaterThanOrEqual(60)
+    expect(refused).toBeGreaterThan(0)
+
+    const second = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
+    const again = await second.listening
+    const page = await fetch(`${again}/api/chat/scopes/0/general/history?limit=500`)
+    const body = (await page.json()) as { items: ReadonlyArray<{ chatEvent: { messageId: string } }> }
+    const stored = new Set(body.items.map((i) => i.chatEvent.messageId))
+    expect(acknowledged.filter((id) => !stored.has(id))).toEqual([])
+    second.child.kill("SIGTERM")
+    expect(await second.exited).toBe(0)
+  })
 })
