@@ -1,18 +1,16 @@
-// W1: one scope, N subscribers over /rpc (one WebSocket each) and one sender (the typed RPC client). Prints delivered
+// W1: one scope, N subscribers over /rpc (one WebSocket each) and one sender (the @chatify/sdk client). Prints delivered
 // messages/s, p50/p99 send→receive latency and server RSS per connection, for Chatify on the
 // embedded default and, in the same run, for a bare `ws` relay (the floor), with their ratios.
 //
 //   pnpm bench:w1                      (W1_SUBSCRIBERS=1000 W1_MESSAGES=200 W1_IN_FLIGHT=4)
 //
 // Loopback only; every loop is bounded in count and time.
-import { NodeSocket } from "@effect/platform-node"
-import { RpcClient, RpcSerialization } from "@effect/rpc"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { WebSocket } from "ws"
-import { ChatRpcs } from "@chatify/domain"
+import { makeChatClient } from "@chatify/sdk"
 import { fmt, percentile, rssOf, startProcess } from "./support.js"
 
 const SUBSCRIBERS = Number(process.env["W1_SUBSCRIBERS"] ?? 1000)
@@ -91,12 +89,6 @@ const chatify = async (): Promise<Result> => {
   const url = `ws://127.0.0.1:${server.url}/rpc`
   const recorder = new Recorder()
   const sockets: Array<WebSocket> = []
-  const protocol = RpcClient.layerProtocolSocket().pipe(
-    Layer.provide(NodeSocket.layerWebSocket(url)),
-    Layer.provide(RpcSerialization.layerNdjson)
-  )
-  const connect = Effect.flatMap(Layer.build(protocol), (context) =>
-    Effect.provide(RpcClient.make(ChatRpcs, { disableTracing: true }), context))
 
   const program = Effect.gen(function*() {
     yield* Effect.promise(settle)
@@ -107,10 +99,10 @@ const chatify = async (): Promise<Result> => {
     }
     yield* Effect.promise(settle)
     const rssPerConnection = (rssOf(server.pid) - rssBefore) / SUBSCRIBERS
-    const sender = yield* connect
+    const sender = yield* makeChatClient({ url })
     const startedAt = performance.now()
     yield* Effect.promise(() =>
-      pump((text) => Effect.runPromise(Effect.asVoid(sender.Send({ scopeType: 0, scopeId: "w1", text }))))
+      pump((text) => Effect.runPromise(Effect.asVoid(sender.send({ scopeType: 0, scopeId: "w1", text }))))
     )
     yield* Effect.promise(() => recorder.finished(PHASE_TIMEOUT_MS))
     return recorder.summary("chatify (embedded, /rpc)", startedAt, rssPerConnection)
