@@ -28,7 +28,7 @@ import {
 import { ChatClient } from "@chatify/sdk"
 import { type ChatClientService, makeChatClient, type SubscriptionUpdate } from "../src/index.js"
 import { startTcpProxy } from "./support/TcpProxy.js"
-import { makeTempDirectory, startTestServer } from "./support/TestServer.js"
+import { makeTempDirectory, startTestServer } from "@chatify/server/testing"
 
 const END = "--end--"
 

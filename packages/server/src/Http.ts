@@ -82,6 +82,21 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
               problemResponse(new NotFound({ message: `No route for ${request.method} ${instance}` }), instance, correlationId)
             )
           }
+          // a request the server could not read (bad JSON, a plain GET on the WebSocket endpoint) is the client's error
+          const unreadable = Cause.find(cause, (reason) => {
+            const error = reason._tag === "Fail" ? reason.error : reason._tag === "Die" ? reason.defect : undefined
+            return error instanceof HttpServerError.RequestError ? Option.some(error) : Option.none()
+          })
+          if (Option.isSome(unreadable)) {
+            const message = instance === "/rpc" ? "expected a WebSocket upgrade" : "the request body could not be read"
+            return Effect.succeed(
+              problemResponse(
+                new ValidationError({ errors: [{ field: instance === "/rpc" ? "request" : "body", message }] }),
+                instance,
+                correlationId
+              )
+            )
+          }
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
           return Effect.as(
             Effect.logError("Unhandled error in HTTP request", cause).pipe(

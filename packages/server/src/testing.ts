@@ -1,3 +1,7 @@
+/**
+ * An embedded Chatify for tests, on 127.0.0.1 and a free port with its own data directory: for
+ * this repository's tests and for other services that want a real chat server in theirs.
+ */
 import { HttpServer } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Duration, Effect, Layer, Schedule, type Scope } from "effect"
@@ -6,8 +10,8 @@ import { createServer } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultPolicyLimits } from "@chatify/domain"
-// The sdk package does not depend on the server, so "@chatify/server" does not resolve from here.
-import { ChatServer, type ServerConfig } from "@chatify/server"
+import type { ServerConfig } from "./Config.js"
+import { ChatServer } from "./Server.js"
 
 export interface TestServer {
   readonly port: number
