@@ -1,3 +1,4 @@
+export * from "./Auth.js"
 export * from "./Config.js"
 export * from "./Health.js"
 export * from "./Http.js"
