@@ -21,6 +21,7 @@ import {
 } from "@chatify/adapters/memory"
 import { makeSqliteLogJournal, SqliteHistory } from "@chatify/adapters/sqlite"
 import type { ServerConfig } from "./Config.js"
+import { AnonymousAuthenticator } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
 
 /** Until authorization comes with authentication, every identity may act in every scope. */
@@ -53,7 +54,8 @@ export const ApplicationServices = (config: ServerConfig) =>
     ConsumerHealth.layer,
     PresenceHeartbeat.layer,
     ShutdownGate.layer,
-    Identities.layer
+    Identities.layer,
+    AnonymousAuthenticator
   )
 
 /**
