@@ -133,6 +133,8 @@ export class LocalFanout extends Context.Tag("chatify/LocalFanout")<LocalFanout,
 export interface Identity {
   readonly userId: string
   readonly connectionId: string
+  /** When the credentials behind this identity stop being valid (epoch ms); live subscriptions end then. */
+  readonly expiresAtMs?: number | undefined
 }
 export class CurrentUser extends Context.Tag("chatify/CurrentUser")<CurrentUser, Identity>() {}
 

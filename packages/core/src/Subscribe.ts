@@ -1,4 +1,4 @@
-import { Cause, Chunk, Effect, Exit, Mailbox, Option, Schedule, type Scope, Stream } from "effect"
+import { Cause, Chunk, Clock, Effect, Exit, Mailbox, Option, Schedule, type Scope, Stream } from "effect"
 import {
   Conflict,
   type EnrichedChatEvent,
@@ -11,6 +11,7 @@ import {
   SubscriptionLagged,
   type SubscriptionItem,
   Timeout,
+  Unauthenticated,
   Unexpected
 } from "@chatify/domain"
 import { authorizeScope } from "./Access.js"
@@ -29,6 +30,8 @@ export type SubscribeRequirements =
   | ScopeAuthorizer
 
 const REPLAY_PAGE = 500
+
+const expired = new Unauthenticated({ message: "the access token expired" })
 
 /** Defects of a replay never reach a client as such: they end the subscription as Unexpected. */
 const unexpected = new Unexpected({ message: "the subscription failed unexpectedly" })
@@ -139,6 +142,14 @@ export const subscribe = (
       }
     })
     yield* (yield* PresenceHeartbeat).hold(key, identity)
+    if (identity.expiresAtMs !== undefined) {
+      const expiresAtMs = identity.expiresAtMs
+      yield* Clock.currentTimeMillis.pipe(
+        Effect.flatMap((now) => Effect.sleep(Math.max(0, expiresAtMs - now))),
+        Effect.zipRight(Effect.sync(() => mailbox.unsafeDone(Exit.fail(expired)))),
+        Effect.forkScoped
+      )
+    }
 
     // read after joining the fan-out: every event at or after endOffset is certain to arrive live
     const endOffset = (yield* source.endOffsets).get(partition) ?? 0

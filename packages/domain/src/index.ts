@@ -1,5 +1,6 @@
 export * from "./Api.js"
 export * from "./ChatEvent.js"
+export * from "./DirectMessages.js"
 export * from "./Errors.js"
 export * from "./History.js"
 export * from "./Partitioning.js"

@@ -1,7 +1,10 @@
 import type { HttpServerRequest } from "@effect/platform"
-import { Context, Effect, Layer } from "effect"
+import { Clock, Config, ConfigError, Context, Data, Effect, Either, Layer, Option, Redacted } from "effect"
+import { createPublicKey, type KeyObject } from "node:crypto"
+import { readFileSync } from "node:fs"
+import { createLocalJWKSet, errors as joseErrors, type JWTPayload, jwtVerify } from "jose"
 import type { Identity } from "@chatify/core"
-import type { Unauthenticated } from "@chatify/domain"
+import { Unauthenticated } from "@chatify/domain"
 
 /** An authenticated caller: who, on which connection, and until when the credentials hold. */
 export interface Principal extends Identity {
@@ -37,3 +40,185 @@ export const bearerOf = (request: HttpServerRequest.HttpServerRequest): string |
   if (query < 0) return undefined
   return new URLSearchParams(request.url.slice(query + 1)).get("access_token") ?? undefined
 }
+
+/** Where the verification keys come from; exactly one source is configured. */
+export type KeySource =
+  | { readonly _tag: "Secret"; readonly secret: Redacted.Redacted<string> }
+  | { readonly _tag: "PublicKeyFile"; readonly path: string }
+  | { readonly _tag: "JwksFile"; readonly path: string }
+
+export interface AuthSettings {
+  readonly keys: KeySource
+  readonly issuer: string | undefined
+  readonly audience: string | undefined
+  /** Accepted `alg` values; `none` never is. Defaults follow the key: HS256, RS256 or ES256. */
+  readonly algorithms: ReadonlyArray<string> | undefined
+  readonly clockSkewSeconds: number
+}
+
+export class InvalidAuthConfiguration extends Data.TaggedError("InvalidAuthConfiguration")<{ readonly message: string }> {}
+
+const optionalString = (name: string) => Config.option(Config.nonEmptyString(name))
+
+/** CHATIFY__AUTH__*: absent keys mean no authentication (anonymous identities, as the original). */
+export const authConfig: Config.Config<Option.Option<AuthSettings>> = Config.nested(
+  Config.all({
+    secret: Config.option(Config.redacted("HS256SECRET")),
+    publicKeyFile: optionalString("PUBLICKEYFILE"),
+    jwksFile: optionalString("JWKSFILE"),
+    issuer: optionalString("ISSUER"),
+    audience: optionalString("AUDIENCE"),
+    algorithms: Config.option(Config.array(Config.nonEmptyString(), "ALGORITHMS")),
+    clockSkewSeconds: Config.integer("CLOCKSKEWSECONDS").pipe(
+      Config.withDefault(30),
+      Config.validate({ message: "must be between 0 and 300", validation: (n) => n >= 0 && n <= 300 })
+    )
+  }),
+  "AUTH"
+).pipe(
+  Config.nested("CHATIFY"),
+  Config.mapOrFail((raw) => {
+    const sources: Array<KeySource> = []
+    if (Option.isSome(raw.secret)) sources.push({ _tag: "Secret", secret: raw.secret.value })
+    if (Option.isSome(raw.publicKeyFile)) sources.push({ _tag: "PublicKeyFile", path: raw.publicKeyFile.value })
+    if (Option.isSome(raw.jwksFile)) sources.push({ _tag: "JwksFile", path: raw.jwksFile.value })
+    const [keys, ...others] = sources
+    if (keys === undefined) return Either.right(Option.none())
+    if (others.length > 0) {
+      return Either.left(
+        ConfigErrorOf("CHATIFY__AUTH: set only one of HS256SECRET, PUBLICKEYFILE and JWKSFILE")
+      )
+    }
+    if (keys._tag === "Secret" && new TextEncoder().encode(Redacted.value(keys.secret)).length < 32) {
+      return Either.left(ConfigErrorOf("CHATIFY__AUTH__HS256SECRET: must be at least 32 bytes (RFC 7518 §3.2)"))
+    }
+    if (Option.isSome(raw.algorithms) && raw.algorithms.value.some((alg) => alg.toLowerCase() === "none")) {
+      return Either.left(ConfigErrorOf("CHATIFY__AUTH__ALGORITHMS: 'none' is never accepted"))
+    }
+    return Either.right(Option.some({
+      keys,
+      issuer: Option.getOrUndefined(raw.issuer),
+      audience: Option.getOrUndefined(raw.audience),
+      algorithms: Option.getOrUndefined(raw.algorithms),
+      clockSkewSeconds: raw.clockSkewSeconds
+    }))
+  })
+)
+
+const ConfigErrorOf = (message: string) => ConfigError.InvalidData([], message)
+
+type Verifier = Parameters<typeof jwtVerify>[1]
+
+const loadKey = (keys: KeySource): Effect.Effect<{ readonly key: Verifier; readonly algorithms: ReadonlyArray<string> }, InvalidAuthConfiguration> =>
+  Effect.try({
+    try: () => {
+      switch (keys._tag) {
+        case "Secret":
+          return { key: new TextEncoder().encode(Redacted.value(keys.secret)), algorithms: ["HS256"] }
+        case "PublicKeyFile": {
+          const key: KeyObject = createPublicKey(readFileSync(keys.path, "utf8"))
+          return { key, algorithms: key.asymmetricKeyType === "ec" ? ["ES256"] : ["RS256"] }
+        }
+        case "JwksFile": {
+          const jwks: unknown = JSON.parse(readFileSync(keys.path, "utf8"))
+          if (typeof jwks !== "object" || jwks === null || !("keys" in jwks) || !Array.isArray(jwks.keys)) {
+            throw new Error("is not a JWKS document ({\"keys\": [...]})")
+          }
+          return { key: createLocalJWKSet({ keys: jwks.keys }), algorithms: ["RS256", "ES256"] }
+        }
+      }
+    },
+    catch: (error) =>
+      new InvalidAuthConfiguration({
+        message: `CHATIFY__AUTH__${keys._tag === "PublicKeyFile" ? "PUBLICKEYFILE" : keys._tag === "JwksFile" ? "JWKSFILE" : "HS256SECRET"}: ${
+          error instanceof Error ? error.message : String(error)
+        }`
+      })
+  })
+
+/** A readable reason for a rejected token, without echoing the token or library internals. */
+const reasonOf = (error: unknown): string => {
+  if (error instanceof joseErrors.JWTExpired) return "the access token expired"
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    switch (error.claim) {
+      case "iss":
+        return "the access token's issuer is not accepted"
+      case "aud":
+        return "the access token's audience is not accepted"
+      case "nbf":
+        return "the access token is not valid yet"
+      default:
+        return `the access token's ${error.claim} claim is not valid`
+    }
+  }
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "the access token's algorithm is not accepted"
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "the access token's signature is not valid"
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return "no configured key matches the access token"
+  if (error instanceof joseErrors.JWSInvalid || error instanceof joseErrors.JWTInvalid) return "the access token is malformed"
+  return "the access token is not valid"
+}
+
+const subjectOf = (payload: JWTPayload): string | undefined => {
+  if (typeof payload.sub === "string" && payload.sub.length > 0) return payload.sub
+  const userId = payload["user_id"]
+  return typeof userId === "string" && userId.length > 0 ? userId : undefined
+}
+
+const CACHE_SIZE = 10_000
+
+/**
+ * JWT bearer authentication with `jose`: signature, issuer, audience, exp and nbf (with the
+ * configured skew); the user is the token's `sub`, then `user_id`. Verified tokens are cached
+ * (bounded) so a busy connection does not verify on every call; expiry is still checked.
+ */
+export const makeJwtAuthenticator = (settings: AuthSettings) =>
+  Effect.gen(function*() {
+    const { algorithms: defaults, key } = yield* loadKey(settings.keys)
+    const algorithms = [...(settings.algorithms ?? defaults)]
+    const verified = new Map<string, { readonly userId: string; readonly expiresAtMs: number | undefined }>()
+    const skewMs = settings.clockSkewSeconds * 1000
+    const verify = (token: string) =>
+      Effect.tryPromise({
+        try: () =>
+          jwtVerify(token, key, {
+            algorithms,
+            clockTolerance: settings.clockSkewSeconds,
+            ...(settings.issuer === undefined ? {} : { issuer: settings.issuer }),
+            ...(settings.audience === undefined ? {} : { audience: settings.audience })
+          }),
+        catch: (error) => new Unauthenticated({ message: reasonOf(error) })
+      }).pipe(
+        Effect.flatMap(({ payload }) => {
+          const userId = subjectOf(payload)
+          if (userId === undefined) return Effect.fail(new Unauthenticated({ message: "the access token names no user (sub or user_id)" }))
+          const entry = { userId, expiresAtMs: typeof payload.exp === "number" ? payload.exp * 1000 + skewMs : undefined }
+          if (verified.size >= CACHE_SIZE) verified.delete(verified.keys().next().value ?? "")
+          verified.set(token, entry)
+          return Effect.succeed(entry)
+        })
+      )
+    return Authenticator.of({
+      enabled: true,
+      authenticate: (bearer, connectionId) =>
+        Effect.gen(function*() {
+          if (bearer === undefined || bearer.length === 0) {
+            return yield* new Unauthenticated({ message: "a bearer access token is required" })
+          }
+          const now = yield* Clock.currentTimeMillis
+          const cached = verified.get(bearer)
+          const entry = cached ?? (yield* verify(bearer))
+          if (entry.expiresAtMs !== undefined && entry.expiresAtMs <= now) {
+            verified.delete(bearer)
+            return yield* new Unauthenticated({ message: "the access token expired" })
+          }
+          return { userId: entry.userId, connectionId, expiresAtMs: entry.expiresAtMs }
+        })
+    })
+  })
+
+/** JWT authentication when CHATIFY__AUTH__* is configured, anonymous identities otherwise. */
+export const authenticatorFor = (settings: Option.Option<AuthSettings>) =>
+  Option.match(settings, {
+    onNone: () => AnonymousAuthenticator,
+    onSome: (s) => Layer.effect(Authenticator, makeJwtAuthenticator(s))
+  })

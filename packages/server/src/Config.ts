@@ -1,6 +1,7 @@
 import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { defaultPolicyLimits, type PolicyLimits } from "@chatify/domain"
+import { authConfig, type AuthSettings } from "./Auth.js"
 
 /** Everything the server reads from its environment (names as in the original design, `__` as delimiter). */
 export interface ServerConfig {
@@ -19,6 +20,8 @@ export interface ServerConfig {
   readonly presenceTtl: Duration.Duration
   readonly subscriberBufferSize: number
   readonly shutdownGrace: Duration.Duration
+  /** JWT settings; none means anonymous identities, as in the original design. */
+  readonly auth: Option.Option<AuthSettings>
 }
 
 // Validation sits inside Config.nested(…, name) so that its error carries the key's path.
@@ -71,9 +74,10 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
       shutdownGraceSeconds: Config.nested(positiveInt("GRACESECONDS", 10), "SHUTDOWN")
     }),
     "CHATIFY"
-  )
+  ),
+  auth: authConfig
 }).pipe(
-  Config.map(({ chatify, host, podId, port }): ServerConfig => ({
+  Config.map(({ auth, chatify, host, podId, port }): ServerConfig => ({
     port,
     host,
     podId,
@@ -83,7 +87,8 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     rateLimit: chatify.rateLimit,
     presenceTtl: Duration.seconds(chatify.presenceTtlSeconds),
     subscriberBufferSize: chatify.subscriberBufferSize,
-    shutdownGrace: Duration.seconds(chatify.shutdownGraceSeconds)
+    shutdownGrace: Duration.seconds(chatify.shutdownGraceSeconds),
+    auth
   }))
 )
 

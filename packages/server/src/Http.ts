@@ -1,4 +1,5 @@
 import {
+  Headers,
   HttpApiBuilder,
   HttpApiError,
   HttpLayerRouter,
@@ -6,7 +7,7 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Cause, Effect, Option, Schema } from "effect"
+import { Cause, Clock, Effect, Either, Option, Schema } from "effect"
 import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage } from "@chatify/core"
 import {
   ChatApi,
@@ -17,6 +18,7 @@ import {
   Unexpected,
   ValidationError
 } from "@chatify/domain"
+import { Authenticator, bearerOf } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
 
 export const CORRELATION_HEADER = "x-correlation-id"
@@ -29,7 +31,11 @@ export const problemResponse = (error: ChatError, instance: string, correlationI
   return HttpServerResponse.unsafeJson(problem, {
     status: problem.status,
     contentType: PROBLEM_CONTENT_TYPE,
-    headers: error._tag === "RateLimited" ? { "retry-after": String(error.retryAfterSeconds) } : {}
+    headers: error._tag === "RateLimited"
+      ? { "retry-after": String(error.retryAfterSeconds) }
+      : error._tag === "Unauthenticated"
+      ? { "www-authenticate": `Bearer error="invalid_token"` }
+      : {}
   })
 }
 
@@ -68,7 +74,35 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
         ? incoming
         : crypto.randomUUID()
       const instance = request.url.split("?")[0] ?? request.url
-      const response = yield* httpEffect.pipe(
+      const authenticator = yield* Authenticator
+      let routed = httpEffect
+      if (instance === "/rpc") {
+        const bearer = bearerOf(request)
+        if (authenticator.enabled) {
+          // refuse before upgrading, so a client learns why instead of seeing a closed socket
+          const checked = yield* Effect.either(authenticator.authenticate(bearer, "upgrade"))
+          if (Either.isLeft(checked)) {
+            return HttpServerResponse.setHeader(problemResponse(checked.left, instance, correlationId), CORRELATION_HEADER, correlationId)
+          }
+          const expiresAtMs = checked.right.expiresAtMs
+          if (expiresAtMs !== undefined) {
+            // streams end with a typed Unauthenticated at expiry; the socket closes a moment later
+            const closeAt = Clock.currentTimeMillis.pipe(
+              Effect.flatMap((now) => Effect.sleep(Math.max(0, expiresAtMs - now) + 1_000)),
+              Effect.zipRight(Effect.logInfo("Closing an RPC connection: its access token expired"))
+            )
+            routed = Effect.raceFirst(routed, Effect.zipRight(closeAt, Effect.interrupt))
+          }
+        }
+        if (bearer !== undefined && request.headers["authorization"] === undefined) {
+          routed = Effect.provideService(
+            routed,
+            HttpServerRequest.HttpServerRequest,
+            request.modify({ headers: Headers.set(request.headers, "authorization", `Bearer ${bearer}`) })
+          )
+        }
+      }
+      const response = yield* routed.pipe(
         Effect.map((response) =>
           Option.match(asDecodeError(response), {
             onNone: () => response,
@@ -119,17 +153,16 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
 export const ChatApiHandlers = HttpApiBuilder.group(ChatApi, "chat", (handlers) =>
   Effect.gen(function*() {
     const identities = yield* Identities
+    const authenticator = yield* Authenticator
     const gate = yield* ShutdownGate
     const respond = <A, R>(effect: Effect.Effect<A, ChatError, R | CurrentUser>) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const correlationId = yield* CorrelationId
-        const identity = identities.anonymous(yield* identities.newConnectionId)
-        return yield* effect.pipe(
-          Effect.provideService(CurrentUser, identity),
-          Effect.catchAll((error) =>
-            Effect.succeed(problemResponse(error, request.url.split("?")[0] ?? request.url, correlationId))
-          )
+        const instance = request.url.split("?")[0] ?? request.url
+        return yield* authenticator.authenticate(bearerOf(request), yield* identities.newConnectionId).pipe(
+          Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
+          Effect.catchAll((error) => Effect.succeed(problemResponse(error, instance, correlationId)))
         )
       })
     return handlers

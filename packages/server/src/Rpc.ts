@@ -1,6 +1,7 @@
 import { Cause, Effect } from "effect"
 import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage, subscribe } from "@chatify/core"
 import { ChatRpcs, Unexpected } from "@chatify/domain"
+import { Authenticator } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
 
 const CORRELATION_HEADER = "x-correlation-id"
@@ -14,15 +15,19 @@ const hideDefects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 export const ChatRpcHandlers = ChatRpcs.toLayer(
   Effect.gen(function*() {
     const identities = yield* Identities
+    const authenticator = yield* Authenticator
     const gate = yield* ShutdownGate
+    // The WebSocket upgrade's headers come first in every call's headers; the access_token query
+    // parameter arrives as its Authorization header (see ProblemAndCorrelationMiddleware).
     const context = (clientId: number, headers: Record<string, string | undefined>) => {
       const correlationId = headers[CORRELATION_HEADER] ?? crypto.randomUUID()
-      const identity = identities.anonymous(identities.connectionIdForClient(clientId))
-      return <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        effect.pipe(
-          Effect.provideService(CurrentUser, identity),
+      const connectionId = identities.connectionIdForClient(clientId)
+      const bearer = /^Bearer\s+(\S+)\s*$/iu.exec(headers["authorization"] ?? "")?.[1]
+      return <A, E, R>(effect: Effect.Effect<A, E, R | CurrentUser>) =>
+        authenticator.authenticate(bearer, connectionId).pipe(
+          Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
           Effect.provideService(CorrelationId, correlationId),
-          Effect.annotateLogs({ correlationId, connectionId: identity.connectionId })
+          Effect.annotateLogs({ correlationId, connectionId })
         )
     }
     return {

@@ -1,5 +1,4 @@
 import { Context, Duration, Effect, Layer, Schedule } from "effect"
-import type { Identity } from "@chatify/core"
 import { DependencyUnavailable } from "@chatify/domain"
 
 /**
@@ -39,21 +38,16 @@ export class ShutdownGate extends Context.Tag("chatify/ShutdownGate")<ShutdownGa
   })
 }
 
-/**
- * Who a connection is. Without authentication every connection is its own anonymous user
- * `anon_{connectionId}`, as in the original design; connection ids are unique across restarts.
- */
+/** Connection ids, unique across restarts and pods (anonymous users are named after them). */
 export class Identities extends Context.Tag("chatify/Identities")<Identities, {
   readonly newConnectionId: Effect.Effect<string>
   readonly connectionIdForClient: (clientId: number) => string
-  readonly anonymous: (connectionId: string) => Identity
 }>() {
   static readonly layer = Layer.sync(Identities, () => {
     const boot = crypto.randomUUID().slice(0, 8)
     return {
       newConnectionId: Effect.sync(() => crypto.randomUUID()),
-      connectionIdForClient: (clientId) => `${boot}-${clientId}`,
-      anonymous: (connectionId) => ({ userId: `anon_${connectionId}`, connectionId })
+      connectionIdForClient: (clientId) => `${boot}-${clientId}`
     }
   })
 }

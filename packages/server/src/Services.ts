@@ -4,8 +4,8 @@ import {
   ConsumerHealth,
   CoreSettings,
   PodIdentity,
+  DefaultScopePolicy,
   PresenceHeartbeat,
-  ScopeAuthorizer,
   awaitHistoryDrained,
   broadcastConsumer,
   historyWriter,
@@ -21,11 +21,8 @@ import {
 } from "@chatify/adapters/memory"
 import { makeSqliteLogJournal, SqliteHistory } from "@chatify/adapters/sqlite"
 import type { ServerConfig } from "./Config.js"
-import { AnonymousAuthenticator } from "./Auth.js"
+import { authenticatorFor } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
-
-/** Until authorization comes with authentication, every identity may act in every scope. */
-const OpenScopes = Layer.succeed(ScopeAuthorizer, { authorize: () => Effect.succeed(true) })
 
 /** The embedded default: a journaled in-process log, SQLite history, in-memory limits and presence. */
 export const EmbeddedInfrastructure = (config: ServerConfig) =>
@@ -44,7 +41,7 @@ export const ApplicationServices = (config: ServerConfig) =>
   Layer.mergeAll(
     MemoryFanout,
     UuidV7IdGenerator,
-    OpenScopes,
+    DefaultScopePolicy,
     Layer.succeed(PodIdentity, { podId: config.podId }),
     Layer.succeed(ChatPolicy, config.policy),
     CoreSettings.layer({
@@ -55,7 +52,7 @@ export const ApplicationServices = (config: ServerConfig) =>
     PresenceHeartbeat.layer,
     ShutdownGate.layer,
     Identities.layer,
-    AnonymousAuthenticator
+    authenticatorFor(config.auth)
   )
 
 /**

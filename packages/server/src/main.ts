@@ -12,7 +12,11 @@ const program = Effect.gen(function*() {
   yield* Effect.logInfo(
     `Starting on ${config.host}:${config.port} as pod ${config.podId} (embedded broker, data in ${config.dataDirectory})`
   )
-  yield* Effect.logWarning("No authentication is configured: every connection gets an anonymous identity")
+  if (Option.isNone(config.auth)) {
+    yield* Effect.logWarning(
+      "No authentication is configured (CHATIFY__AUTH__*): every connection gets an anonymous identity"
+    )
+  }
   const nodeServer = createServer()
   const connections = Layer.succeed(HttpConnections, {
     closeIdle: Effect.sync(() => nodeServer.closeIdleConnections()),

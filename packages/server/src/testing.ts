@@ -4,7 +4,7 @@
  */
 import { HttpServer } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Context, Duration, Effect, Layer, Schedule, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, Schedule, type Scope } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { createServer } from "node:http"
 import { tmpdir } from "node:os"
@@ -47,6 +47,7 @@ export const testServerConfig = (dataDirectory: string, overrides: Partial<Serve
   presenceTtl: Duration.seconds(300),
   subscriberBufferSize: 8192,
   shutdownGrace: Duration.seconds(5),
+  auth: Option.none(),
   ...overrides
 })
 

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Layer, Ref, Schedule, Stream } from "effect"
+import { Deferred, Effect, Fiber, Layer, Ref, Schedule, Stream } from "effect"
 import {
   broadcastConsumer,
   ChatEventProducer,
@@ -12,26 +12,17 @@ import {
   LocalFanout,
   subscribeStream
 } from "@chatify/core"
-import { ChatEvent, defaultPolicyLimits, type EnrichedChatEvent, type ScopeRef } from "@chatify/domain"
-import { ApplicationServices, EmbeddedInfrastructure, type ServerConfig } from "../src/index.js"
+import { ChatEvent, type EnrichedChatEvent, type ScopeRef } from "@chatify/domain"
+import { ApplicationServices, EmbeddedInfrastructure } from "../src/index.js"
+import { testServerConfig } from "../src/testing.js"
 
 const directories: Array<string> = []
 afterEach(() => {
   for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
-const configIn = (dataDirectory: string): ServerConfig => ({
-  port: 0,
-  host: "127.0.0.1",
-  podId: "pod-resume",
-  broker: { useInMemoryBroker: true, topicName: "chat-events", partitions: 3, broadcastConsumerGroupPrefix: "b" },
-  dataDirectory,
-  policy: defaultPolicyLimits,
-  rateLimit: { limit: 10_000, windowSeconds: 60 },
-  presenceTtl: Duration.minutes(5),
-  subscriberBufferSize: 1024,
-  shutdownGrace: Duration.seconds(5)
-})
+const configIn = (dataDirectory: string) =>
+  testServerConfig(dataDirectory, { podId: "pod-resume", subscriberBufferSize: 1024 })
 
 const scope: ScopeRef = { scopeType: 0, scopeId: "general" }
 const produce = (n: number, label: string) =>

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Prints a development access token for a user, signed with CHATIFY__AUTH__HS256SECRET (and with
+# CHATIFY__AUTH__ISSUER / __AUDIENCE when set), valid for ttl-seconds (default 3600).
+#   CHATIFY__AUTH__HS256SECRET=… ./scripts/mint-token.sh alice [ttl-seconds]
+set -euo pipefail
+source "$(dirname "$0")/lib/setup.sh"
+if [ ! -f "$CHATIFY_ROOT/packages/server/dist/cli/mintToken.js" ]; then
+  install_dependencies
+  build
+fi
+exec node "$CHATIFY_ROOT/packages/server/dist/cli/mintToken.js" "$@"
