@@ -7,7 +7,7 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Cause, Clock, Effect, Either, Option, Schema } from "effect"
+import { Cause, Effect, Either, Option, Schema } from "effect"
 import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage } from "@chatify/core"
 import {
   ChatApi,
@@ -84,15 +84,8 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
           if (Either.isLeft(checked)) {
             return HttpServerResponse.setHeader(problemResponse(checked.left, instance, correlationId), CORRELATION_HEADER, correlationId)
           }
-          const expiresAtMs = checked.right.expiresAtMs
-          if (expiresAtMs !== undefined) {
-            // streams end with a typed Unauthenticated at expiry; the socket closes a moment later
-            const closeAt = Clock.currentTimeMillis.pipe(
-              Effect.flatMap((now) => Effect.sleep(Math.max(0, expiresAtMs - now) + 1_000)),
-              Effect.zipRight(Effect.logInfo("Closing an RPC connection: its access token expired"))
-            )
-            routed = Effect.raceFirst(routed, Effect.zipRight(closeAt, Effect.interrupt))
-          }
+          // an expired token ends the connection's subscriptions with a typed Unauthenticated (core
+          // Subscribe) and fails every later call; the socket itself is left for the client to close
         }
         if (bearer !== undefined && request.headers["authorization"] === undefined) {
           routed = Effect.provideService(

@@ -1,6 +1,8 @@
 import { HttpApiSwagger, HttpLayerRouter } from "@effect/platform"
 import { RpcSerialization, RpcServer } from "@effect/rpc"
-import { Effect, Layer, Option } from "effect"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Duration, Effect, Layer, Option } from "effect"
+import { createServer } from "node:http"
 import { ChatApi, ChatRpcs } from "@chatify/domain"
 import type { ServerConfig } from "./Config.js"
 import { HealthRoutes } from "./Health.js"
@@ -54,3 +56,18 @@ export const ChatServer = (config: ServerConfig) =>
     Layer.provide(ApplicationServices(config)),
     Layer.provide(EmbeddedInfrastructure(config))
   )
+
+/** Node's HTTP server on the configured address, with the connection handle shutdown needs. */
+export const NodeServer = (config: Pick<ServerConfig, "host" | "port">) => {
+  const server = createServer()
+  return Layer.merge(
+    NodeHttpServer.layer(() => server, { port: config.port, host: config.host }),
+    Layer.succeed(HttpConnections, {
+      closeIdle: Effect.sync(() => server.closeIdleConnections()),
+      closeAllAfter: (delay) =>
+        Effect.sync(() => {
+          setTimeout(() => server.closeAllConnections(), Duration.toMillis(delay)).unref()
+        })
+    })
+  )
+}

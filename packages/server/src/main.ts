@@ -1,9 +1,7 @@
-import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Cause, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
-import { createServer } from "node:http"
+import { NodeRuntime } from "@effect/platform-node"
+import { Cause, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
-import { HttpConnections } from "./Runtime.js"
-import { ChatServer } from "./Server.js"
+import { ChatServer, NodeServer } from "./Server.js"
 
 const SERVICE = "chatify-chat-api"
 
@@ -17,20 +15,9 @@ const program = Effect.gen(function*() {
       "No authentication is configured (CHATIFY__AUTH__*): every connection gets an anonymous identity"
     )
   }
-  const nodeServer = createServer()
-  const connections = Layer.succeed(HttpConnections, {
-    closeIdle: Effect.sync(() => nodeServer.closeIdleConnections()),
-    closeAllAfter: (delay) =>
-      Effect.sync(() => {
-        setTimeout(() => nodeServer.closeAllConnections(), Duration.toMillis(delay)).unref()
-      })
-  })
-  return yield* Layer.launch(
-    ChatServer(config).pipe(
-      Layer.provide(connections),
-      Layer.provide(NodeHttpServer.layer(() => nodeServer, { port: config.port, host: config.host }))
-    )
-  ).pipe(Effect.annotateLogs({ podId: config.podId }))
+  return yield* Layer.launch(ChatServer(config).pipe(Layer.provide(NodeServer(config)))).pipe(
+    Effect.annotateLogs({ podId: config.podId })
+  )
 }).pipe(
   Effect.tapErrorCause((cause) =>
     Cause.failureOption(cause).pipe(

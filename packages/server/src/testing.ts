@@ -3,15 +3,13 @@
  * this repository's tests and for other services that want a real chat server in theirs.
  */
 import { HttpServer } from "@effect/platform"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Duration, Effect, Layer, Option, Schedule, type Scope } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
-import { createServer } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultPolicyLimits } from "@chatify/domain"
 import type { ServerConfig } from "./Config.js"
-import { ChatServer } from "./Server.js"
+import { ChatServer, NodeServer } from "./Server.js"
 
 export interface TestServer {
   readonly port: number
@@ -72,9 +70,7 @@ export const startTestServer = (
     const dataDirectory = options.dataDirectory ?? (yield* makeTempDirectory())
     const config = testServerConfig(dataDirectory, options.config)
     const context = yield* Layer.build(
-      ChatServer(config).pipe(
-        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
-      )
+      ChatServer(config).pipe(Layer.provideMerge(NodeServer(config)))
     ).pipe(Effect.orDie)
     const address = Context.get(context, HttpServer.HttpServer).address
     if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("the test server is not on TCP")
