@@ -1,3 +1,4 @@
+import { Socket } from "@effect/platform"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import type * as RpcClientError from "@effect/rpc/RpcClientError"
@@ -99,6 +100,18 @@ export interface ChatClientOptions {
   readonly dedupeCapacity?: number | undefined
   /** RPC headers sent with every call, e.g. `x-correlation-id`. */
   readonly headers?: Readonly<Record<string, string>> | undefined
+  /**
+   * The bearer token when the server requires authentication, sent as `access_token` on the
+   * WebSocket URL. An Effect is run again on every (re)connect, so it can refresh the token.
+   */
+  readonly accessToken?: string | Effect.Effect<string> | undefined
+}
+
+/** The socket URL with the access token as its `access_token` query parameter. */
+const withAccessToken = (url: string, token: string): string => {
+  const parsed = new URL(url)
+  parsed.searchParams.set("access_token", token)
+  return parsed.toString()
 }
 
 export interface ChatClientService {
@@ -166,7 +179,19 @@ export const makeChatClient = (
       retryTransientErrors: true,
       retrySchedule: resetWhenQuiet(reconnect, SOCKET_QUIET_RESET)
     }).pipe(
-      Layer.provide(NodeSocket.layerWebSocket(options.url)),
+      Layer.provide(
+        Layer.effect(
+          Socket.Socket,
+          Socket.makeWebSocket(
+            options.accessToken === undefined
+              ? options.url
+              : Effect.map(
+                typeof options.accessToken === "string" ? Effect.succeed(options.accessToken) : options.accessToken,
+                (token) => withAccessToken(options.url, token)
+              )
+          )
+        ).pipe(Layer.provide(NodeSocket.layerWebSocketConstructor))
+      ),
       Layer.provide(RpcSerialization.layerNdjson)
     )
     // Built into this scope (not Effect.provide), so the socket lives as long as the client.

@@ -1,3 +1,4 @@
+import { SignJWT } from "jose"
 import { createServer } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import {
@@ -11,6 +12,8 @@ import {
   Logger,
   LogLevel,
   Option,
+  Redacted,
+  Schedule,
   Schema,
   Scope,
   Stream
@@ -435,6 +438,42 @@ describe("ChatClient end to end", () => {
         within("5 seconds", "the conflicting subscription to fail")
       )
       expect(conflict._tag).toBe("Conflict")
+    }).pipe(quiet))
+
+  it.scopedLive("with authentication on, sends and subscribes as the token's subject", () =>
+    Effect.gen(function*() {
+      const secret = "a-development-secret-of-32-bytes!"
+      const server = yield* startTestServer({
+        config: {
+          auth: Option.some({
+            keys: { _tag: "Secret", secret: Redacted.make(secret) },
+            issuer: undefined,
+            audience: undefined,
+            algorithms: undefined,
+            clockSkewSeconds: 0
+          })
+        }
+      })
+      let minted = 0
+      const accessToken = Effect.promise(() => {
+        minted++
+        return new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("alice")
+          .setExpirationTime("10m").sign(new TextEncoder().encode(secret))
+      })
+      const scope = freshScope()
+      const alice = yield* makeChatClient({ url: server.wsUrl, accessToken })
+      const live = yield* Deferred.make<void>()
+      const first = yield* alice.subscribe(scope, { onLive: live }).pipe(Stream.take(1), Stream.runHead, Effect.fork)
+      yield* Deferred.await(live).pipe(within("5 seconds", "the subscription to be live"))
+      const sent = yield* alice.send({ ...scope, text: "signed" })
+      expect(sent.chatEvent.senderId).toBe("alice")
+      const received = yield* Fiber.join(first).pipe(within("5 seconds", "the message"))
+      expect(Option.map(received, (e) => e.chatEvent.messageId)).toEqual(Option.some(sent.chatEvent.messageId))
+      expect(minted).toBeGreaterThanOrEqual(1)
+
+      const anonymous = yield* makeChatClient({ url: server.wsUrl, reconnect: Schedule.recurs(1), attemptTimeout: "2 seconds" })
+      const refused = yield* Effect.flip(anonymous.send({ ...scope, text: "who am I" }).pipe(Effect.timeout("1 second")))
+      expect(["RpcClientError", "TimeoutException"]).toContain(refused._tag)
     }).pipe(quiet))
 
   it.scopedLive("works as a service from ChatClient.layer", () =>
