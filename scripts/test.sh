@@ -7,6 +7,21 @@ install_dependencies
 cd "$CHATIFY_ROOT"
 log "typechecking"
 "${PNPM[@]}" run --silent typecheck
+# Integration tests start the real services they need (scripts/services/, idempotent); stop the
+# ones this run started, and leave alone what a developer had running before.
+running_before=()
+for service in redis kafka cassandra; do
+  if bash "$CHATIFY_ROOT/scripts/services/$service.sh" status >/dev/null 2>&1; then running_before+=("$service"); fi
+done
+stop_started_services() {
+  for service in redis kafka cassandra; do
+    if [[ " ${running_before[*]-} " != *" $service "* ]]; then
+      bash "$CHATIFY_ROOT/scripts/services/$service.sh" stop >/dev/null 2>&1 || true
+    fi
+  done
+}
+trap stop_started_services EXIT
+
 log "running the tests"
 mkdir -p "$CHATIFY_CACHE"
 report="$CHATIFY_CACHE/vitest-report.json"
