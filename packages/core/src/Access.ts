@@ -3,7 +3,7 @@ import { ChatPolicy, CurrentUser, ScopeAuthorizer, type ScopeAction } from "./Po
 import { directMessageMembers, Forbidden, type ScopeRef, ScopeTypes, validateScopeId } from "@chatify/domain"
 
 /**
- * The default rule: any identity may use a channel; a direct-message scope only its two members,
+ * The default rule: every identity may use a channel; a direct-message scope only its two members,
  * and only under its canonical id (see directMessageScopeId).
  */
 export const DefaultScopePolicy = Layer.succeed(ScopeAuthorizer, {
