@@ -7,7 +7,7 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Cause, Effect, Either, Option, Schema } from "effect"
+import { Cause, Clock, Effect, Either, Option, Schema } from "effect"
 import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage } from "@chatify/core"
 import {
   ChatApi,
@@ -84,8 +84,19 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
           if (Either.isLeft(checked)) {
             return HttpServerResponse.setHeader(problemResponse(checked.left, instance, correlationId), CORRELATION_HEADER, correlationId)
           }
-          // an expired token ends the connection's subscriptions with a typed Unauthenticated (core
-          // Subscribe) and fails every later call; the socket itself is left for the client to close
+          const expiresAtMs = checked.right.expiresAtMs
+          if (expiresAtMs !== undefined) {
+            // At expiry the connection's streams end with a typed Unauthenticated ("the access token
+            // expired", core Subscribe) and later calls fail so; a second later the socket closes.
+            // The timer is interruptible on purpose: the upgrade runs in an uninterruptible region,
+            // and the race must end as soon as the client leaves.
+            const expired = Clock.currentTimeMillis.pipe(
+              Effect.flatMap((now) => Effect.interruptible(Effect.sleep(Math.max(0, expiresAtMs - now) + 1_000))),
+              Effect.zipRight(Effect.logInfo("Closing an RPC connection: its access token expired")),
+              Effect.zipRight(Effect.interrupt)
+            )
+            routed = Effect.raceFirst(routed, expired)
+          }
         }
         if (bearer !== undefined && request.headers["authorization"] === undefined) {
           routed = Effect.provideService(

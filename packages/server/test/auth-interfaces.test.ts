@@ -129,4 +129,17 @@ describe("authentication on the interfaces", () => {
       expect(ended._tag).toBe("Unauthenticated")
       expect(ended._tag === "Unauthenticated" ? ended.message : "").toContain("expired")
     }).pipe(quiet))
+
+  it.scopedLive("the socket of an expired token is closed by the server", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer({ config: { auth: Option.some(auth) } })
+      const token = yield* tokenFor("alice", 1)
+      const closedAfterMs = yield* Effect.async<number>((resume) => {
+        const opened = Date.now()
+        const socket = new WebSocket(`${server.wsUrl}?access_token=${token}`)
+        socket.on("close", () => resume(Effect.succeed(Date.now() - opened)))
+        socket.on("error", () => undefined)
+      }).pipe(Effect.timeout("10 seconds"))
+      expect(closedAfterMs).toBeLessThan(5_000)
+    }).pipe(quiet))
 })
