@@ -10,6 +10,7 @@ import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
 import { ChatRpcHandlers } from "./Rpc.js"
 import { HttpConnections, ShutdownGate } from "./Runtime.js"
 import { ApplicationServices, Consumers, EmbeddedInfrastructure } from "./Services.js"
+import { SignalRHubRoutes } from "./signalr/index.js"
 
 const RpcRoute = RpcServer.layerHttpRouter({ group: ChatRpcs, path: "/rpc", protocol: "websocket" }).pipe(
   Layer.provide(ChatRpcHandlers),
@@ -22,7 +23,7 @@ const ApiRoutes = HttpLayerRouter.addHttpApi(ChatApi, { openapiPath: "/openapi.j
 
 const DocsRoute = HttpApiSwagger.layerHttpLayerRouter({ api: ChatApi, path: "/docs" })
 
-export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware)
+export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware, SignalRHubRoutes)
 
 /**
  * Built after the HTTP server, so on shutdown it runs first: refuse new sends (answered with

@@ -1,0 +1,163 @@
+/**
+ * The HTTP side of the hub: POST {path}/negotiate and the WebSocket upgrade on GET {path}. Only
+ * the WebSockets transport with the Text transfer format is offered.
+ */
+import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Clock, Duration, Effect, Either, Layer } from "effect"
+import { CorrelationId } from "@chatify/core"
+import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/domain"
+import { Authenticator, bearerOf } from "../Auth.js"
+import { problemResponse } from "../Http.js"
+import { Identities, ShutdownGate } from "../Runtime.js"
+import { type ChatHubServices, makeChatHub } from "./ChatHub.js"
+import { type ConnectionSettings, defaultConnectionSettings, serveConnection } from "./Connection.js"
+
+export interface SignalRHubOptions extends ConnectionSettings {
+  readonly path: `/${string}`
+  /** How long the id a negotiate hands out can be used to connect (once). */
+  readonly negotiationTimeout: Duration.Duration
+}
+
+export const defaultSignalRHubOptions: SignalRHubOptions = {
+  ...defaultConnectionSettings,
+  path: "/hubs/chat",
+  negotiationTimeout: Duration.seconds(15)
+}
+
+interface Negotiated {
+  readonly connectionId: string
+  readonly userId: string
+  readonly validUntilMs: number
+}
+
+/**
+ * Ids handed out by negotiate and not yet used. Every entry lives equally long, so the oldest
+ * (first in insertion order) expire first and pruning stops at the first live one.
+ */
+const makeNegotiations = (lifetimeMs: number) => {
+  const entries = new Map<string, Negotiated>()
+  const prune = (nowMs: number) => {
+    for (const [token, entry] of entries) {
+      if (entry.validUntilMs > nowMs) break
+      entries.delete(token)
+    }
+  }
+  return {
+    add: (token: string, connectionId: string, userId: string, nowMs: number) => {
+      prune(nowMs)
+      entries.set(token, { connectionId, userId, validUntilMs: nowMs + lifetimeMs })
+    },
+    find: (token: string, nowMs: number): Negotiated | undefined => {
+      prune(nowMs)
+      return entries.get(token)
+    },
+    use: (token: string) => {
+      entries.delete(token)
+    }
+  }
+}
+
+const searchParamsOf = (url: string) => {
+  const query = url.indexOf("?")
+  return new URLSearchParams(query < 0 ? "" : url.slice(query + 1))
+}
+
+const pathOf = (url: string) => url.split("?")[0] ?? url
+
+/** negotiateVersion: absent means 0 (the oldest clients); anything newer than 1 gets 1, as ASP.NET Core does. */
+const negotiateVersionOf = (value: string | null): Either.Either<0 | 1, ValidationError> => {
+  if (value === null) return Either.right(0)
+  if (!/^\d{1,9}$/u.test(value)) {
+    return Either.left(
+      new ValidationError({ errors: [{ field: "negotiateVersion", message: "must be a non-negative integer" }] })
+    )
+  }
+  return Either.right(Number(value) >= 1 ? 1 : 0)
+}
+
+/** A secret for v1 clients: the connection id is shared with other parties, the token is not. */
+const newConnectionToken = () => {
+  const bytes = new Uint8Array(16)
+  crypto.getRandomValues(bytes)
+  return Buffer.from(bytes).toString("base64url")
+}
+
+const refuse = (error: ChatError, url: string) =>
+  Effect.map(CorrelationId, (correlationId) => problemResponse(error, pathOf(url), correlationId))
+
+/** The SignalR hub's routes with `options` (defaults: ASP.NET Core's, 1 MiB messages). */
+export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {}) =>
+  Layer.effectDiscard(
+    Effect.gen(function*() {
+      const options: SignalRHubOptions = { ...defaultSignalRHubOptions, ...overrides }
+      const router = yield* HttpLayerRouter.HttpRouter
+      const authenticator = yield* Authenticator
+      const identities = yield* Identities
+      const gate = yield* ShutdownGate
+      const services = yield* Effect.context<ChatHubServices>()
+      const negotiations = makeNegotiations(Duration.toMillis(options.negotiationTimeout))
+
+      const negotiate = Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const version = negotiateVersionOf(searchParamsOf(request.url).get("negotiateVersion"))
+        if (Either.isLeft(version)) return yield* refuse(version.left, request.url)
+        const connectionId = yield* identities.newConnectionId
+        const principal = yield* Effect.either(authenticator.authenticate(bearerOf(request), connectionId))
+        if (Either.isLeft(principal)) return yield* refuse(principal.left, request.url)
+        const token = version.right === 1 ? newConnectionToken() : connectionId
+        negotiations.add(token, connectionId, principal.right.userId, yield* Clock.currentTimeMillis)
+        return HttpServerResponse.unsafeJson({
+          negotiateVersion: version.right,
+          connectionId,
+          ...(version.right === 1 ? { connectionToken: token } : {}),
+          availableTransports: [{ transport: "WebSockets", transferFormats: ["Text"] }]
+        })
+      })
+
+      const connect = Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        if (request.headers["upgrade"]?.toLowerCase() !== "websocket") {
+          return yield* refuse(
+            new ValidationError({ errors: [{ field: "request", message: "expected a WebSocket upgrade (the only transport offered)" }] }),
+            request.url
+          )
+        }
+        // With an id it must come from a negotiate (connectionToken for v1); without one (skipNegotiation) mint it.
+        const id = searchParamsOf(request.url).get("id")
+        const negotiated = id === null ? undefined : negotiations.find(id, yield* Clock.currentTimeMillis)
+        if (id !== null && negotiated === undefined) {
+          return yield* refuse(new NotFound({ message: "No connection with that id: negotiate again" }), request.url)
+        }
+        const connectionId = negotiated?.connectionId ?? (yield* identities.newConnectionId)
+        // authenticated again at the upgrade: the token may have changed or expired since negotiate
+        const principal = yield* Effect.either(authenticator.authenticate(bearerOf(request), connectionId))
+        if (Either.isLeft(principal)) return yield* refuse(principal.left, request.url)
+        if (negotiated !== undefined && negotiated.userId !== principal.right.userId) {
+          return yield* refuse(new Forbidden({ message: "the connection was negotiated by another user" }), request.url)
+        }
+        if (id !== null) negotiations.use(id)
+        const socket = yield* Effect.either(request.upgrade)
+        if (Either.isLeft(socket)) {
+          return yield* refuse(
+            new ValidationError({ errors: [{ field: "request", message: "the WebSocket upgrade failed" }] }),
+            request.url
+          )
+        }
+        yield* Effect.logDebug("SignalR connection opened")
+        yield* serveConnection({
+          socket: socket.right,
+          settings: options,
+          connectionId,
+          expiresAtMs: principal.right.expiresAtMs,
+          makeHub: makeChatHub({ principal: principal.right, gate, services })
+        }).pipe(Effect.ensuring(Effect.logDebug("SignalR connection closed")))
+        return HttpServerResponse.empty()
+      }).pipe(Effect.annotateLogs({ hub: options.path }))
+
+      yield* router.add("POST", `${options.path}/negotiate`, negotiate)
+      yield* router.add("GET", options.path, connect)
+    })
+  )
+
+/** The SignalR-compatible hub at /hubs/chat (JoinScopeAsync, LeaveScopeAsync, SendAsync → ReceiveMessage). */
+export const SignalRHubRoutes = makeSignalRHubRoutes()

@@ -1,0 +1,430 @@
+/**
+ * The SignalR connection engine on an in-memory socket, under the TestClock: keep-alive, client
+ * timeout, token expiry and handshake timeout are driven by TestClock.adjust, never by waiting.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import { Socket } from "@effect/platform"
+import { Chunk, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Ref, Schema, TestClock } from "effect"
+import { ChatEventProducer, historyWriter, LocalFanout } from "@chatify/core"
+import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
+import { ApplicationServices, EmbeddedInfrastructure, ShutdownGate } from "../src/index.js"
+import {
+  type ChatHubServices,
+  type ConnectionSettings,
+  defaultConnectionSettings,
+  type Hub,
+  type HubClient,
+  HubError,
+  hubMethod,
+  makeChatHub,
+  serveConnection,
+  TOKEN_EXPIRED
+} from "../src/signalr/index.js"
+import { testServerConfig } from "../src/testing.js"
+
+const RS = "\u001e"
+const record = (message: unknown) => JSON.stringify(message) + RS
+const HANDSHAKE = record({ protocol: "json", version: 1 })
+
+/** A parsed record, or `{closed: code}` when the server closed the socket. */
+type Written = Record<string, unknown>
+
+/** A Socket whose other end is the test: frames in through `fromClient`, everything written out through `next`. */
+const makeTestSocket = Effect.gen(function*() {
+  const incoming = yield* Queue.unbounded<string | Uint8Array | null>()
+  const written = yield* Queue.unbounded<Written>()
+  const runRaw = <_, E = never, R = never>(
+    handler: (data: string | Uint8Array) => Effect.Effect<_, E, R> | void
+  ): Effect.Effect<void, E, R> =>
+    Effect.gen(function*() {
+      for (;;) {
+        const data = yield* Queue.take(incoming)
+        if (data === null) return
+        const result = handler(data)
+        if (Effect.isEffect(result)) yield* result
+      }
+    })
+  const write = (chunk: string | Uint8Array | Socket.CloseEvent) =>
+    Effect.sync(() => {
+      if (Socket.isCloseEvent(chunk)) {
+        written.unsafeOffer({ closed: chunk.code })
+        incoming.unsafeOffer(null)
+        return
+      }
+      const text = typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)
+      // one frame may hold several records: hand them out one by one
+      for (const part of text.split(RS).slice(0, -1)) written.unsafeOffer(JSON.parse(part))
+    })
+  const socket: Socket.Socket = {
+    [Socket.TypeId]: Socket.TypeId,
+    runRaw,
+    run: (handler) => runRaw((data) => handler(typeof data === "string" ? new TextEncoder().encode(data) : data)),
+    writer: Effect.succeed(write)
+  }
+  return {
+    socket,
+    send: (data: string | Uint8Array) => Queue.offer(incoming, data),
+    disconnect: Queue.offer(incoming, null),
+    next: Queue.take(written),
+    /** The next message that is not a Ping. */
+    nextNonPing: Queue.take(written).pipe(
+      Effect.repeat({ until: (message) => !("type" in message && message["type"] === 6) })
+    ),
+    drained: Effect.map(Queue.takeAll(written), Chunk.toReadonlyArray)
+  }
+})
+
+/** Collects log messages instead of printing them. */
+const captureLogs = (lines: Array<string>) =>
+  Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ message }) => {
+      lines.push(String(Array.isArray(message) ? message[0] : message))
+    })
+  )
+
+const open = (
+  options: {
+    readonly settings?: Partial<ConnectionSettings>
+    readonly expiresAtMs?: number
+    /** Where the connection's log messages go; by default only warnings and worse are printed. */
+    readonly logged?: Array<string>
+  } = {}
+) =>
+  Effect.gen(function*() {
+    const io = yield* makeTestSocket
+    const hubBuilt = yield* Ref.make(false)
+    const hubReleased = yield* Ref.make(false)
+    const makeHub = (client: HubClient) =>
+      Effect.gen(function*() {
+        yield* Ref.set(hubBuilt, true)
+        yield* Effect.addFinalizer(() => Ref.set(hubReleased, true))
+        const hub: Hub = {
+          methods: new Map([
+            ["Echo", hubMethod(Schema.Tuple(Schema.String), ([text]) => Effect.succeed(text))],
+            ["Add", hubMethod(Schema.Tuple(Schema.Number, Schema.Number), ([a, b]) => Effect.succeed(a + b))],
+            ["Void", hubMethod(Schema.Tuple(), () => Effect.void)],
+            ["Slow", hubMethod(Schema.Tuple(), () => Effect.never)],
+            ["Fail", hubMethod(Schema.Tuple(), () => Effect.fail(new HubError({ message: "Forbidden: not yours" })))],
+            ["Boom", hubMethod(Schema.Tuple(), () => Effect.die(new Error("secret internals at db.ts:42")))],
+            ["BigInt", hubMethod(Schema.Tuple(), () => Effect.succeed(1n))],
+            ["Notify", hubMethod(Schema.Tuple(Schema.String), ([text]) => client.send([{ target: "Note", arguments: [text] }]))]
+          ])
+        }
+        return hub
+      })
+    const fiber = yield* Effect.fork(
+      serveConnection({
+        socket: io.socket,
+        settings: { ...defaultConnectionSettings, ...options.settings },
+        connectionId: "connection-1",
+        expiresAtMs: options.expiresAtMs,
+        makeHub
+      }).pipe(
+        options.logged === undefined
+          ? Logger.withMinimumLogLevel(LogLevel.Warning)
+          : (effect) => Effect.provide(effect, captureLogs(options.logged ?? []))
+      )
+    )
+    return { ...io, fiber, hubBuilt, hubReleased }
+  })
+
+/** Opens a connection and completes the handshake. */
+const connected = (options: Parameters<typeof open>[0] = {}) =>
+  Effect.gen(function*() {
+    const connection = yield* open(options)
+    yield* connection.send(HANDSHAKE)
+    expect(yield* connection.next).toEqual({})
+    return connection
+  })
+
+const invocation = (target: string, args: ReadonlyArray<unknown>, invocationId?: string) =>
+  record({ type: 1, target, arguments: args, ...(invocationId === undefined ? {} : { invocationId }) })
+
+describe("SignalR connection (in-memory socket, TestClock)", () => {
+  it.effect("handshake, several records in one frame, a record split across frames, UTF-8 split across binary frames", () =>
+    Effect.gen(function*() {
+      const c = yield* open()
+      yield* c.send(HANDSHAKE + record({ type: 6 }) + invocation("Echo", ["a"], "1"))
+      expect(yield* c.next).toEqual({})
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "1", result: "a" })
+
+      const split = invocation("Echo", ["split"], "2")
+      yield* c.send(split.slice(0, 5))
+      yield* c.send(split.slice(5, 20))
+      yield* c.send(split.slice(20))
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "2", result: "split" })
+
+      const bytes = new TextEncoder().encode(invocation("Echo", ["é€😀"], "3"))
+      const cut = bytes.indexOf(0xe2) + 1 // inside the 3-byte "€"
+      yield* c.send(bytes.slice(0, cut))
+      yield* c.send(bytes.slice(cut))
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "3", result: "é€😀" })
+    }))
+
+  it.effect("non-blocking invocations get no completion; void methods complete without a result; client Completion, StreamItem, Ack are ignored", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* c.send(
+        invocation("Echo", ["no id"]) + invocation("Fail", []) + record({ type: 2, invocationId: "x", item: 1 }) +
+          record({ type: 3, invocationId: "y", result: 2 }) + record({ type: 8, sequenceId: 1 }) +
+          invocation("Notify", ["hello"]) + invocation("Void", [], "v")
+      )
+      // the only messages: the server-to-client invocation of Notify, then Void's completion
+      expect(yield* c.next).toEqual({ type: 1, target: "Note", arguments: ["hello"] })
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "v" })
+      expect(yield* c.drained).toEqual([])
+    }))
+
+  it.effect("failed invocations complete with a clear error and the connection stays usable; defects are logged, not revealed", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const c = yield* connected({ logged })
+      const errorOf = (frame: string) =>
+        Effect.zipRight(c.send(frame), Effect.map(c.next, (m) => ("error" in m ? m["error"] : m)))
+      expect(yield* errorOf(invocation("Nope", [], "1"))).toBe("Unknown hub method 'Nope'.")
+      expect(yield* errorOf(invocation("Echo", ["a", "b"], "2"))).toBe(
+        "Failed to invoke 'Echo': it takes 1 argument(s), the invocation provides 2."
+      )
+      expect(yield* errorOf(invocation("Add", [1, "two"], "3"))).toBe(
+        "Failed to invoke 'Add': argument 2: Expected number, actual \"two\""
+      )
+      expect(yield* errorOf(invocation("Fail", [], "4"))).toBe("Forbidden: not yours")
+      const boom = yield* errorOf(invocation("Boom", [], "5"))
+      expect(boom).toBe("An unexpected error occurred invoking 'Boom' on the server.")
+      expect(yield* errorOf(invocation("BigInt", [], "6"))).toBe("An unexpected error occurred invoking 'BigInt' on the server.")
+      expect(yield* errorOf(record({ type: 4, invocationId: "7", target: "Echo", arguments: ["a"] }))).toBe(
+        "'Echo' is not a streaming hub method."
+      )
+      expect(yield* errorOf(record({ type: 1, invocationId: "8", target: "Echo", arguments: [], streamIds: ["s"] }))).toBe(
+        "'Echo' does not accept streams from the client."
+      )
+      yield* c.send(invocation("Echo", ["still here"], "9"))
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "9", result: "still here" })
+      expect(logged).toContain("A SignalR hub method failed unexpectedly")
+      expect(logged).toContain("A hub method returned a result that is not JSON")
+    }))
+
+  it.effect("CancelInvocation cancels the running invocation and a queued one; unknown ids are ignored", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* c.send(
+        invocation("Slow", [], "slow") + invocation("Echo", ["queued"], "queued") +
+          record({ type: 5, invocationId: "unknown" }) + record({ type: 5, invocationId: "queued" }) +
+          record({ type: 5, invocationId: "slow" })
+      )
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "slow", error: "Invocation canceled by the client." })
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "queued", error: "Invocation canceled by the client." })
+      yield* c.send(invocation("Echo", ["after"], "after"))
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "after", result: "after" })
+    }))
+
+  it.effect("the server pings every keepAliveInterval", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* TestClock.adjust("14 seconds")
+      expect(yield* c.drained).toEqual([])
+      yield* TestClock.adjust("1 second")
+      expect(yield* c.next).toEqual({ type: 6 })
+      yield* c.send(record({ type: 6 }))
+      yield* TestClock.adjust("15 seconds")
+      expect(yield* c.next).toEqual({ type: 6 })
+      expect(yield* c.drained).toEqual([])
+    }))
+
+  it.effect("a client silent for clientTimeout is closed with an error; any message resets the timer", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* TestClock.adjust("20 seconds")
+      yield* c.send(record({ type: 6 }))
+      // the ping was handled once a later invocation is answered
+      yield* c.send(invocation("Void", [], "sync"))
+      expect(yield* c.nextNonPing).toEqual({ type: 3, invocationId: "sync" })
+      yield* TestClock.adjust("29 seconds") // 49 s: 29 s since the client's last message
+      expect((yield* c.drained).every((m) => "type" in m && m["type"] === 6)).toBe(true)
+      yield* TestClock.adjust("1 second")
+      const close = yield* c.nextNonPing
+      expect(close).toMatchObject({ type: 7, allowReconnect: true })
+      expect(close["error"]).toContain("No message received from the client within 30s")
+      expect(yield* c.next).toEqual({ closed: 1000 })
+      expect(Exit.isSuccess(yield* Fiber.await(c.fiber))).toBe(true)
+      expect(yield* Ref.get(c.hubReleased)).toBe(true)
+    }))
+
+  it.effect("the connection closes when the caller's token expires, saying so", () =>
+    Effect.gen(function*() {
+      const c = yield* connected({ expiresAtMs: 50_000 })
+      yield* TestClock.adjust("25 seconds")
+      yield* c.send(record({ type: 6 }))
+      yield* c.send(invocation("Void", [], "sync"))
+      expect(yield* c.nextNonPing).toEqual({ type: 3, invocationId: "sync" })
+      yield* TestClock.adjust("25 seconds")
+      expect(yield* c.nextNonPing).toEqual({ type: 7, error: TOKEN_EXPIRED, allowReconnect: true })
+      expect(yield* c.next).toEqual({ closed: 1000 })
+    }))
+
+  it.effect("no handshake within handshakeTimeout: a handshake error, then the socket closes", () =>
+    Effect.gen(function*() {
+      const c = yield* open()
+      yield* TestClock.adjust("15 seconds")
+      expect(yield* c.next).toEqual({ error: "Handshake was not received in time." })
+      expect(yield* c.next).toEqual({ closed: 1000 })
+      expect(yield* Ref.get(c.hubBuilt)).toBe(false)
+    }))
+
+  it.effect("an unsupported protocol gets a handshake error response, then the socket closes", () =>
+    Effect.gen(function*() {
+      const c = yield* open()
+      yield* c.send(record({ protocol: "messagepack", version: 1 }))
+      expect(yield* c.next).toEqual({ error: "The protocol 'messagepack' is not supported." })
+      expect(yield* c.next).toEqual({ closed: 1000 })
+      expect(yield* Ref.get(c.hubBuilt)).toBe(false)
+      expect(Exit.isSuccess(yield* Fiber.await(c.fiber))).toBe(true)
+    }))
+
+  it.effect("a malformed message closes the connection with a Close message carrying the error", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* c.send(invocation("Echo", ["before"], "1"))
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "1", result: "before" })
+      yield* c.send("{not json" + RS + invocation("Echo", ["never"], "2"))
+      expect(yield* c.next).toEqual({ type: 7, error: "Invalid message: the message is not valid JSON." })
+      expect(yield* c.next).toEqual({ closed: 1000 })
+      expect(Exit.isSuccess(yield* Fiber.await(c.fiber))).toBe(true)
+      expect(yield* c.drained).toEqual([])
+    }))
+
+  it.effect("a record over maxMessageBytes closes the connection, even before its separator arrives", () =>
+    Effect.gen(function*() {
+      const c = yield* connected({ settings: { maxMessageBytes: 64 } })
+      yield* c.send("x".repeat(40))
+      yield* c.send("x".repeat(25))
+      expect(yield* c.next).toEqual({ type: 7, error: "Invalid message: a message exceeded the maximum size of 64 bytes." })
+      expect(yield* c.next).toEqual({ closed: 1000 })
+    }))
+
+  it.effect("invalid UTF-8 in a binary frame closes the connection", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* c.send(new Uint8Array([0x7b, 0xff, 0x7d, 0x1e]))
+      expect(yield* c.next).toEqual({ type: 7, error: "Invalid message: the frame is not valid UTF-8." })
+    }))
+
+  it.effect("a client that floods invocations beyond maxPendingInvocations is closed", () =>
+    Effect.gen(function*() {
+      const c = yield* connected({ settings: { maxPendingInvocations: 2 } })
+      yield* c.send(invocation("Slow", [], "1") + [2, 3, 4].map((i) => invocation("Echo", ["x"], String(i))).join(""))
+      expect(yield* c.next).toEqual({ type: 7, error: "Too many pending invocations (more than 2)." })
+      expect(yield* c.next).toEqual({ closed: 1000 })
+    }))
+
+  it.effect("a Close from the client ends the connection without a reply; the hub's resources are released", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* c.send(record({ type: 7 }))
+      expect(yield* c.next).toEqual({ closed: 1000 })
+      yield* Fiber.join(c.fiber)
+      expect(yield* Ref.get(c.hubReleased)).toBe(true)
+    }))
+
+  it.effect("a client that drops the socket ends the connection and its hub", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* c.send(invocation("Slow", [], "1"))
+      yield* c.disconnect
+      yield* Fiber.join(c.fiber)
+      expect(yield* Ref.get(c.hubReleased)).toBe(true)
+    }))
+
+  it.effect("on server shutdown (interruption) the client is told to reconnect", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* Fiber.interrupt(c.fiber)
+      expect(yield* c.next).toEqual({ type: 7, error: "The server is shutting down.", allowReconnect: true })
+      expect(yield* c.next).toEqual({ closed: 1001 })
+      expect(yield* Ref.get(c.hubReleased)).toBe(true)
+    }))
+})
+
+const directories: Array<string> = []
+afterEach(() => {
+  for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
+})
+
+describe("ChatHub on the embedded services (in-memory socket)", () => {
+  it.live("a lagged membership is re-joined after its last position (no gap, no duplicate); leaving or closing ends memberships", () => {
+    const dir = mkdtempSync(join(tmpdir(), "chatify-hub-"))
+    directories.push(dir)
+    const config = testServerConfig(dir, { subscriberBufferSize: 2 })
+    const layer = ApplicationServices(config).pipe(Layer.provideMerge(EmbeddedInfrastructure(config)))
+    const logged: Array<string> = []
+    return Effect.gen(function*() {
+      // the history writer fills resume gaps; the broadcast consumer is left out: this test publishes itself
+      yield* Effect.forkScoped(historyWriter)
+      const services = yield* Effect.context<ChatHubServices>()
+      const io = yield* makeTestSocket
+      const connection = yield* Effect.forkScoped(serveConnection({
+        socket: io.socket,
+        settings: defaultConnectionSettings,
+        connectionId: "c-alice",
+        expiresAtMs: undefined,
+        makeHub: makeChatHub({
+          principal: { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined },
+          gate: yield* ShutdownGate,
+          services
+        })
+      }))
+      yield* io.send(HANDSHAKE + invocation("JoinScopeAsync", ["general"], "join"))
+      expect(yield* io.next).toEqual({})
+      expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "join" })
+
+      const producer = yield* ChatEventProducer
+      const produce = (text: string) =>
+        Effect.gen(function*() {
+          const chatEvent = new ChatEvent({
+            messageId: crypto.randomUUID(),
+            scopeType: 0,
+            scopeId: "general",
+            senderId: "bob",
+            text,
+            createdAtUtc: new Date(),
+            originPodId: "pod-test"
+          })
+          const position = yield* producer.produce(chatEvent)
+          return new EnrichedChatEvent({ chatEvent, ...position })
+        })
+      const events = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => `m${i}`), produce)
+      // ten events in one go into a 2-event buffer: the subscription lags after the first two
+      const fanout = yield* LocalFanout
+      yield* Effect.forEach(events, (event) => fanout.publish(event), { discard: true })
+
+      const textOf = (message: Record<string, unknown>) =>
+        message["target"] === "ReceiveMessage" && Array.isArray(message["arguments"])
+          ? (message["arguments"][0] as Record<string, unknown>)["text"]
+          : message
+      const received = yield* Effect.forEach(events, () => Effect.map(io.nextNonPing, textOf))
+      expect(received).toEqual(events.map((e) => e.chatEvent.text))
+      expect(logged).toContain("A SignalR membership lagged; re-joining after its last position")
+
+      // live again, exactly once
+      const next = yield* produce("live")
+      yield* fanout.publish(next)
+      expect(textOf(yield* io.nextNonPing)).toBe("live")
+      yield* io.send(invocation("LeaveScopeAsync", ["general"], "leave"))
+      expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "leave" })
+      expect(yield* fanout.subscriberCount).toBe(0)
+
+      // closing the connection ends every membership it holds
+      yield* io.send(invocation("JoinScopeAsync", ["general"], "j1") + invocation("JoinScopeAsync", ["random"], "j2"))
+      expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "j1" })
+      expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "j2" })
+      expect(yield* fanout.subscriberCount).toBe(2)
+      yield* io.disconnect
+      yield* Fiber.join(connection)
+      expect(yield* fanout.subscriberCount).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(layer), Effect.provide(captureLogs(logged)))
+  })
+})
