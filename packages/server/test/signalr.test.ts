@@ -13,6 +13,7 @@ import {
 } from "@microsoft/signalr"
 import { Chunk, Data, Deferred, Effect, Exit, Logger, LogLevel as EffectLogLevel, Option, Queue, Redacted, Schema, Scope } from "effect"
 import { SignJWT } from "jose"
+import { directMessageScopeId } from "@chatify/domain"
 import { EnrichedChatEvent } from "@chatify/domain"
 import type { AuthSettings } from "../src/index.js"
 import { startTestServer } from "../src/testing.js"
@@ -318,5 +319,27 @@ describe("SignalR hub with JWT authentication", () => {
       yield* client.invoke("JoinScopeAsync", scopeId)
       yield* send(client, scopeId, "after reconnect")
       expect(yield* client.nextText).toBe("after reconnect")
+    }).pipe(quiet))
+
+  it.scopedLive("a direct-message scope is joined and written by its two members only", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer({ config: { auth: Option.some(auth) } })
+      const url = `${server.httpUrl}/hubs/chat`
+      const dm = directMessageScopeId("alice", "bob")
+      const alice = yield* connect(url, { accessTokenFactory: () => tokenFor("alice") })
+      const bob = yield* connect(url, { accessTokenFactory: () => tokenFor("bob") })
+      const carol = yield* connect(url, { accessTokenFactory: () => tokenFor("carol") })
+
+      const joinRefused = yield* Effect.flip(carol.invoke("JoinScopeAsync", dm))
+      expect(String(joinRefused)).toContain("Forbidden")
+      const sendRefused = yield* Effect.flip(carol.invoke("SendAsync", { scopeType: 1, scopeId: dm, text: "let me in" }))
+      expect(String(sendRefused)).toContain("Forbidden")
+
+      yield* alice.invoke("JoinScopeAsync", dm)
+      yield* bob.invoke("SendAsync", { scopeType: 1, scopeId: dm, text: "hi alice" })
+      const event = yield* Queue.take(alice.received)
+      expect(event).toMatchObject({ scopeType: 1, scopeId: dm, senderId: "bob", text: "hi alice" })
+      // carol's connection still works after the refusals
+      yield* carol.invoke("JoinScopeAsync", room())
     }).pipe(quiet))
 })

@@ -3,7 +3,7 @@
  * LeaveScopeAsync manage `subscribe` subscriptions, SendAsync runs `sendMessage`, and events reach
  * the client as `ReceiveMessage` with the ChatEvent wire JSON. No send pipeline of its own.
  */
-import { type Context, Effect, Either, ExecutionStrategy, Exit, type Mailbox, Schema, Scope } from "effect"
+import { type Context, Effect, Either, ExecutionStrategy, Exit, type Mailbox, Option, Schema, Scope } from "effect"
 import {
   CorrelationId,
   CurrentUser,
@@ -20,6 +20,7 @@ import {
   positionOf,
   problemOf,
   type ScopeRef,
+  directMessageMembers,
   ScopeTypes,
   type StreamPosition,
   type SubscribeError,
@@ -168,12 +169,16 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
         }
       })
 
-    // The original groups connections by scopeId alone and its JoinScopeAsync takes only that id, so
-    // a join is to the CHANNEL {scopeType: 0, scopeId}; direct messages are not joined over the hub.
+    // The original groups connections by scopeId alone and its JoinScopeAsync takes only that id: a
+    // canonical direct-message id (dm:…, see directMessageScopeId) joins that DM scope — where the
+    // authorizer admits only its two members — and every other id joins the CHANNEL of that name.
     const join = (scopeId: string) =>
       Effect.gen(function*() {
         if (memberships.has(scopeId)) return
-        const scope: ScopeRef = { scopeType: ScopeTypes.Channel, scopeId }
+        const scope: ScopeRef = {
+          scopeType: Option.isSome(directMessageMembers(scopeId)) ? ScopeTypes.DirectMessage : ScopeTypes.Channel,
+          scopeId
+        }
         const membership = yield* Scope.fork(connectionScope, ExecutionStrategy.sequential)
         const first = yield* attempt(scope, undefined, membership).pipe(
           Effect.onError((cause) => Scope.close(membership, Exit.failCause(cause)))
