@@ -16,7 +16,9 @@ export interface ServerConfig {
   }
   readonly dataDirectory: string
   readonly policy: PolicyLimits
-  readonly rateLimit: { readonly limit: number; readonly windowSeconds: number }
+  readonly rateLimit: { readonly limit: number; readonly windowSeconds: number; readonly failOpen: boolean }
+  /** Redis (CHATIFY__CACHING__CONNECTIONSTRING) for rate limits, presence and pod identity; none = in memory. */
+  readonly caching: Option.Option<{ readonly connectionString: string }>
   readonly presenceTtl: Duration.Duration
   readonly subscriberBufferSize: number
   readonly shutdownGrace: Duration.Duration
@@ -66,9 +68,14 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
         "CHAT"
       ),
       rateLimit: Config.nested(
-        Config.all({ limit: positiveInt("LIMIT", 100), windowSeconds: positiveInt("WINDOWSECONDS", 60) }),
+        Config.all({
+          limit: positiveInt("LIMIT", 100),
+          windowSeconds: positiveInt("WINDOWSECONDS", 60),
+          failOpen: Config.boolean("FAILOPEN").pipe(Config.withDefault(true))
+        }),
         "RATELIMIT"
       ),
+      caching: Config.nested(Config.option(Config.nonEmptyString("CONNECTIONSTRING")), "CACHING"),
       presenceTtlSeconds: Config.nested(positiveInt("TTLSECONDS", 300), "PRESENCE"),
       subscriberBufferSize: Config.nested(positiveInt("SUBSCRIBERBUFFERSIZE", 8192), "FANOUT"),
       shutdownGraceSeconds: Config.nested(positiveInt("GRACESECONDS", 10), "SHUTDOWN")
@@ -85,6 +92,7 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     dataDirectory: chatify.dataDirectory,
     policy: chatify.policy,
     rateLimit: chatify.rateLimit,
+    caching: Option.map(chatify.caching, (connectionString) => ({ connectionString })),
     presenceTtl: Duration.seconds(chatify.presenceTtlSeconds),
     subscriberBufferSize: chatify.subscriberBufferSize,
     shutdownGrace: Duration.seconds(chatify.shutdownGraceSeconds),
@@ -96,9 +104,6 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
 const productionEndpoints = Config.all({
   CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: Config.option(
     Config.nested(Config.nested(Config.string("BOOTSTRAPSERVERS"), "MESSAGEBROKER"), "CHATIFY")
-  ),
-  CHATIFY__CACHING__CONNECTIONSTRING: Config.option(
-    Config.nested(Config.nested(Config.string("CONNECTIONSTRING"), "CACHING"), "CHATIFY")
   ),
   CHATIFY__DATABASE__CONTACTPOINTS: Config.option(
     Config.nested(Config.nested(Config.string("CONTACTPOINTS"), "DATABASE"), "CHATIFY")

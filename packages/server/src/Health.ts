@@ -1,7 +1,7 @@
 import { HttpLayerRouter, HttpServerResponse } from "@effect/platform"
 import { Effect, Layer } from "effect"
-import { ChatHistory, ConsumerHealth } from "@chatify/core"
-import { ShutdownGate } from "./Runtime.js"
+import { ConsumerHealth } from "@chatify/core"
+import { ReadinessChecks, ShutdownGate } from "./Runtime.js"
 
 const CONSUMERS = ["broadcast", "history-writer"] as const
 
@@ -13,7 +13,7 @@ export const HealthRoutes = Layer.effectDiscard(
   Effect.gen(function*() {
     const router = yield* HttpLayerRouter.HttpRouter
     const consumers = yield* ConsumerHealth
-    const history = yield* ChatHistory
+    const readiness = yield* ReadinessChecks
     const gate = yield* ShutdownGate
 
     const consumerChecks = Effect.map(consumers.snapshot, (states) =>
@@ -31,14 +31,17 @@ export const HealthRoutes = Layer.effectDiscard(
       "/health/ready",
       Effect.gen(function*() {
         const checks: Record<string, string> = yield* consumerChecks
-        checks["history-store"] = yield* history.ping.pipe(
-          Effect.timeout("2 seconds"),
-          Effect.as("ok"),
-          Effect.catchAll(() => Effect.succeed("unavailable"))
+        const dependencies = yield* readiness.all
+        const answers = yield* Effect.forEach(
+          dependencies,
+          ({ check }) =>
+            check.pipe(Effect.timeout("2 seconds"), Effect.as("ok"), Effect.catchAll(() => Effect.succeed("unavailable"))),
+          { concurrency: "unbounded" }
         )
+        dependencies.forEach(({ name }, i) => (checks[name] = answers[i] ?? "unavailable"))
         checks["shutdown"] = (yield* gate.isDraining) ? "draining" : "no"
-        const healthy = CONSUMERS.every((name) => checks[name] === "running") && checks["history-store"] === "ok" &&
-          checks["shutdown"] === "no"
+        const healthy = CONSUMERS.every((name) => checks[name] === "running") &&
+          dependencies.every(({ name }) => checks[name] === "ok") && checks["shutdown"] === "no"
         return report(healthy, checks)
       })
     )

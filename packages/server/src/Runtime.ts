@@ -61,3 +61,23 @@ export class HttpConnections extends Context.Tag("chatify/HttpConnections")<Http
   /** Destroys every remaining connection after `delay`, without keeping the process alive. */
   readonly closeAllAfter: (delay: Duration.DurationInput) => Effect.Effect<void>
 }>() {}
+
+/** A dependency /health/ready asks before it says the pod can take traffic. */
+export interface ReadinessCheck {
+  readonly name: string
+  readonly check: Effect.Effect<void, DependencyUnavailable>
+}
+
+/** Each infrastructure layer registers the checks of what it connects to. */
+export class ReadinessChecks extends Context.Tag("chatify/ReadinessChecks")<ReadinessChecks, {
+  readonly register: (check: ReadinessCheck) => Effect.Effect<void>
+  readonly all: Effect.Effect<ReadonlyArray<ReadinessCheck>>
+}>() {
+  static readonly layer = Layer.sync(ReadinessChecks, () => {
+    const checks: Array<ReadinessCheck> = []
+    return {
+      register: (check) => Effect.sync(() => void checks.push(check)),
+      all: Effect.sync(() => [...checks])
+    }
+  })
+}

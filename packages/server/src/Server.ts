@@ -9,7 +9,7 @@ import { HealthRoutes } from "./Health.js"
 import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
 import { ChatRpcHandlers } from "./Rpc.js"
 import { HttpConnections, ShutdownGate } from "./Runtime.js"
-import { ApplicationServices, Consumers, EmbeddedInfrastructure } from "./Services.js"
+import { Consumers, ServerServices } from "./Services.js"
 import { SignalRHubRoutes } from "./signalr/index.js"
 
 const RpcRoute = RpcServer.layerHttpRouter({ group: ChatRpcs, path: "/rpc", protocol: "websocket" }).pipe(
@@ -54,8 +54,7 @@ export const ChatServer = (config: ServerConfig) =>
   DrainOnShutdown(config).pipe(
     Layer.provide(HttpLayerRouter.serve(Routes, { disableLogger: true })),
     Layer.provide(Consumers(config)),
-    Layer.provide(ApplicationServices(config)),
-    Layer.provide(EmbeddedInfrastructure(config))
+    Layer.provide(ServerServices(config))
   )
 
 /** Node's HTTP server on the configured address, with the connection handle shutdown needs. */

@@ -1,5 +1,6 @@
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import {
+  ChatHistory,
   ChatPolicy,
   ConsumerHealth,
   CoreSettings,
@@ -19,40 +20,96 @@ import {
   MemoryRateLimiter,
   UuidV7IdGenerator
 } from "@chatify/adapters/memory"
+import { RedisClient, type RedisClientOptions, RedisPodRegistry, RedisPresence, RedisRateLimiter } from "@chatify/adapters/redis"
 import { makeSqliteLogJournal, SqliteHistory } from "@chatify/adapters/sqlite"
+import type { DependencyUnavailable } from "@chatify/domain"
+import { hostname } from "node:os"
 import type { ServerConfig } from "./Config.js"
 import { authenticatorFor } from "./Auth.js"
-import { Identities, ShutdownGate } from "./Runtime.js"
+import { Identities, ReadinessChecks, ShutdownGate } from "./Runtime.js"
 
-/** The embedded default: a journaled in-process log, SQLite history, in-memory limits and presence. */
-export const EmbeddedInfrastructure = (config: ServerConfig) =>
+/** Identity and policy: plain values every other layer may need. */
+export const Foundation = (config: ServerConfig) =>
   Layer.mergeAll(
-    MemoryLogLayerFrom(
-      Effect.flatMap(makeSqliteLogJournal({ dataDirectory: config.dataDirectory }), (journal) =>
-        makeMemoryLog({ partitions: config.broker.partitions, journal }))
-    ),
-    SqliteHistory.layer({ dataDirectory: config.dataDirectory }),
-    MemoryRateLimiter(config.rateLimit),
-    MemoryPresence({ ttlMillis: Duration.toMillis(config.presenceTtl) })
-  )
-
-/** What every interface needs besides the infrastructure: policy, identity, settings, health. */
-export const ApplicationServices = (config: ServerConfig) =>
-  Layer.mergeAll(
-    MemoryFanout,
-    UuidV7IdGenerator,
-    DefaultScopePolicy,
     Layer.succeed(PodIdentity, { podId: config.podId }),
     Layer.succeed(ChatPolicy, config.policy),
     CoreSettings.layer({
       subscriberBufferSize: config.subscriberBufferSize,
       broadcastGroupPrefix: config.broker.broadcastConsumerGroupPrefix
     }),
+    ReadinessChecks.layer
+  )
+
+/** Registers a readiness check, bound to the services it asks (resolved when the layer is built). */
+const ready = <R>(name: string, check: Effect.Effect<void, DependencyUnavailable, R>) =>
+  Layer.effectDiscard(
+    Effect.gen(function*() {
+      const context = yield* Effect.context<R>()
+      yield* (yield* ReadinessChecks).register({ name, check: Effect.provide(check, context) })
+    })
+  )
+
+/** The log: the embedded, journaled log in the data directory. */
+const EventLog = (config: ServerConfig) =>
+  MemoryLogLayerFrom(
+    Effect.flatMap(makeSqliteLogJournal({ dataDirectory: config.dataDirectory }), (journal) =>
+      makeMemoryLog({ partitions: config.broker.partitions, journal }))
+  )
+
+/** The history: SQLite in the data directory. */
+const History = (config: ServerConfig) => {
+  const history = SqliteHistory.layer({ dataDirectory: config.dataDirectory })
+  return Layer.merge(history, ready("history-store", Effect.flatMap(ChatHistory, (h) => h.ping)).pipe(Layer.provide(history)))
+}
+
+/** `host:port[,password=…]` (the original's StackExchange form) or a `redis://` URL. */
+export const redisOptionsFrom = (connectionString: string): RedisClientOptions => {
+  if (/^rediss?:\/\//u.test(connectionString)) return { url: connectionString }
+  const [endpoint = "", ...settings] = connectionString.split(",").map((part) => part.trim())
+  const password = settings.find((setting) => setting.toLowerCase().startsWith("password="))?.slice("password=".length)
+  const [host = "127.0.0.1", port = "6379"] = endpoint.split(":")
+  const auth = password === undefined ? "" : `:${encodeURIComponent(password)}@`
+  return { url: `redis://${auth}${host}:${port}` }
+}
+
+/** Rate limits, presence and pod identity: in memory, or shared across pods in Redis. */
+const LimitsAndPresence = (config: ServerConfig) =>
+  Option.match(config.caching, {
+    onNone: () =>
+      Layer.merge(MemoryRateLimiter(config.rateLimit), MemoryPresence({ ttlMillis: Duration.toMillis(config.presenceTtl) })),
+    onSome: ({ connectionString }) => {
+      const client = RedisClient.layer(redisOptionsFrom(connectionString))
+      return Layer.mergeAll(
+        RedisRateLimiter(config.rateLimit),
+        RedisPresence({ ttlMillis: Duration.toMillis(config.presenceTtl), podId: config.podId }),
+        RedisPodRegistry({ host: hostname() }),
+        ready("redis", Effect.flatMap(RedisClient, (redis) => redis.ping))
+      ).pipe(Layer.provide(client))
+    }
+  })
+
+/** The adapters behind the ports, each picked by its configuration. */
+export const Infrastructure = (config: ServerConfig) =>
+  Layer.mergeAll(EventLog(config), History(config), LimitsAndPresence(config))
+
+/** What every interface needs besides the infrastructure: fan-out, ids, authorization, health. */
+export const ApplicationServices = (config: ServerConfig) =>
+  Layer.mergeAll(
+    MemoryFanout,
+    UuidV7IdGenerator,
+    DefaultScopePolicy,
     ConsumerHealth.layer,
     PresenceHeartbeat.layer,
     ShutdownGate.layer,
     Identities.layer,
     authenticatorFor(config.auth)
+  )
+
+/** Every service of a server, without the HTTP part: for tests and tools that drive core directly. */
+export const ServerServices = (config: ServerConfig) =>
+  ApplicationServices(config).pipe(
+    Layer.provideMerge(Infrastructure(config)),
+    Layer.provideMerge(Foundation(config))
   )
 
 /**

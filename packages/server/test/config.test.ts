@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect } from "effect"
+import { ConfigProvider, Duration, Effect, Option } from "effect"
 import { loadServerConfig } from "../src/index.js"
 
 const withEnv = (env: Record<string, string>) =>
@@ -19,7 +19,8 @@ describe("server configuration", () => {
       })
       expect(config.dataDirectory).toBe("./data")
       expect(config.policy).toEqual({ maxIdLength: 256, maxTextLength: 4096 })
-      expect(config.rateLimit).toEqual({ limit: 100, windowSeconds: 60 })
+      expect(config.rateLimit).toEqual({ limit: 100, windowSeconds: 60, failOpen: true })
+      expect(config.caching).toEqual(Option.none())
       expect(Duration.toSeconds(config.presenceTtl)).toBe(300)
     }))
 
@@ -36,6 +37,8 @@ describe("server configuration", () => {
         CHATIFY__CHAT__MAXTEXTLENGTH: "1000",
         CHATIFY__RATELIMIT__LIMIT: "5",
         CHATIFY__RATELIMIT__WINDOWSECONDS: "10",
+        CHATIFY__RATELIMIT__FAILOPEN: "false",
+        CHATIFY__CACHING__CONNECTIONSTRING: "chatify-redis:6379",
         CHATIFY__PRESENCE__TTLSECONDS: "30",
         CHATIFY__FANOUT__SUBSCRIBERBUFFERSIZE: "100",
         CHATIFY__SHUTDOWN__GRACESECONDS: "3"
@@ -49,7 +52,8 @@ describe("server configuration", () => {
       })
       expect(config.dataDirectory).toBe("/var/lib/chatify")
       expect(config.policy).toEqual({ maxIdLength: 64, maxTextLength: 1000 })
-      expect(config.rateLimit).toEqual({ limit: 5, windowSeconds: 10 })
+      expect(config.rateLimit).toEqual({ limit: 5, windowSeconds: 10, failOpen: false })
+      expect(config.caching).toEqual(Option.some({ connectionString: "chatify-redis:6379" }))
       expect(Duration.toSeconds(config.presenceTtl)).toBe(30)
       expect(config.subscriberBufferSize).toBe(100)
       expect(Duration.toSeconds(config.shutdownGrace)).toBe(3)
@@ -75,10 +79,10 @@ describe("server configuration", () => {
   it.effect("refuses production endpoints this build cannot use yet, naming each key", () =>
     Effect.gen(function*() {
       const error = yield* loadServerConfig.pipe(
-        withEnv({ CHATIFY__CACHING__CONNECTIONSTRING: "redis:6379", CHATIFY__DATABASE__CONTACTPOINTS: "scylla" }),
+        withEnv({ CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "kafka:9092", CHATIFY__DATABASE__CONTACTPOINTS: "scylla" }),
         Effect.flip
       )
-      expect(error.message).toContain("CHATIFY__CACHING__CONNECTIONSTRING")
+      expect(error.message).toContain("CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS")
       expect(error.message).toContain("CHATIFY__DATABASE__CONTACTPOINTS")
     }))
 })

@@ -112,7 +112,7 @@ describe("REST interface", () => {
 
   it.scopedLive("rate-limits an RPC connection (one identity) with a typed RateLimited", () =>
     Effect.gen(function*() {
-      const server = yield* startTestServer({ config: { rateLimit: { limit: 2, windowSeconds: 60 } } })
+      const server = yield* startTestServer({ config: { rateLimit: { limit: 2, windowSeconds: 60, failOpen: true } } })
       const context = yield* Layer.build(
         RpcClient.layerProtocolSocket().pipe(
           Layer.provide(NodeSocket.layerWebSocket(server.wsUrl)),

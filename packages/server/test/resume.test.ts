@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Ref, Schedule, Stream } from "effect"
+import { Deferred, Effect, Fiber, Ref, Schedule, Stream } from "effect"
 import {
   broadcastConsumer,
   ChatEventProducer,
@@ -13,7 +13,7 @@ import {
   subscribeStream
 } from "@chatify/core"
 import { ChatEvent, type EnrichedChatEvent, type ScopeRef } from "@chatify/domain"
-import { ApplicationServices, EmbeddedInfrastructure } from "../src/index.js"
+import { ServerServices } from "../src/index.js"
 import { testServerConfig } from "../src/testing.js"
 
 const directories: Array<string> = []
@@ -44,7 +44,7 @@ describe("subscribe with resume", () => {
     const dir = mkdtempSync(join(tmpdir(), "chatify-resume-"))
     directories.push(dir)
     const config = configIn(dir)
-    const layer = ApplicationServices(config).pipe(Layer.provideMerge(EmbeddedInfrastructure(config)))
+    const layer = ServerServices(config)
     return Effect.gen(function*() {
       yield* Effect.forkScoped(broadcastConsumer)
       const health = yield* ConsumerHealth
@@ -87,7 +87,7 @@ describe("subscribe with resume", () => {
     const dir = mkdtempSync(join(tmpdir(), "chatify-resume-"))
     directories.push(dir)
     const config = configIn(dir)
-    const layer = ApplicationServices(config).pipe(Layer.provideMerge(EmbeddedInfrastructure(config)))
+    const layer = ServerServices(config)
     return Effect.gen(function*() {
       const [sent] = yield* produce(1, "x")
       const error = yield* subscribeStream(scope, { partition: (sent!.partition + 1) % 3, offset: 0 }).pipe(

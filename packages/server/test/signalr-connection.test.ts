@@ -7,10 +7,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Socket } from "@effect/platform"
-import { Chunk, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Ref, Schema, TestClock } from "effect"
+import { Chunk, Effect, Exit, Fiber, Logger, LogLevel, Queue, Ref, Schema, TestClock } from "effect"
 import { ChatEventProducer, historyWriter, LocalFanout } from "@chatify/core"
 import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
-import { ApplicationServices, EmbeddedInfrastructure, ShutdownGate } from "../src/index.js"
+import { ServerServices, ShutdownGate } from "../src/index.js"
 import {
   type ChatHubServices,
   type ConnectionSettings,
@@ -359,7 +359,7 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
     const dir = mkdtempSync(join(tmpdir(), "chatify-hub-"))
     directories.push(dir)
     const config = testServerConfig(dir, { subscriberBufferSize: 2 })
-    const layer = ApplicationServices(config).pipe(Layer.provideMerge(EmbeddedInfrastructure(config)))
+    const layer = ServerServices(config)
     const logged: Array<string> = []
     return Effect.gen(function*() {
       // the history writer fills resume gaps; the broadcast consumer is left out: this test publishes itself

@@ -1,0 +1,352 @@
+import { types } from "cassandra-driver"
+import { Effect, Layer, Schema } from "effect"
+import { ChatHistory, type HistorySlice } from "@chatify/core"
+import {
+  ChatEvent,
+  DependencyUnavailable,
+  EnrichedChatEvent,
+  type HistoryCursorPosition,
+  type ScopeRef,
+  scopeKey,
+  type StreamPosition
+} from "@chatify/domain"
+import {
+  CASSANDRA_DEPENDENCY,
+  CassandraClient,
+  type CassandraOptions,
+  cassandraUnavailable
+} from "./CassandraClient.js"
+import type { SchemaMigrationFailed } from "./CassandraMigrations.js"
+import { ChatTables, OFFSET_BUCKET_WIDTH } from "./ChatSchema.js"
+
+export interface CassandraHistoryOptions {
+  /**
+   * The width of a chat_messages time bucket; defaults to one day. It is recorded at the first start
+   * and may not change afterwards: buckets of two widths would overlap and misorder pages.
+   */
+  readonly bucketMillis?: number | undefined
+  /** Writes in flight at once while appending a batch; defaults to 32. */
+  readonly writeConcurrency?: number | undefined
+}
+
+export const DAY_MILLIS = 24 * 60 * 60 * 1000
+const DEFAULT_WRITE_CONCURRENCY = 32
+// Bucket keys read per round trip: a page usually needs one or two buckets, a sparse scope more.
+const BUCKET_KEYS_PER_READ = 16
+const BUCKET_MILLIS_SETTING = "bucket_millis"
+
+const COLUMNS = "created_at_utc, message_id, sender_id, text, origin_pod_id, broker_partition, broker_offset"
+
+const UuidColumn = Schema.declare((u: unknown): u is types.Uuid => u instanceof types.Uuid, {
+  identifier: "Uuid"
+})
+
+/** The columns both message tables return, as the driver decodes them (bigint as native bigint). */
+const MessageRow = Schema.Struct({
+  created_at_utc: Schema.DateFromSelf,
+  message_id: UuidColumn,
+  sender_id: Schema.String,
+  text: Schema.String,
+  origin_pod_id: Schema.String,
+  broker_partition: Schema.Int,
+  broker_offset: Schema.BigIntFromSelf
+})
+const decodeMessageRow = Schema.decodeUnknownSync(MessageRow)
+
+const BucketRow = Schema.Struct({ bucket: Schema.DateFromSelf })
+const decodeBucketRow = Schema.decodeUnknownSync(BucketRow)
+const OffsetBucketRow = Schema.Struct({ offset_bucket: Schema.BigIntFromSelf })
+const decodeOffsetBucketRow = Schema.decodeUnknownSync(OffsetBucketRow)
+
+/** The scope is the one asked for: scope_id holds its key, so it is not parsed back out of the row. */
+const toEvents = (scope: ScopeRef, result: types.ResultSet) =>
+  Effect.try({
+    try: (): ReadonlyArray<EnrichedChatEvent> =>
+      result.rows.map((row) => {
+        const r = decodeMessageRow(row)
+        return new EnrichedChatEvent({
+          chatEvent: new ChatEvent({
+            messageId: r.message_id.toString(),
+            scopeType: scope.scopeType,
+            scopeId: scope.scopeId,
+            senderId: r.sender_id,
+            text: r.text,
+            createdAtUtc: r.created_at_utc,
+            originPodId: r.origin_pod_id
+          }),
+          partition: r.broker_partition,
+          offset: Number(r.broker_offset)
+        })
+      }),
+    catch: cassandraUnavailable("a stored message cannot be read")
+  })
+
+const decodeKeys = <K>(result: types.ResultSet, decode: (row: types.Row) => K) =>
+  Effect.try({
+    try: () => result.rows.map(decode),
+    catch: cassandraUnavailable("a stored bucket key cannot be read")
+  })
+
+/** The driver's paging state of a result, when more rows may follow. */
+const pageStateOf = (result: types.ResultSet): string | undefined => {
+  const state: unknown = result.pageState
+  return typeof state === "string" && state.length > 0 ? state : undefined
+}
+
+interface KeyPage<K> {
+  readonly keys: ReadonlyArray<K>
+  readonly pageState: string | undefined
+}
+
+/**
+ * Reads `wanted` events bucket by bucket, in the order the bucket index lists them. The index only
+ * lists buckets that received a message, so a sparse scope costs one read per non-empty bucket,
+ * never one per empty day.
+ */
+const readAcrossBuckets = <K>(
+  readKeys: (pageState: string | undefined) => Effect.Effect<KeyPage<K>, DependencyUnavailable>,
+  readBucket: (key: K, wanted: number) => Effect.Effect<ReadonlyArray<EnrichedChatEvent>, DependencyUnavailable>,
+  wanted: number
+) =>
+  Effect.gen(function*() {
+    const items: Array<EnrichedChatEvent> = []
+    let pageState: string | undefined = undefined
+    do {
+      const page: KeyPage<K> = yield* readKeys(pageState)
+      for (const key of page.keys) {
+        if (items.length >= wanted) return items
+        items.push(...(yield* readBucket(key, wanted - items.length)))
+      }
+      pageState = page.pageState
+    } while (pageState !== undefined && items.length < wanted)
+    return items
+  })
+
+const make = (options: CassandraHistoryOptions) =>
+  Effect.gen(function*() {
+    const cassandra = yield* CassandraClient
+    const bucketMillis = options.bucketMillis ?? DAY_MILLIS
+    if (!Number.isSafeInteger(bucketMillis) || bucketMillis <= 0) {
+      return yield* new DependencyUnavailable({
+        dependency: CASSANDRA_DEPENDENCY,
+        message: `bucketMillis must be a positive integer, got ${bucketMillis}`
+      })
+    }
+    const concurrency = Math.max(1, Math.trunc(options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY))
+    const t = {
+      messages: cassandra.table(ChatTables.messages),
+      scopeBuckets: cassandra.table(ChatTables.scopeBuckets),
+      byOffset: cassandra.table(ChatTables.messagesByOffset),
+      offsetBuckets: cassandra.table(ChatTables.offsetBuckets),
+      settings: cassandra.table(ChatTables.settings)
+    }
+    yield* checkBucketWidth(t.settings, bucketMillis)
+
+    const cql = {
+      insertMessage: `INSERT INTO ${t.messages} (scope_id, bucket, created_at_utc, message_id, scope_type, sender_id,
+        text, origin_pod_id, broker_partition, broker_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      insertScopeBucket: `INSERT INTO ${t.scopeBuckets} (scope_id, bucket) VALUES (?, ?)`,
+      insertByOffset: `INSERT INTO ${t.byOffset} (scope_id, broker_partition, offset_bucket, broker_offset,
+        created_at_utc, message_id, scope_type, sender_id, text, origin_pod_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      insertOffsetBucket: `INSERT INTO ${t.offsetBuckets} (scope_id, broker_partition, offset_bucket) VALUES (?, ?, ?)`,
+      // Both bucket indexes are clustered in the order they are walked, so no ORDER BY is needed.
+      scopeBuckets: `SELECT bucket FROM ${t.scopeBuckets} WHERE scope_id = ?`,
+      scopeBucketsUpTo: `SELECT bucket FROM ${t.scopeBuckets} WHERE scope_id = ? AND bucket <= ?`,
+      newest: `SELECT ${COLUMNS} FROM ${t.messages} WHERE scope_id = ? AND bucket = ? LIMIT ?`,
+      olderThan: `SELECT ${COLUMNS} FROM ${t.messages}
+        WHERE scope_id = ? AND bucket = ? AND (created_at_utc, message_id) < (?, ?) LIMIT ?`,
+      offsetBucketsFrom: `SELECT offset_bucket FROM ${t.offsetBuckets}
+        WHERE scope_id = ? AND broker_partition = ? AND offset_bucket >= ?`,
+      afterOffset: `SELECT ${COLUMNS} FROM ${t.byOffset}
+        WHERE scope_id = ? AND broker_partition = ? AND offset_bucket = ? AND broker_offset > ? LIMIT ?`
+    } as const
+
+    const bucketOf = (createdAtMs: number) => new Date(Math.floor(createdAtMs / bucketMillis) * bucketMillis)
+    const offsetBucketOf = (offset: number) => BigInt(Math.floor(offset / OFFSET_BUCKET_WIDTH))
+
+    // Every write is an upsert of values fixed by the event, so the driver may retry it and a batch
+    // written twice leaves the same rows.
+    const write = (what: string, statement: string, params: ReadonlyArray<unknown>) =>
+      Effect.asVoid(cassandra.execute(what, statement, params, { isIdempotent: true }))
+
+    /*
+     * Two phases of independent idempotent writes rather than a logged batch: the index rows first,
+     * then both copies of each message. A failure part-way leaves at worst an index entry for a bucket
+     * still empty (a page reads it and moves on), never a message no index leads to; the history
+     * writer commits its offsets only after append succeeded, so it retries the whole batch and the
+     * upserts converge on the same rows. A logged batch would add the batchlog's extra writes for an
+     * all-or-nothing that the retry already gives, and multi-partition batches trip Cassandra's
+     * batch size limits on large batches.
+     */
+    const append = (events: ReadonlyArray<EnrichedChatEvent>) =>
+      Effect.gen(function*() {
+        // A redelivery inside one batch is written once: the first occurrence wins, as in SQLite.
+        const seen = new Set<string>()
+        const unique = events.filter(({ chatEvent: { messageId } }) =>
+          !seen.has(messageId) && Boolean(seen.add(messageId))
+        )
+        if (unique.length === 0) return
+
+        const scopeBuckets = new Map<string, readonly [string, Date]>()
+        const offsetBuckets = new Map<string, readonly [string, number, bigint]>()
+        for (const { chatEvent: e, partition, offset } of unique) {
+          const key = scopeKey(e)
+          const bucket = bucketOf(e.createdAtUtc.getTime())
+          scopeBuckets.set(`${key}\n${bucket.getTime()}`, [key, bucket])
+          const offsetBucket = offsetBucketOf(offset)
+          offsetBuckets.set(`${key}\n${partition}\n${offsetBucket}`, [key, partition, offsetBucket])
+        }
+        const indexWrites = [
+          ...[...scopeBuckets.values()].map((params) => write("cannot index a bucket", cql.insertScopeBucket, params)),
+          ...[...offsetBuckets.values()].map((params) =>
+            write("cannot index an offset bucket", cql.insertOffsetBucket, params)
+          )
+        ]
+        yield* Effect.all(indexWrites, { concurrency, discard: true })
+
+        const messageWrites = unique.flatMap(({ chatEvent: e, offset, partition }) => {
+          const key = scopeKey(e)
+          const createdAt = e.createdAtUtc
+          return [
+            write("cannot append a message", cql.insertMessage, [
+              key,
+              bucketOf(createdAt.getTime()),
+              createdAt,
+              e.messageId,
+              e.scopeType,
+              e.senderId,
+              e.text,
+              e.originPodId,
+              partition,
+              BigInt(offset)
+            ]),
+            write("cannot append a message by offset", cql.insertByOffset, [
+              key,
+              partition,
+              offsetBucketOf(offset),
+              BigInt(offset),
+              createdAt,
+              e.messageId,
+              e.scopeType,
+              e.senderId,
+              e.text,
+              e.originPodId
+            ])
+          ]
+        })
+        yield* Effect.all(messageWrites, { concurrency, discard: true })
+      })
+
+    const page = (
+      scope: ScopeRef,
+      { before, limit }: { readonly limit: number; readonly before: HistoryCursorPosition | undefined }
+    ) =>
+      Effect.gen(function*() {
+        const wanted = Math.max(0, Math.trunc(limit))
+        if (wanted === 0) return { items: [], next: undefined } satisfies HistorySlice
+        const key = scopeKey(scope)
+        const readKeys = (pageState: string | undefined) =>
+          cassandra.execute(
+            "cannot read the buckets of a scope",
+            before === undefined ? cql.scopeBuckets : cql.scopeBucketsUpTo,
+            before === undefined ? [key] : [key, bucketOf(before.createdAtMs)],
+            { fetchSize: BUCKET_KEYS_PER_READ, ...(pageState === undefined ? {} : { pageState }) }
+          ).pipe(
+            Effect.flatMap((result) =>
+              Effect.map(decodeKeys(result, (row) => decodeBucketRow(row).bucket), (keys) => ({
+                keys,
+                pageState: pageStateOf(result)
+              }))
+            )
+          )
+        // Newest first is the clustering order; the cursor only excludes rows in its own bucket, every
+        // older bucket is wholly below it.
+        const readBucket = (bucket: Date, n: number) =>
+          cassandra.execute(
+            "cannot read a page",
+            before === undefined ? cql.newest : cql.olderThan,
+            before === undefined
+              ? [key, bucket, n]
+              : [key, bucket, new Date(before.createdAtMs), before.messageId, n],
+            { fetchSize: n }
+          ).pipe(Effect.flatMap((result) => toEvents(scope, result)))
+
+        // One item more than asked tells whether another page exists, so the last page has no cursor.
+        const rows = yield* readAcrossBuckets(readKeys, readBucket, wanted + 1)
+        const items = rows.slice(0, wanted)
+        const last = items.at(-1)
+        const next = rows.length > wanted && last !== undefined
+          ? { createdAtMs: last.chatEvent.createdAtUtc.getTime(), messageId: last.chatEvent.messageId }
+          : undefined
+        return { items, next } satisfies HistorySlice
+      })
+
+    const after = (scope: ScopeRef, position: StreamPosition, limit: number) =>
+      Effect.gen(function*() {
+        const wanted = Math.max(0, Math.trunc(limit))
+        if (wanted === 0) return []
+        const key = scopeKey(scope)
+        const readKeys = (pageState: string | undefined) =>
+          cassandra.execute(
+            "cannot read the offset buckets of a scope",
+            cql.offsetBucketsFrom,
+            [key, position.partition, offsetBucketOf(position.offset)],
+            { fetchSize: BUCKET_KEYS_PER_READ, ...(pageState === undefined ? {} : { pageState }) }
+          ).pipe(
+            Effect.flatMap((result) =>
+              Effect.map(decodeKeys(result, (row) => decodeOffsetBucketRow(row).offset_bucket), (keys) => ({
+                keys,
+                pageState: pageStateOf(result)
+              }))
+            )
+          )
+        const readBucket = (offsetBucket: bigint, n: number) =>
+          cassandra.execute(
+            "cannot read after a position",
+            cql.afterOffset,
+            [key, position.partition, offsetBucket, BigInt(position.offset), n],
+            { fetchSize: n }
+          ).pipe(Effect.flatMap((result) => toEvents(scope, result)))
+        return yield* readAcrossBuckets(readKeys, readBucket, wanted)
+      })
+
+    return ChatHistory.of({ append, page, after, ping: cassandra.ping })
+  })
+
+/**
+ * Records the bucket width at the first start (a lightweight transaction, so two pods starting
+ * together agree) and refuses another one later: the stored buckets were cut with it.
+ */
+const checkBucketWidth = (settingsTable: string, bucketMillis: number) =>
+  Effect.gen(function*() {
+    const cassandra = yield* CassandraClient
+    const local = cassandra.consistency === types.consistencies.localQuorum ||
+      cassandra.consistency === types.consistencies.localOne
+    const result = yield* cassandra.execute(
+      "cannot record the history bucket width",
+      `INSERT INTO ${settingsTable} (name, value) VALUES (?, ?) IF NOT EXISTS`,
+      [BUCKET_MILLIS_SETTING, BigInt(bucketMillis)],
+      { serialConsistency: local ? types.consistencies.localSerial : types.consistencies.serial }
+    )
+    if (result.wasApplied()) return
+    const stored: unknown = result.first()?.get("value")
+    if (stored !== BigInt(bucketMillis)) {
+      return yield* new DependencyUnavailable({
+        dependency: CASSANDRA_DEPENDENCY,
+        message: `the history in ${cassandra.keyspace} is bucketed by ${String(stored)} ms, not ${bucketMillis} ms: ` +
+          "the bucket width cannot change once messages are stored"
+      })
+    }
+  })
+
+/** The production history store: Cassandra or ScyllaDB, shaped as the original's chat_messages. */
+export const CassandraHistory = {
+  /** The history on an existing CassandraClient (shared with other adapters of the process). */
+  layer: (options: CassandraHistoryOptions = {}): Layer.Layer<ChatHistory, DependencyUnavailable, CassandraClient> =>
+    Layer.effect(ChatHistory, make(options)),
+  /** The history with its own client: connects, brings the schema up to date, then serves. */
+  layerWithClient: (
+    options: CassandraOptions & CassandraHistoryOptions
+  ): Layer.Layer<ChatHistory, DependencyUnavailable | SchemaMigrationFailed> =>
+    Layer.provide(Layer.effect(ChatHistory, make(options)), CassandraClient.layer(options))
+} as const

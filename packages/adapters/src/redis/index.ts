@@ -1,0 +1,5 @@
+export * from "./RedisClient.js"
+export * from "./RedisKeys.js"
+export * from "./RedisPodRegistry.js"
+export * from "./RedisPresence.js"
+export * from "./RedisRateLimiter.js"

@@ -1,0 +1,359 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import { createServer } from "node:net"
+import type { Redis } from "ioredis"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Exit, FastCheck, Layer, Logger, Metric, Schedule } from "effect"
+import { PodIdentity, Presence, PresenceHeartbeat, RateLimiter } from "@chatify/core"
+import { DependencyUnavailable } from "@chatify/domain"
+import {
+  makeRedisClient,
+  PodRegistry,
+  RedisClient,
+  type RedisClientOptions,
+  RedisKeys,
+  RedisPodRegistry,
+  RedisPresence,
+  RedisRateLimiter,
+  rateLimiterFailOpenTotal,
+  RedisRateLimiterStats
+} from "../src/redis/index.js"
+import { presenceContract } from "./contracts/PresenceContract.js"
+import { rateLimiterContract } from "./contracts/RateLimiterContract.js"
+import { endpoints, ensureService } from "./support/services.js"
+
+beforeAll(() => ensureService("redis"))
+
+const url = `redis://${endpoints.redis}`
+/** Every test writes under its own prefix, so test files and runs never see each other's keys. */
+const freshPrefix = () => `chatify-test:${randomUUID()}:`
+
+const client = (options: Partial<RedisClientOptions> = {}) =>
+  RedisClient.layer({ url, keyPrefix: freshPrefix(), connectTimeoutMillis: 500, ...options })
+
+/** A loopback port nothing listens on: bound once by us, then released. */
+const unusedPort = Effect.async<number>((resume) => {
+  const server = createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    const port = address !== null && typeof address === "object" ? address.port : 0
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const unreachable = (port: number) =>
+  RedisClient.layer({
+    host: "127.0.0.1",
+    port,
+    connectTimeoutMillis: 300,
+    maxReconnectDelayMillis: 200
+  })
+
+/** Reads Redis behind the adapters' back. */
+const inspect = <A>(read: (redis: Redis) => Promise<A>) =>
+  Effect.scoped(Effect.flatMap(makeRedisClient({ url }), (raw) => raw.use("inspect", read)))
+
+const expectRedisUnavailable = <A, E>(exit: Exit.Exit<A, E>) => {
+  expect(Exit.isFailure(exit)).toBe(true)
+  if (Exit.isFailure(exit)) {
+    const error = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+    expect(error).toBeInstanceOf(DependencyUnavailable)
+    if (error instanceof DependencyUnavailable) expect(error.dependency).toBe("redis")
+  }
+}
+
+/** Log lines at warning level, captured instead of printed. */
+const captureWarnings = () => {
+  const lines: Array<string> = []
+  const layer = Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Warning") lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+    })
+  )
+  return { lines, layer }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Port contracts against the real server (real time: windows of 1 s, presence TTL of 1.5 s)
+
+rateLimiterContract("redis", {
+  makeLayer: () => RedisRateLimiter({ limit: 5, windowSeconds: 1, failOpen: false }).pipe(Layer.provide(client())),
+  limit: 5,
+  windowSeconds: 1,
+  advance: (d) => Effect.sleep(d),
+  live: true
+})
+
+presenceContract("redis", {
+  makeLayer: () => RedisPresence({ ttlMillis: 1_500 }).pipe(Layer.provide(client())),
+  advance: (d) => Effect.sleep(d),
+  live: true
+})
+
+// ---------------------------------------------------------------------------------------------------
+
+describe("RedisClient", () => {
+  it.live("answers PING and quits its connection when the scope closes", () =>
+    Effect.gen(function*() {
+      const service = yield* Effect.scoped(
+        Effect.gen(function*() {
+          const service = yield* makeRedisClient({ url, keyPrefix: freshPrefix() })
+          yield* service.ping
+          expect(service.redis.status).toBe("ready")
+          return service
+        })
+      )
+      expect(service.redis.status).toBe("end")
+    }))
+
+  it.live("starts while Redis is unreachable and fails fast with DependencyUnavailable", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      const started = Date.now()
+      const exit = yield* Effect.exit(Effect.flatMap(RedisClient, (c) => c.ping).pipe(Effect.provide(unreachable(port))))
+      expectRedisUnavailable(exit)
+      expect(Date.now() - started).toBeLessThan(2_000)
+    }))
+})
+
+describe("RedisRateLimiter", () => {
+  it.scopedLive("shares one limit between pods: sends spread over two connections are counted once", () =>
+    Effect.gen(function*() {
+      const keyPrefix = freshPrefix()
+      const pod = () =>
+        Layer.build(RedisRateLimiter({ limit: 5, windowSeconds: 60, failOpen: false }).pipe(
+          Layer.provide(RedisClient.layer({ url, keyPrefix }))
+        ))
+      const podA = Context.get(yield* pod(), RateLimiter)
+      const podB = Context.get(yield* pod(), RateLimiter)
+      const alice = `alice-${randomUUID()}`
+      const decisions = yield* Effect.forEach(
+        Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? podA : podB)),
+        (limiter) => limiter.checkAndIncrement(alice),
+        { concurrency: "unbounded" }
+      )
+      expect(decisions.filter((d) => d.allowed)).toHaveLength(5)
+      expect(decisions.filter((d) => !d.allowed).every((d) => d.retryAfterSeconds >= 1)).toBe(true)
+
+      // the original's key shape, under the prefix, with the window as its TTL
+      const key = `${keyPrefix}user:${alice}:ratelimit:60s`
+      const [count, ttl] = yield* inspect((redis) => Promise.all([redis.get(key), redis.pttl(key)]))
+      expect(count).toBe("10")
+      expect(ttl).toBeGreaterThan(55_000)
+      expect(ttl).toBeLessThanOrEqual(60_000)
+    }))
+
+  it.live("fails open when Redis is unreachable: allows, warns once, counts every unchecked send", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      const warnings = captureWarnings()
+      const before = (yield* Metric.value(rateLimiterFailOpenTotal)).count
+      const decisions = yield* Effect.gen(function*() {
+        const limiter = yield* RateLimiter
+        const decisions = yield* Effect.forEach(Array.from({ length: 3 }), () => limiter.checkAndIncrement("alice"))
+        expect(yield* (yield* RedisRateLimiterStats).failOpenCount).toBe(3)
+        return decisions
+      }).pipe(
+        Effect.provide(RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
+          Layer.provide(unreachable(port))
+        )),
+        Effect.provide(warnings.layer)
+      )
+      expect(decisions.every((d) => d.allowed)).toBe(true)
+      expect(decisions[0]).toEqual({ allowed: true, limit: 1, remaining: 0, windowSeconds: 60, retryAfterSeconds: 0 })
+      expect((yield* Metric.value(rateLimiterFailOpenTotal)).count - before).toBe(3)
+      // one warning per outage interval, not one per send
+      expect(warnings.lines.filter((line) => line.includes("fails open"))).toHaveLength(1)
+    }))
+
+  it.live("fails closed when configured to: DependencyUnavailable", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      const exit = yield* Effect.exit(
+        Effect.flatMap(RateLimiter, (limiter) => limiter.checkAndIncrement("alice")).pipe(
+          Effect.provide(RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: false }).pipe(
+            Layer.provide(unreachable(port))
+          ))
+        )
+      )
+      expectRedisUnavailable(exit)
+    }))
+
+  it.scopedLive("limits again once Redis comes back after an outage (ioredis reconnects)", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      const start = Effect.acquireRelease(
+        Effect.sync(() =>
+          spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+            stdio: "ignore"
+          })
+        ),
+        (server: ChildProcess) => Effect.sync(() => server.kill("SIGKILL"))
+      )
+      const stop = (server: ChildProcess) =>
+        Effect.async<void>((resume) => {
+          server.once("exit", () => resume(Effect.void))
+          server.kill("SIGKILL")
+        })
+      const first = yield* start
+      const context = yield* Layer.build(RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
+        Layer.provideMerge(RedisClient.layer({ host: "127.0.0.1", port, maxReconnectDelayMillis: 100 }))
+      ))
+      const limiter = Context.get(context, RateLimiter)
+      const stats = Context.get(context, RedisRateLimiterStats)
+      const ready = Context.get(context, RedisClient).ping.pipe(
+        Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50 })
+      )
+      yield* ready
+      expect((yield* limiter.checkAndIncrement("alice")).allowed).toBe(true)
+      expect((yield* limiter.checkAndIncrement("alice")).allowed).toBe(false)
+
+      yield* stop(first)
+      expect((yield* limiter.checkAndIncrement("alice")).allowed).toBe(true)
+      expect(yield* stats.failOpenCount).toBe(1)
+
+      yield* start
+      yield* ready
+      // the new server has no data: a fresh window, limited again
+      expect((yield* limiter.checkAndIncrement("alice")).allowed).toBe(true)
+      expect((yield* limiter.checkAndIncrement("alice")).allowed).toBe(false)
+      expect(yield* stats.failOpenCount).toBe(1)
+    }))
+})
+
+describe("RedisPresence", () => {
+  it.scopedLive("is shared across pods, expires abandoned scopes, and writes the original's user key", () =>
+    Effect.gen(function*() {
+      const keyPrefix = freshPrefix()
+      const pod = (podId: string) =>
+        Layer.build(RedisPresence({ ttlMillis: 1_000, podId }).pipe(Layer.provide(RedisClient.layer({ url, keyPrefix }))))
+      const podA = Context.get(yield* pod("pod-a"), Presence)
+      const podB = Context.get(yield* pod("pod-b"), Presence)
+      const scope = `0:general-${randomUUID()}`
+      yield* podA.track(scope, "alice", "c1")
+      yield* podB.track(scope, "bob", "c2")
+      yield* podB.track(scope, "alice", "c3")
+      expect(yield* podB.online(scope)).toEqual([{ userId: "alice", connections: 2 }, { userId: "bob", connections: 1 }])
+      expect(yield* podA.online(scope)).toEqual(yield* podB.online(scope))
+
+      const connections = `${keyPrefix}presence:${scope}:connections`
+      const users = `${keyPrefix}presence:${scope}:users`
+      const userKey = `${keyPrefix}user:bob:presence`
+      const [ttlConnections, ttlUsers, bobValue, ttlBob] = yield* inspect((redis) =>
+        Promise.all([redis.pttl(connections), redis.pttl(users), redis.get(userKey), redis.pttl(userKey)])
+      )
+      for (const ttl of [ttlConnections, ttlUsers, ttlBob]) {
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(1_000)
+      }
+      expect(bobValue).toBe("pod-b:c2")
+
+      // nobody untracks and nobody asks: the scope's keys vanish on their own
+      yield* Effect.sleep("1200 millis")
+      expect(yield* inspect((redis) => redis.exists(connections, users, userKey))).toBe(0)
+    }))
+
+  it.live("fails with DependencyUnavailable while Redis is unreachable", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      yield* Effect.gen(function*() {
+        const presence = yield* Presence
+        expectRedisUnavailable(yield* Effect.exit(presence.track("0:general", "alice", "c1")))
+        expectRedisUnavailable(yield* Effect.exit(presence.untrack("0:general", "c1")))
+        expectRedisUnavailable(yield* Effect.exit(presence.online("0:general")))
+      }).pipe(Effect.provide(RedisPresence({ ttlMillis: 1_000 }).pipe(Layer.provide(unreachable(port)))))
+    }))
+
+  it.live("an outage does not fail a subscription's presence hold (PresenceHeartbeat ignores it)", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      const held = yield* Effect.scoped(
+        Effect.gen(function*() {
+          yield* (yield* PresenceHeartbeat).hold("0:general", { userId: "alice", connectionId: "c1" })
+          return "held"
+        })
+      ).pipe(
+        Effect.provide(PresenceHeartbeat.layer.pipe(
+          Layer.provide(RedisPresence({ ttlMillis: 3_000 })),
+          Layer.provide(unreachable(port))
+        ))
+      )
+      expect(held).toBe("held")
+    }))
+})
+
+describe("RedisPodRegistry", () => {
+  const registry = (podId: string, keyPrefix: string, ttlSeconds: number) =>
+    RedisPodRegistry({ ttlSeconds, host: "test-host" }).pipe(
+      Layer.provide(Layer.merge(RedisClient.layer({ url, keyPrefix }), Layer.succeed(PodIdentity, { podId })))
+    )
+
+  it.live("lists registered pods with a TTL that is refreshed, and forgets a pod when its scope closes", () =>
+    Effect.gen(function*() {
+      // glob characters in the prefix must not let the listing see a neighbouring prefix
+      const id = randomUUID()
+      const keyPrefix = `chatify-test:${id}*:`
+      const neighbour = `chatify-test:${id}-other:`
+      const key = `${keyPrefix}pod:pod-a:identity`
+
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const podA = Context.get(yield* Layer.build(registry("pod-a", keyPrefix, 3)), PodRegistry)
+          yield* Layer.build(registry("pod-b", keyPrefix, 3))
+          yield* Layer.build(registry("pod-z", neighbour, 3))
+
+          const pods = yield* podA.livePods
+          expect(pods.map((p) => p.podId)).toEqual(["pod-a", "pod-b"])
+          expect(pods[0]).toEqual(podA.self)
+          expect(podA.self.host).toBe("test-host")
+          expect(Number.isNaN(Date.parse(podA.self.startedAt))).toBe(false)
+
+          const ttl = yield* inspect((redis) => redis.pttl(key))
+          expect(ttl).toBeGreaterThan(2_000)
+          expect(ttl).toBeLessThanOrEqual(3_000)
+          // refreshed every ttl/3 = 1 s: after 1.3 s the TTL is back near its full length
+          yield* Effect.sleep("1300 millis")
+          expect(yield* inspect((redis) => redis.pttl(key))).toBeGreaterThan(2_000)
+        })
+      )
+      expect(yield* inspect((redis) => redis.exists(key))).toBe(0)
+      // pod-a and pod-b deregistered when their scope closed: a newcomer lists only itself
+      const listed = yield* Effect.scoped(
+        Effect.flatMap(Layer.build(registry("observer", keyPrefix, 3)), (ctx) => Context.get(ctx, PodRegistry).livePods)
+      )
+      expect(listed.map((p) => p.podId)).toEqual(["observer"])
+    }))
+
+  it.live("does not block startup while Redis is unreachable", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      const exit = yield* Effect.scoped(
+        Effect.flatMap(PodRegistry, (registry) => registry.livePods)
+      ).pipe(
+        Effect.provide(RedisPodRegistry({ ttlSeconds: 3 }).pipe(
+          Layer.provide(Layer.merge(unreachable(port), Layer.succeed(PodIdentity, { podId: "pod-a" })))
+        )),
+        Effect.exit
+      )
+      expectRedisUnavailable(exit)
+    }))
+})
+
+describe("RedisKeys", () => {
+  const id = FastCheck.oneof(FastCheck.string(), FastCheck.fullUnicodeString(), FastCheck.constantFrom(":", "a:b", "{x}"))
+
+  it.prop("different users never share a key, of the same kind or another", { a: id, b: id }, ({ a, b }) => {
+    const keysOf = (user: string) => [RedisKeys.rateLimit(user, 60), RedisKeys.rateLimit(user, 1), RedisKeys.userPresence(user)]
+    const keysA = keysOf(a)
+    const keysB = keysOf(b)
+    expect(new Set(keysA).size).toBe(3)
+    if (a !== b) for (const k of keysA) expect(keysB).not.toContain(k)
+  })
+
+  it.prop("different scopes never share a key", { a: id, b: id }, ({ a, b }) => {
+    const keysOf = (scope: string) => [RedisKeys.scopeConnections(scope), RedisKeys.scopeUsers(scope)]
+    if (a !== b) for (const k of keysOf(a)) expect(keysOf(b)).not.toContain(k)
+    expect(RedisKeys.scopeConnections(a)).not.toBe(RedisKeys.scopeUsers(b))
+  })
+})
