@@ -3,6 +3,18 @@ import { hostname } from "node:os"
 import { defaultPolicyLimits, type PolicyLimits } from "@chatify/domain"
 import { authConfig, type AuthSettings } from "./Auth.js"
 
+export interface DatabaseConfig {
+  readonly contactPoints: ReadonlyArray<string>
+  readonly port: number
+  readonly keyspace: string
+  readonly localDataCenter: string
+  readonly consistency: string
+  readonly replicationFactor: number
+  readonly applySchemaOnStartup: boolean
+  readonly failFastOnSchemaError: boolean
+  readonly schemaMigrationTableName: string
+}
+
 /** Everything the server reads from its environment (names as in the original design, `__` as delimiter). */
 export interface ServerConfig {
   readonly port: number
@@ -17,6 +29,8 @@ export interface ServerConfig {
   readonly dataDirectory: string
   readonly policy: PolicyLimits
   readonly rateLimit: { readonly limit: number; readonly windowSeconds: number; readonly failOpen: boolean }
+  /** Cassandra/ScyllaDB (CHATIFY__DATABASE__CONTACTPOINTS) for the history; none = SQLite. */
+  readonly database: Option.Option<DatabaseConfig>
   /** Redis (CHATIFY__CACHING__CONNECTIONSTRING) for rate limits, presence and pod identity; none = in memory. */
   readonly caching: Option.Option<{ readonly connectionString: string }>
   readonly presenceTtl: Duration.Duration
@@ -76,6 +90,25 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
         "RATELIMIT"
       ),
       caching: Config.nested(Config.option(Config.nonEmptyString("CONNECTIONSTRING")), "CACHING"),
+      database: Config.nested(
+        Config.all({
+          contactPoints: Config.option(Config.array(Config.nonEmptyString(), "CONTACTPOINTS")),
+          port: positiveInt("PORT", 9042),
+          keyspace: nonEmpty("KEYSPACE", "chatify"),
+          localDataCenter: nonEmpty("LOCALDATACENTER", "datacenter1"),
+          consistency: nonEmpty("CONSISTENCY", "LOCAL_QUORUM"),
+          replicationFactor: positiveInt("REPLICATIONFACTOR", 1)
+        }),
+        "DATABASE"
+      ),
+      scylla: Config.nested(
+        Config.all({
+          applySchemaOnStartup: Config.boolean("APPLYSCHEMAONSTARTUP").pipe(Config.withDefault(true)),
+          failFastOnSchemaError: Config.boolean("FAILFASTONSCHEMAERROR").pipe(Config.withDefault(true)),
+          schemaMigrationTableName: nonEmpty("SCHEMAMIGRATIONTABLENAME", "schema_migrations")
+        }),
+        "SCYLLA"
+      ),
       presenceTtlSeconds: Config.nested(positiveInt("TTLSECONDS", 300), "PRESENCE"),
       subscriberBufferSize: Config.nested(positiveInt("SUBSCRIBERBUFFERSIZE", 8192), "FANOUT"),
       shutdownGraceSeconds: Config.nested(positiveInt("GRACESECONDS", 10), "SHUTDOWN")
@@ -93,6 +126,15 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     policy: chatify.policy,
     rateLimit: chatify.rateLimit,
     caching: Option.map(chatify.caching, (connectionString) => ({ connectionString })),
+    database: Option.map(chatify.database.contactPoints, (contactPoints) => ({
+      contactPoints,
+      port: chatify.database.port,
+      keyspace: chatify.database.keyspace,
+      localDataCenter: chatify.database.localDataCenter,
+      consistency: chatify.database.consistency,
+      replicationFactor: chatify.database.replicationFactor,
+      ...chatify.scylla
+    })),
     presenceTtl: Duration.seconds(chatify.presenceTtlSeconds),
     subscriberBufferSize: chatify.subscriberBufferSize,
     shutdownGrace: Duration.seconds(chatify.shutdownGraceSeconds),
@@ -104,9 +146,6 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
 const productionEndpoints = Config.all({
   CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: Config.option(
     Config.nested(Config.nested(Config.string("BOOTSTRAPSERVERS"), "MESSAGEBROKER"), "CHATIFY")
-  ),
-  CHATIFY__DATABASE__CONTACTPOINTS: Config.option(
-    Config.nested(Config.nested(Config.string("CONTACTPOINTS"), "DATABASE"), "CHATIFY")
   )
 })
 

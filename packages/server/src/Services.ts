@@ -20,6 +20,7 @@ import {
   MemoryRateLimiter,
   UuidV7IdGenerator
 } from "@chatify/adapters/memory"
+import { CassandraHistory } from "@chatify/adapters/cassandra"
 import { RedisClient, type RedisClientOptions, RedisPodRegistry, RedisPresence, RedisRateLimiter } from "@chatify/adapters/redis"
 import { makeSqliteLogJournal, SqliteHistory } from "@chatify/adapters/sqlite"
 import type { DependencyUnavailable } from "@chatify/domain"
@@ -56,9 +57,23 @@ const EventLog = (config: ServerConfig) =>
       makeMemoryLog({ partitions: config.broker.partitions, journal }))
   )
 
-/** The history: SQLite in the data directory. */
+/** The history: SQLite in the data directory, or Cassandra/ScyllaDB when contact points are set. */
 const History = (config: ServerConfig) => {
-  const history = SqliteHistory.layer({ dataDirectory: config.dataDirectory })
+  const history = Option.match(config.database, {
+    onNone: () => SqliteHistory.layer({ dataDirectory: config.dataDirectory }),
+    onSome: (database) =>
+      CassandraHistory.layerWithClient({
+        contactPoints: database.contactPoints,
+        port: database.port,
+        keyspace: database.keyspace,
+        localDataCenter: database.localDataCenter,
+        consistency: database.consistency,
+        replication: { class: "SimpleStrategy", replicationFactor: database.replicationFactor },
+        applySchemaOnStartup: database.applySchemaOnStartup,
+        failFastOnSchemaError: database.failFastOnSchemaError,
+        schemaMigrationTableName: database.schemaMigrationTableName
+      })
+  })
   return Layer.merge(history, ready("history-store", Effect.flatMap(ChatHistory, (h) => h.ping)).pipe(Layer.provide(history)))
 }
 

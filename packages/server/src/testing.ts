@@ -43,6 +43,7 @@ export const testServerConfig = (dataDirectory: string, overrides: Partial<Serve
   policy: defaultPolicyLimits,
   rateLimit: { limit: 1_000_000, windowSeconds: 60, failOpen: true },
   caching: Option.none(),
+  database: Option.none(),
   presenceTtl: Duration.seconds(300),
   subscriberBufferSize: 8192,
   shutdownGrace: Duration.seconds(5),

@@ -21,6 +21,7 @@ describe("server configuration", () => {
       expect(config.policy).toEqual({ maxIdLength: 256, maxTextLength: 4096 })
       expect(config.rateLimit).toEqual({ limit: 100, windowSeconds: 60, failOpen: true })
       expect(config.caching).toEqual(Option.none())
+      expect(config.database).toEqual(Option.none())
       expect(Duration.toSeconds(config.presenceTtl)).toBe(300)
     }))
 
@@ -39,6 +40,11 @@ describe("server configuration", () => {
         CHATIFY__RATELIMIT__WINDOWSECONDS: "10",
         CHATIFY__RATELIMIT__FAILOPEN: "false",
         CHATIFY__CACHING__CONNECTIONSTRING: "chatify-redis:6379",
+        CHATIFY__DATABASE__CONTACTPOINTS: "scylla-a,scylla-b",
+        CHATIFY__DATABASE__PORT: "19042",
+        CHATIFY__DATABASE__KEYSPACE: "chat",
+        CHATIFY__SCYLLA__APPLYSCHEMAONSTARTUP: "false",
+        CHATIFY__SCYLLA__FAILFASTONSCHEMAERROR: "false",
         CHATIFY__PRESENCE__TTLSECONDS: "30",
         CHATIFY__FANOUT__SUBSCRIBERBUFFERSIZE: "100",
         CHATIFY__SHUTDOWN__GRACESECONDS: "3"
@@ -54,6 +60,17 @@ describe("server configuration", () => {
       expect(config.policy).toEqual({ maxIdLength: 64, maxTextLength: 1000 })
       expect(config.rateLimit).toEqual({ limit: 5, windowSeconds: 10, failOpen: false })
       expect(config.caching).toEqual(Option.some({ connectionString: "chatify-redis:6379" }))
+      expect(config.database).toEqual(Option.some({
+        contactPoints: ["scylla-a", "scylla-b"],
+        port: 19042,
+        keyspace: "chat",
+        localDataCenter: "datacenter1",
+        consistency: "LOCAL_QUORUM",
+        replicationFactor: 1,
+        applySchemaOnStartup: false,
+        failFastOnSchemaError: false,
+        schemaMigrationTableName: "schema_migrations"
+      }))
       expect(Duration.toSeconds(config.presenceTtl)).toBe(30)
       expect(config.subscriberBufferSize).toBe(100)
       expect(Duration.toSeconds(config.shutdownGrace)).toBe(3)
@@ -79,10 +96,9 @@ describe("server configuration", () => {
   it.effect("refuses production endpoints this build cannot use yet, naming each key", () =>
     Effect.gen(function*() {
       const error = yield* loadServerConfig.pipe(
-        withEnv({ CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "kafka:9092", CHATIFY__DATABASE__CONTACTPOINTS: "scylla" }),
+        withEnv({ CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "kafka:9092" }),
         Effect.flip
       )
       expect(error.message).toContain("CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS")
-      expect(error.message).toContain("CHATIFY__DATABASE__CONTACTPOINTS")
     }))
 })
