@@ -1,0 +1,212 @@
+import { Cause, Duration, Effect, Exit, Layer, Mailbox, Runtime, type Scope } from "effect"
+import type { EachBatchPayload } from "kafkajs"
+import { ChatEventSource, type ConsumerOptions, type ConsumerRecords, type LogRecord } from "@chatify/core"
+import { DependencyUnavailable, type StreamPosition } from "@chatify/domain"
+import { closeQuietly, describeError, hasErrorType, KafkaClient, kafkaCall, unavailable } from "./KafkaClient.js"
+import { toLogRecord } from "./KafkaRecords.js"
+
+/** Commit failures that only mean the group has moved on: the records go to the partitions' new owners. */
+const REBALANCE_ERRORS = ["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"]
+
+interface MemberState {
+  /** The partitions of the current generation. */
+  assigned: ReadonlySet<number>
+  /** Every partition this member has been assigned so far. */
+  readonly seen: Set<number>
+  crashed: DependencyUnavailable | undefined
+}
+
+/**
+ * ChatEventSource on Kafka. Each `consume` is one kafkajs consumer in the group whose batches are
+ * handed to a bounded Mailbox that the records Stream drains: kafkajs does not fetch again until
+ * the batch is in the mailbox, so a slow consumer slows fetching instead of filling memory.
+ */
+export const makeKafkaSource = Effect.gen(function*() {
+  const { admin, kafka, settings } = yield* KafkaClient
+  const { topic } = settings
+
+  const bounded = <A>(operation: string, call: () => Promise<A>) =>
+    kafkaCall(operation, call).pipe(
+      Effect.timeoutFail({
+        duration: Duration.millis(settings.requestTimeoutMs),
+        onTimeout: () =>
+          new DependencyUnavailable({
+            dependency: "kafka",
+            message: `${operation}: no answer within ${settings.requestTimeoutMs} ms`
+          })
+      })
+    )
+
+  // high watermarks: acknowledged (acks=all) records are below them, so nothing is missed
+  const endOffsets = bounded("fetch end offsets", () => admin.fetchTopicOffsets(topic)).pipe(
+    Effect.map((offsets): ReadonlyMap<number, number> =>
+      new Map(offsets.map(({ high, partition }) => [partition, Number(high)]))
+    )
+  )
+
+  // Kafka answers -1 for a partition the group never committed: absent, as in MemoryLog
+  const committedOffsets = (groupId: string) =>
+    bounded("fetch committed offsets", () => admin.fetchOffsets({ groupId, topics: [topic] })).pipe(
+      Effect.map((topics): ReadonlyMap<number, number> => {
+        const committed = new Map<number, number>()
+        for (const entry of topics) {
+          if (entry.topic !== topic) continue
+          for (const { offset, partition } of entry.partitions) {
+            const next = Number(offset)
+            if (Number.isSafeInteger(next) && next >= 0) committed.set(partition, next)
+          }
+        }
+        return committed
+      })
+    )
+
+  const consume = (
+    { groupId, startFrom }: ConsumerOptions
+  ): Effect.Effect<ConsumerRecords, DependencyUnavailable, Scope.Scope> =>
+    Effect.gen(function*() {
+      const runtime = yield* Effect.runtime<never>()
+      const mailbox = yield* Mailbox.make<LogRecord, DependencyUnavailable>({
+        capacity: settings.consumerBufferSize,
+        strategy: "suspend"
+      })
+      // "latest" means the end of each partition now, whatever the group committed in an earlier
+      // run: records below these floors are never delivered by this member (see the GROUP_JOIN seek)
+      const floors = startFrom === "latest" ? yield* endOffsets : undefined
+      const state: MemberState = { assigned: new Set(), seen: new Set(), crashed: undefined }
+
+      const consumer = kafka.consumer({
+        groupId,
+        sessionTimeout: settings.sessionTimeoutMs,
+        rebalanceTimeout: settings.rebalanceTimeoutMs,
+        heartbeatInterval: settings.heartbeatIntervalMs,
+        maxWaitTimeInMs: settings.fetchMaxWaitMs,
+        allowAutoTopicCreation: false,
+        // no restart inside kafkajs: a crash fails the records Stream and the caller's Schedule decides
+        retry: { ...settings.retry, restartOnFailure: () => Promise.resolve(false) }
+      })
+      const log = (effect: Effect.Effect<void>) =>
+        Runtime.runFork(runtime)(effect.pipe(Effect.annotateLogs({ consumerGroup: groupId })))
+
+      consumer.on(consumer.events.CRASH, ({ payload }) => {
+        const error = unavailable(`consumer of group ${groupId} stopped`)(payload.error)
+        state.crashed = error
+        // the Stream delivers what is buffered, then fails with the typed error
+        mailbox.unsafeDone(Exit.fail(error))
+      })
+      consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+        const partitions = payload.memberAssignment[topic] ?? []
+        state.assigned = new Set(partitions)
+        for (const partition of partitions) {
+          const floor = floors?.get(partition)
+          // Seek a partition to its floor the first time this member gets it (later assignments
+          // resume from what it committed itself). kafkajs emits this event before it fetches.
+          if (floor !== undefined && !state.seen.has(partition)) {
+            const seeked = Effect.try(() => consumer.seek({ topic, partition, offset: String(floor) }))
+            Runtime.runSync(runtime)(
+              Effect.catchAll(seeked, (error) =>
+                Effect.logWarning(`Could not seek partition ${partition} to ${floor}; skipping records below it`, error))
+            )
+          }
+          state.seen.add(partition)
+        }
+        log(Effect.logDebug(`Kafka consumer assigned partitions [${partitions.join(", ")}] of ${topic}`))
+      })
+
+      // While the mailbox is full, keep heartbeating so the group does not evict a slow member.
+      const heartbeats = (heartbeat: () => Promise<void>) =>
+        Effect.tryPromise({ try: heartbeat, catch: (error) => error }).pipe(
+          Effect.delay(Duration.millis(Math.max(100, Math.floor(settings.heartbeatIntervalMs / 2)))),
+          Effect.forever
+        )
+
+      /**
+       * Hands a batch to the mailbox, waiting while it is full. The offsets handed over are
+       * resolved (the fetch position), not committed: commits come from `commit` after processing.
+       * Fails with the heartbeat's error when the group rebalances meanwhile, so kafkajs rejoins.
+       */
+      const deliver = ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) =>
+        Effect.suspend(() => {
+          const floor = floors?.get(batch.partition) ?? 0
+          let handled: string | undefined
+          const offerAll = Effect.gen(function*() {
+            for (const message of batch.messages) {
+              if (!isRunning() || isStale()) return
+              if (Number(message.offset) >= floor) {
+                const record = toLogRecord(batch.partition, message)
+                if (!mailbox.unsafeOffer(record)) {
+                  const accepted = yield* Effect.raceFirst(mailbox.offer(record), heartbeats(heartbeat))
+                  if (!accepted) return // the mailbox was closed: the consumer is being shut down
+                }
+              }
+              handled = message.offset
+            }
+          })
+          return Effect.ensuring(
+            offerAll,
+            Effect.sync(() => {
+              if (handled !== undefined) resolveOffset(handled)
+            })
+          )
+        })
+
+      // kafkajs reads a rejection of eachBatch (the original error) as "rejoin or retry"
+      const eachBatch = (payload: EachBatchPayload): Promise<void> =>
+        Runtime.runPromiseExit(runtime)(deliver(payload)).then((exit) =>
+          Exit.isSuccess(exit) ? undefined : Promise.reject(Cause.squash(exit.cause))
+        )
+
+      // Close the mailbox first: an eachBatch waiting on it returns, so the consumer can stop.
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(
+          mailbox.shutdown,
+          closeQuietly(
+            `consumer of group ${groupId}`,
+            () => consumer.disconnect(),
+            settings.requestTimeoutMs + settings.fetchMaxWaitMs
+          )
+        )
+      )
+
+      yield* kafkaCall(`connect consumer of group ${groupId}`, () => consumer.connect())
+      yield* kafkaCall(`subscribe group ${groupId} to ${topic}`, () =>
+        consumer.subscribe({ topics: [topic], fromBeginning: startFrom === "committed-or-earliest" }))
+      // resolves once the member joined the group (or crashed: see CRASH above)
+      yield* kafkaCall(`join group ${groupId}`, () =>
+        consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch }))
+      if (state.crashed !== undefined) return yield* state.crashed
+
+      const commit = (positions: ReadonlyArray<StreamPosition>): Effect.Effect<void, DependencyUnavailable> =>
+        Effect.suspend(() => {
+          if (state.crashed !== undefined) return Effect.fail(state.crashed)
+          // a partition taken away meanwhile belongs to its new owner, who resumes from our last commit
+          const owned = positions.filter(({ partition }) => state.assigned.has(partition))
+          if (owned.length === 0) return Effect.void
+          return Effect.tryPromise({
+            try: () =>
+              consumer.commitOffsets(owned.map(({ offset, partition }) => ({
+                topic,
+                partition,
+                offset: String(offset + 1)
+              }))),
+            catch: (error) => error
+          }).pipe(
+            Effect.catchAll((error) =>
+              hasErrorType(error, REBALANCE_ERRORS)
+                ? Effect.logWarning(
+                  `Offsets not committed, group ${groupId} is rebalancing; the records will be redelivered`
+                ).pipe(Effect.annotateLogs({ error: describeError(error) }))
+                : Effect.fail(unavailable(`commit offsets of group ${groupId}`)(error))
+            )
+          )
+        })
+
+      return { records: Mailbox.toStream(mailbox), commit }
+    }).pipe(Effect.annotateLogs({ consumerGroup: groupId }))
+
+  return ChatEventSource.of({ partitions: settings.partitions, consume, endOffsets, committedOffsets })
+})
+
+export const KafkaSourceLayer: Layer.Layer<ChatEventSource, never, KafkaClient> = Layer.effect(
+  ChatEventSource,
+  makeKafkaSource
+)
