@@ -22,9 +22,14 @@ export interface ServerConfig {
   readonly podId: string
   readonly broker: {
     readonly useInMemoryBroker: boolean
+    /** Kafka brokers; required (and only used) when the in-memory broker is off. */
+    readonly bootstrapServers: ReadonlyArray<string>
     readonly topicName: string
+    readonly deadLetterTopicName: string
     readonly partitions: number
     readonly broadcastConsumerGroupPrefix: string
+    /** Create missing topics at startup instead of refusing to start (development). */
+    readonly createTopics: boolean
   }
   readonly dataDirectory: string
   readonly policy: PolicyLimits
@@ -66,8 +71,11 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     Config.all({
       broker: Config.nested(
         Config.all({
-          useInMemoryBroker: Config.boolean("USEINMEMORYBROKER").pipe(Config.withDefault(true)),
+          useInMemoryBroker: Config.option(Config.boolean("USEINMEMORYBROKER")),
+          bootstrapServers: Config.option(Config.array(Config.nonEmptyString(), "BOOTSTRAPSERVERS")),
           topicName: nonEmpty("TOPICNAME", "chat-events"),
+          deadLetterTopicName: Config.option(Config.nonEmptyString("DEADLETTERTOPICNAME")),
+          createTopics: Config.boolean("CREATETOPICS").pipe(Config.withDefault(false)),
           partitions: positiveInt("PARTITIONS", 3),
           broadcastConsumerGroupPrefix: nonEmpty("BROADCASTCONSUMERGROUPPREFIX", "chatify-broadcast")
         }),
@@ -121,7 +129,16 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     port,
     host,
     podId,
-    broker: chatify.broker,
+    broker: {
+      // unset: Kafka exactly when brokers are configured (unset endpoints mean the embedded default)
+      useInMemoryBroker: Option.getOrElse(chatify.broker.useInMemoryBroker, () => Option.isNone(chatify.broker.bootstrapServers)),
+      bootstrapServers: Option.getOrElse(chatify.broker.bootstrapServers, () => []),
+      topicName: chatify.broker.topicName,
+      deadLetterTopicName: Option.getOrElse(chatify.broker.deadLetterTopicName, () => `${chatify.broker.topicName}-dlq`),
+      partitions: chatify.broker.partitions,
+      broadcastConsumerGroupPrefix: chatify.broker.broadcastConsumerGroupPrefix,
+      createTopics: chatify.broker.createTopics
+    },
     dataDirectory: chatify.dataDirectory,
     policy: chatify.policy,
     rateLimit: chatify.rateLimit,
@@ -141,13 +158,6 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     auth
   }))
 )
-
-/** Endpoints of the production adapters: refused until they exist, rather than silently ignored. */
-const productionEndpoints = Config.all({
-  CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: Config.option(
-    Config.nested(Config.nested(Config.string("BOOTSTRAPSERVERS"), "MESSAGEBROKER"), "CHATIFY")
-  )
-})
 
 /** Environment variables map onto config paths with `__`: CHATIFY__MESSAGEBROKER__PARTITIONS. */
 export const envConfigProvider = Layer.setConfigProvider(ConfigProvider.fromEnv({ pathDelim: "__", seqDelim: "," }))
@@ -180,22 +190,11 @@ export const loadServerConfig = Effect.gen(function*() {
     return yield* Effect.fail(new InvalidConfiguration({ message: describeConfigError(result.left) }))
   }
   const config = result.right
-  const production = yield* Effect.either(productionEndpoints)
-  if (Either.isRight(production)) {
-    const configured = Object.entries(production.right).filter(([, value]) => Option.isSome(value)).map(([key]) => key)
-    if (configured.length > 0) {
-      return yield* Effect.fail(
-        new InvalidConfiguration({
-          message: `${configured.join(", ")}: production adapters are not in this build yet; unset to run on the embedded default`
-        })
-      )
-    }
-  }
-  if (!config.broker.useInMemoryBroker) {
+  if (!config.broker.useInMemoryBroker && config.broker.bootstrapServers.length === 0) {
     return yield* Effect.fail(
       new InvalidConfiguration({
         message:
-          "CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: false needs the Kafka adapter, which this build does not include yet"
+          "CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: required when CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER is false"
       })
     )
   }

@@ -1,5 +1,6 @@
 import { Duration, Effect, Layer, Option } from "effect"
 import {
+  ChatEventSource,
   ChatHistory,
   ChatPolicy,
   ConsumerHealth,
@@ -21,6 +22,7 @@ import {
   UuidV7IdGenerator
 } from "@chatify/adapters/memory"
 import { CassandraHistory } from "@chatify/adapters/cassandra"
+import { KafkaLogLayer } from "@chatify/adapters/kafka"
 import { RedisClient, type RedisClientOptions, RedisPodRegistry, RedisPresence, RedisRateLimiter } from "@chatify/adapters/redis"
 import { makeSqliteLogJournal, SqliteHistory } from "@chatify/adapters/sqlite"
 import type { DependencyUnavailable } from "@chatify/domain"
@@ -50,12 +52,24 @@ const ready = <R>(name: string, check: Effect.Effect<void, DependencyUnavailable
     })
   )
 
-/** The log: the embedded, journaled log in the data directory. */
-const EventLog = (config: ServerConfig) =>
-  MemoryLogLayerFrom(
-    Effect.flatMap(makeSqliteLogJournal({ dataDirectory: config.dataDirectory }), (journal) =>
-      makeMemoryLog({ partitions: config.broker.partitions, journal }))
-  )
+/** The log: the embedded, journaled log in the data directory, or Kafka. */
+const EventLog = (config: ServerConfig) => {
+  const log = config.broker.useInMemoryBroker
+    ? MemoryLogLayerFrom(
+      Effect.flatMap(makeSqliteLogJournal({ dataDirectory: config.dataDirectory }), (journal) =>
+        makeMemoryLog({ partitions: config.broker.partitions, journal }))
+    )
+    : KafkaLogLayer({
+      brokers: config.broker.bootstrapServers,
+      clientId: `chatify-${config.podId}`,
+      topic: config.broker.topicName,
+      deadLetterTopic: config.broker.deadLetterTopicName,
+      partitions: config.broker.partitions,
+      createTopics: config.broker.createTopics
+    })
+  const name = config.broker.useInMemoryBroker ? "event-log" : "kafka"
+  return Layer.merge(log, ready(name, Effect.flatMap(ChatEventSource, (source) => Effect.asVoid(source.endOffsets))).pipe(Layer.provide(log)))
+}
 
 /** The history: SQLite in the data directory, or Cassandra/ScyllaDB when contact points are set. */
 const History = (config: ServerConfig) => {

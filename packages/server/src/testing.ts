@@ -35,9 +35,12 @@ export const testServerConfig = (dataDirectory: string, overrides: Partial<Serve
   podId: "pod-test",
   broker: {
     useInMemoryBroker: true,
+    bootstrapServers: [],
     topicName: "chat-events",
+    deadLetterTopicName: "chat-events-dlq",
     partitions: 3,
-    broadcastConsumerGroupPrefix: "chatify-broadcast"
+    broadcastConsumerGroupPrefix: "chatify-broadcast",
+    createTopics: false
   },
   dataDirectory,
   policy: defaultPolicyLimits,

@@ -13,9 +13,12 @@ describe("server configuration", () => {
       expect(config.podId).toBe("pod-a")
       expect(config.broker).toEqual({
         useInMemoryBroker: true,
+        bootstrapServers: [],
         topicName: "chat-events",
+        deadLetterTopicName: "chat-events-dlq",
         partitions: 3,
-        broadcastConsumerGroupPrefix: "chatify-broadcast"
+        broadcastConsumerGroupPrefix: "chatify-broadcast",
+        createTopics: false
       })
       expect(config.dataDirectory).toBe("./data")
       expect(config.policy).toEqual({ maxIdLength: 256, maxTextLength: 4096 })
@@ -31,6 +34,7 @@ describe("server configuration", () => {
         PORT: "9000",
         POD_NAME: "pod-b",
         CHATIFY__MESSAGEBROKER__TOPICNAME: "events",
+        CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "kafka-0:9092,kafka-1:9092",
         CHATIFY__MESSAGEBROKER__PARTITIONS: "12",
         CHATIFY__MESSAGEBROKER__BROADCASTCONSUMERGROUPPREFIX: "bc",
         CHATIFY__EMBEDDED__DATADIRECTORY: "/var/lib/chatify",
@@ -51,10 +55,13 @@ describe("server configuration", () => {
       }))
       expect(config.port).toBe(9000)
       expect(config.broker).toEqual({
-        useInMemoryBroker: true,
+        useInMemoryBroker: false,
+        bootstrapServers: ["kafka-0:9092", "kafka-1:9092"],
         topicName: "events",
+        deadLetterTopicName: "events-dlq",
         partitions: 12,
-        broadcastConsumerGroupPrefix: "bc"
+        broadcastConsumerGroupPrefix: "bc",
+        createTopics: false
       })
       expect(config.dataDirectory).toBe("/var/lib/chatify")
       expect(config.policy).toEqual({ maxIdLength: 64, maxTextLength: 1000 })
@@ -87,18 +94,13 @@ describe("server configuration", () => {
       expect(error.message).toContain("CHATIFY__RATELIMIT__LIMIT")
     }))
 
-  it.effect("refuses the Kafka mode this build cannot serve yet, naming the key", () =>
+  it.effect("needs brokers when the in-memory broker is switched off, naming the key", () =>
     Effect.gen(function*() {
       const error = yield* loadServerConfig.pipe(withEnv({ CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: "false" }), Effect.flip)
-      expect(error.message).toContain("CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER")
-    }))
-
-  it.effect("refuses production endpoints this build cannot use yet, naming each key", () =>
-    Effect.gen(function*() {
-      const error = yield* loadServerConfig.pipe(
-        withEnv({ CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "kafka:9092" }),
-        Effect.flip
-      )
       expect(error.message).toContain("CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS")
+      const explicit = yield* loadServerConfig.pipe(
+        withEnv({ CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: "true", CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "k:9092" })
+      )
+      expect(explicit.broker.useInMemoryBroker).toBe(true)
     }))
 })

@@ -1,0 +1,153 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Schedule, Stream } from "effect"
+import { type EnrichedChatEvent, partitionForScope, type ScopeRef } from "@chatify/domain"
+import { endpoints, ensureService } from "../../adapters/test/support/services.js"
+import { makeChatClient } from "../src/index.js"
+
+// Two server processes, as two pods, on one real Kafka, Redis and Cassandra (started by the
+// project's scripts/services). Topic and keyspace are this test's own; scopes are fresh per run.
+const MAIN = new URL("../../server/src/main.ts", import.meta.url).pathname
+const TOPIC = "chatify-multipod"
+const KEYSPACE = "chatify_multipod"
+const children: Array<ChildProcess> = []
+const directories: Array<string> = []
+
+beforeAll(() => Promise.all([ensureService("redis"), ensureService("kafka"), ensureService("cassandra")]), 300_000)
+afterAll(() => {
+  for (const child of children) child.kill("SIGTERM")
+  for (const dir of directories) rmSync(dir, { recursive: true, force: true })
+})
+
+const startPod = (podId: string) =>
+  Effect.async<string, Error>((resume) => {
+    const dataDirectory = mkdtempSync(join(tmpdir(), `chatify-${podId}-`))
+    directories.push(dataDirectory)
+    const child = spawn(process.execPath, ["--conditions=@chatify/source", "--import", "tsx", MAIN], {
+      env: {
+        ...process.env,
+        HOST: "127.0.0.1",
+        PORT: "0",
+        POD_NAME: podId,
+        CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
+        CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
+        CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
+        CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
+        CHATIFY__CACHING__CONNECTIONSTRING: endpoints.redis,
+        CHATIFY__DATABASE__CONTACTPOINTS: endpoints.cassandra.host,
+        CHATIFY__DATABASE__PORT: String(endpoints.cassandra.port),
+        CHATIFY__DATABASE__KEYSPACE: KEYSPACE,
+        CHATIFY__RATELIMIT__LIMIT: "100000"
+      },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    children.push(child)
+    let output = ""
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      const url = /Listening on http:\/\/[^:]+:(\d+)/u.exec(output)?.[1]
+      if (url !== undefined) resume(Effect.succeed(`127.0.0.1:${url}`))
+    }
+    child.stdout?.on("data", onData)
+    child.stderr?.on("data", onData)
+    child.on("exit", (code) => resume(Effect.fail(new Error(`${podId} exited with ${code}:\n${output.slice(-4000)}`))))
+  })
+
+const awaitReady = (address: string) =>
+  Effect.tryPromise(() => fetch(`http://${address}/health/ready`).then((r) => r.status)).pipe(
+    Effect.orElseSucceed(() => 0),
+    Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (status) => status === 200 }),
+    Effect.timeout("60 seconds")
+  )
+
+const kcatProduce = (key: string, value: string) =>
+  Effect.async<void, Error>((resume) => {
+    const child = execFile(
+      "kcat",
+      ["-P", "-b", endpoints.kafka, "-t", TOPIC, "-k", key, "-X", "partitioner=murmur2_random"],
+      (error) => resume(error === null ? Effect.void : Effect.fail(error))
+    )
+    child.stdin?.end(value)
+  })
+
+describe("two pods on Kafka, Redis and Cassandra", () => {
+  it.scopedLive("messages sent through pod-a reach pod-b's subscribers in per-scope order and land in Cassandra once", () =>
+    Effect.gen(function*() {
+      const [podA, podB] = yield* Effect.all([startPod("pod-a"), startPod("pod-b")], { concurrency: 2 })
+      yield* Effect.all([awaitReady(podA), awaitReady(podB)], { concurrency: 2 })
+      const sender = yield* makeChatClient({ url: `ws://${podA}/rpc` })
+      const reader = yield* makeChatClient({ url: `ws://${podB}/rpc` })
+
+      const run = crypto.randomUUID().slice(0, 8)
+      const scopes: ReadonlyArray<ScopeRef> = Array.from({ length: 4 }, (_, i) => ({ scopeType: 0, scopeId: `multipod-${run}-${i}` }))
+      const PER_SCOPE = 250
+      const received = new Map(scopes.map((s) => [s.scopeId, [] as Array<EnrichedChatEvent>]))
+      const kcatScope = scopes[0]!
+      const fibers = yield* Effect.forEach(scopes, (scope) =>
+        Effect.gen(function*() {
+          const live = yield* Deferred.make<void>()
+          const fiber = yield* reader.subscribe(scope, { onLive: live }).pipe(
+            Stream.take(PER_SCOPE + (scope === kcatScope ? 1 : 0)),
+            Stream.runForEach((event) => Effect.sync(() => received.get(scope.scopeId)?.push(event))),
+            Effect.fork
+          )
+          yield* Deferred.await(live)
+          return fiber
+        }))
+
+      const sent = yield* Effect.forEach(
+        Array.from({ length: PER_SCOPE * scopes.length }, (_, i) => i),
+        (i) => sender.send({ ...scopes[i % scopes.length]!, text: `m-${i}` }),
+        { concurrency: 16 }
+      )
+      expect(new Set(sent.map((e) => e.chatEvent.originPodId))).toEqual(new Set(["pod-a"]))
+
+      // and one event produced with kcat in the original design's JSON, on the same topic
+      const kcatId = crypto.randomUUID()
+      yield* kcatProduce(
+        `0:${kcatScope.scopeId}`,
+        JSON.stringify({
+          messageId: kcatId,
+          scopeType: 0,
+          scopeId: kcatScope.scopeId,
+          senderId: "test-user",
+          text: "Hello from kcat",
+          createdAtUtc: "2026-01-15T10:30:00Z",
+          originPodId: "test-pod"
+        })
+      )
+      yield* Effect.forEach(fibers, (fiber, i) =>
+        fiber.await.pipe(
+          Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`scope ${i} incomplete`) })
+        ), { discard: true }).pipe(Effect.orDie)
+
+      for (const scope of scopes) {
+        const mine = received.get(scope.scopeId) ?? []
+        const fromSender = mine.filter((e) => e.chatEvent.originPodId === "pod-a")
+        const expected = sent.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
+        expect(fromSender.map((e) => e.chatEvent.messageId)).toEqual(expected.map((e) => e.chatEvent.messageId))
+        expect(new Set(mine.map((e) => e.partition))).toEqual(new Set([partitionForScope(scope, 3)]))
+      }
+      expect(received.get(kcatScope.scopeId)?.some((e) => e.chatEvent.messageId === kcatId)).toBe(true)
+
+      // every acknowledged message, and the kcat one, is in Cassandra exactly once
+      const stored = yield* Effect.forEach(scopes, (scope) =>
+        reader.historyAll(scope, { pageSize: 200 }).pipe(
+          Stream.runCollect,
+          Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
+          // the history writer runs behind the log
+          Effect.filterOrFail(
+            (ids) => ids.length >= PER_SCOPE + (scope === kcatScope ? 1 : 0),
+            () => new Error(`history of ${scope.scopeId} incomplete`)
+          ),
+          Effect.retry(Schedule.spaced("200 millis")),
+          Effect.timeout("30 seconds")
+        )).pipe(Effect.orDie)
+      const all = stored.flat()
+      expect(all.length).toBe(new Set(all).size)
+      expect(new Set(all)).toEqual(new Set([...sent.map((e) => e.chatEvent.messageId), kcatId]))
+    }), { timeout: 240_000 })
+})
