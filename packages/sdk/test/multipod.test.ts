@@ -80,6 +80,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
       yield* Effect.all([awaitReady(podA), awaitReady(podB)], { concurrency: 2 })
       const sender = yield* makeChatClient({ url: `ws://${podA}/rpc` })
       const reader = yield* makeChatClient({ url: `ws://${podB}/rpc` })
+      const local = yield* makeChatClient({ url: `ws://${podA}/rpc` })
 
       const run = crypto.randomUUID().slice(0, 8)
       const scopes: ReadonlyArray<ScopeRef> = Array.from({ length: 4 }, (_, i) => ({ scopeType: 0, scopeId: `multipod-${run}-${i}` }))
@@ -97,6 +98,16 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
           yield* Deferred.await(live)
           return fiber
         }))
+
+      // a subscriber on the sending pod as well: both pods fan out from their own broadcast group
+      const localLive = yield* Deferred.make<void>()
+      const localReceived: Array<EnrichedChatEvent> = []
+      const localFiber = yield* local.subscribe(scopes[1]!, { onLive: localLive }).pipe(
+        Stream.take(PER_SCOPE),
+        Stream.runForEach((event) => Effect.sync(() => localReceived.push(event))),
+        Effect.fork
+      )
+      yield* Deferred.await(localLive)
 
       const sent = yield* Effect.forEach(
         Array.from({ length: PER_SCOPE * scopes.length }, (_, i) => i),
@@ -132,6 +143,10 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
         expect(new Set(mine.map((e) => e.partition))).toEqual(new Set([partitionForScope(scope, 3)]))
       }
       expect(received.get(kcatScope.scopeId)?.some((e) => e.chatEvent.messageId === kcatId)).toBe(true)
+      yield* localFiber.await.pipe(Effect.timeout("30 seconds"), Effect.orDie)
+      expect(localReceived.map((e) => e.chatEvent.messageId)).toEqual(
+        (received.get(scopes[1]!.scopeId) ?? []).map((e) => e.chatEvent.messageId)
+      )
 
       // every acknowledged message, and the kcat one, is in Cassandra exactly once
       const stored = yield* Effect.forEach(scopes, (scope) =>
