@@ -12,7 +12,6 @@ import {
   Logger,
   LogLevel,
   Option,
-  Redacted,
   Schedule,
   Schema,
   Scope,
@@ -31,7 +30,7 @@ import {
 import { ChatClient } from "@chatify/sdk"
 import { type ChatClientService, makeChatClient, type SubscriptionUpdate } from "../src/index.js"
 import { startTcpProxy } from "./support/TcpProxy.js"
-import { makeTempDirectory, startTestServer } from "@chatify/server/testing"
+import { hs256TestAuth, makeTempDirectory, startTestServer } from "@chatify/server/testing"
 
 const END = "--end--"
 
@@ -445,13 +444,7 @@ describe("ChatClient end to end", () => {
       const secret = "a-development-secret-of-32-bytes!"
       const server = yield* startTestServer({
         config: {
-          auth: Option.some({
-            keys: { _tag: "Secret", secret: Redacted.make(secret) },
-            issuer: undefined,
-            audience: undefined,
-            algorithms: undefined,
-            clockSkewSeconds: 0
-          })
+          auth: Option.some(hs256TestAuth(secret))
         }
       })
       let minted = 0

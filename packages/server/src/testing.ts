@@ -3,11 +3,12 @@
  * this repository's tests and for other services that want a real chat server in theirs.
  */
 import { HttpServer } from "@effect/platform"
-import { Context, Duration, Effect, Layer, Option, Schedule, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Redacted } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultPolicyLimits } from "@chatify/domain"
+import type { AuthSettings } from "./Auth.js"
 import type { ServerConfig } from "./Config.js"
 import { ChatServer, NodeServer } from "./Server.js"
 
@@ -83,3 +84,12 @@ export const startTestServer = (
     yield* awaitReady(httpUrl)
     return { port: address.port, wsUrl: `ws://127.0.0.1:${address.port}/rpc`, httpUrl, dataDirectory, config }
   })
+
+/** HS256 authentication with a shared secret and no clock skew, as tests want it. */
+export const hs256TestAuth = (secret: string): AuthSettings => ({
+  keys: { _tag: "Secret", secret: Redacted.make(secret) },
+  issuer: undefined,
+  audience: undefined,
+  algorithms: undefined,
+  clockSkewSeconds: 0
+})

@@ -1,22 +1,15 @@
 import { NodeSocket } from "@effect/platform-node"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Logger, LogLevel, Option, Redacted, Stream } from "effect"
+import { Effect, Layer, Logger, LogLevel, Option, Stream } from "effect"
 import { SignJWT } from "jose"
 import { WebSocket } from "ws"
 import { ChatRpcs, directMessageScopeId, ProblemDetails } from "@chatify/domain"
 import { Schema } from "effect"
-import type { AuthSettings } from "../src/index.js"
-import { startTestServer } from "../src/testing.js"
+import { startTestServer, hs256TestAuth } from "../src/testing.js"
 
 const SECRET = "a-development-secret-of-32-bytes!"
-const auth: AuthSettings = {
-  keys: { _tag: "Secret", secret: Redacted.make(SECRET) },
-  issuer: undefined,
-  audience: undefined,
-  algorithms: undefined,
-  clockSkewSeconds: 0
-}
+const auth = hs256TestAuth(SECRET)
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Warning)
 
 const tokenFor = (sub: string, ttlSeconds = 600) =>

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Logger, LogLevel, Option, Redacted, Schedule } from "effect"
+import { Effect, Logger, LogLevel, Option, Schedule } from "effect"
 import { SignJWT } from "jose"
 import { Client } from "cassandra-driver"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
-import type { AuthSettings, ServerConfig } from "../src/index.js"
-import { startTestServer } from "../src/testing.js"
+import type { ServerConfig } from "../src/index.js"
+import { startTestServer, hs256TestAuth } from "../src/testing.js"
 
 // Real Redis and Cassandra, started by scripts/services; the log stays embedded here (Kafka has its
 // own tests until the multi-pod end-to-end test).
@@ -18,13 +18,7 @@ afterAll(async () => {
 }, 120_000)
 
 const SECRET = "a-production-test-secret-of-32-bytes"
-const auth: AuthSettings = {
-  keys: { _tag: "Secret", secret: Redacted.make(SECRET) },
-  issuer: undefined,
-  audience: undefined,
-  algorithms: undefined,
-  clockSkewSeconds: 0
-}
+const auth = hs256TestAuth(SECRET)
 const production = (podId: string, overrides: Partial<ServerConfig> = {}): Partial<ServerConfig> => ({
   podId,
   auth: Option.some(auth),

@@ -3,12 +3,11 @@
  * refusals with their HTTP status, framing, and what a misbehaving client costs (its connection only).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Logger, LogLevel, Option, Queue, Redacted, Schema } from "effect"
+import { Effect, Either, Logger, LogLevel, Option, Queue, Schema } from "effect"
 import { SignJWT } from "jose"
 import WebSocket from "ws"
 import { EnrichedChatEvent, PROBLEM_CONTENT_TYPE, ProblemDetails } from "@chatify/domain"
-import type { AuthSettings } from "../src/index.js"
-import { startTestServer } from "../src/testing.js"
+import { startTestServer, hs256TestAuth } from "../src/testing.js"
 
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Warning)
 
@@ -238,13 +237,7 @@ describe("SignalR hub on the wire", () => {
 })
 
 const SECRET = "a-signalr-wire-secret-of-32-bytes!!"
-const auth: AuthSettings = {
-  keys: { _tag: "Secret", secret: Redacted.make(SECRET) },
-  issuer: undefined,
-  audience: undefined,
-  algorithms: undefined,
-  clockSkewSeconds: 0
-}
+const auth = hs256TestAuth(SECRET)
 const tokenFor = (sub: string, expiresAt = Math.floor(Date.now() / 1000) + 600) =>
   Effect.promise(() =>
     new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime(expiresAt)

@@ -11,12 +11,11 @@ import {
   type IHttpConnectionOptions,
   LogLevel
 } from "@microsoft/signalr"
-import { Chunk, Data, Deferred, Effect, Exit, Logger, LogLevel as EffectLogLevel, Option, Queue, Redacted, Schema, Scope } from "effect"
+import { Chunk, Data, Deferred, Effect, Exit, Logger, LogLevel as EffectLogLevel, Option, Queue, Schema, Scope } from "effect"
 import { SignJWT } from "jose"
 import { directMessageScopeId } from "@chatify/domain"
 import { EnrichedChatEvent } from "@chatify/domain"
-import type { AuthSettings } from "../src/index.js"
-import { startTestServer } from "../src/testing.js"
+import { startTestServer, hs256TestAuth } from "../src/testing.js"
 
 // SIGNALR_DEBUG=1 shows the server's debug logs and the client's own
 const debug = process.env["SIGNALR_DEBUG"] !== undefined
@@ -241,13 +240,7 @@ describe("SignalR hub with the official client", () => {
 // ---------------------------------------------------------------------------------------------
 
 const SECRET = "a-signalr-test-secret-of-32-bytes!!"
-const auth: AuthSettings = {
-  keys: { _tag: "Secret", secret: Redacted.make(SECRET) },
-  issuer: undefined,
-  audience: undefined,
-  algorithms: undefined,
-  clockSkewSeconds: 0
-}
+const auth = hs256TestAuth(SECRET)
 const tokenFor = (sub: string, expiresInSeconds = 600) =>
   new SignJWT({ sub })
     .setProtectedHeader({ alg: "HS256" })
