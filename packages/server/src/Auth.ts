@@ -29,13 +29,16 @@ export const AnonymousAuthenticator = Layer.succeed(Authenticator, {
     Effect.succeed({ userId: `anon_${connectionId}`, connectionId, expiresAtMs: undefined })
 })
 
+/** The token of an `Authorization: Bearer …` header; "" for any other scheme (so it is refused). */
+export const bearerOfHeader = (header: string): string => /^Bearer\s+(\S+)\s*$/iu.exec(header)?.[1] ?? ""
+
+/** The path of a request URL, without its query. */
+export const pathOf = (url: string): string => url.split("?")[0] ?? url
+
 /** The bearer token of a request: the Authorization header, else `access_token` (browsers' WebSockets). */
 export const bearerOf = (request: HttpServerRequest.HttpServerRequest): string | undefined => {
   const header = request.headers["authorization"]
-  if (header !== undefined) {
-    const match = /^Bearer\s+(\S+)\s*$/iu.exec(header)
-    return match?.[1] ?? ""
-  }
+  if (header !== undefined) return bearerOfHeader(header)
   const query = request.url.indexOf("?")
   if (query < 0) return undefined
   return new URLSearchParams(request.url.slice(query + 1)).get("access_token") ?? undefined

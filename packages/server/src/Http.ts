@@ -18,7 +18,7 @@ import {
   Unexpected,
   ValidationError
 } from "@chatify/domain"
-import { Authenticator, bearerOf } from "./Auth.js"
+import { Authenticator, bearerOf, pathOf } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
 
 export const CORRELATION_HEADER = "x-correlation-id"
@@ -73,7 +73,7 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
       const correlationId = incoming !== undefined && validCorrelationId.test(incoming)
         ? incoming
         : crypto.randomUUID()
-      const instance = request.url.split("?")[0] ?? request.url
+      const instance = pathOf(request.url)
       const authenticator = yield* Authenticator
       let routed = httpEffect
       if (instance === "/rpc") {
@@ -163,7 +163,7 @@ export const ChatApiHandlers = HttpApiBuilder.group(ChatApi, "chat", (handlers) 
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const correlationId = yield* CorrelationId
-        const instance = request.url.split("?")[0] ?? request.url
+        const instance = pathOf(request.url)
         return yield* authenticator.authenticate(bearerOf(request), yield* identities.newConnectionId).pipe(
           Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
           Effect.catchAll((error) => Effect.succeed(problemResponse(error, instance, correlationId)))

@@ -1,7 +1,7 @@
 import { Cause, Effect } from "effect"
 import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage, subscribe } from "@chatify/core"
 import { ChatRpcs, Unexpected } from "@chatify/domain"
-import { Authenticator } from "./Auth.js"
+import { Authenticator, bearerOfHeader } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
 
 const CORRELATION_HEADER = "x-correlation-id"
@@ -22,7 +22,8 @@ export const ChatRpcHandlers = ChatRpcs.toLayer(
     const context = (clientId: number, headers: Record<string, string | undefined>) => {
       const correlationId = headers[CORRELATION_HEADER] ?? crypto.randomUUID()
       const connectionId = identities.connectionIdForClient(clientId)
-      const bearer = /^Bearer\s+(\S+)\s*$/iu.exec(headers["authorization"] ?? "")?.[1]
+      const header = headers["authorization"]
+      const bearer = header === undefined ? undefined : bearerOfHeader(header)
       return <A, E, R>(effect: Effect.Effect<A, E, R | CurrentUser>) =>
         authenticator.authenticate(bearer, connectionId).pipe(
           Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),

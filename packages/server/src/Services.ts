@@ -52,6 +52,13 @@ const ready = <R>(name: string, check: Effect.Effect<void, DependencyUnavailable
     })
   )
 
+/** A layer together with the readiness check that asks what it provides. */
+const withReadiness = <A, E, R, R2>(
+  layer: Layer.Layer<A, E, R>,
+  name: string,
+  check: Effect.Effect<void, DependencyUnavailable, R2>
+) => Layer.merge(layer, ready(name, check).pipe(Layer.provide(layer)))
+
 /** The log: the embedded, journaled log in the data directory, or Kafka. */
 const EventLog = (config: ServerConfig) => {
   const log = config.broker.useInMemoryBroker
@@ -68,7 +75,7 @@ const EventLog = (config: ServerConfig) => {
       createTopics: config.broker.createTopics
     })
   const name = config.broker.useInMemoryBroker ? "event-log" : "kafka"
-  return Layer.merge(log, ready(name, Effect.flatMap(ChatEventSource, (source) => Effect.asVoid(source.endOffsets))).pipe(Layer.provide(log)))
+  return withReadiness(log, name, Effect.flatMap(ChatEventSource, (source) => Effect.asVoid(source.endOffsets)))
 }
 
 /** The history: SQLite in the data directory, or Cassandra/ScyllaDB when contact points are set. */
@@ -88,7 +95,7 @@ const History = (config: ServerConfig) => {
         schemaMigrationTableName: database.schemaMigrationTableName
       })
   })
-  return Layer.merge(history, ready("history-store", Effect.flatMap(ChatHistory, (h) => h.ping)).pipe(Layer.provide(history)))
+  return withReadiness(history, "history-store", Effect.flatMap(ChatHistory, (h) => h.ping))
 }
 
 /** `host:port[,password=…]` (the original's StackExchange form) or a `redis://` URL. */

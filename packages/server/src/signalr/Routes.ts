@@ -6,7 +6,7 @@ import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/
 import { Clock, Duration, Effect, Either, Layer } from "effect"
 import { CorrelationId } from "@chatify/core"
 import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/domain"
-import { Authenticator, bearerOf } from "../Auth.js"
+import { Authenticator, bearerOf, pathOf } from "../Auth.js"
 import { problemResponse } from "../Http.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
 import { type ChatHubServices, makeChatHub } from "./ChatHub.js"
@@ -62,7 +62,6 @@ const searchParamsOf = (url: string) => {
   return new URLSearchParams(query < 0 ? "" : url.slice(query + 1))
 }
 
-const pathOf = (url: string) => url.split("?")[0] ?? url
 
 /** negotiateVersion: absent means 0 (the oldest clients); anything newer than 1 gets 1, as ASP.NET Core does. */
 const negotiateVersionOf = (value: string | null): Either.Either<0 | 1, ValidationError> => {
