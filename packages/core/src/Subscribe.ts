@@ -72,24 +72,35 @@ const replay = (scope: ScopeRef, from: StreamPosition, lastOffset: number) =>
     ))
 
 /**
- * A live subscription to a scope, optionally resumed after the position the client saw last, as
- * a mailbox the interface drains: first a `Subscribed` marker, then events in log order.
+ * Where a subscription's items go. `push` is called synchronously from the fan-out, so it must
+ * not block: it returns false when the subscriber cannot take more (it is then ended as lagged).
+ * `pushReplay` takes a page of history and may wait until the subscriber has room for more.
+ * `fail` ends the subscription; nothing is pushed after it.
+ */
+export interface SubscriptionSink {
+  readonly push: (item: SubscriptionItem) => boolean
+  readonly pushReplay: (events: ReadonlyArray<EnrichedChatEvent>) => Effect.Effect<boolean>
+  readonly fail: (error: SubscribeError) => void
+}
+
+/**
+ * A live subscription to a scope, optionally resumed after the position the client saw last,
+ * delivering into `sink` until the surrounding Scope closes: first a `Subscribed` marker, then
+ * events in log order.
  *
  * The subscriber joins this pod's fan-out before the log's end offsets are read, so every event
  * at or after them arrives live. Everything between the resume position and them is replayed from
  * the history once the history writer has committed that far; live events meanwhile wait in a
  * buffer and are released after the replay, minus what it already delivered: no gap, no
- * duplicate. A subscriber that falls `subscriberBufferSize` events behind ends with
- * SubscriptionLagged and resumes from its last position.
+ * duplicate. A subscriber whose sink refuses an event, or whose held-back buffer exceeds
+ * `subscriberBufferSize` during a replay, ends with SubscriptionLagged and resumes from its last
+ * position.
  */
-export const subscribe = (
+export const subscribeInto = (
   scope: ScopeRef,
-  after: StreamPosition | undefined
-): Effect.Effect<
-  Mailbox.ReadonlyMailbox<SubscriptionItem, SubscribeError>,
-  SubscribeError,
-  SubscribeRequirements | Scope.Scope
-> =>
+  after: StreamPosition | undefined,
+  sink: SubscriptionSink
+): Effect.Effect<void, SubscribeError, SubscribeRequirements | Scope.Scope> =>
   Effect.gen(function*() {
     const identity = yield* authorizeScope(scope, "subscribe")
     const source = yield* ChatEventSource
@@ -103,26 +114,28 @@ export const subscribe = (
       })
     }
 
-    const mailbox = yield* Mailbox.make<SubscriptionItem, SubscribeError>({
-      capacity: settings.subscriberBufferSize,
-      strategy: "suspend"
-    })
-    yield* Effect.addFinalizer(() => mailbox.shutdown)
-    const lagged = () =>
-      mailbox.unsafeDone(
-        Exit.fail(new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: settings.subscriberBufferSize }))
-      )
+    let ended = false
+    const end = (error: SubscribeError) => {
+      if (ended) return
+      ended = true
+      sink.fail(error)
+    }
+    const lagged = () => end(new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: settings.subscriberBufferSize }))
+    yield* Effect.addFinalizer(() => Effect.sync(() => {
+      ended = true
+    }))
     let lastDelivered = after?.offset ?? -1
     const deliverNow = (event: EnrichedChatEvent): boolean => {
+      if (ended) return false
       if (event.offset <= lastDelivered) return true
-      if (!mailbox.unsafeOffer(event)) {
+      if (!sink.push(event)) {
         lagged()
         return false
       }
       lastDelivered = event.offset
       return true
     }
-    // live events wait here until the marker (and, on resume, the replay) is in the mailbox
+    // live events wait here until the marker (and, on resume, the replay) is delivered
     let held: Array<EnrichedChatEvent> | undefined = []
     const goLive = Effect.sync(() => {
       const waiting = held ?? []
@@ -133,6 +146,7 @@ export const subscribe = (
     yield* fanout.register(key, {
       deliver: (event) => {
         if (held === undefined) return deliverNow(event)
+        if (ended) return false
         if (held.length >= settings.subscriberBufferSize) {
           lagged()
           return false
@@ -146,7 +160,7 @@ export const subscribe = (
       const expiresAtMs = identity.expiresAtMs
       yield* Clock.currentTimeMillis.pipe(
         Effect.flatMap((now) => Effect.sleep(Math.max(0, expiresAtMs - now))),
-        Effect.zipRight(Effect.sync(() => mailbox.unsafeDone(Exit.fail(expired)))),
+        Effect.zipRight(Effect.sync(() => end(expired))),
         Effect.forkScoped
       )
     }
@@ -154,29 +168,56 @@ export const subscribe = (
     // read after joining the fan-out: every event at or after endOffset is certain to arrive live
     const endOffset = (yield* source.endOffsets).get(partition) ?? 0
     const wentLiveAt = after === undefined && endOffset > 0 ? { position: { partition, offset: endOffset - 1 } } : {}
-    mailbox.unsafeOffer(new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId, ...wentLiveAt }))
+    if (!sink.push(new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId, ...wentLiveAt }))) {
+      return lagged()
+    }
     if (after === undefined || after.offset >= endOffset - 1) {
       yield* goLive
-    } else {
-      yield* awaitHistoryUpTo(partition, endOffset).pipe(
-        Effect.zipRight(
-          Stream.runForEachChunk(replay(scope, after, endOffset - 1), (chunk) =>
-            Effect.suspend(() => {
-              lastDelivered = Math.max(lastDelivered, Chunk.unsafeLast(chunk).offset)
-              return mailbox.offerAll(chunk)
-            }))
-        ),
-        Effect.zipRight(goLive),
-        Effect.catchAllCause((cause) => {
-          if (Cause.isInterruptedOnly(cause)) return Effect.void
-          const failure = Cause.failureOption(cause)
-          const error = Option.isSome(failure) ? failure.value : unexpected
-          const logged = Option.isSome(failure) ? Effect.void : Effect.logError("Replaying a resume gap failed", cause)
-          return Effect.zipRight(logged, Effect.sync(() => mailbox.unsafeDone(Exit.fail(error))))
-        }),
-        Effect.forkScoped
-      )
+      return
     }
+    yield* awaitHistoryUpTo(partition, endOffset).pipe(
+      Effect.zipRight(
+        Stream.runForEachChunk(replay(scope, after, endOffset - 1), (chunk) =>
+          Effect.suspend(() => {
+            if (ended) return Effect.interrupt
+            const events = Chunk.toReadonlyArray(chunk)
+            lastDelivered = Math.max(lastDelivered, events[events.length - 1]!.offset)
+            return Effect.flatMap(sink.pushReplay(events), (accepted) => (accepted ? Effect.void : Effect.sync(lagged)))
+          }))
+      ),
+      Effect.zipRight(goLive),
+      Effect.catchAllCause((cause) => {
+        if (Cause.isInterruptedOnly(cause)) return Effect.void
+        const failure = Cause.failureOption(cause)
+        const error = Option.isSome(failure) ? failure.value : unexpected
+        const logged = Option.isSome(failure) ? Effect.void : Effect.logError("Replaying a resume gap failed", cause)
+        return Effect.zipRight(logged, Effect.sync(() => end(error)))
+      }),
+      Effect.forkScoped
+    )
+  })
+
+/** The same subscription as a mailbox the interface drains (bounded by `subscriberBufferSize`). */
+export const subscribe = (
+  scope: ScopeRef,
+  after: StreamPosition | undefined
+): Effect.Effect<
+  Mailbox.ReadonlyMailbox<SubscriptionItem, SubscribeError>,
+  SubscribeError,
+  SubscribeRequirements | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const settings = yield* CoreSettings
+    const mailbox = yield* Mailbox.make<SubscriptionItem, SubscribeError>({
+      capacity: settings.subscriberBufferSize,
+      strategy: "suspend"
+    })
+    yield* Effect.addFinalizer(() => mailbox.shutdown)
+    yield* subscribeInto(scope, after, {
+      push: (item) => mailbox.unsafeOffer(item),
+      pushReplay: (events) => Effect.as(mailbox.offerAll(events), true),
+      fail: (error) => void mailbox.unsafeDone(Exit.fail(error))
+    })
     return mailbox
   })
 

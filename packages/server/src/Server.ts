@@ -10,6 +10,7 @@ import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
 import { ChatRpcHandlers } from "./Rpc.js"
 import { HttpConnections, ShutdownGate } from "./Runtime.js"
 import { Consumers, ServerServices } from "./Services.js"
+import { Flusher } from "./realtime/Outbox.js"
 import { SignalRHubRoutes } from "./signalr/index.js"
 
 const RpcRoute = RpcServer.layerHttpRouter({ group: ChatRpcs, path: "/rpc", protocol: "websocket" }).pipe(
@@ -23,7 +24,9 @@ const ApiRoutes = HttpLayerRouter.addHttpApi(ChatApi, { openapiPath: "/openapi.j
 
 const DocsRoute = HttpApiSwagger.layerHttpLayerRouter({ api: ChatApi, path: "/docs" })
 
-export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware, SignalRHubRoutes)
+export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware, SignalRHubRoutes).pipe(
+  Layer.provide(Flusher.layer)
+)
 
 /**
  * Built after the HTTP server, so on shutdown it runs first: refuse new sends (answered with

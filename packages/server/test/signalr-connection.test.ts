@@ -7,8 +7,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Socket } from "@effect/platform"
-import { Chunk, Effect, Exit, Fiber, Logger, LogLevel, Queue, Ref, Schema, TestClock } from "effect"
-import { ChatEventProducer, historyWriter, LocalFanout } from "@chatify/core"
+import { Chunk, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Ref, Schema, type Scope, TestClock } from "effect"
+import { ChatEventProducer, LocalFanout } from "@chatify/core"
 import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
 import { ServerServices, ShutdownGate } from "../src/index.js"
 import {
@@ -20,9 +20,11 @@ import {
   HubError,
   hubMethod,
   makeChatHub,
+  makeReceiveMessageEncoder,
   serveConnection,
   TOKEN_EXPIRED
 } from "../src/signalr/index.js"
+import { Flusher } from "../src/realtime/Outbox.js"
 import { testServerConfig } from "../src/testing.js"
 
 const RS = "\u001e"
@@ -47,8 +49,10 @@ const makeTestSocket = Effect.gen(function*() {
         if (Effect.isEffect(result)) yield* result
       }
     })
+  let frames = 0
   const write = (chunk: string | Uint8Array | Socket.CloseEvent) =>
     Effect.sync(() => {
+      frames++
       if (Socket.isCloseEvent(chunk)) {
         written.unsafeOffer({ closed: chunk.code })
         incoming.unsafeOffer(null)
@@ -73,7 +77,9 @@ const makeTestSocket = Effect.gen(function*() {
     nextNonPing: Queue.take(written).pipe(
       Effect.repeat({ until: (message) => !("type" in message && message["type"] === 6) })
     ),
-    drained: Effect.map(Queue.takeAll(written), Chunk.toReadonlyArray)
+    drained: Effect.map(Queue.takeAll(written), Chunk.toReadonlyArray),
+    /** Frames written so far, the close included. */
+    frames: () => frames
   }
 })
 
@@ -120,6 +126,7 @@ const open = (
       serveConnection({
         socket: io.socket,
         settings: { ...defaultConnectionSettings, ...options.settings },
+        flusher: yield* Effect.provide(Flusher, Flusher.layer),
         connectionId: "connection-1",
         expiresAtMs: options.expiresAtMs,
         makeHub
@@ -355,76 +362,102 @@ afterEach(() => {
 })
 
 describe("ChatHub on the embedded services (in-memory socket)", () => {
-  it.live("a lagged membership is re-joined after its last position (no gap, no duplicate); leaving or closing ends memberships", () => {
+  const withHub = (
+    test: (io: Effect.Effect.Success<typeof makeTestSocket>, connection: Fiber.RuntimeFiber<void>) => Effect.Effect<void, unknown, ChatHubServices | Scope.Scope>,
+    settings: Partial<ConnectionSettings> = {}
+  ) => {
     const dir = mkdtempSync(join(tmpdir(), "chatify-hub-"))
     directories.push(dir)
-    const config = testServerConfig(dir, { subscriberBufferSize: 2 })
-    const layer = ServerServices(config)
-    const logged: Array<string> = []
+    const layer = Layer.merge(ServerServices(testServerConfig(dir)), Flusher.layer)
     return Effect.gen(function*() {
-      // the history writer fills resume gaps; the broadcast consumer is left out: this test publishes itself
-      yield* Effect.forkScoped(historyWriter)
       const services = yield* Effect.context<ChatHubServices>()
       const io = yield* makeTestSocket
       const connection = yield* Effect.forkScoped(serveConnection({
         socket: io.socket,
-        settings: defaultConnectionSettings,
+        settings: { ...defaultConnectionSettings, ...settings },
+        flusher: yield* Flusher,
         connectionId: "c-alice",
         expiresAtMs: undefined,
         makeHub: makeChatHub({
           principal: { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined },
+          encodeReceiveMessage: makeReceiveMessageEncoder(),
           gate: yield* ShutdownGate,
           services
         })
       }))
-      yield* io.send(HANDSHAKE + invocation("JoinScopeAsync", ["general"], "join"))
+      yield* io.send(HANDSHAKE)
       expect(yield* io.next).toEqual({})
-      expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "join" })
+      yield* test(io, connection)
+    }).pipe(Effect.scoped, Effect.provide(layer), Logger.withMinimumLogLevel(LogLevel.Warning))
+  }
 
-      const producer = yield* ChatEventProducer
-      const produce = (text: string) =>
-        Effect.gen(function*() {
-          const chatEvent = new ChatEvent({
-            messageId: crypto.randomUUID(),
-            scopeType: 0,
-            scopeId: "general",
-            senderId: "bob",
-            text,
-            createdAtUtc: new Date(),
-            originPodId: "pod-test"
-          })
-          const position = yield* producer.produce(chatEvent)
-          return new EnrichedChatEvent({ chatEvent, ...position })
-        })
-      const events = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => `m${i}`), produce)
-      // ten events in one go into a 2-event buffer: the subscription lags after the first two
-      const fanout = yield* LocalFanout
-      yield* Effect.forEach(events, (event) => fanout.publish(event), { discard: true })
+  const produce = (text: string) =>
+    Effect.gen(function*() {
+      const chatEvent = new ChatEvent({
+        messageId: crypto.randomUUID(),
+        scopeType: 0,
+        scopeId: "general",
+        senderId: "bob",
+        text,
+        createdAtUtc: new Date(),
+        originPodId: "pod-test"
+      })
+      const position = yield* (yield* ChatEventProducer).produce(chatEvent)
+      return new EnrichedChatEvent({ chatEvent, ...position })
+    })
 
-      const textOf = (message: Record<string, unknown>) =>
-        message["target"] === "ReceiveMessage" && Array.isArray(message["arguments"])
-          ? (message["arguments"][0] as Record<string, unknown>)["text"]
-          : message
-      const received = yield* Effect.forEach(events, () => Effect.map(io.nextNonPing, textOf))
-      expect(received).toEqual(events.map((e) => e.chatEvent.text))
-      expect(logged).toContain("A SignalR membership lagged; re-joining after its last position")
+  const textOf = (message: Record<string, unknown>) =>
+    message["target"] === "ReceiveMessage" && Array.isArray(message["arguments"])
+      ? (message["arguments"][0] as Record<string, unknown>)["text"]
+      : message
 
-      // live again, exactly once
-      const next = yield* produce("live")
-      yield* fanout.publish(next)
-      expect(textOf(yield* io.nextNonPing)).toBe("live")
-      yield* io.send(invocation("LeaveScopeAsync", ["general"], "leave"))
-      expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "leave" })
-      expect(yield* fanout.subscriberCount).toBe(0)
+  it.live("a client that falls more than maxBufferedBytes behind is closed as too slow, with allowReconnect; it leaves the fan-out", () =>
+    withHub((io, connection) =>
+      Effect.gen(function*() {
+        yield* io.send(invocation("JoinScopeAsync", ["general"], "join"))
+        expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "join" })
+        const events = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => `m${i}`), produce)
+        // ten events in one turn, ~250 bytes each, against a 700-byte bound: the first few fit, then it is cut off
+        const fanout = yield* LocalFanout
+        yield* Effect.forEach(events, (event) => fanout.publish(event), { discard: true })
+        const received: Array<unknown> = []
+        let close = yield* io.nextNonPing
+        while (close["type"] === 1) {
+          received.push(textOf(close))
+          close = yield* io.nextNonPing
+        }
+        expect(received.length).toBeGreaterThan(0)
+        expect(received.length).toBeLessThan(5)
+        expect(received).toEqual(events.slice(0, received.length).map((e) => e.chatEvent.text))
+        expect(close).toMatchObject({ type: 7, allowReconnect: true })
+        expect(String(close["error"])).toMatch(/^Connection too slow: more than 700 bytes/u)
+        expect(yield* io.next).toEqual({ closed: 1000 })
+        yield* Fiber.join(connection)
+        expect(yield* fanout.subscriberCount).toBe(0)
+      }), { maxBufferedBytes: 700 }))
 
-      // closing the connection ends every membership it holds
-      yield* io.send(invocation("JoinScopeAsync", ["general"], "j1") + invocation("JoinScopeAsync", ["random"], "j2"))
-      expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "j1" })
-      expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "j2" })
-      expect(yield* fanout.subscriberCount).toBe(2)
-      yield* io.disconnect
-      yield* Fiber.join(connection)
-      expect(yield* fanout.subscriberCount).toBe(0)
-    }).pipe(Effect.scoped, Effect.provide(layer), Effect.provide(captureLogs(logged)))
-  })
+  it.live("deliveries share one frame per turn; leaving or closing ends memberships", () =>
+    withHub((io, connection) =>
+      Effect.gen(function*() {
+        const fanout = yield* LocalFanout
+        yield* io.send(invocation("JoinScopeAsync", ["general"], "join"))
+        expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "join" })
+        const events = yield* Effect.forEach(["a", "b", "c"], produce)
+        yield* Effect.forEach(events, (event) => fanout.publish(event), { discard: true })
+        expect(yield* Effect.forEach(events, () => Effect.map(io.nextNonPing, textOf))).toEqual(["a", "b", "c"])
+        expect(io.frames()).toBe(3) // handshake response, join completion, one frame for the three events
+        yield* io.send(invocation("LeaveScopeAsync", ["general"], "leave"))
+        expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "leave" })
+        expect(yield* fanout.subscriberCount).toBe(0)
+        yield* fanout.publish(yield* produce("after leaving"))
+
+        // closing the connection ends every membership it holds
+        yield* io.send(invocation("JoinScopeAsync", ["general"], "j1") + invocation("JoinScopeAsync", ["random"], "j2"))
+        expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "j1" })
+        expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "j2" })
+        expect(yield* fanout.subscriberCount).toBe(2)
+        yield* io.disconnect
+        yield* Fiber.join(connection)
+        expect(yield* fanout.subscriberCount).toBe(0)
+      })))
 })

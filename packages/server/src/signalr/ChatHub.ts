@@ -3,39 +3,42 @@
  * LeaveScopeAsync manage `subscribe` subscriptions, SendAsync runs `sendMessage`, and events reach
  * the client as `ReceiveMessage` with the ChatEvent wire JSON. No send pipeline of its own.
  */
-import { type Context, Effect, Either, ExecutionStrategy, Exit, type Mailbox, Option, Schema, Scope } from "effect"
+import { type Context, Effect, Either, ExecutionStrategy, Exit, Option, Schema, Scope } from "effect"
 import {
   CorrelationId,
   CurrentUser,
   sendMessage,
   type SendRequirements,
-  subscribe,
-  type SubscribeRequirements
+  subscribeInto,
+  type SubscribeRequirements,
+  type SubscriptionSink
 } from "@chatify/core"
 import {
   type ChatError,
   ChatEvent,
   ChatScopeType,
   EnrichedChatEvent,
-  positionOf,
   problemOf,
   type ScopeRef,
   directMessageMembers,
   ScopeTypes,
-  type StreamPosition,
-  type SubscribeError,
   type SubscriptionItem,
   Unexpected
 } from "@chatify/domain"
 import type { Principal } from "../Auth.js"
 import type { ShutdownGate } from "../Runtime.js"
 import { type Hub, type HubClient, HubError, hubMethod, type InvocationContext, TOKEN_EXPIRED } from "./Connection.js"
+import * as Protocol from "./Protocol.js"
+
+/** The start of the Close error a client gets when it falls too far behind. */
+export const CONNECTION_TOO_SLOW = "Connection too slow"
 
 /** What the hub's use cases need besides the caller, captured once when the routes are built. */
 export type ChatHubServices = Exclude<SendRequirements | SubscribeRequirements, CurrentUser>
 
 export interface ChatHubDependencies {
   readonly principal: Principal
+  readonly encodeReceiveMessage: (event: EnrichedChatEvent) => Buffer | undefined
   readonly gate: ShutdownGate["Type"]
   readonly services: Context.Context<ChatHubServices>
 }
@@ -64,17 +67,31 @@ export const errorMessageOf = (error: ChatError, target: string): string => {
     : `${problem.title}: ${problem.detail}`
 }
 
-interface Attempt {
-  readonly mailbox: Mailbox.ReadonlyMailbox<SubscriptionItem, SubscribeError>
-  readonly scope: Scope.CloseableScope
-  /** The last position delivered (or where the subscription went live): a lagged one resumes after it. */
-  position: StreamPosition | undefined
+/**
+ * The ReceiveMessage record of an event, encoded once however many connections receive it: a
+ * fan-out hands one event to every subscriber of its scope before the next, so remembering the
+ * last one suffices.
+ */
+export const makeReceiveMessageEncoder = () => {
+  let lastEvent: EnrichedChatEvent | undefined
+  let lastRecord: Buffer | undefined
+  return (event: EnrichedChatEvent): Buffer | undefined => {
+    if (event === lastEvent) return lastRecord
+    const encoded = encodeChatEvent(event.chatEvent)
+    const record = Either.isRight(encoded)
+      ? Protocol.writeMessage({ type: Protocol.MessageType.Invocation, target: "ReceiveMessage", arguments: [encoded.right] })
+      : undefined
+    lastEvent = event
+    lastRecord = record !== undefined && Either.isRight(record) ? Buffer.from(record.right) : undefined
+    if (lastRecord === undefined) Effect.runSync(Effect.logError("Could not encode a chat event for ReceiveMessage"))
+    return lastRecord
+  }
 }
 
 /** Builds the chat hub of one connection; memberships close with the connection's scope. */
 export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubClient): Effect.Effect<Hub, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { gate, principal, services } = dependencies
+    const { encodeReceiveMessage, gate, principal, services } = dependencies
     const connectionScope = yield* Effect.scope
     const memberships = new Map<string, Scope.CloseableScope>()
 
@@ -92,82 +109,34 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
 
     const failWith = (target: string) => (error: ChatError) => new HubError({ message: errorMessageOf(error, target) })
 
-    /** Subscribes in a scope of its own under `parent` and waits for the Subscribed marker: from then on it is live. */
-    const attempt = (scope: ScopeRef, after: StreamPosition | undefined, parent: Scope.Scope) =>
-      Effect.gen(function*() {
-        const own = yield* Scope.fork(parent, ExecutionStrategy.sequential)
-        return yield* Effect.gen(function*() {
-          const mailbox = yield* Scope.extend(subscribe(scope, after), own)
-          const first = yield* Effect.catchTag(
-            mailbox.take,
-            "NoSuchElementException",
-            () => Effect.fail(new Unexpected({ message: "the subscription ended before it started" }))
-          )
-          const position = first instanceof EnrichedChatEvent ? positionOf(first) : first.position ?? after
-          const started: Attempt = { mailbox, scope: own, position }
-          return started
-        }).pipe(Effect.onError((cause) => Scope.close(own, Exit.failCause(cause))))
-      })
-
-    /** Forwards events as ReceiveMessage, a mailbox chunk per frame; ends (void) when the subscription was closed. */
-    const forward = (current: Attempt): Effect.Effect<void, SubscribeError> =>
-      Effect.gen(function*() {
-        for (;;) {
-          const [items, done] = yield* current.mailbox.takeAll
-          const invocations = []
-          for (const item of items) {
-            if (!(item instanceof EnrichedChatEvent)) continue
-            const encoded = encodeChatEvent(item.chatEvent)
-            if (Either.isLeft(encoded)) {
-              yield* Effect.logError("Could not encode a chat event for ReceiveMessage", encoded.left)
-              continue
-            }
-            invocations.push({ target: "ReceiveMessage", arguments: [encoded.right] })
-            current.position = positionOf(item)
-          }
-          if (invocations.length > 0) yield* client.send(invocations)
-          if (done) return
-        }
-      })
-
     /**
-     * Keeps a membership delivering: a lagged subscription is re-joined after its last position (no
-     * gap, no duplicate); any other end of it closes the connection so the client reconnects and
-     * joins again.
+     * Delivers a membership's events straight from the fan-out into the connection's outbox. A
+     * client that falls too far behind is closed (it reconnects and joins again); any other end of
+     * a membership closes the connection too, saying why.
      */
-    const deliver = (scope: ScopeRef, first: Attempt, membership: Scope.Scope) =>
-      Effect.gen(function*() {
-        let current = first
-        for (;;) {
-          const ended = yield* Effect.either(forward(current))
-          yield* Scope.close(current.scope, Exit.void)
-          if (Either.isRight(ended)) return
-          const error = ended.left
-          if (error._tag !== "SubscriptionLagged") {
-            yield* Effect.logInfo("A SignalR membership ended", error._tag)
-            return yield* client.close({
-              error: error._tag === "Unauthenticated"
-                ? TOKEN_EXPIRED
-                : `The subscription to '${scope.scopeId}' ended: ${errorMessageOf(error, "JoinScopeAsync")}`,
-              allowReconnect: true
-            })
-          }
-          if (current.position === undefined) {
-            // the partition was empty when it went live and nothing was delivered: nothing to resume after
-            yield* Effect.logWarning("A lagged SignalR membership has no position; re-joining live")
-          } else {
-            yield* Effect.logInfo("A SignalR membership lagged; re-joining after its last position")
-          }
-          const next = yield* Effect.either(attempt(scope, current.position, membership))
-          if (Either.isLeft(next)) {
-            return yield* client.close({
-              error: `The subscription to '${scope.scopeId}' ended: ${errorMessageOf(next.left, "JoinScopeAsync")}`,
-              allowReconnect: true
-            })
-          }
-          current = next.right
-        }
-      })
+    const sinkFor = (scope: ScopeRef): SubscriptionSink => {
+      const push = (item: SubscriptionItem): boolean => {
+        if (!(item instanceof EnrichedChatEvent)) return true
+        const record = encodeReceiveMessage(item)
+        if (record === undefined) return true
+        if (!client.outbox.hasRoom()) return false
+        client.outbox.write(record)
+        return true
+      }
+      return {
+        push,
+        pushReplay: (events) => Effect.sync(() => events.every(push)),
+        fail: (error) =>
+          client.unsafeClose({
+            error: error._tag === "Unauthenticated"
+              ? TOKEN_EXPIRED
+              : error._tag === "SubscriptionLagged"
+              ? `${CONNECTION_TOO_SLOW}: more than ${client.outbox.limitBytes} bytes were waiting for it.`
+              : `The subscription to '${scope.scopeId}' ended: ${errorMessageOf(error, "JoinScopeAsync")}`,
+            allowReconnect: true
+          })
+      }
+    }
 
     // The original groups connections by scopeId alone and its JoinScopeAsync takes only that id: a
     // canonical direct-message id (dm:…, see directMessageScopeId) joins that DM scope — where the
@@ -180,11 +149,11 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
           scopeId
         }
         const membership = yield* Scope.fork(connectionScope, ExecutionStrategy.sequential)
-        const first = yield* attempt(scope, undefined, membership).pipe(
+        // live once this returns: the client hears of the join after the fan-out knows it
+        yield* Scope.extend(subscribeInto(scope, undefined, sinkFor(scope)), membership).pipe(
           Effect.onError((cause) => Scope.close(membership, Exit.failCause(cause)))
         )
         memberships.set(scopeId, membership)
-        yield* Effect.forkIn(deliver(scope, first, membership), membership)
       })
 
     const leave = (scopeId: string) =>

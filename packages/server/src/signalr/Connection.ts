@@ -18,6 +18,7 @@ import {
   type Schema,
   type Scope
 } from "effect"
+import { currentWebSocket, type Flusher, Outbox, webSocketTransport, writerTransport } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
 export interface ConnectionSettings {
@@ -31,6 +32,8 @@ export interface ConnectionSettings {
   readonly handshakeTimeout: Duration.Duration
   /** Invocations waiting behind the running one; more and the client floods us: it is closed. */
   readonly maxPendingInvocations: number
+  /** How far (bytes) a client may fall behind on deliveries before it is closed as too slow. */
+  readonly maxBufferedBytes: number
 }
 
 /** ASP.NET Core SignalR's defaults, except the message size (theirs is 32 KiB). */
@@ -39,7 +42,8 @@ export const defaultConnectionSettings: ConnectionSettings = {
   keepAliveInterval: Duration.seconds(15),
   clientTimeout: Duration.seconds(30),
   handshakeTimeout: Duration.seconds(15),
-  maxPendingInvocations: 1024
+  maxPendingInvocations: 1024,
+  maxBufferedBytes: 4 * 1024 * 1024
 }
 
 /** A failed invocation as the client sees it: `message` becomes the Completion's `error`. */
@@ -105,10 +109,17 @@ export interface ClientInvocation {
 /** What a hub may do to its connection. */
 export interface HubClient {
   readonly connectionId: string
+  /**
+   * The connection's outbound queue, for deliveries that must not wait for a fiber: records written
+   * here go out in one frame per event-loop turn. Check `hasRoom()` before delivering.
+   */
+  readonly outbox: Outbox
   /** Invokes client methods (no result expected), all in one frame. */
   readonly send: (invocations: ReadonlyArray<ClientInvocation>) => Effect.Effect<void>
   /** Ends the connection with a Close message. */
   readonly close: (options: { readonly error?: string; readonly allowReconnect?: boolean }) => Effect.Effect<void>
+  /** `close` for synchronous callers (a fan-out delivery). */
+  readonly unsafeClose: (options: { readonly error?: string; readonly allowReconnect?: boolean }) => void
 }
 
 export interface Hub {
@@ -118,6 +129,7 @@ export interface Hub {
 export interface ConnectionOptions {
   readonly socket: Socket.Socket
   readonly settings: ConnectionSettings
+  readonly flusher: Flusher["Type"]
   readonly connectionId: string
   /** When the caller's credentials expire (epoch ms): the connection is closed then. */
   readonly expiresAtMs: number | undefined
@@ -154,8 +166,17 @@ export const serveConnection = (options: ConnectionOptions): Effect.Effect<void>
       const socketClosed = yield* Deferred.make<void>()
       // Writes after the socket closed would wait forever for it to open again: skip them.
       let open = true
+      // Every record goes through the outbox, so deliveries and replies keep their order and share frames.
+      const outbox = new Outbox(writerTransport(write, () => open), options.flusher, settings.maxBufferedBytes)
+      yield* Effect.addFinalizer(() => Effect.sync(() => outbox.close()))
       const send = (chunk: string | Socket.CloseEvent): Effect.Effect<void> =>
-        Effect.suspend(() => (open ? Effect.ignore(write(chunk)) : Effect.void))
+        Effect.suspend(() => {
+          if (!open) return Effect.void
+          if (typeof chunk === "string") return Effect.sync(() => outbox.write(chunk))
+          // what is queued goes out before the close
+          outbox.flush()
+          return Effect.ignore(write(chunk))
+        })
       const closeSocket = (record: string | undefined) =>
         Effect.zipRight(
           record === undefined ? Effect.void : send(record),
@@ -163,8 +184,19 @@ export const serveConnection = (options: ConnectionOptions): Effect.Effect<void>
         )
 
       // The socket's handler only queues: one fiber handles frames in order, so framing is sequential.
+      // The first frame's handler learns the raw WebSocket (the platform provides it there): from
+      // then on the outbox writes to it directly, without a fiber per write.
+      let attached = false
       yield* socket.runRaw((data) => {
-        events.unsafeOffer({ _tag: "Data", data })
+        if (attached) {
+          events.unsafeOffer({ _tag: "Data", data })
+          return
+        }
+        attached = true
+        return Effect.map(currentWebSocket, (ws) => {
+          if (ws !== undefined) outbox.attach(webSocketTransport(ws))
+          events.unsafeOffer({ _tag: "Data", data })
+        })
       }).pipe(
         Effect.exit,
         Effect.flatMap((exit) =>
@@ -174,6 +206,7 @@ export const serveConnection = (options: ConnectionOptions): Effect.Effect<void>
         ),
         Effect.ensuring(Effect.sync(() => {
           open = false
+          outbox.close()
         })),
         Effect.zipRight(Deferred.succeed(socketClosed, undefined)),
         Effect.forkScoped
@@ -217,8 +250,14 @@ export const serveConnection = (options: ConnectionOptions): Effect.Effect<void>
             })
         })
 
+      const closeWith = (options: { readonly error?: string; readonly allowReconnect?: boolean }): Event => ({
+        _tag: "Close",
+        error: options.error,
+        allowReconnect: options.allowReconnect === true
+      })
       const client: HubClient = {
         connectionId,
+        outbox,
         send: (messages) =>
           Effect.suspend(() => {
             const records: Array<string> = []
@@ -232,8 +271,8 @@ export const serveConnection = (options: ConnectionOptions): Effect.Effect<void>
               records.length > 0 ? send(records.join("")) : Effect.void
             )
           }),
-        close: ({ allowReconnect, error }) =>
-          Queue.offer(events, { _tag: "Close", error, allowReconnect: allowReconnect === true })
+        close: (options) => Queue.offer(events, closeWith(options)),
+        unsafeClose: (options) => void events.unsafeOffer(closeWith(options))
       }
 
       /** Runs one invocation and answers it; one at a time, so a client's invocations keep their order. */

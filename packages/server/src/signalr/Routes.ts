@@ -9,7 +9,8 @@ import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/d
 import { Authenticator, bearerOf, pathOf } from "../Auth.js"
 import { problemResponse } from "../Http.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
-import { type ChatHubServices, makeChatHub } from "./ChatHub.js"
+import { Flusher } from "../realtime/Outbox.js"
+import { type ChatHubServices, makeChatHub, makeReceiveMessageEncoder } from "./ChatHub.js"
 import { type ConnectionSettings, defaultConnectionSettings, serveConnection } from "./Connection.js"
 
 export interface SignalRHubOptions extends ConnectionSettings {
@@ -95,6 +96,8 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
       const gate = yield* ShutdownGate
       const services = yield* Effect.context<ChatHubServices>()
       const negotiations = makeNegotiations(Duration.toMillis(options.negotiationTimeout))
+      const flusher = yield* Flusher
+      const encodeReceiveMessage = makeReceiveMessageEncoder()
 
       const negotiate = Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
@@ -146,9 +149,10 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         yield* serveConnection({
           socket: socket.right,
           settings: options,
+          flusher,
           connectionId,
           expiresAtMs: principal.right.expiresAtMs,
-          makeHub: makeChatHub({ principal: principal.right, gate, services })
+          makeHub: makeChatHub({ principal: principal.right, encodeReceiveMessage, gate, services })
         }).pipe(Effect.ensuring(Effect.logDebug("SignalR connection closed")))
         return HttpServerResponse.empty()
       }).pipe(Effect.annotateLogs({ hub: options.path }))

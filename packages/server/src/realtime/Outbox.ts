@@ -1,0 +1,150 @@
+/**
+ * Outbound buffering for WebSocket connections. Writes made while the event loop is busy (a fan-out
+ * of one event to thousands of sockets, a batch of events) are queued per connection and written in
+ * one frame per connection when the turn ends; a connection more than `limitBytes` behind refuses
+ * further deliveries, so a slow reader costs bounded memory.
+ */
+import { Context, Effect, Layer, Option } from "effect"
+import { Socket } from "@effect/platform"
+
+/** What a connection needs of its socket; a `ws` WebSocket has all of it. */
+export interface Transport {
+  readonly send: (data: string | Buffer) => void
+  /** Bytes accepted but not yet handed to the kernel. */
+  readonly bufferedAmount: () => number
+  readonly isOpen: () => boolean
+}
+
+/** Runs every queued outbox's flush once per event-loop turn, however many writes were made. */
+export class Flusher extends Context.Tag("@chatify/server/Flusher")<Flusher, {
+  readonly schedule: (outbox: Outbox) => void
+}>() {
+  static readonly layer = Layer.sync(Flusher, () => {
+    let due: Array<Outbox> = []
+    let scheduled = false
+    const flushAll = () => {
+      scheduled = false
+      const now = due
+      due = []
+      for (const outbox of now) outbox.flush()
+    }
+    return {
+      schedule: (outbox) => {
+        due.push(outbox)
+        if (!scheduled) {
+          scheduled = true
+          setImmediate(flushAll)
+        }
+      }
+    }
+  })
+}
+
+/** One connection's outbound queue. */
+export class Outbox {
+  private parts: Array<string | Buffer> = []
+  private bytes = 0
+  private queued = false
+  private closed = false
+  /** Called at the start of each flush: the owner adds what it batched itself (RPC chunks). */
+  onFlush: (() => void) | undefined = undefined
+
+  constructor(
+    private transport: Transport,
+    private readonly flusher: Flusher["Type"],
+    readonly limitBytes: number
+  ) {}
+
+  /** Switches to another transport (the raw socket once it is known); what is queued goes there. */
+  attach(transport: Transport) {
+    this.transport = transport
+  }
+
+  /** Bytes this connection is behind: queued here plus buffered by the socket. */
+  backlog(): number {
+    return this.bytes + this.transport.bufferedAmount()
+  }
+
+  /** True while the peer is within `limitBytes` of what was written to it. */
+  hasRoom(): boolean {
+    return this.backlog() <= this.limitBytes
+  }
+
+  /** Queues data for this turn's frame. Control messages use it too; deliveries check `hasRoom` first. */
+  write(data: string | Buffer) {
+    if (this.closed) return
+    this.parts.push(data)
+    this.bytes += data.length
+    this.wake()
+  }
+
+  /** Asks for a flush at the end of this turn (for owners that batch in `onFlush`). */
+  wake() {
+    if (this.queued || this.closed) return
+    this.queued = true
+    this.flusher.schedule(this)
+  }
+
+  flush() {
+    this.queued = false
+    if (this.closed) return
+    this.onFlush?.()
+    const parts = this.parts
+    if (parts.length === 0) return
+    this.parts = []
+    this.bytes = 0
+    if (!this.transport.isOpen()) return
+    if (parts.length === 1) return this.transport.send(parts[0]!)
+    let allText = true
+    for (const part of parts) {
+      if (typeof part !== "string") {
+        allText = false
+        break
+      }
+    }
+    this.transport.send(
+      allText ? (parts as Array<string>).join("") : Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part) : part)))
+    )
+  }
+
+  /** Drops whatever is queued; nothing is written after this. */
+  close() {
+    this.closed = true
+    this.parts = []
+    this.bytes = 0
+  }
+}
+
+const OPEN = 1
+
+/** A `ws` WebSocket as a transport; text frames, as the JSON protocols expect. */
+export const webSocketTransport = (ws: globalThis.WebSocket): Transport => {
+  // the server side is always the `ws` package: its send takes options, the DOM type does not say so
+  const raw = ws as unknown as {
+    send: (data: string | Buffer, options: { readonly binary: boolean }) => void
+    readonly bufferedAmount: number
+    readonly readyState: number
+  }
+  const options = { binary: false }
+  return {
+    send: (data) => raw.send(data, options),
+    bufferedAmount: () => raw.bufferedAmount,
+    isOpen: () => raw.readyState === OPEN
+  }
+}
+
+/** Writes through an Effect socket writer: for sockets whose raw WebSocket is not known (tests). */
+export const writerTransport = (
+  write: (chunk: string | Uint8Array | Socket.CloseEvent) => Effect.Effect<void, Socket.SocketError>,
+  isOpen: () => boolean
+): Transport => ({
+  send: (data) => void Effect.runFork(Effect.ignore(write(data))),
+  bufferedAmount: () => 0,
+  isOpen
+})
+
+/**
+ * The raw WebSocket behind a platform Socket, as seen from a handler of `runRaw`: the platform
+ * provides it to the effects its handler returns. None for sockets that are not WebSockets.
+ */
+export const currentWebSocket = Effect.serviceOption(Socket.WebSocket).pipe(Effect.map(Option.getOrUndefined))
