@@ -20,6 +20,13 @@ export class Subscribed extends Schema.TaggedClass<Subscribed>()("Subscribed", {
 export const SubscriptionItem = Schema.Union(Subscribed, EnrichedChatEvent)
 export type SubscriptionItem = typeof SubscriptionItem.Type
 
+/** Subscribe's payload: the scope, and optionally the last position the client has seen. */
+export const SubscribePayload = Schema.Struct({
+  scopeType: ChatScopeType,
+  scopeId: Schema.String,
+  after: Schema.optional(StreamPosition)
+})
+
 export class ChatRpcs extends RpcGroup.make(
   Rpc.make("Send", {
     payload: { scopeType: ChatScopeType, scopeId: Schema.String, text: Schema.String },
@@ -27,11 +34,7 @@ export class ChatRpcs extends RpcGroup.make(
     error: SendError
   }),
   Rpc.make("Subscribe", {
-    payload: {
-      scopeType: ChatScopeType,
-      scopeId: Schema.String,
-      after: Schema.optional(StreamPosition)
-    },
+    payload: SubscribePayload,
     success: SubscriptionItem,
     error: SubscribeError,
     stream: true

@@ -1,9 +1,8 @@
 import { HttpApiSwagger, HttpLayerRouter } from "@effect/platform"
-import { RpcSerialization, RpcServer } from "@effect/rpc"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
-import { ChatApi, ChatRpcs } from "@chatify/domain"
+import { ChatApi } from "@chatify/domain"
 import type { ServerConfig } from "./Config.js"
 import { HealthRoutes } from "./Health.js"
 import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
@@ -11,12 +10,10 @@ import { ChatRpcHandlers } from "./Rpc.js"
 import { HttpConnections, ShutdownGate } from "./Runtime.js"
 import { Consumers, ServerServices } from "./Services.js"
 import { Flusher } from "./realtime/Outbox.js"
+import { layerRpcSocket } from "./realtime/RpcSocketProtocol.js"
 import { SignalRHubRoutes } from "./signalr/index.js"
 
-const RpcRoute = RpcServer.layerHttpRouter({ group: ChatRpcs, path: "/rpc", protocol: "websocket" }).pipe(
-  Layer.provide(ChatRpcHandlers),
-  Layer.provide(RpcSerialization.layerNdjson)
-)
+const RpcRoute = layerRpcSocket().pipe(Layer.provide(ChatRpcHandlers))
 
 const ApiRoutes = HttpLayerRouter.addHttpApi(ChatApi, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide(ChatApiHandlers)

@@ -1,0 +1,322 @@
+/**
+ * The @effect/rpc WebSocket protocol (ndjson) at /rpc, wire-compatible with RpcClient, with a
+ * fast path for `Subscribe`: events go from the fan-out straight into the connection's outbox,
+ * encoded once per event for all subscribers, without a fiber per subscriber. RpcClient relies on
+ * one unacknowledged chunk per stream at a time (it hands chunks to a bounded mailbox concurrently,
+ * so more would reorder them); while a chunk awaits its Ack, every event that arrives waits and
+ * goes out in the next chunk, and the chunks of all subscriptions share one frame per turn. A
+ * subscription more than `subscriberBufferSize` events (or the connection `maxBufferedBytes`)
+ * behind ends with SubscriptionLagged. Every other request is handed to RpcServer as usual.
+ */
+import { Headers, HttpLayerRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
+import { Rpc, RpcSerialization, RpcServer } from "@effect/rpc"
+import type { FromClientEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
+import { Effect, Either, Exit, FiberId, Layer, Mailbox, ParseResult, Predicate, Runtime, Schema, Scope } from "effect"
+import { CoreSettings, type CurrentUser, subscribeInto, type SubscribeRequirements, type SubscriptionSink } from "@chatify/core"
+import { ChatRpcs, EnrichedChatEvent, type SubscribeError, SubscribePayload, SubscriptionItem } from "@chatify/domain"
+import { Authenticator } from "../Auth.js"
+import { hideDefects, makeRpcCaller } from "../Rpc.js"
+import { Identities } from "../Runtime.js"
+import { currentWebSocket, Flusher, Outbox, webSocketTransport, writerTransport } from "./Outbox.js"
+
+export interface RpcSocketOptions {
+  readonly path: `/${string}`
+  /** How far (bytes) a connection may fall behind on deliveries before its subscriptions lag. */
+  readonly maxBufferedBytes: number
+}
+
+export const defaultRpcSocketOptions: RpcSocketOptions = { path: "/rpc", maxBufferedBytes: 4 * 1024 * 1024 }
+
+const decodeSubscribePayload = Schema.decodeUnknownEither(SubscribePayload)
+// the contract's own exit schema, so failures encode exactly as RpcServer would encode them
+const encodeSubscribeExit = Schema.encodeEither(
+  Rpc.exitSchema(ChatRpcs.requests.get("Subscribe")!) as unknown as Schema.Schema<Exit.Exit<void, SubscribeError>, unknown>
+)
+const encodeItem = Schema.encodeEither(SubscriptionItem)
+const encodeDefect = Schema.encodeSync(Schema.Defect)
+
+const PONG = `{"_tag":"Pong"}\n`
+
+/** The JSON of an event as a subscription item, encoded once for every subscriber it reaches. */
+const makeEventEncoder = () => {
+  let lastEvent: EnrichedChatEvent | undefined
+  let lastJson: string | undefined
+  return (event: EnrichedChatEvent): string | undefined => {
+    if (event !== lastEvent) {
+      lastEvent = event
+      lastJson = Either.match(encodeItem(event), { onLeft: () => undefined, onRight: (encoded) => JSON.stringify(encoded) })
+    }
+    return lastJson
+  }
+}
+
+interface Subscription {
+  readonly requestId: string
+  /** `{"_tag":"Chunk","requestId":…,"values":[`: every chunk of this subscription starts so. */
+  readonly chunkPrefix: string
+  values: Array<string>
+  /** The length of `values`' JSON, counted in the connection's backlog. */
+  bytes: number
+  /** A chunk was written and its Ack has not come back yet. */
+  awaitingAck: boolean
+  queued: boolean
+  ended: boolean
+  scope: Scope.CloseableScope | undefined
+}
+
+/** What the Subscribe fast path runs on, captured once when the protocol is built. */
+type FastPathServices = Exclude<SubscribeRequirements, CurrentUser>
+
+export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
+  Effect.gen(function*() {
+    const router = yield* HttpLayerRouter.HttpRouter
+    const flusher = yield* Flusher
+    const asCaller = makeRpcCaller(yield* Authenticator, yield* Identities)
+    const runtime = yield* Effect.runtime<FastPathServices>()
+    const { subscriberBufferSize } = yield* CoreSettings
+    const runFork = Runtime.runFork(runtime)
+    const disconnects = yield* Mailbox.make<number>()
+    const encodeEvent = makeEventEncoder()
+    const clients = new Map<number, Outbox>()
+    let nextClientId = 0
+    let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
+
+    const serve = (socket: Socket.Socket, upgradeHeaders: ReadonlyArray<[string, string]>) =>
+      Effect.gen(function*() {
+        const clientId = nextClientId++
+        const parser = RpcSerialization.ndjson.unsafeMake()
+        const write = yield* socket.writer
+        let open = true
+        const outbox = new Outbox(writerTransport(write, () => open), flusher, options.maxBufferedBytes)
+        const subscriptions = new Map<string, Subscription>()
+        let queued: Array<Subscription> = []
+        let pendingBytes = 0
+        clients.set(clientId, outbox)
+
+        const writeLine = (message: unknown) => {
+          try {
+            outbox.write(JSON.stringify(message) + "\n")
+          } catch (cause) {
+            outbox.write(JSON.stringify({ _tag: "Defect", defect: encodeDefect(cause) }) + "\n")
+          }
+        }
+        // pending events become one Chunk per subscription, all in this turn's frame
+        const moveToOutbox = (subscription: Subscription) => {
+          subscription.queued = false
+          if (subscription.values.length === 0 || subscription.awaitingAck) return
+          outbox.write(subscription.chunkPrefix + subscription.values.join(",") + "]}\n")
+          subscription.values = []
+          pendingBytes -= subscription.bytes
+          subscription.bytes = 0
+          subscription.awaitingAck = true
+        }
+        const queue = (subscription: Subscription) => {
+          if (subscription.queued || subscription.awaitingAck) return
+          subscription.queued = true
+          queued.push(subscription)
+          outbox.wake()
+        }
+        outbox.onFlush = () => {
+          const now = queued
+          queued = []
+          for (const subscription of now) moveToOutbox(subscription)
+        }
+        const hasRoom = () => outbox.backlog() + pendingBytes <= options.maxBufferedBytes
+
+        const end = (subscription: Subscription, exit: Exit.Exit<void, SubscribeError>) => {
+          if (subscription.ended) return
+          subscription.ended = true
+          subscriptions.delete(subscription.requestId)
+          // what it had pending goes first, even if its last chunk is unacknowledged: no more chunks follow
+          subscription.awaitingAck = false
+          moveToOutbox(subscription)
+          Either.match(encodeSubscribeExit(exit), {
+            onLeft: (error) => writeLine({ _tag: "Defect", defect: encodeDefect(error.message) }),
+            onRight: (encoded) => writeLine({ _tag: "Exit", requestId: subscription.requestId, exit: encoded })
+          })
+          const scope = subscription.scope
+          if (scope !== undefined) runFork(Scope.close(scope, Exit.void))
+        }
+
+        const sinkOf = (subscription: Subscription): SubscriptionSink => {
+          const append = (item: SubscriptionItem) => {
+            const json = item instanceof EnrichedChatEvent
+              ? encodeEvent(item)
+              : Either.match(encodeItem(item), { onLeft: () => undefined, onRight: (encoded) => JSON.stringify(encoded) })
+            if (json === undefined) return
+            subscription.values.push(json)
+            subscription.bytes += json.length
+            pendingBytes += json.length
+            queue(subscription)
+          }
+          const waitingForClient = () =>
+            open && !subscription.ended &&
+            (subscription.values.length > 0 || outbox.backlog() + pendingBytes > options.maxBufferedBytes / 2)
+          return {
+            push: (item) => {
+              if (subscription.ended || !open) return false
+              if (subscription.values.length >= subscriberBufferSize || !hasRoom()) return false
+              append(item)
+              return true
+            },
+            // a replay is paced by the client instead: a page, then wait until it has been taken
+            pushReplay: (events) =>
+              Effect.gen(function*() {
+                if (subscription.ended || !open) return false
+                for (const event of events) append(event)
+                while (waitingForClient()) yield* Effect.sleep("5 millis")
+                return true
+              }),
+            fail: (error) => end(subscription, Exit.fail(error))
+          }
+        }
+
+        const startSubscription = (request: RequestEncoded) => {
+          const requestId = String(request.id)
+          const previous = subscriptions.get(requestId)
+          if (previous !== undefined) end(previous, Exit.interrupt(FiberId.none))
+          const payload = decodeSubscribePayload(request.payload)
+          if (Either.isLeft(payload)) {
+            // what RpcServer answers for a payload that does not decode: a defect naming the problem
+            return writeLine({
+              _tag: "Exit",
+              requestId,
+              exit: { _tag: "Failure", cause: { _tag: "Die", defect: encodeDefect(ParseResult.TreeFormatter.formatErrorSync(payload.left)) } }
+            })
+          }
+          const subscription: Subscription = {
+            requestId,
+            chunkPrefix: `{"_tag":"Chunk","requestId":${JSON.stringify(requestId)},"values":[`,
+            values: [],
+            bytes: 0,
+            awaitingAck: false,
+            queued: false,
+            ended: false,
+            scope: undefined
+          }
+          subscriptions.set(requestId, subscription)
+          const headers = Headers.fromInput(upgradeHeaders.concat(request.headers))
+          const { after, scopeId, scopeType } = payload.right
+          runFork(
+            Effect.gen(function*() {
+              const scope = yield* Scope.make()
+              subscription.scope = scope
+              if (subscription.ended) return yield* Scope.close(scope, Exit.void)
+              yield* subscribeInto({ scopeType, scopeId }, after, sinkOf(subscription)).pipe(
+                hideDefects,
+                asCaller(clientId, headers),
+                Scope.extend(scope),
+                Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+              )
+            }).pipe(Effect.catchAll((error) => Effect.sync(() => end(subscription, Exit.fail(error)))))
+          )
+        }
+
+        const onMessage = (message: FromClientEncoded): Effect.Effect<void> | undefined => {
+          switch (message._tag) {
+            case "Request":
+              if (message.tag === "Subscribe") return void startSubscription(message)
+              ;(message as { headers: ReadonlyArray<[string, string]> }).headers = upgradeHeaders.concat(message.headers)
+              return writeRequest(clientId, message)
+            case "Ack": {
+              const subscription = subscriptions.get(message.requestId)
+              if (subscription === undefined) return writeRequest(clientId, message)
+              subscription.awaitingAck = false
+              if (subscription.values.length > 0) queue(subscription)
+              return undefined
+            }
+            case "Interrupt": {
+              const subscription = subscriptions.get(message.requestId)
+              if (subscription === undefined) return writeRequest(clientId, message)
+              return void end(subscription, Exit.interrupt(FiberId.none))
+            }
+            case "Ping":
+              return void outbox.write(PONG)
+            default:
+              return writeRequest(clientId, message)
+          }
+        }
+
+        const onData = (data: string | Uint8Array): Effect.Effect<void> | undefined => {
+          let messages: ReadonlyArray<FromClientEncoded>
+          try {
+            messages = parser.decode(data) as ReadonlyArray<FromClientEncoded>
+          } catch (cause) {
+            if (Predicate.isTagged(cause, "RpcSerializationError")) {
+              outbox.flush()
+              return Effect.ignore(write(new Socket.CloseEvent(1009, String((cause as { message?: unknown }).message))))
+            }
+            return void writeLine({ _tag: "Defect", defect: encodeDefect(cause) })
+          }
+          const effects: Array<Effect.Effect<void>> = []
+          for (const message of messages) {
+            const effect = onMessage(message)
+            if (effect !== undefined) effects.push(effect)
+          }
+          if (effects.length === 0) return undefined
+          return effects.length === 1 ? effects[0] : Effect.forEach(effects, (effect) => effect, { discard: true })
+        }
+
+        let attached = false
+        yield* socket.runRaw((data) => {
+          if (attached) return onData(data)
+          attached = true
+          // the first frame's handler learns the raw WebSocket: from then on writes skip the fiber
+          return Effect.flatMap(currentWebSocket, (ws) => {
+            if (ws !== undefined) outbox.attach(webSocketTransport(ws))
+            return onData(data) ?? Effect.void
+          })
+        }).pipe(
+          Effect.interruptible,
+          Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
+          Effect.orDie,
+          Effect.ensuring(Effect.sync(() => {
+            open = false
+            outbox.close()
+            clients.delete(clientId)
+            for (const subscription of subscriptions.values()) {
+              subscription.ended = true
+              if (subscription.scope !== undefined) runFork(Scope.close(subscription.scope, Exit.void))
+            }
+            subscriptions.clear()
+            disconnects.unsafeOffer(clientId)
+          }))
+        )
+      })
+
+    const httpApp = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const socket = yield* Effect.orDie(request.upgrade)
+      yield* serve(socket, Object.entries(request.headers))
+      return HttpServerResponse.empty()
+    })
+    yield* router.add("GET", options.path, httpApp)
+
+    return yield* RpcServer.Protocol.make((write) => {
+      // RpcServer hands its writer over once it runs
+      writeRequest = write
+      return Effect.succeed({
+        disconnects,
+        send: (clientId, response) =>
+          Effect.sync(() => {
+            const outbox = clients.get(clientId)
+            if (outbox === undefined) return
+            try {
+              outbox.write(JSON.stringify(response) + "\n")
+            } catch (cause) {
+              outbox.write(JSON.stringify({ _tag: "Defect", defect: encodeDefect(cause) }) + "\n")
+            }
+          }),
+        end: () => Effect.void,
+        clientIds: Effect.sync(() => new Set(clients.keys())),
+        initialMessage: Effect.succeedNone,
+        supportsAck: true,
+        supportsTransferables: false,
+        supportsSpanPropagation: true
+      })
+    })
+  })
+
+/** /rpc: RpcServer for ChatRpcs on the WebSocket protocol above. */
+export const layerRpcSocket = (options: RpcSocketOptions = defaultRpcSocketOptions) =>
+  RpcServer.layer(ChatRpcs).pipe(Layer.provide(Layer.effect(RpcServer.Protocol, makeRpcSocketProtocol(options))))
