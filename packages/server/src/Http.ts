@@ -1,5 +1,4 @@
 import {
-  Headers,
   HttpApiBuilder,
   HttpApiError,
   HttpLayerRouter,
@@ -7,7 +6,7 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Cause, Clock, Effect, Either, Option, Schema } from "effect"
+import { Cause, Effect, Option, Schema } from "effect"
 import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage } from "@chatify/core"
 import {
   ChatApi,
@@ -74,39 +73,7 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
         ? incoming
         : crypto.randomUUID()
       const instance = pathOf(request.url)
-      const authenticator = yield* Authenticator
-      let routed = httpEffect
-      if (instance === "/rpc") {
-        const bearer = bearerOf(request)
-        if (authenticator.enabled) {
-          // refuse before upgrading, so a client learns why instead of seeing a closed socket
-          const checked = yield* Effect.either(authenticator.authenticate(bearer, "upgrade"))
-          if (Either.isLeft(checked)) {
-            return HttpServerResponse.setHeader(problemResponse(checked.left, instance, correlationId), CORRELATION_HEADER, correlationId)
-          }
-          const expiresAtMs = checked.right.expiresAtMs
-          if (expiresAtMs !== undefined) {
-            // At expiry the connection's streams end with a typed Unauthenticated ("the access token
-            // expired", core Subscribe) and later calls fail so; a second later the socket closes.
-            // The timer is interruptible on purpose: the upgrade runs in an uninterruptible region,
-            // and the race must end as soon as the client leaves.
-            const expired = Clock.currentTimeMillis.pipe(
-              Effect.flatMap((now) => Effect.interruptible(Effect.sleep(Math.max(0, expiresAtMs - now) + 1_000))),
-              Effect.zipRight(Effect.logInfo("Closing an RPC connection: its access token expired")),
-              Effect.zipRight(Effect.interrupt)
-            )
-            routed = Effect.raceFirst(routed, expired)
-          }
-        }
-        if (bearer !== undefined && request.headers["authorization"] === undefined) {
-          routed = Effect.provideService(
-            routed,
-            HttpServerRequest.HttpServerRequest,
-            request.modify({ headers: Headers.set(request.headers, "authorization", `Bearer ${bearer}`) })
-          )
-        }
-      }
-      const response = yield* routed.pipe(
+      const response = yield* httpEffect.pipe(
         Effect.map((response) =>
           Option.match(asDecodeError(response), {
             onNone: () => response,
@@ -120,16 +87,15 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
               problemResponse(new NotFound({ message: `No route for ${request.method} ${instance}` }), instance, correlationId)
             )
           }
-          // a request the server could not read (bad JSON, a plain GET on the WebSocket endpoint) is the client's error
+          // a request the server could not read (bad JSON) is the client's error
           const unreadable = Cause.find(cause, (reason) => {
             const error = reason._tag === "Fail" ? reason.error : reason._tag === "Die" ? reason.defect : undefined
             return error instanceof HttpServerError.RequestError ? Option.some(error) : Option.none()
           })
           if (Option.isSome(unreadable)) {
-            const message = instance === "/rpc" ? "expected a WebSocket upgrade" : "the request body could not be read"
             return Effect.succeed(
               problemResponse(
-                new ValidationError({ errors: [{ field: instance === "/rpc" ? "request" : "body", message }] }),
+                new ValidationError({ errors: [{ field: "body", message: "the request body could not be read" }] }),
                 instance,
                 correlationId
               )

@@ -9,6 +9,7 @@ import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
 import { ChatRpcHandlers } from "./Rpc.js"
 import { HttpConnections, ShutdownGate } from "./Runtime.js"
 import { Consumers, ServerServices } from "./Services.js"
+import { layerGateway } from "./realtime/Gateway.js"
 import { Flusher } from "./realtime/Outbox.js"
 import { layerRpcSocket } from "./realtime/RpcSocketProtocol.js"
 import { SignalRHubRoutes } from "./signalr/index.js"
@@ -57,11 +58,18 @@ export const ChatServer = (config: ServerConfig) =>
     Layer.provide(ServerServices(config))
   )
 
-/** Node's HTTP server on the configured address, with the connection handle shutdown needs. */
+/** The largest WebSocket frame a client may send: a SignalR message (1 MiB) and its framing. */
+const MAX_FRAME_BYTES = 1024 * 1024 + 64 * 1024
+
+/**
+ * Node's HTTP server on the configured address, with the connection handle shutdown needs and the
+ * gateway that takes WebSocket upgrades.
+ */
 export const NodeServer = (config: Pick<ServerConfig, "host" | "port">) => {
   const server = createServer()
-  return Layer.merge(
+  return Layer.mergeAll(
     NodeHttpServer.layer(() => server, { port: config.port, host: config.host }),
+    layerGateway(server, { maxPayloadBytes: MAX_FRAME_BYTES }),
     Layer.succeed(HttpConnections, {
       closeIdle: Effect.sync(() => server.closeIdleConnections()),
       closeAllAfter: (delay) =>

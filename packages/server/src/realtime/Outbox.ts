@@ -4,8 +4,9 @@
  * one frame per connection when the turn ends; a connection more than `limitBytes` behind refuses
  * further deliveries, so a slow reader costs bounded memory.
  */
-import { Context, Effect, Layer, Option } from "effect"
-import { Socket } from "@effect/platform"
+import { Context, Effect, Layer } from "effect"
+import type { Socket } from "@effect/platform"
+import type { WebSocket } from "ws"
 
 /** What a connection needs of its socket; a `ws` WebSocket has all of it. */
 export interface Transport {
@@ -50,15 +51,10 @@ export class Outbox {
   onFlush: (() => void) | undefined = undefined
 
   constructor(
-    private transport: Transport,
+    private readonly transport: Transport,
     private readonly flusher: Flusher["Type"],
     readonly limitBytes: number
   ) {}
-
-  /** Switches to another transport (the raw socket once it is known); what is queued goes there. */
-  attach(transport: Transport) {
-    this.transport = transport
-  }
 
   /** Bytes this connection is behind: queued here plus buffered by the socket. */
   backlog(): number {
@@ -118,18 +114,12 @@ export class Outbox {
 const OPEN = 1
 
 /** A `ws` WebSocket as a transport; text frames, as the JSON protocols expect. */
-export const webSocketTransport = (ws: globalThis.WebSocket): Transport => {
-  // the server side is always the `ws` package: its send takes options, the DOM type does not say so
-  const raw = ws as unknown as {
-    send: (data: string | Buffer, options: { readonly binary: boolean }) => void
-    readonly bufferedAmount: number
-    readonly readyState: number
-  }
+export const webSocketTransport = (ws: WebSocket): Transport => {
   const options = { binary: false }
   return {
-    send: (data) => raw.send(data, options),
-    bufferedAmount: () => raw.bufferedAmount,
-    isOpen: () => raw.readyState === OPEN
+    send: (data) => ws.send(data, options),
+    bufferedAmount: () => ws.bufferedAmount,
+    isOpen: () => ws.readyState === OPEN
   }
 }
 
@@ -142,9 +132,3 @@ export const writerTransport = (
   bufferedAmount: () => 0,
   isOpen
 })
-
-/**
- * The raw WebSocket behind a platform Socket, as seen from a handler of `runRaw`: the platform
- * provides it to the effects its handler returns. None for sockets that are not WebSockets.
- */
-export const currentWebSocket = Effect.serviceOption(Socket.WebSocket).pipe(Effect.map(Option.getOrUndefined))

@@ -8,16 +8,52 @@
  * subscription more than `subscriberBufferSize` events (or the connection `maxBufferedBytes`)
  * behind ends with SubscriptionLagged. Every other request is handed to RpcServer as usual.
  */
-import { Headers, HttpLayerRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
+import { Headers, HttpLayerRouter, Socket } from "@effect/platform"
 import { Rpc, RpcSerialization, RpcServer } from "@effect/rpc"
 import type { FromClientEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
-import { Effect, Either, Exit, FiberId, Layer, Mailbox, ParseResult, Predicate, Runtime, Schema, Scope } from "effect"
-import { CoreSettings, type CurrentUser, subscribeInto, type SubscribeRequirements, type SubscriptionSink } from "@chatify/core"
-import { ChatRpcs, EnrichedChatEvent, type SubscribeError, SubscribePayload, SubscriptionItem } from "@chatify/domain"
+import {
+  Clock,
+  Effect,
+  Either,
+  Exit,
+  FiberId,
+  FiberSet,
+  Layer,
+  Mailbox,
+  Option,
+  ParseResult,
+  Predicate,
+  Runtime,
+  Schema,
+  Scope
+} from "effect"
+import { CoreSettings, CorrelationId, type CurrentUser, subscribeInto, type SubscribeRequirements, type SubscriptionSink } from "@chatify/core"
+import {
+  ChatRpcs,
+  EnrichedChatEvent,
+  type SubscribeError,
+  SubscribePayload,
+  SubscriptionItem,
+  ValidationError
+} from "@chatify/domain"
 import { Authenticator } from "../Auth.js"
+import { problemResponse } from "../Http.js"
 import { hideDefects, makeRpcCaller } from "../Rpc.js"
 import { Identities } from "../Runtime.js"
-import { currentWebSocket, Flusher, Outbox, webSocketTransport, writerTransport } from "./Outbox.js"
+import { acceptUpgrade, socketOf, type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
+import { Flusher, Outbox, type Transport, webSocketTransport, writerTransport } from "./Outbox.js"
+
+/** The upgrade's headers as every call sees them first; `access_token` arrives as Authorization. */
+const upgradeHeadersOf = (upgrade: Upgrade): ReadonlyArray<[string, string]> => {
+  const headers: Array<[string, string]> = []
+  for (const [name, value] of Object.entries(upgrade.request.headers)) {
+    if (value !== undefined) headers.push([name, Array.isArray(value) ? value.join(", ") : value])
+  }
+  if (upgrade.bearer !== undefined && upgrade.request.headers["authorization"] === undefined) {
+    headers.push(["authorization", `Bearer ${upgrade.bearer}`])
+  }
+  return headers
+}
 
 export interface RpcSocketOptions {
   readonly path: `/${string}`
@@ -78,16 +114,20 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     const disconnects = yield* Mailbox.make<number>()
     const encodeEvent = makeEventEncoder()
     const clients = new Map<number, Outbox>()
+    const gateway = yield* WebSocketGateway
+    const authenticator = yield* Authenticator
+    // connections end with this layer (server shutdown), before the services they use
+    const runConnection = yield* FiberSet.makeRuntime<FastPathServices>()
     let nextClientId = 0
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
 
-    const serve = (socket: Socket.Socket, upgradeHeaders: ReadonlyArray<[string, string]>) =>
+    const serve = (socket: Socket.Socket, transport: Transport | undefined, upgradeHeaders: ReadonlyArray<[string, string]>) =>
       Effect.gen(function*() {
         const clientId = nextClientId++
         const parser = RpcSerialization.ndjson.unsafeMake()
         const write = yield* socket.writer
         let open = true
-        const outbox = new Outbox(writerTransport(write, () => open), flusher, options.maxBufferedBytes)
+        const outbox = new Outbox(transport ?? writerTransport(write, () => open), flusher, options.maxBufferedBytes)
         const subscriptions = new Map<string, Subscription>()
         let queued: Array<Subscription> = []
         let pendingBytes = 0
@@ -257,16 +297,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           return effects.length === 1 ? effects[0] : Effect.forEach(effects, (effect) => effect, { discard: true })
         }
 
-        let attached = false
-        yield* socket.runRaw((data) => {
-          if (attached) return onData(data)
-          attached = true
-          // the first frame's handler learns the raw WebSocket: from then on writes skip the fiber
-          return Effect.flatMap(currentWebSocket, (ws) => {
-            if (ws !== undefined) outbox.attach(webSocketTransport(ws))
-            return onData(data) ?? Effect.void
-          })
-        }).pipe(
+        yield* socket.runRaw(onData).pipe(
           Effect.interruptible,
           Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
           Effect.orDie,
@@ -284,13 +315,35 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         )
       })
 
-    const httpApp = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const socket = yield* Effect.orDie(request.upgrade)
-      yield* serve(socket, Object.entries(request.headers))
-      return HttpServerResponse.empty()
-    })
-    yield* router.add("GET", options.path, httpApp)
+    // An authenticated connection closes a second after its token expires: by then its streams
+    // have ended with a typed Unauthenticated ("the access token expired", core Subscribe).
+    const closeAtExpiry = (expiresAtMs: number) =>
+      Clock.currentTimeMillis.pipe(
+        Effect.flatMap((now) => Effect.sleep(Math.max(0, expiresAtMs - now) + 1_000)),
+        Effect.zipRight(Effect.logInfo("Closing an RPC connection: its access token expired"))
+      )
+    const connect = (upgrade: Upgrade, respond: UpgradeResponder) =>
+      Effect.gen(function*() {
+        let expiresAtMs: number | undefined
+        if (authenticator.enabled) {
+          // refuse before upgrading, so a client learns why instead of seeing a closed socket
+          const checked = yield* Effect.either(authenticator.authenticate(upgrade.bearer, "upgrade"))
+          if (Either.isLeft(checked)) return respond.refuse(checked.left)
+          expiresAtMs = checked.right.expiresAtMs
+        }
+        const ws = yield* acceptUpgrade(respond)
+        if (Option.isNone(ws)) return
+        const serving = Effect.scoped(serve(socketOf(ws.value), webSocketTransport(ws.value), upgradeHeadersOf(upgrade)))
+        yield* expiresAtMs === undefined ? serving : Effect.raceFirst(serving, closeAtExpiry(expiresAtMs))
+      }).pipe(Effect.annotateLogs({ correlationId: upgrade.correlationId }))
+    yield* gateway.route(options.path, (upgrade, respond) => void runConnection(connect(upgrade, respond)))
+    // a plain GET (no upgrade) is the client's mistake
+    yield* router.add("GET", options.path, Effect.map(CorrelationId, (correlationId) =>
+      problemResponse(
+        new ValidationError({ errors: [{ field: "request", message: "expected a WebSocket upgrade" }] }),
+        options.path,
+        correlationId
+      )))
 
     return yield* RpcServer.Protocol.make((write) => {
       // RpcServer hands its writer over once it runs
@@ -319,4 +372,4 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
 
 /** /rpc: RpcServer for ChatRpcs on the WebSocket protocol above. */
 export const layerRpcSocket = (options: RpcSocketOptions = defaultRpcSocketOptions) =>
-  RpcServer.layer(ChatRpcs).pipe(Layer.provide(Layer.effect(RpcServer.Protocol, makeRpcSocketProtocol(options))))
+  RpcServer.layer(ChatRpcs).pipe(Layer.provide(Layer.scoped(RpcServer.Protocol, makeRpcSocketProtocol(options))))

@@ -18,7 +18,7 @@ import {
   type Schema,
   type Scope
 } from "effect"
-import { currentWebSocket, type Flusher, Outbox, webSocketTransport, writerTransport } from "../realtime/Outbox.js"
+import { type Flusher, Outbox, type Transport, writerTransport } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
 export interface ConnectionSettings {
@@ -130,6 +130,8 @@ export interface ConnectionOptions {
   readonly socket: Socket.Socket
   readonly settings: ConnectionSettings
   readonly flusher: Flusher["Type"]
+  /** The raw socket's writes, when there is one: deliveries skip the Effect writer then. */
+  readonly transport?: Transport | undefined
   readonly connectionId: string
   /** When the caller's credentials expire (epoch ms): the connection is closed then. */
   readonly expiresAtMs: number | undefined
@@ -167,7 +169,7 @@ export const serveConnection = (options: ConnectionOptions): Effect.Effect<void>
       // Writes after the socket closed would wait forever for it to open again: skip them.
       let open = true
       // Every record goes through the outbox, so deliveries and replies keep their order and share frames.
-      const outbox = new Outbox(writerTransport(write, () => open), options.flusher, settings.maxBufferedBytes)
+      const outbox = new Outbox(options.transport ?? writerTransport(write, () => open), options.flusher, settings.maxBufferedBytes)
       yield* Effect.addFinalizer(() => Effect.sync(() => outbox.close()))
       const send = (chunk: string | Socket.CloseEvent): Effect.Effect<void> =>
         Effect.suspend(() => {
@@ -184,19 +186,8 @@ export const serveConnection = (options: ConnectionOptions): Effect.Effect<void>
         )
 
       // The socket's handler only queues: one fiber handles frames in order, so framing is sequential.
-      // The first frame's handler learns the raw WebSocket (the platform provides it there): from
-      // then on the outbox writes to it directly, without a fiber per write.
-      let attached = false
       yield* socket.runRaw((data) => {
-        if (attached) {
-          events.unsafeOffer({ _tag: "Data", data })
-          return
-        }
-        attached = true
-        return Effect.map(currentWebSocket, (ws) => {
-          if (ws !== undefined) outbox.attach(webSocketTransport(ws))
-          events.unsafeOffer({ _tag: "Data", data })
-        })
+        events.unsafeOffer({ _tag: "Data", data })
       }).pipe(
         Effect.exit,
         Effect.flatMap((exit) =>

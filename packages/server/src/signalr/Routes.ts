@@ -3,13 +3,14 @@
  * the WebSockets transport with the Text transfer format is offered.
  */
 import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Clock, Duration, Effect, Either, Layer } from "effect"
+import { Clock, Duration, Effect, Either, FiberSet, Layer, Option } from "effect"
 import { CorrelationId } from "@chatify/core"
 import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/domain"
 import { Authenticator, bearerOf, pathOf } from "../Auth.js"
 import { problemResponse } from "../Http.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
-import { Flusher } from "../realtime/Outbox.js"
+import { acceptUpgrade, socketOf, type Upgrade, type UpgradeResponder, WebSocketGateway } from "../realtime/Gateway.js"
+import { Flusher, webSocketTransport } from "../realtime/Outbox.js"
 import { type ChatHubServices, makeChatHub, makeReceiveMessageEncoder } from "./ChatHub.js"
 import { type ConnectionSettings, defaultConnectionSettings, serveConnection } from "./Connection.js"
 
@@ -87,7 +88,7 @@ const refuse = (error: ChatError, url: string) =>
 
 /** The SignalR hub's routes with `options` (defaults: ASP.NET Core's, 1 MiB messages). */
 export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {}) =>
-  Layer.effectDiscard(
+  Layer.scopedDiscard(
     Effect.gen(function*() {
       const options: SignalRHubOptions = { ...defaultSignalRHubOptions, ...overrides }
       const router = yield* HttpLayerRouter.HttpRouter
@@ -97,6 +98,7 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
       const services = yield* Effect.context<ChatHubServices>()
       const negotiations = makeNegotiations(Duration.toMillis(options.negotiationTimeout))
       const flusher = yield* Flusher
+      const gateway = yield* WebSocketGateway
       const encodeReceiveMessage = makeReceiveMessageEncoder()
 
       const negotiate = Effect.gen(function*() {
@@ -116,49 +118,50 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         })
       })
 
-      const connect = Effect.gen(function*() {
+      // A plain GET is the client's mistake: the WebSocket upgrade is the only transport offered.
+      const notAnUpgrade = Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
-        if (request.headers["upgrade"]?.toLowerCase() !== "websocket") {
-          return yield* refuse(
-            new ValidationError({ errors: [{ field: "request", message: "expected a WebSocket upgrade (the only transport offered)" }] }),
-            request.url
-          )
-        }
-        // With an id it must come from a negotiate (connectionToken for v1); without one (skipNegotiation) mint it.
-        const id = searchParamsOf(request.url).get("id")
-        const negotiated = id === null ? undefined : negotiations.find(id, yield* Clock.currentTimeMillis)
-        if (id !== null && negotiated === undefined) {
-          return yield* refuse(new NotFound({ message: "No connection with that id: negotiate again" }), request.url)
-        }
-        const connectionId = negotiated?.connectionId ?? (yield* identities.newConnectionId)
-        // authenticated again at the upgrade: the token may have changed or expired since negotiate
-        const principal = yield* Effect.either(authenticator.authenticate(bearerOf(request), connectionId))
-        if (Either.isLeft(principal)) return yield* refuse(principal.left, request.url)
-        if (negotiated !== undefined && negotiated.userId !== principal.right.userId) {
-          return yield* refuse(new Forbidden({ message: "the connection was negotiated by another user" }), request.url)
-        }
-        if (id !== null) negotiations.use(id)
-        const socket = yield* Effect.either(request.upgrade)
-        if (Either.isLeft(socket)) {
-          return yield* refuse(
-            new ValidationError({ errors: [{ field: "request", message: "the WebSocket upgrade failed" }] }),
-            request.url
-          )
-        }
-        yield* Effect.logDebug("SignalR connection opened")
-        yield* serveConnection({
-          socket: socket.right,
-          settings: options,
-          flusher,
-          connectionId,
-          expiresAtMs: principal.right.expiresAtMs,
-          makeHub: makeChatHub({ principal: principal.right, encodeReceiveMessage, gate, services })
-        }).pipe(Effect.ensuring(Effect.logDebug("SignalR connection closed")))
-        return HttpServerResponse.empty()
-      }).pipe(Effect.annotateLogs({ hub: options.path }))
+        return yield* refuse(
+          new ValidationError({ errors: [{ field: "request", message: "expected a WebSocket upgrade (the only transport offered)" }] }),
+          request.url
+        )
+      })
+
+      // connections end with this layer (server shutdown), before the services they use
+      const runConnection = yield* FiberSet.makeRuntime<never>()
+      const connect = (upgrade: Upgrade, respond: UpgradeResponder) =>
+        Effect.gen(function*() {
+          // With an id it must come from a negotiate (connectionToken for v1); without one (skipNegotiation) mint it.
+          const id = upgrade.query.get("id")
+          const negotiated = id === null ? undefined : negotiations.find(id, yield* Clock.currentTimeMillis)
+          if (id !== null && negotiated === undefined) {
+            return respond.refuse(new NotFound({ message: "No connection with that id: negotiate again" }))
+          }
+          const connectionId = negotiated?.connectionId ?? (yield* identities.newConnectionId)
+          // authenticated again at the upgrade: the token may have changed or expired since negotiate
+          const principal = yield* Effect.either(authenticator.authenticate(upgrade.bearer, connectionId))
+          if (Either.isLeft(principal)) return respond.refuse(principal.left)
+          if (negotiated !== undefined && negotiated.userId !== principal.right.userId) {
+            return respond.refuse(new Forbidden({ message: "the connection was negotiated by another user" }))
+          }
+          if (id !== null) negotiations.use(id)
+          const ws = yield* acceptUpgrade(respond)
+          if (Option.isNone(ws)) return
+          yield* Effect.logDebug("SignalR connection opened")
+          yield* serveConnection({
+            socket: socketOf(ws.value),
+            transport: webSocketTransport(ws.value),
+            settings: options,
+            flusher,
+            connectionId,
+            expiresAtMs: principal.right.expiresAtMs,
+            makeHub: makeChatHub({ principal: principal.right, encodeReceiveMessage, gate, services })
+          }).pipe(Effect.ensuring(Effect.logDebug("SignalR connection closed")))
+        }).pipe(Effect.annotateLogs({ hub: options.path, correlationId: upgrade.correlationId }))
 
       yield* router.add("POST", `${options.path}/negotiate`, negotiate)
-      yield* router.add("GET", options.path, connect)
+      yield* router.add("GET", options.path, notAnUpgrade)
+      yield* gateway.route(options.path, (upgrade, respond) => void runConnection(connect(upgrade, respond)))
     })
   )
 
