@@ -1,13 +1,12 @@
 /**
- * The SignalR connection engine on an in-memory socket, under the TestClock: keep-alive, client
- * timeout, token expiry and handshake timeout are driven by TestClock.adjust, never by waiting.
+ * The SignalR connection engine on an in-memory socket with a test clock: keep-alive, client
+ * timeout, token expiry and handshake timeout are driven by moving the clock, never by waiting.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Socket } from "@effect/platform"
-import { Chunk, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Ref, Schema, type Scope, TestClock } from "effect"
+import { Chunk, Deferred, Duration, Effect, Exit, Logger, LogLevel, Queue, Ref, Runtime, Schema, type Scope } from "effect"
 import { ChatEventProducer, LocalFanout } from "@chatify/core"
 import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
 import { ServerServices, ShutdownGate } from "../src/index.js"
@@ -21,7 +20,7 @@ import {
   hubMethod,
   makeChatHub,
   makeReceiveMessageEncoder,
-  serveConnection,
+  SignalRConnection,
   TOKEN_EXPIRED
 } from "../src/signalr/index.js"
 import { Flusher } from "../src/realtime/Outbox.js"
@@ -34,55 +33,6 @@ const HANDSHAKE = record({ protocol: "json", version: 1 })
 /** A parsed record, or `{closed: code}` when the server closed the socket. */
 type Written = Record<string, unknown>
 
-/** A Socket whose other end is the test: frames in through `fromClient`, everything written out through `next`. */
-const makeTestSocket = Effect.gen(function*() {
-  const incoming = yield* Queue.unbounded<string | Uint8Array | null>()
-  const written = yield* Queue.unbounded<Written>()
-  const runRaw = <_, E = never, R = never>(
-    handler: (data: string | Uint8Array) => Effect.Effect<_, E, R> | void
-  ): Effect.Effect<void, E, R> =>
-    Effect.gen(function*() {
-      for (;;) {
-        const data = yield* Queue.take(incoming)
-        if (data === null) return
-        const result = handler(data)
-        if (Effect.isEffect(result)) yield* result
-      }
-    })
-  let frames = 0
-  const write = (chunk: string | Uint8Array | Socket.CloseEvent) =>
-    Effect.sync(() => {
-      frames++
-      if (Socket.isCloseEvent(chunk)) {
-        written.unsafeOffer({ closed: chunk.code })
-        incoming.unsafeOffer(null)
-        return
-      }
-      const text = typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)
-      // one frame may hold several records: hand them out one by one
-      for (const part of text.split(RS).slice(0, -1)) written.unsafeOffer(JSON.parse(part))
-    })
-  const socket: Socket.Socket = {
-    [Socket.TypeId]: Socket.TypeId,
-    runRaw,
-    run: (handler) => runRaw((data) => handler(typeof data === "string" ? new TextEncoder().encode(data) : data)),
-    writer: Effect.succeed(write)
-  }
-  return {
-    socket,
-    send: (data: string | Uint8Array) => Queue.offer(incoming, data),
-    disconnect: Queue.offer(incoming, null),
-    next: Queue.take(written),
-    /** The next message that is not a Ping. */
-    nextNonPing: Queue.take(written).pipe(
-      Effect.repeat({ until: (message) => !("type" in message && message["type"] === 6) })
-    ),
-    drained: Effect.map(Queue.takeAll(written), Chunk.toReadonlyArray),
-    /** Frames written so far, the close included. */
-    frames: () => frames
-  }
-})
-
 /** Collects log messages instead of printing them. */
 const captureLogs = (lines: Array<string>) =>
   Logger.replace(
@@ -92,19 +42,28 @@ const captureLogs = (lines: Array<string>) =>
     })
   )
 
+/**
+ * A connection whose socket is the test: frames in through `send`, every record written out
+ * through `next` (a close of the socket as `{closed: code}`), time moved by `advance`.
+ */
 const open = (
   options: {
     readonly settings?: Partial<ConnectionSettings>
     readonly expiresAtMs?: number
     /** Where the connection's log messages go; by default only warnings and worse are printed. */
     readonly logged?: Array<string>
+    readonly makeHub?: (client: HubClient) => Effect.Effect<Hub, never, Scope.Scope>
   } = {}
 ) =>
   Effect.gen(function*() {
-    const io = yield* makeTestSocket
+    const written = yield* Queue.unbounded<Written>()
+    const ended = yield* Deferred.make<void>()
     const hubBuilt = yield* Ref.make(false)
     const hubReleased = yield* Ref.make(false)
-    const makeHub = (client: HubClient) =>
+    let frames = 0
+    let now = 0
+    let socketOpen = true
+    const testHub = (client: HubClient) =>
       Effect.gen(function*() {
         yield* Ref.set(hubBuilt, true)
         yield* Effect.addFinalizer(() => Ref.set(hubReleased, true))
@@ -117,26 +76,74 @@ const open = (
             ["Fail", hubMethod(Schema.Tuple(), () => Effect.fail(new HubError({ message: "Forbidden: not yours" })))],
             ["Boom", hubMethod(Schema.Tuple(), () => Effect.die(new Error("secret internals at db.ts:42")))],
             ["BigInt", hubMethod(Schema.Tuple(), () => Effect.succeed(1n))],
-            ["Notify", hubMethod(Schema.Tuple(Schema.String), ([text]) => client.send([{ target: "Note", arguments: [text] }]))]
+            ["Notify", hubMethod(Schema.Tuple(Schema.String), ([text]) => Effect.sync(() => client.send([{ target: "Note", arguments: [text] }])))]
           ])
         }
         return hub
       })
-    const fiber = yield* Effect.fork(
-      serveConnection({
-        socket: io.socket,
-        settings: { ...defaultConnectionSettings, ...options.settings },
-        flusher: yield* Effect.provide(Flusher, Flusher.layer),
-        connectionId: "connection-1",
-        expiresAtMs: options.expiresAtMs,
-        makeHub
-      }).pipe(
-        options.logged === undefined
-          ? Logger.withMinimumLogLevel(LogLevel.Warning)
-          : (effect) => Effect.provide(effect, captureLogs(options.logged ?? []))
-      )
+    const runtime = yield* Effect.runtime<never>().pipe(
+      options.logged === undefined
+        ? Logger.withMinimumLogLevel(LogLevel.Warning)
+        : (effect) => Effect.provide(effect, captureLogs(options.logged ?? []))
     )
-    return { ...io, fiber, hubBuilt, hubReleased }
+    const runFork = Runtime.runFork(runtime)
+    const connection: SignalRConnection = new SignalRConnection({
+      transport: {
+        send: (data) => {
+          frames++
+          const text = typeof data === "string" ? data : data.toString()
+          // one frame may hold several records: hand them out one by one
+          for (const part of text.split(RS).slice(0, -1)) written.unsafeOffer(JSON.parse(part))
+        },
+        bufferedAmount: () => 0,
+        isOpen: () => socketOpen
+      },
+      closeSocket: (code) => {
+        if (!socketOpen) return
+        socketOpen = false
+        written.unsafeOffer({ closed: code })
+        connection.closed()
+      },
+      settings: { ...defaultConnectionSettings, ...options.settings },
+      flusher: yield* Effect.provide(Flusher, Flusher.layer),
+      connectionId: "connection-1",
+      expiresAtMs: options.expiresAtMs,
+      makeHub: options.makeHub ?? testHub,
+      runFork,
+      nowMs: now
+    })
+    connection.whenClosed(() => Deferred.unsafeDone(ended, Exit.void))
+    return {
+      send: (data: string | Uint8Array) => Effect.sync(() => connection.receive(data, now)),
+      /** Moves the connection's clock on and lets its ticker run, a second at a time. */
+      advance: (by: Duration.DurationInput) =>
+        Effect.sync(() => {
+          const until = now + Duration.toMillis(by)
+          while (now < until) {
+            now = Math.min(until, now + 1_000)
+            connection.tick(now)
+          }
+        }),
+      /** The client drops the socket. */
+      disconnect: Effect.sync(() => {
+        socketOpen = false
+        connection.closed()
+      }),
+      shutdown: Effect.suspend(() => connection.shutdown()),
+      /** Completes once the connection has ended and released its hub. */
+      ended: Deferred.await(ended),
+      next: Queue.take(written),
+      /** The next message that is not a Ping. */
+      nextNonPing: Queue.take(written).pipe(
+        Effect.repeat({ until: (message) => !("type" in message && message["type"] === 6) })
+      ),
+      /** What was written so far (after this turn's flush). */
+      drained: Effect.zipRight(Effect.promise(() => new Promise((resolve) => setImmediate(resolve))), Effect.map(Queue.takeAll(written), Chunk.toReadonlyArray)),
+      /** Frames written so far. */
+      frames: () => frames,
+      hubBuilt,
+      hubReleased
+    }
   })
 
 /** Opens a connection and completes the handshake. */
@@ -151,7 +158,7 @@ const connected = (options: Parameters<typeof open>[0] = {}) =>
 const invocation = (target: string, args: ReadonlyArray<unknown>, invocationId?: string) =>
   record({ type: 1, target, arguments: args, ...(invocationId === undefined ? {} : { invocationId }) })
 
-describe("SignalR connection (in-memory socket, TestClock)", () => {
+describe("SignalR connection (in-memory socket, test clock)", () => {
   it.effect("handshake, several records in one frame, a record split across frames, UTF-8 split across binary frames", () =>
     Effect.gen(function*() {
       const c = yield* open()
@@ -232,12 +239,12 @@ describe("SignalR connection (in-memory socket, TestClock)", () => {
   it.effect("the server pings every keepAliveInterval", () =>
     Effect.gen(function*() {
       const c = yield* connected()
-      yield* TestClock.adjust("14 seconds")
+      yield* c.advance("14 seconds")
       expect(yield* c.drained).toEqual([])
-      yield* TestClock.adjust("1 second")
+      yield* c.advance("1 second")
       expect(yield* c.next).toEqual({ type: 6 })
       yield* c.send(record({ type: 6 }))
-      yield* TestClock.adjust("15 seconds")
+      yield* c.advance("15 seconds")
       expect(yield* c.next).toEqual({ type: 6 })
       expect(yield* c.drained).toEqual([])
     }))
@@ -245,30 +252,30 @@ describe("SignalR connection (in-memory socket, TestClock)", () => {
   it.effect("a client silent for clientTimeout is closed with an error; any message resets the timer", () =>
     Effect.gen(function*() {
       const c = yield* connected()
-      yield* TestClock.adjust("20 seconds")
+      yield* c.advance("20 seconds")
       yield* c.send(record({ type: 6 }))
       // the ping was handled once a later invocation is answered
       yield* c.send(invocation("Void", [], "sync"))
       expect(yield* c.nextNonPing).toEqual({ type: 3, invocationId: "sync" })
-      yield* TestClock.adjust("29 seconds") // 49 s: 29 s since the client's last message
+      yield* c.advance("29 seconds") // 49 s: 29 s since the client's last message
       expect((yield* c.drained).every((m) => "type" in m && m["type"] === 6)).toBe(true)
-      yield* TestClock.adjust("1 second")
+      yield* c.advance("1 second")
       const close = yield* c.nextNonPing
       expect(close).toMatchObject({ type: 7, allowReconnect: true })
       expect(close["error"]).toContain("No message received from the client within 30s")
       expect(yield* c.next).toEqual({ closed: 1000 })
-      expect(Exit.isSuccess(yield* Fiber.await(c.fiber))).toBe(true)
+      yield* c.ended
       expect(yield* Ref.get(c.hubReleased)).toBe(true)
     }))
 
   it.effect("the connection closes when the caller's token expires, saying so", () =>
     Effect.gen(function*() {
       const c = yield* connected({ expiresAtMs: 50_000 })
-      yield* TestClock.adjust("25 seconds")
+      yield* c.advance("25 seconds")
       yield* c.send(record({ type: 6 }))
       yield* c.send(invocation("Void", [], "sync"))
       expect(yield* c.nextNonPing).toEqual({ type: 3, invocationId: "sync" })
-      yield* TestClock.adjust("25 seconds")
+      yield* c.advance("25 seconds")
       expect(yield* c.nextNonPing).toEqual({ type: 7, error: TOKEN_EXPIRED, allowReconnect: true })
       expect(yield* c.next).toEqual({ closed: 1000 })
     }))
@@ -276,7 +283,7 @@ describe("SignalR connection (in-memory socket, TestClock)", () => {
   it.effect("no handshake within handshakeTimeout: a handshake error, then the socket closes", () =>
     Effect.gen(function*() {
       const c = yield* open()
-      yield* TestClock.adjust("15 seconds")
+      yield* c.advance("15 seconds")
       expect(yield* c.next).toEqual({ error: "Handshake was not received in time." })
       expect(yield* c.next).toEqual({ closed: 1000 })
       expect(yield* Ref.get(c.hubBuilt)).toBe(false)
@@ -289,7 +296,7 @@ describe("SignalR connection (in-memory socket, TestClock)", () => {
       expect(yield* c.next).toEqual({ error: "The protocol 'messagepack' is not supported." })
       expect(yield* c.next).toEqual({ closed: 1000 })
       expect(yield* Ref.get(c.hubBuilt)).toBe(false)
-      expect(Exit.isSuccess(yield* Fiber.await(c.fiber))).toBe(true)
+      yield* c.ended
     }))
 
   it.effect("a malformed message closes the connection with a Close message carrying the error", () =>
@@ -300,7 +307,7 @@ describe("SignalR connection (in-memory socket, TestClock)", () => {
       yield* c.send("{not json" + RS + invocation("Echo", ["never"], "2"))
       expect(yield* c.next).toEqual({ type: 7, error: "Invalid message: the message is not valid JSON." })
       expect(yield* c.next).toEqual({ closed: 1000 })
-      expect(Exit.isSuccess(yield* Fiber.await(c.fiber))).toBe(true)
+      yield* c.ended
       expect(yield* c.drained).toEqual([])
     }))
 
@@ -333,7 +340,7 @@ describe("SignalR connection (in-memory socket, TestClock)", () => {
       const c = yield* connected()
       yield* c.send(record({ type: 7 }))
       expect(yield* c.next).toEqual({ closed: 1000 })
-      yield* Fiber.join(c.fiber)
+      yield* c.ended
       expect(yield* Ref.get(c.hubReleased)).toBe(true)
     }))
 
@@ -342,14 +349,14 @@ describe("SignalR connection (in-memory socket, TestClock)", () => {
       const c = yield* connected()
       yield* c.send(invocation("Slow", [], "1"))
       yield* c.disconnect
-      yield* Fiber.join(c.fiber)
+      yield* c.ended
       expect(yield* Ref.get(c.hubReleased)).toBe(true)
     }))
 
   it.effect("on server shutdown (interruption) the client is told to reconnect", () =>
     Effect.gen(function*() {
       const c = yield* connected()
-      yield* Fiber.interrupt(c.fiber)
+      yield* c.shutdown
       expect(yield* c.next).toEqual({ type: 7, error: "The server is shutting down.", allowReconnect: true })
       expect(yield* c.next).toEqual({ closed: 1001 })
       expect(yield* Ref.get(c.hubReleased)).toBe(true)
@@ -363,31 +370,26 @@ afterEach(() => {
 
 describe("ChatHub on the embedded services (in-memory socket)", () => {
   const withHub = (
-    test: (io: Effect.Effect.Success<typeof makeTestSocket>, connection: Fiber.RuntimeFiber<void>) => Effect.Effect<void, unknown, ChatHubServices | Scope.Scope>,
+    test: (io: Effect.Effect.Success<ReturnType<typeof open>>) => Effect.Effect<void, unknown, ChatHubServices | Scope.Scope>,
     settings: Partial<ConnectionSettings> = {}
   ) => {
     const dir = mkdtempSync(join(tmpdir(), "chatify-hub-"))
     directories.push(dir)
-    const layer = Layer.merge(ServerServices(testServerConfig(dir)), Flusher.layer)
+    const layer = ServerServices(testServerConfig(dir))
     return Effect.gen(function*() {
       const services = yield* Effect.context<ChatHubServices>()
-      const io = yield* makeTestSocket
-      const connection = yield* Effect.forkScoped(serveConnection({
-        socket: io.socket,
-        settings: { ...defaultConnectionSettings, ...settings },
-        flusher: yield* Flusher,
-        connectionId: "c-alice",
-        expiresAtMs: undefined,
+      const io = yield* open({
+        settings,
         makeHub: makeChatHub({
           principal: { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined },
           encodeReceiveMessage: makeReceiveMessageEncoder(),
           gate: yield* ShutdownGate,
           services
         })
-      }))
+      })
       yield* io.send(HANDSHAKE)
       expect(yield* io.next).toEqual({})
-      yield* test(io, connection)
+      yield* test(io)
     }).pipe(Effect.scoped, Effect.provide(layer), Logger.withMinimumLogLevel(LogLevel.Warning))
   }
 
@@ -412,7 +414,7 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
       : message
 
   it.live("a client that falls more than maxBufferedBytes behind is closed as too slow, with allowReconnect; it leaves the fan-out", () =>
-    withHub((io, connection) =>
+    withHub((io) =>
       Effect.gen(function*() {
         yield* io.send(invocation("JoinScopeAsync", ["general"], "join"))
         expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "join" })
@@ -432,12 +434,12 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
         expect(close).toMatchObject({ type: 7, allowReconnect: true })
         expect(String(close["error"])).toMatch(/^Connection too slow: more than 700 bytes/u)
         expect(yield* io.next).toEqual({ closed: 1000 })
-        yield* Fiber.join(connection)
+        yield* io.ended
         expect(yield* fanout.subscriberCount).toBe(0)
       }), { maxBufferedBytes: 700 }))
 
   it.live("deliveries share one frame per turn; leaving or closing ends memberships", () =>
-    withHub((io, connection) =>
+    withHub((io) =>
       Effect.gen(function*() {
         const fanout = yield* LocalFanout
         yield* io.send(invocation("JoinScopeAsync", ["general"], "join"))
@@ -457,7 +459,7 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
         expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "j2" })
         expect(yield* fanout.subscriberCount).toBe(2)
         yield* io.disconnect
-        yield* Fiber.join(connection)
+        yield* io.ended
         expect(yield* fanout.subscriberCount).toBe(0)
       })))
 })

@@ -127,7 +127,7 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
         push,
         pushReplay: (events) => Effect.sync(() => events.every(push)),
         fail: (error) =>
-          client.unsafeClose({
+          client.close({
             error: error._tag === "Unauthenticated"
               ? TOKEN_EXPIRED
               : error._tag === "SubscriptionLagged"

@@ -1,24 +1,13 @@
 /**
  * One SignalR connection over an upgraded WebSocket: handshake, framing, keep-alive, client
  * timeout, credential expiry and hub invocations. Hub-agnostic: the methods come from `makeHub`.
+ *
+ * A connection is a small state machine driven by its socket's events and by a pod-wide ticker,
+ * not a set of fibers: an idle connection costs its socket and a few fields. Only an invocation
+ * runs as a fiber, while it runs.
  */
-import { Socket } from "@effect/platform"
-import {
-  Cause,
-  Clock,
-  Data,
-  Deferred,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  Fiber,
-  ParseResult,
-  Queue,
-  type Schema,
-  type Scope
-} from "effect"
-import { type Flusher, Outbox, type Transport, writerTransport } from "../realtime/Outbox.js"
+import { Cause, Data, Duration, Effect, Either, Exit, type Fiber, ParseResult, type Schema, Scope } from "effect"
+import { type Flusher, Outbox, type Transport } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
 export interface ConnectionSettings {
@@ -110,42 +99,43 @@ export interface ClientInvocation {
 export interface HubClient {
   readonly connectionId: string
   /**
-   * The connection's outbound queue, for deliveries that must not wait for a fiber: records written
+   * The connection's outbound queue, for deliveries straight from the fan-out: records written
    * here go out in one frame per event-loop turn. Check `hasRoom()` before delivering.
    */
   readonly outbox: Outbox
   /** Invokes client methods (no result expected), all in one frame. */
-  readonly send: (invocations: ReadonlyArray<ClientInvocation>) => Effect.Effect<void>
+  readonly send: (invocations: ReadonlyArray<ClientInvocation>) => void
   /** Ends the connection with a Close message. */
-  readonly close: (options: { readonly error?: string; readonly allowReconnect?: boolean }) => Effect.Effect<void>
-  /** `close` for synchronous callers (a fan-out delivery). */
-  readonly unsafeClose: (options: { readonly error?: string; readonly allowReconnect?: boolean }) => void
+  readonly close: (options: { readonly error?: string; readonly allowReconnect?: boolean }) => void
 }
 
 export interface Hub {
   readonly methods: ReadonlyMap<string, HubMethod>
 }
 
+/** Runs an effect as a fiber of the server (its logger, its services). */
+export type RunFork = <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+
 export interface ConnectionOptions {
-  readonly socket: Socket.Socket
+  /** Where the connection's frames go. */
+  readonly transport: Transport
+  /** Closes the socket with a close code (the socket's `close` event then calls `closed()`). */
+  readonly closeSocket: (code: number) => void
   readonly settings: ConnectionSettings
   readonly flusher: Flusher["Type"]
-  /** The raw socket's writes, when there is one: deliveries skip the Effect writer then. */
-  readonly transport?: Transport | undefined
   readonly connectionId: string
   /** When the caller's credentials expire (epoch ms): the connection is closed then. */
   readonly expiresAtMs: number | undefined
   /** Builds the hub once the handshake succeeded; its resources live as long as the connection. */
   readonly makeHub: (client: HubClient) => Effect.Effect<Hub, never, Scope.Scope>
+  readonly runFork: RunFork
+  /** The time now, epoch ms (the connection's timers are checked on `tick`). */
+  readonly nowMs: number
 }
 
-type Event =
-  | { readonly _tag: "Data"; readonly data: string | Uint8Array }
-  | { readonly _tag: "HandshakeTimeout" }
-  | { readonly _tag: "Close"; readonly error: string | undefined; readonly allowReconnect: boolean }
-
-interface Pending {
-  readonly message: Protocol.InvocationMessage
+interface Running {
+  readonly invocationId: string | undefined
+  readonly fiber: Fiber.RuntimeFiber<unknown, HubError>
 }
 
 const CANCELED = "Invocation canceled by the client."
@@ -155,319 +145,302 @@ const unexpectedError = (target: string) => `An unexpected error occurred invoki
 /** The access token ran out: the client may reconnect with a fresh one. */
 export const TOKEN_EXPIRED = "Unauthenticated: the access token expired"
 
+const SHUTTING_DOWN = Protocol.closeRecord({ error: "The server is shutting down.", allowReconnect: true })
+
+/** Calls `f` with a fiber's exit, at once when it is already done. */
+const onExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, f: (exit: Exit.Exit<A, E>) => void) => {
+  const done = fiber.unsafePoll()
+  if (done !== null) f(done)
+  else fiber.addObserver(f)
+}
+
 /**
- * Serves the SignalR JSON hub protocol on `socket` until either side closes it. Never fails: bad
- * input closes this connection with a Close message, defects are logged and close it too.
+ * Serves the SignalR JSON hub protocol on one socket. Never throws: bad input closes this
+ * connection with a Close message, defects are logged and close it too.
  */
-export const serveConnection = (options: ConnectionOptions): Effect.Effect<void> =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const { connectionId, settings, socket } = options
-      const write = yield* socket.writer
-      const events = yield* Queue.unbounded<Event>()
-      const socketClosed = yield* Deferred.make<void>()
-      // Writes after the socket closed would wait forever for it to open again: skip them.
-      let open = true
-      // Every record goes through the outbox, so deliveries and replies keep their order and share frames.
-      const outbox = new Outbox(options.transport ?? writerTransport(write, () => open), options.flusher, settings.maxBufferedBytes)
-      yield* Effect.addFinalizer(() => Effect.sync(() => outbox.close()))
-      const send = (chunk: string | Socket.CloseEvent): Effect.Effect<void> =>
-        Effect.suspend(() => {
-          if (!open) return Effect.void
-          if (typeof chunk === "string") return Effect.sync(() => outbox.write(chunk))
-          // what is queued goes out before the close
-          outbox.flush()
-          return Effect.ignore(write(chunk))
-        })
-      const closeSocket = (record: string | undefined) =>
-        Effect.zipRight(
-          record === undefined ? Effect.void : send(record),
-          send(new Socket.CloseEvent(1000))
-        )
+export class SignalRConnection {
+  private readonly outbox: Outbox
+  private readonly client: HubClient
+  private readonly decoder = new TextDecoder("utf-8", { fatal: true })
+  private framer = Protocol.emptyFramer
+  private state: "handshake" | "building" | "open" | "closing" | "closed" = "handshake"
+  /** Records that arrived while the hub was being built. */
+  private early: Array<string> = []
+  private hub: Hub | undefined
+  private hubScope: Scope.CloseableScope | undefined
+  private readonly invocations: Array<Protocol.InvocationMessage> = []
+  private readonly queuedIds = new Set<string>()
+  private readonly canceledIds = new Set<string>()
+  private running: Running | undefined
+  private readonly openedAtMs: number
+  private lastReceivedAtMs: number
+  private lastPingAtMs: number
+  private readonly onClosed: Array<() => void> = []
 
-      // The socket's handler only queues: one fiber handles frames in order, so framing is sequential.
-      yield* socket.runRaw((data) => {
-        events.unsafeOffer({ _tag: "Data", data })
-      }).pipe(
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
-            ? Effect.logDebug("SignalR socket ended with an error", exit.cause)
-            : Effect.void
-        ),
-        Effect.ensuring(Effect.sync(() => {
-          open = false
-          outbox.close()
-        })),
-        Effect.zipRight(Deferred.succeed(socketClosed, undefined)),
-        Effect.forkScoped
-      )
-
-      const handshakeTimer = yield* Effect.sleep(settings.handshakeTimeout).pipe(
-        Effect.zipRight(Queue.offer(events, { _tag: "HandshakeTimeout" })),
-        Effect.forkScoped
-      )
-
-      let lastReceivedAtMs = yield* Clock.currentTimeMillis
-      let framer = Protocol.emptyFramer
-      const decoder = new TextDecoder("utf-8", { fatal: true })
-      const textOf = (data: string | Uint8Array): Either.Either<string, Protocol.MalformedMessage> =>
-        typeof data === "string" ? Either.right(data) : Either.try({
-          try: () => decoder.decode(data, { stream: true }),
-          catch: () => new Protocol.MalformedMessage({ reason: "the frame is not valid UTF-8" })
-        })
-
-      const invocations = yield* Queue.dropping<Pending>(settings.maxPendingInvocations)
-      const queuedIds = new Set<string>()
-      const canceledIds = new Set<string>()
-      let running: { readonly invocationId: string | undefined; readonly fiber: Fiber.RuntimeFiber<unknown, HubError> } | undefined
-
-      /** Answers an invocation; a result that is not JSON becomes an error rather than a silent hang. */
-      const complete = (invocationId: string, target: string, outcome: Either.Either<unknown, string>) =>
-        Either.match(outcome, {
-          onLeft: (error) => send(Protocol.completionErrorRecord(invocationId, error)),
-          onRight: (result) =>
-            Either.match(Protocol.writeMessage(
-              result === undefined
-                ? { type: Protocol.MessageType.Completion, invocationId }
-                : { type: Protocol.MessageType.Completion, invocationId, result }
-            ), {
-              onLeft: (error) =>
-                Effect.zipRight(
-                  Effect.logError("A hub method returned a result that is not JSON", error.reason),
-                  send(Protocol.completionErrorRecord(invocationId, unexpectedError(target)))
-                ),
-              onRight: send
-            })
-        })
-
-      const closeWith = (options: { readonly error?: string; readonly allowReconnect?: boolean }): Event => ({
-        _tag: "Close",
-        error: options.error,
-        allowReconnect: options.allowReconnect === true
-      })
-      const client: HubClient = {
-        connectionId,
-        outbox,
-        send: (messages) =>
-          Effect.suspend(() => {
-            const records: Array<string> = []
-            for (const { arguments: args, target } of messages) {
-              const record = Protocol.writeMessage({ type: Protocol.MessageType.Invocation, target, arguments: args })
-              if (Either.isRight(record)) records.push(record.right)
-            }
-            const unencodable = messages.length - records.length
-            return Effect.zipRight(
-              unencodable > 0 ? Effect.logError("Could not encode client invocations; they were dropped", unencodable) : Effect.void,
-              records.length > 0 ? send(records.join("")) : Effect.void
-            )
-          }),
-        close: (options) => Queue.offer(events, closeWith(options)),
-        unsafeClose: (options) => void events.unsafeOffer(closeWith(options))
+  constructor(private readonly options: ConnectionOptions) {
+    this.openedAtMs = options.nowMs
+    this.lastReceivedAtMs = options.nowMs
+    this.lastPingAtMs = options.nowMs
+    this.outbox = new Outbox(options.transport, options.flusher, options.settings.maxBufferedBytes)
+    this.client = {
+      connectionId: options.connectionId,
+      outbox: this.outbox,
+      send: (messages) => {
+        let unencodable = 0
+        for (const { arguments: args, target } of messages) {
+          const record = Protocol.writeMessage({ type: Protocol.MessageType.Invocation, target, arguments: args })
+          if (Either.isRight(record)) this.outbox.write(record.right)
+          else unencodable++
+        }
+        if (unencodable > 0) this.log(Effect.logError("Could not encode client invocations; they were dropped", unencodable))
+      },
+      close: ({ allowReconnect, error }) => {
+        this.log(Effect.logInfo("Closing a SignalR connection", error ?? ""))
+        this.close(Protocol.closeRecord({ error, allowReconnect: allowReconnect === true }))
       }
+    }
+  }
 
-      /** Runs one invocation and answers it; one at a time, so a client's invocations keep their order. */
-      const invoke = (hub: Hub, message: Protocol.InvocationMessage) =>
-        Effect.gen(function*() {
-          const { invocationId, target } = message
-          if (invocationId !== undefined) {
-            queuedIds.delete(invocationId)
-            if (canceledIds.delete(invocationId)) {
-              return yield* complete(invocationId, target, Either.left(CANCELED))
-            }
-          }
-          const method = hub.methods.get(target)
-          const context: InvocationContext = { target, invocationId, headers: message.headers ?? {} }
-          const effect = method === undefined
-            ? Effect.fail(new HubError({ message: `Unknown hub method '${target}'.` }))
-            : method.invoke(message.arguments, context)
-          const fiber = yield* Effect.fork(effect)
-          running = { invocationId, fiber }
-          const exit = yield* Fiber.await(fiber)
-          running = undefined
-          const outcome: Either.Either<unknown, string> = Exit.match(exit, {
-            onSuccess: (result) => Either.right(result),
-            onFailure: (cause) => {
-              const failure = Cause.failureOption(cause)
-              if (failure._tag === "Some") return Either.left(failure.value.message)
-              if (Cause.isInterruptedOnly(cause)) return Either.left(CANCELED)
-              return Either.left(unexpectedError(target))
-            }
-          })
-          if (Exit.isFailure(exit) && Cause.failureOption(exit.cause)._tag === "None" && !Cause.isInterruptedOnly(exit.cause)) {
-            yield* Effect.logError("A SignalR hub method failed unexpectedly", exit.cause)
-          }
-          if (invocationId !== undefined) return yield* complete(invocationId, target, outcome)
-          // a non-blocking invocation: nobody waits for its completion
-          if (Either.isLeft(outcome)) yield* Effect.logDebug("A non-blocking invocation failed", outcome.left)
-        }).pipe(Effect.annotateLogs({ target: message.target, invocationId: message.invocationId ?? "" }))
+  /** Runs `f` once the connection has ended and released its hub. */
+  whenClosed(f: () => void) {
+    if (this.state === "closed") f()
+    else this.onClosed.push(f)
+  }
 
-      const start = Effect.gen(function*() {
-        yield* Fiber.interrupt(handshakeTimer)
-        const hub = yield* options.makeHub(client)
-        yield* Queue.take(invocations).pipe(
-          Effect.flatMap((pending) => invoke(hub, pending.message)),
-          Effect.forever,
-          Effect.forkScoped
-        )
-        yield* Effect.sleep(settings.keepAliveInterval).pipe(
-          Effect.zipRight(send(Protocol.pingRecord)),
-          Effect.forever,
-          Effect.forkScoped
-        )
-        const timeoutMs = Duration.toMillis(settings.clientTimeout)
-        yield* Effect.gen(function*() {
-          for (;;) {
-            const now = yield* Clock.currentTimeMillis
-            const due = lastReceivedAtMs + timeoutMs
-            if (now >= due) break
-            yield* Effect.sleep(due - now)
-          }
-          yield* client.close({
-            error: `No message received from the client within ${Duration.format(settings.clientTimeout)}.`,
-            allowReconnect: true
-          })
-        }).pipe(Effect.forkScoped)
-        if (options.expiresAtMs !== undefined) {
-          const expiresAtMs = options.expiresAtMs
-          yield* Clock.currentTimeMillis.pipe(
-            Effect.flatMap((now) => Effect.sleep(Math.max(0, expiresAtMs - now))),
-            Effect.zipRight(client.close({ error: TOKEN_EXPIRED, allowReconnect: true })),
-            Effect.forkScoped
-          )
-        }
-      })
-
-      /** Acts on one client message; returns false when the connection is to end. */
-      const dispatch = (message: Protocol.HubMessage): Effect.Effect<boolean> =>
-        Effect.suspend((): Effect.Effect<boolean> => {
-          switch (message.type) {
-            case Protocol.MessageType.Invocation: {
-              if (message.streamIds !== undefined && message.streamIds.length > 0) {
-                const refusal = `'${message.target}' does not accept streams from the client.`
-                return message.invocationId === undefined
-                  ? Effect.succeed(true)
-                  : Effect.as(complete(message.invocationId, message.target, Either.left(refusal)), true)
-              }
-              // marked queued first: the invoker may take it the moment it is offered
-              if (message.invocationId !== undefined) queuedIds.add(message.invocationId)
-              return Effect.flatMap(Queue.offer(invocations, { message }), (accepted) => {
-                if (accepted) return Effect.succeed(true)
-                return Effect.as(
-                  closeSocket(
-                    Protocol.closeRecord({ error: `Too many pending invocations (more than ${settings.maxPendingInvocations}).` })
-                  ),
-                  false
-                )
-              })
-            }
-            case Protocol.MessageType.StreamInvocation:
-              return Effect.as(
-                complete(message.invocationId, message.target, Either.left(`'${message.target}' is not a streaming hub method.`)),
-                true
-              )
-            case Protocol.MessageType.CancelInvocation: {
-              const id = message.invocationId
-              if (queuedIds.has(id)) canceledIds.add(id)
-              else if (running !== undefined && running.invocationId === id) {
-                return Effect.as(Fiber.interruptFork(running.fiber), true)
-              }
-              return Effect.succeed(true)
-            }
-            case Protocol.MessageType.Close:
-              // the client is leaving: nothing more to say to it
-              return Effect.as(closeSocket(undefined), false)
-            default:
-              // Ping resets the timeout (any message does); StreamItem, Completion, Ack and Sequence
-              // answer nothing this hub asked for
-              return Effect.succeed(true)
-          }
-        })
-
-      const protocolError = (error: Protocol.RecordTooLarge | Protocol.MalformedMessage) =>
-        Effect.zipRight(
-          Effect.logInfo("Closing a SignalR connection that sent an invalid message", error.message),
-          Effect.as(closeSocket(Protocol.closeRecord({ error: `Invalid message: ${error.message}.` })), false)
-        )
-
-      let handshakeDone = false
-
-      /** Handles one record; returns false when the connection is to end. */
-      const onRecord = (record: string): Effect.Effect<boolean, never, Scope.Scope> => {
-        if (handshakeDone) {
-          return Either.match(Protocol.parseMessage(record), { onLeft: protocolError, onRight: dispatch })
-        }
-        const refusal = Either.match(Protocol.parseHandshake(record), {
-          onLeft: (error) => error.message,
-          onRight: Protocol.checkHandshake
-        })
-        if (refusal !== undefined) {
-          return Effect.as(
-            Effect.zipRight(
-              Effect.logInfo("Refusing a SignalR handshake", refusal),
-              closeSocket(Protocol.writeHandshakeResponse(refusal))
-            ),
-            false
-          )
-        }
-        handshakeDone = true
-        // the hub exists before the client hears it is connected
-        return Effect.as(Effect.zipRight(start, send(Protocol.writeHandshakeResponse(undefined))), true)
+  /** A frame from the client. */
+  receive(data: string | Uint8Array, nowMs: number) {
+    if (this.state === "closing" || this.state === "closed") return
+    this.lastReceivedAtMs = nowMs
+    let text: string
+    if (typeof data === "string") text = data
+    else {
+      try {
+        text = this.decoder.decode(data, { stream: true })
+      } catch {
+        return this.protocolError(new Protocol.MalformedMessage({ reason: "the frame is not valid UTF-8" }))
       }
+    }
+    const framed = Protocol.pushText(this.framer, text, this.options.settings.maxMessageBytes)
+    if (Either.isLeft(framed)) return this.protocolError(framed.left)
+    this.framer = framed.right.framer
+    for (const record of framed.right.records) {
+      if (this.state === "building") this.early.push(record)
+      else if (this.state === "handshake") this.handshake(record)
+      else if (this.state === "open") this.onRecord(record)
+      else return
+    }
+  }
 
-      const onData = (data: string | Uint8Array) =>
-        Effect.gen(function*() {
-          lastReceivedAtMs = yield* Clock.currentTimeMillis
-          const text = textOf(data)
-          if (Either.isLeft(text)) return yield* protocolError(text.left)
-          const framed = Protocol.pushText(framer, text.right, settings.maxMessageBytes)
-          if (Either.isLeft(framed)) return yield* protocolError(framed.left)
-          framer = framed.right.framer
-          for (const record of framed.right.records) {
-            if (!(yield* onRecord(record))) return false
-          }
-          return true
-        })
-
-      const loop = Effect.gen(function*() {
-        for (;;) {
-          const event = yield* Queue.take(events)
-          switch (event._tag) {
-            case "Data":
-              if (!(yield* onData(event.data))) return
-              break
-            case "HandshakeTimeout":
-              if (!handshakeDone) {
-                return yield* closeSocket(Protocol.writeHandshakeResponse("Handshake was not received in time."))
-              }
-              break
-            case "Close":
-              yield* Effect.logInfo("Closing a SignalR connection", event.error ?? "")
-              return yield* closeSocket(
-                Protocol.closeRecord({ error: event.error, allowReconnect: event.allowReconnect })
-              )
-          }
-        }
+  /** Checks the connection's timers; the pod's ticker calls it about once a second. */
+  tick(nowMs: number) {
+    const { settings } = this.options
+    if (this.state === "handshake" && nowMs - this.openedAtMs >= Duration.toMillis(settings.handshakeTimeout)) {
+      return this.close(Protocol.writeHandshakeResponse("Handshake was not received in time."))
+    }
+    if (this.state !== "open") return
+    if (this.options.expiresAtMs !== undefined && nowMs >= this.options.expiresAtMs) {
+      return this.client.close({ error: TOKEN_EXPIRED, allowReconnect: true })
+    }
+    if (nowMs - this.lastReceivedAtMs >= Duration.toMillis(settings.clientTimeout)) {
+      return this.client.close({
+        error: `No message received from the client within ${Duration.format(settings.clientTimeout)}.`,
+        allowReconnect: true
       })
+    }
+    if (nowMs - this.lastPingAtMs >= Duration.toMillis(settings.keepAliveInterval)) {
+      this.lastPingAtMs = nowMs
+      this.outbox.write(Protocol.pingRecord)
+    }
+  }
 
-      // Interrupted (server shutdown): tell the client to reconnect, elsewhere or later, while the socket is still open.
-      const goodbye = send(Protocol.closeRecord({ error: "The server is shutting down.", allowReconnect: true })).pipe(
-        Effect.zipRight(send(new Socket.CloseEvent(1001))),
-        Effect.interruptible,
-        Effect.timeout("1 second"),
-        Effect.ignore
-      )
+  /** Server shutdown: tells the client to reconnect (elsewhere or later), closes, releases the hub. */
+  shutdown(): Effect.Effect<void> {
+    if (this.state !== "closing" && this.state !== "closed") {
+      this.outbox.write(SHUTTING_DOWN)
+      this.outbox.flush()
+      this.state = "closing"
+      this.options.closeSocket(1001)
+    }
+    return this.release()
+  }
 
-      yield* Effect.raceFirst(loop, Deferred.await(socketClosed)).pipe(
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.failCause(cause)
-            : Effect.zipRight(
-              Effect.logError("A SignalR connection failed unexpectedly", cause),
-              closeSocket(Protocol.closeRecord({ error: "Connection closed with an error." }))
-            )
-        ),
-        Effect.onInterrupt(() => goodbye)
-      )
+  /** The socket closed, by either side. */
+  closed() {
+    this.state = "closing"
+    this.options.runFork(this.release())
+  }
+
+  /** Writes a last record, closes the socket; the hub is released when the socket's close comes. */
+  private close(lastRecord: string | undefined) {
+    if (this.state === "closing" || this.state === "closed") return
+    if (lastRecord !== undefined) this.outbox.write(lastRecord)
+    this.outbox.flush()
+    this.state = "closing"
+    this.options.closeSocket(1000)
+  }
+
+  private release(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.state === "closed") return Effect.void
+      this.state = "closed"
+      this.outbox.close()
+      const running = this.running
+      this.running = undefined
+      this.invocations.length = 0
+      const scope = this.hubScope
+      return Effect.zipRight(
+        running === undefined ? Effect.void : running.fiber.interruptAsFork(running.fiber.id()),
+        scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+      ).pipe(Effect.ensuring(Effect.sync(() => {
+        for (const f of this.onClosed.splice(0)) f()
+      })))
     })
-  ).pipe(Effect.annotateLogs({ connectionId: options.connectionId }))
+  }
+
+  private log(effect: Effect.Effect<void>) {
+    this.options.runFork(Effect.annotateLogs(effect, { connectionId: this.options.connectionId }))
+  }
+
+  private protocolError(error: Protocol.RecordTooLarge | Protocol.MalformedMessage) {
+    this.log(Effect.logInfo("Closing a SignalR connection that sent an invalid message", error.message))
+    this.close(Protocol.closeRecord({ error: `Invalid message: ${error.message}.` }))
+  }
+
+  private handshake(record: string) {
+    const refusal = Either.match(Protocol.parseHandshake(record), {
+      onLeft: (error) => error.message,
+      onRight: Protocol.checkHandshake
+    })
+    if (refusal !== undefined) {
+      this.log(Effect.logInfo("Refusing a SignalR handshake", refusal))
+      return this.close(Protocol.writeHandshakeResponse(refusal))
+    }
+    // the hub exists before the client hears it is connected
+    this.state = "building"
+    const scope = Effect.runSync(Scope.make())
+    this.hubScope = scope
+    onExit(this.options.runFork(Scope.extend(this.options.makeHub(this.client), scope)), (exit) => {
+      if (this.state !== "building") return
+      if (Exit.isFailure(exit)) {
+        this.log(Effect.logError("Building a SignalR hub failed", exit.cause))
+        return this.close(Protocol.closeRecord({ error: "Connection closed with an error." }))
+      }
+      this.hub = exit.value
+      this.state = "open"
+      this.outbox.write(Protocol.writeHandshakeResponse(undefined))
+      const early = this.early
+      this.early = []
+      for (const record of early) if (this.state === "open") this.onRecord(record)
+    })
+  }
+
+  private onRecord(record: string) {
+    Either.match(Protocol.parseMessage(record), {
+      onLeft: (error) => this.protocolError(error),
+      onRight: (message) => this.dispatch(message)
+    })
+  }
+
+  private dispatch(message: Protocol.HubMessage) {
+    switch (message.type) {
+      case Protocol.MessageType.Invocation: {
+        if (message.streamIds !== undefined && message.streamIds.length > 0) {
+          if (message.invocationId !== undefined) {
+            this.complete(message.invocationId, message.target, Either.left(`'${message.target}' does not accept streams from the client.`))
+          }
+          return
+        }
+        if (this.invocations.length >= this.options.settings.maxPendingInvocations) {
+          return this.close(
+            Protocol.closeRecord({ error: `Too many pending invocations (more than ${this.options.settings.maxPendingInvocations}).` })
+          )
+        }
+        if (message.invocationId !== undefined) this.queuedIds.add(message.invocationId)
+        this.invocations.push(message)
+        return this.runNext()
+      }
+      case Protocol.MessageType.StreamInvocation:
+        return this.complete(message.invocationId, message.target, Either.left(`'${message.target}' is not a streaming hub method.`))
+      case Protocol.MessageType.CancelInvocation: {
+        const id = message.invocationId
+        if (this.queuedIds.has(id)) this.canceledIds.add(id)
+        else if (this.running !== undefined && this.running.invocationId === id) {
+          this.options.runFork(this.running.fiber.interruptAsFork(this.running.fiber.id()))
+        }
+        return
+      }
+      case Protocol.MessageType.Close:
+        // the client is leaving: nothing more to say to it
+        return this.close(undefined)
+      default:
+        // Ping resets the timeout (any message does); StreamItem, Completion, Ack and Sequence
+        // answer nothing this hub asked for
+        return
+    }
+  }
+
+  /** Runs the next queued invocation; one at a time, so a client's invocations keep their order. */
+  private runNext() {
+    while (this.running === undefined && this.state === "open") {
+      const message = this.invocations.shift()
+      if (message === undefined) return
+      const { invocationId, target } = message
+      if (invocationId !== undefined) {
+        this.queuedIds.delete(invocationId)
+        if (this.canceledIds.delete(invocationId)) {
+          this.complete(invocationId, target, Either.left(CANCELED))
+          continue
+        }
+      }
+      const method = this.hub?.methods.get(target)
+      const context: InvocationContext = { target, invocationId, headers: message.headers ?? {} }
+      const effect = method === undefined
+        ? Effect.fail(new HubError({ message: `Unknown hub method '${target}'.` }))
+        : method.invoke(message.arguments, context)
+      const fiber = this.options.runFork(
+        effect.pipe(Effect.annotateLogs({ connectionId: this.options.connectionId, target, invocationId: invocationId ?? "" }))
+      )
+      const running: Running = { invocationId, fiber }
+      this.running = running
+      onExit(fiber, (exit) => {
+        if (this.running !== running) return
+        this.running = undefined
+        this.finish(message, exit)
+        this.runNext()
+      })
+    }
+  }
+
+  private finish(message: Protocol.InvocationMessage, exit: Exit.Exit<unknown, HubError>) {
+    const { invocationId, target } = message
+    const outcome: Either.Either<unknown, string> = Exit.match(exit, {
+      onSuccess: (result) => Either.right(result),
+      onFailure: (cause) => {
+        const failure = Cause.failureOption(cause)
+        if (failure._tag === "Some") return Either.left(failure.value.message)
+        if (Cause.isInterruptedOnly(cause)) return Either.left(CANCELED)
+        return Either.left(unexpectedError(target))
+      }
+    })
+    if (Exit.isFailure(exit) && Cause.failureOption(exit.cause)._tag === "None" && !Cause.isInterruptedOnly(exit.cause)) {
+      this.log(Effect.logError("A SignalR hub method failed unexpectedly", exit.cause))
+    }
+    if (invocationId !== undefined) return this.complete(invocationId, target, outcome)
+    // a non-blocking invocation: nobody waits for its completion
+    if (Either.isLeft(outcome)) this.log(Effect.logDebug("A non-blocking invocation failed", outcome.left))
+  }
+
+  /** Answers an invocation; a result that is not JSON becomes an error rather than a silent hang. */
+  private complete(invocationId: string, target: string, outcome: Either.Either<unknown, string>) {
+    if (Either.isLeft(outcome)) return this.outbox.write(Protocol.completionErrorRecord(invocationId, outcome.left))
+    const result = outcome.right
+    const record = Protocol.writeMessage(
+      result === undefined
+        ? { type: Protocol.MessageType.Completion, invocationId }
+        : { type: Protocol.MessageType.Completion, invocationId, result }
+    )
+    if (Either.isRight(record)) return this.outbox.write(record.right)
+    this.log(Effect.logError("A hub method returned a result that is not JSON", record.left.reason))
+    this.outbox.write(Protocol.completionErrorRecord(invocationId, unexpectedError(target)))
+  }
+}

@@ -3,16 +3,16 @@
  * the WebSockets transport with the Text transfer format is offered.
  */
 import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Clock, Duration, Effect, Either, FiberSet, Layer, Option } from "effect"
+import { Clock, Duration, Effect, Either, FiberSet, Layer, Schedule } from "effect"
 import { CorrelationId } from "@chatify/core"
 import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/domain"
 import { Authenticator, bearerOf, pathOf } from "../Auth.js"
 import { problemResponse } from "../Http.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
-import { acceptUpgrade, socketOf, type Upgrade, type UpgradeResponder, WebSocketGateway } from "../realtime/Gateway.js"
+import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "../realtime/Gateway.js"
 import { Flusher, webSocketTransport } from "../realtime/Outbox.js"
 import { type ChatHubServices, makeChatHub, makeReceiveMessageEncoder } from "./ChatHub.js"
-import { type ConnectionSettings, defaultConnectionSettings, serveConnection } from "./Connection.js"
+import { type ConnectionSettings, defaultConnectionSettings, type RunFork, SignalRConnection } from "./Connection.js"
 
 export interface SignalRHubOptions extends ConnectionSettings {
   readonly path: `/${string}`
@@ -25,6 +25,9 @@ export const defaultSignalRHubOptions: SignalRHubOptions = {
   path: "/hubs/chat",
   negotiationTimeout: Duration.seconds(15)
 }
+
+/** How often the connections' timers are checked: their precision. */
+const TICK = Duration.seconds(1)
 
 interface Negotiated {
   readonly connectionId: string
@@ -127,8 +130,19 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         )
       })
 
-      // connections end with this layer (server shutdown), before the services they use
-      const runConnection = yield* FiberSet.makeRuntime<never>()
+      // Invocations and upgrades run as fibers of this layer: they end with it (server shutdown),
+      // before the services they use.
+      const runFork: RunFork = yield* FiberSet.makeRuntime<never>()
+      const connections = new Set<SignalRConnection>()
+      // one ticker for every connection's keep-alive, timeouts and token expiry
+      yield* Effect.sync(() => {
+        const now = Date.now()
+        for (const connection of connections) connection.tick(now)
+      }).pipe(Effect.repeat(Schedule.spaced(TICK)), Effect.forkScoped)
+      yield* Effect.addFinalizer(() =>
+        Effect.forEach(Array.from(connections), (connection) => connection.shutdown(), { discard: true, concurrency: "unbounded" })
+      )
+
       const connect = (upgrade: Upgrade, respond: UpgradeResponder) =>
         Effect.gen(function*() {
           // With an id it must come from a negotiate (connectionToken for v1); without one (skipNegotiation) mint it.
@@ -145,23 +159,29 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
             return respond.refuse(new Forbidden({ message: "the connection was negotiated by another user" }))
           }
           if (id !== null) negotiations.use(id)
-          const ws = yield* acceptUpgrade(respond)
-          if (Option.isNone(ws)) return
-          yield* Effect.logDebug("SignalR connection opened")
-          yield* serveConnection({
-            socket: socketOf(ws.value),
-            transport: webSocketTransport(ws.value),
-            settings: options,
-            flusher,
-            connectionId,
-            expiresAtMs: principal.right.expiresAtMs,
-            makeHub: makeChatHub({ principal: principal.right, encodeReceiveMessage, gate, services })
-          }).pipe(Effect.ensuring(Effect.logDebug("SignalR connection closed")))
+          respond.accept((ws) => {
+            const connection = new SignalRConnection({
+              transport: webSocketTransport(ws),
+              closeSocket: (code) => ws.close(code),
+              settings: options,
+              flusher,
+              connectionId,
+              expiresAtMs: principal.right.expiresAtMs,
+              makeHub: makeChatHub({ principal: principal.right, encodeReceiveMessage, gate, services }),
+              runFork,
+              nowMs: Date.now()
+            })
+            connections.add(connection)
+            connection.whenClosed(() => connections.delete(connection))
+            ws.on("message", (data: Buffer, isBinary: boolean) =>
+              connection.receive(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString(), Date.now()))
+            ws.once("close", () => connection.closed())
+          })
         }).pipe(Effect.annotateLogs({ hub: options.path, correlationId: upgrade.correlationId }))
 
       yield* router.add("POST", `${options.path}/negotiate`, negotiate)
       yield* router.add("GET", options.path, notAnUpgrade)
-      yield* gateway.route(options.path, (upgrade, respond) => void runConnection(connect(upgrade, respond)))
+      yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
     })
   )
 
