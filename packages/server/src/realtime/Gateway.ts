@@ -4,8 +4,7 @@
  * (bounded frames, no compression) or refuses it with ProblemDetails. A connection then costs a
  * socket and the state of its protocol, not a request fiber, a router pass and a platform socket.
  */
-import { Context, Effect, Layer, Runtime, type Scope } from "effect"
-import { Socket } from "@effect/platform"
+import { Context, Effect, Layer, type Scope } from "effect"
 import type { IncomingMessage, Server } from "node:http"
 import { STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
@@ -130,60 +129,4 @@ export const layerGateway = (server: Server, options: GatewayOptions) =>
         }),
         (emit) => Effect.sync(() => void (server.emit = emit))
       ))
-  )
-
-const OPEN = 1
-
-/**
- * A platform Socket over an accepted `ws` WebSocket, for protocol code written against Socket:
- * messages reach the handler synchronously, writes go straight to the socket.
- */
-export const socketOf = (ws: WebSocket): Socket.Socket => {
-  const write = (chunk: Uint8Array | string | Socket.CloseEvent) =>
-    Effect.sync(() => {
-      if (ws.readyState !== OPEN) return
-      if (Socket.isCloseEvent(chunk)) ws.close(chunk.code, chunk.reason)
-      else ws.send(chunk, { binary: typeof chunk !== "string" })
-    })
-  const runRaw = <_, E, R>(handler: (data: string | Uint8Array) => Effect.Effect<_, E, R> | void) =>
-    Effect.flatMap(Effect.runtime<R>(), (runtime) =>
-      Effect.async<void, Socket.SocketError>((resume) => {
-        const run = Runtime.runFork(runtime)
-        const onMessage = (data: Buffer, isBinary: boolean) => {
-          const result = handler(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString())
-          if (Effect.isEffect(result)) run(result)
-        }
-        const onClose = (code: number, reason: Buffer) => {
-          ws.off("message", onMessage)
-          resume(
-            code === 1000 || code === 1001 || code === 1005
-              ? Effect.void
-              : Effect.fail(new Socket.SocketCloseError({ reason: "Close", code, closeReason: reason.toString() }))
-          )
-        }
-        if (ws.readyState !== OPEN) return resume(Effect.void)
-        ws.on("message", onMessage)
-        ws.once("close", onClose)
-        return Effect.sync(() => {
-          ws.off("message", onMessage)
-          ws.off("close", onClose)
-          if (ws.readyState === OPEN) ws.close(1001)
-        })
-      }))
-  return Socket.Socket.of({
-    [Socket.TypeId]: Socket.TypeId,
-    runRaw,
-    run: (handler) => runRaw((data) => handler(typeof data === "string" ? Buffer.from(data) : data)),
-    writer: Effect.succeed(write)
-  })
-}
-
-/**
- * Accepts an upgrade as an Effect. ws ends a handshake it cannot complete (a malformed request, a
- * socket gone) without a callback, so the wait is bounded.
- */
-export const acceptUpgrade = (respond: UpgradeResponder) =>
-  Effect.async<WebSocket>((resume) => respond.accept((ws) => resume(Effect.succeed(ws)))).pipe(
-    Effect.timeout("10 seconds"),
-    Effect.option
   )

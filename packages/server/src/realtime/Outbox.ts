@@ -4,8 +4,7 @@
  * one frame per connection when the turn ends; a connection more than `limitBytes` behind refuses
  * further deliveries, so a slow reader costs bounded memory.
  */
-import { Context, Effect, Layer } from "effect"
-import type { Socket } from "@effect/platform"
+import { Context, Layer } from "effect"
 import type { WebSocket } from "ws"
 
 /** What a connection needs of its socket; a `ws` WebSocket has all of it. */
@@ -122,13 +121,3 @@ export const webSocketTransport = (ws: WebSocket): Transport => {
     isOpen: () => ws.readyState === OPEN
   }
 }
-
-/** Writes through an Effect socket writer: for sockets whose raw WebSocket is not known (tests). */
-export const writerTransport = (
-  write: (chunk: string | Uint8Array | Socket.CloseEvent) => Effect.Effect<void, Socket.SocketError>,
-  isOpen: () => boolean
-): Transport => ({
-  send: (data) => void Effect.runFork(Effect.ignore(write(data))),
-  bufferedAmount: () => 0,
-  isOpen
-})

@@ -8,7 +8,7 @@
  * subscription more than `subscriberBufferSize` events (or the connection `maxBufferedBytes`)
  * behind ends with SubscriptionLagged. Every other request is handed to RpcServer as usual.
  */
-import { Headers, HttpLayerRouter, Socket } from "@effect/platform"
+import { Headers, HttpLayerRouter } from "@effect/platform"
 import { Rpc, RpcSerialization, RpcServer } from "@effect/rpc"
 import type { FromClientEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
 import {
@@ -20,10 +20,8 @@ import {
   FiberSet,
   Layer,
   Mailbox,
-  Option,
   ParseResult,
   Predicate,
-  Runtime,
   Schema,
   Scope
 } from "effect"
@@ -40,8 +38,9 @@ import { Authenticator } from "../Auth.js"
 import { problemResponse } from "../Http.js"
 import { hideDefects, makeRpcCaller } from "../Rpc.js"
 import { Identities } from "../Runtime.js"
-import { acceptUpgrade, socketOf, type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
-import { Flusher, Outbox, type Transport, webSocketTransport, writerTransport } from "./Outbox.js"
+import type { WebSocket } from "ws"
+import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
+import { Flusher, Outbox, webSocketTransport } from "./Outbox.js"
 
 /** The upgrade's headers as every call sees them first; `access_token` arrives as Authorization. */
 const upgradeHeadersOf = (upgrade: Upgrade): ReadonlyArray<[string, string]> => {
@@ -108,26 +107,32 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     const router = yield* HttpLayerRouter.HttpRouter
     const flusher = yield* Flusher
     const asCaller = makeRpcCaller(yield* Authenticator, yield* Identities)
-    const runtime = yield* Effect.runtime<FastPathServices>()
+    // upgrades, subscriptions and requests run as fibers of this layer
+    const runFork = yield* FiberSet.makeRuntime<FastPathServices>()
     const { subscriberBufferSize } = yield* CoreSettings
-    const runFork = Runtime.runFork(runtime)
     const disconnects = yield* Mailbox.make<number>()
     const encodeEvent = makeEventEncoder()
     const clients = new Map<number, Outbox>()
     const gateway = yield* WebSocketGateway
     const authenticator = yield* Authenticator
     // connections end with this layer (server shutdown), before the services they use
-    const runConnection = yield* FiberSet.makeRuntime<FastPathServices>()
+    const connections = new Set<{ readonly ws: WebSocket; readonly release: () => void }>()
+    yield* Effect.addFinalizer(() => Effect.sync(() => {
+      for (const connection of Array.from(connections)) {
+        // going away: the client reconnects, elsewhere or later
+        connection.ws.close(1001)
+        connection.release()
+      }
+    }))
     let nextClientId = 0
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
 
-    const serve = (socket: Socket.Socket, transport: Transport | undefined, upgradeHeaders: ReadonlyArray<[string, string]>) =>
-      Effect.gen(function*() {
+    /** Serves one connection, driven by its socket's events: no fiber of its own. */
+    const serve = (ws: WebSocket, upgradeHeaders: ReadonlyArray<[string, string]>, expiresAtMs: number | undefined) => {
         const clientId = nextClientId++
         const parser = RpcSerialization.ndjson.unsafeMake()
-        const write = yield* socket.writer
         let open = true
-        const outbox = new Outbox(transport ?? writerTransport(write, () => open), flusher, options.maxBufferedBytes)
+        const outbox = new Outbox(webSocketTransport(ws), flusher, options.maxBufferedBytes)
         const subscriptions = new Map<string, Subscription>()
         let queued: Array<Subscription> = []
         let pendingBytes = 0
@@ -284,7 +289,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           } catch (cause) {
             if (Predicate.isTagged(cause, "RpcSerializationError")) {
               outbox.flush()
-              return Effect.ignore(write(new Socket.CloseEvent(1009, String((cause as { message?: unknown }).message))))
+              return void ws.close(1009, String((cause as { message?: unknown }).message))
             }
             return void writeLine({ _tag: "Defect", defect: encodeDefect(cause) })
           }
@@ -297,23 +302,31 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           return effects.length === 1 ? effects[0] : Effect.forEach(effects, (effect) => effect, { discard: true })
         }
 
-        yield* socket.runRaw(onData).pipe(
-          Effect.interruptible,
-          Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
-          Effect.orDie,
-          Effect.ensuring(Effect.sync(() => {
-            open = false
-            outbox.close()
-            clients.delete(clientId)
-            for (const subscription of subscriptions.values()) {
-              subscription.ended = true
-              if (subscription.scope !== undefined) runFork(Scope.close(subscription.scope, Exit.void))
-            }
-            subscriptions.clear()
-            disconnects.unsafeOffer(clientId)
-          }))
-        )
-      })
+        const release = () => {
+          if (!open) return
+          open = false
+          outbox.close()
+          clients.delete(clientId)
+          connections.delete(connection)
+          for (const subscription of subscriptions.values()) {
+            subscription.ended = true
+            if (subscription.scope !== undefined) runFork(Scope.close(subscription.scope, Exit.void))
+          }
+          subscriptions.clear()
+          expiry?.unsafeInterruptAsFork(FiberId.none)
+          disconnects.unsafeOffer(clientId)
+        }
+        const connection = { ws, release }
+        connections.add(connection)
+        const expiry = expiresAtMs === undefined
+          ? undefined
+          : runFork(Effect.zipRight(closeAtExpiry(expiresAtMs), Effect.sync(() => ws.close(1000))))
+        ws.on("message", (data: Buffer, isBinary: boolean) => {
+          const effect = onData(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString())
+          if (effect !== undefined) runFork(effect)
+        })
+        ws.once("close", release)
+    }
 
     // An authenticated connection closes a second after its token expires: by then its streams
     // have ended with a typed Unauthenticated ("the access token expired", core Subscribe).
@@ -331,12 +344,10 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           if (Either.isLeft(checked)) return respond.refuse(checked.left)
           expiresAtMs = checked.right.expiresAtMs
         }
-        const ws = yield* acceptUpgrade(respond)
-        if (Option.isNone(ws)) return
-        const serving = Effect.scoped(serve(socketOf(ws.value), webSocketTransport(ws.value), upgradeHeadersOf(upgrade)))
-        yield* expiresAtMs === undefined ? serving : Effect.raceFirst(serving, closeAtExpiry(expiresAtMs))
+        const headers = upgradeHeadersOf(upgrade)
+        respond.accept((ws) => serve(ws, headers, expiresAtMs))
       }).pipe(Effect.annotateLogs({ correlationId: upgrade.correlationId }))
-    yield* gateway.route(options.path, (upgrade, respond) => void runConnection(connect(upgrade, respond)))
+    yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
     // a plain GET (no upgrade) is the client's mistake
     yield* router.add("GET", options.path, Effect.map(CorrelationId, (correlationId) =>
       problemResponse(
