@@ -55,7 +55,8 @@ export const ChatServer = (config: ServerConfig) =>
   DrainOnShutdown(config).pipe(
     Layer.provide(HttpLayerRouter.serve(Routes, { disableLogger: true })),
     Layer.provide(Consumers(config)),
-    Layer.provide(ServerServices(config))
+    // the services stay in the output: an embedding process (or a test) can reach them
+    Layer.provideMerge(ServerServices(config))
   )
 
 /** The largest WebSocket frame a client may send: a SignalR message (1 MiB) and its framing. */

@@ -1,0 +1,150 @@
+/**
+ * A subscriber that stops reading costs bounded memory: the server cuts it off (SignalR: a Close
+ * saying the connection is too slow; RPC: SubscriptionLagged) while everyone else gets every event.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { HttpServer } from "@effect/platform"
+import { Context, Effect, Layer, Logger, LogLevel, Schedule } from "effect"
+import type { Socket } from "node:net"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
+import WebSocket from "ws"
+import { LocalFanout } from "@chatify/core"
+import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
+import { ChatServer, NodeServer } from "../src/index.js"
+import { awaitReady, makeTempDirectory, testServerConfig } from "../src/testing.js"
+
+const RS = "\u001e"
+const EVENTS = 50_000
+const FAST = 100
+const MARKER = "flood-"
+
+// a full collection before each reading, so what is measured is what is retained, not garbage
+setFlagsFromString("--expose-gc")
+const collectGarbage = runInNewContext("gc") as () => void
+const retainedBytes = () => {
+  // the second pass frees what the first one only released (buffers behind finalizers)
+  collectGarbage()
+  collectGarbage()
+  const usage = process.memoryUsage()
+  return usage.heapUsed + usage.external
+}
+
+/** The server, in this process, with its fan-out at hand so events can be published at full speed. */
+const startServer = Effect.gen(function*() {
+  const config = testServerConfig(yield* makeTempDirectory(), { port: 0 })
+  const context = yield* Layer.build(ChatServer(config).pipe(Layer.provideMerge(NodeServer(config)))).pipe(Effect.orDie)
+  const address = Context.get(context, HttpServer.HttpServer).address
+  const port = address._tag === "TcpAddress" ? address.port : 0
+  yield* awaitReady(`http://127.0.0.1:${port}`)
+  return { port, fanout: Context.get(context, LocalFanout) }
+})
+
+interface Client {
+  readonly ws: WebSocket
+  /** Events received (counted by their marker; a frame may hold several). */
+  received: number
+  text: string
+}
+
+const countMarkers = (text: string) => {
+  let count = 0
+  for (let at = text.indexOf(MARKER); at >= 0; at = text.indexOf(MARKER, at + 1)) count++
+  return count
+}
+
+/** Opens a raw client and subscribes it to the scope "flood"; resolves once it is live. */
+const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false) =>
+  Effect.async<Client, Error>((resume) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${kind === "signalr" ? "/hubs/chat" : "/rpc"}`)
+    const client: Client = { ws, received: 0, text: "" }
+    let live = false
+    ws.on("error", (error) => resume(Effect.fail(error)))
+    ws.on("message", (data: Buffer) => {
+      const text = data.toString()
+      if (keepText) client.text += text
+      client.received += countMarkers(text)
+      if (kind === "rpc") {
+        for (const line of text.split("\n")) if (line.startsWith(`{"_tag":"Chunk"`)) ws.send(`{"_tag":"Ack","requestId":"1"}\n`)
+      }
+      if (!live && (kind === "signalr" ? text.includes(`"type":3`) : text.includes(`"Subscribed"`))) {
+        live = true
+        resume(Effect.succeed(client))
+      }
+    })
+    ws.on("open", () => {
+      if (kind === "signalr") {
+        ws.send(JSON.stringify({ protocol: "json", version: 1 }) + RS)
+        ws.send(JSON.stringify({ type: 1, invocationId: "1", target: "JoinScopeAsync", arguments: ["flood"] }) + RS)
+      } else {
+        ws.send(JSON.stringify({ _tag: "Request", id: "1", tag: "Subscribe", payload: { scopeType: 0, scopeId: "flood" }, headers: [] }) + "\n")
+      }
+    })
+  })
+
+const eventAt = (offset: number) =>
+  new EnrichedChatEvent({
+    chatEvent: new ChatEvent({
+      messageId: crypto.randomUUID(),
+      scopeType: 0,
+      scopeId: "flood",
+      senderId: "bob",
+      text: `${MARKER}${offset} ${"x".repeat(80)}`,
+      createdAtUtc: new Date(),
+      originPodId: "pod-test"
+    }),
+    partition: 0,
+    offset
+  })
+
+const waitUntil = (condition: () => boolean, what: string) =>
+  Effect.suspend(() => (condition() ? Effect.void : Effect.fail(new Error(`timed out waiting for ${what}`)))).pipe(
+    Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 6_000 })
+  )
+
+const floodTest = (kind: "signalr" | "rpc") =>
+  Effect.gen(function*() {
+    const { fanout, port } = yield* startServer
+    const fast: Array<Client> = []
+    for (let i = 0; i < FAST; i += 20) {
+      fast.push(...(yield* Effect.all(Array.from({ length: 20 }, () => subscribe(kind, port)), { concurrency: 20 })))
+    }
+    const slow = yield* subscribe(kind, port, true)
+    // the slow client stops reading: what the server writes piles up in its buffers
+    const slowSocket = (slow.ws as unknown as { readonly _socket: Socket })._socket
+    slowSocket.pause()
+    expect(yield* fanout.subscriberCount).toBe(FAST + 1)
+
+    const before = retainedBytes()
+    let peak = before
+    // published in slices as a broadcast consumer would: sockets are written between them
+    for (let offset = 0; offset < EVENTS; offset += 1_000) {
+      for (let i = 0; i < 1_000; i++) yield* fanout.publish(eventAt(offset + i))
+      yield* waitUntil(() => fast.every((client) => client.received >= offset + 1_000), `the fast clients to receive ${offset + 1_000}`)
+      if (offset % 10_000 === 0) peak = Math.max(peak, retainedBytes())
+    }
+    peak = Math.max(peak, retainedBytes())
+    expect(fast.map((client) => client.received)).toEqual(Array(FAST).fill(EVENTS))
+    // the server let go of the slow subscriber instead of buffering 50,000 events for it
+    expect(yield* fanout.subscriberCount).toBe(FAST)
+    // server and clients share this process: the bound covers both
+    expect(peak - before).toBeLessThan(50 * 1024 * 1024)
+
+    slowSocket.resume()
+    if (kind === "signalr") {
+      yield* waitUntil(() => slow.text.includes(`"type":7`), "the slow client to read its Close")
+      expect(slow.text).toMatch(/"error":"Connection too slow: more than \d+ bytes were waiting for it\.","allowReconnect":true/u)
+    } else {
+      yield* waitUntil(() => slow.text.includes(`"_tag":"Exit"`), "the slow client to read its Exit")
+      expect(slow.text).toContain(`"_tag":"SubscriptionLagged"`)
+    }
+    expect(slow.received).toBeLessThan(EVENTS)
+    for (const client of [...fast, slow]) client.ws.close()
+  }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning))
+
+describe("a subscriber that stops reading", () => {
+  it.live("SignalR: it is closed as too slow; 100 others get all 50,000 events; retained memory stays bounded", () =>
+    floodTest("signalr"), { timeout: 120_000 })
+  it.live("RPC: its subscription lags; 100 others get all 50,000 events; retained memory stays bounded", () =>
+    floodTest("rpc"), { timeout: 120_000 })
+})
