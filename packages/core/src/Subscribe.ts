@@ -168,7 +168,9 @@ export const subscribeInto = (
     // read after joining the fan-out: every event at or after endOffset is certain to arrive live
     const endOffset = (yield* source.endOffsets).get(partition) ?? 0
     const wentLiveAt = after === undefined && endOffset > 0 ? { position: { partition, offset: endOffset - 1 } } : {}
-    if (!sink.push(new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId, ...wentLiveAt }))) {
+    // built from checked values: skip the constructor's validation on this per-subscription path
+    const marker = new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId, ...wentLiveAt }, true)
+    if (!sink.push(marker)) {
       return lagged()
     }
     if (after === undefined || after.offset >= endOffset - 1) {
