@@ -1,5 +1,5 @@
 import { HttpApiSwagger, HttpLayerRouter } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import { ChatApi } from "@chatify/domain"

@@ -1,4 +1,4 @@
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
 import { ChatServer, NodeServer } from "./Server.js"
