@@ -74,6 +74,9 @@ const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false) =>
     })
     ws.on("open", () => {
       if (kind === "signalr") {
+        // as real clients do: a ping every few seconds, or the server closes a silent client after 30 s
+        const pinging = setInterval(() => ws.send(JSON.stringify({ type: 6 }) + RS), 5_000)
+        ws.once("close", () => clearInterval(pinging))
         ws.send(JSON.stringify({ protocol: "json", version: 1 }) + RS)
         ws.send(JSON.stringify({ type: 1, invocationId: "1", target: "JoinScopeAsync", arguments: ["flood"] }) + RS)
       } else {
