@@ -3,10 +3,11 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { randomUUID } from "node:crypto"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Layer, Stream } from "effect"
-import { ChatEventProducer, ChatEventSource } from "@chatify/core"
-import { ChatEvent } from "@chatify/domain"
-import { makeMemoryLog, MemoryLogLayerFrom } from "../src/memory/index.js"
+import Database from "better-sqlite3"
+import { Chunk, Effect, Layer, Schema, Stream } from "effect"
+import { ChatEventProducer, ChatEventSource, type LogRecord } from "@chatify/core"
+import { ChatEvent, ChatEventJson } from "@chatify/domain"
+import { type LogJournal, makeMemoryLog, MemoryLogLayerFrom } from "../src/memory/index.js"
 import { makeSqliteLogJournal } from "../src/sqlite/index.js"
 import { eventLogContract } from "./contracts/EventLogContract.js"
 
@@ -108,5 +109,122 @@ describe("embedded log journal", () => {
       )
       const error = yield* Effect.scoped(Layer.build(smaller)).pipe(Effect.flip)
       expect(error.message).toContain("CHATIFY__MESSAGEBROKER__PARTITIONS")
+    }))
+})
+
+/** A journal in memory that records each append (one call = one transaction) and can be made to fail. */
+const recordingJournal = (options: { readonly failAppends?: number } = {}) => {
+  const appends: Array<ReadonlyArray<LogRecord>> = []
+  let failures = options.failAppends ?? 0
+  const journal: LogJournal = {
+    load: () => ({ records: [], nextOffsets: new Map(), committed: [] }),
+    append: (records) => {
+      if (failures > 0) {
+        failures--
+        throw new Error("disk full")
+      }
+      appends.push([...records])
+    },
+    commit: () => {},
+    trim: () => {}
+  }
+  return { appends, journal }
+}
+
+const inScopes = (n: number) =>
+  Array.from({ length: n }, (_, i) => new ChatEvent({ ...event(`m${i}`), scopeId: `scope-${i % 7}` }))
+
+describe("embedded log group commit", () => {
+  it.live("acknowledges a produce only once its record is in the SQLite journal", () =>
+    Effect.gen(function*() {
+      const dir = freshDirectory()
+      yield* Effect.gen(function*() {
+        const producer = yield* ChatEventProducer
+        // Another connection to the journal file: what it can read would survive a crash of this process.
+        const reader = yield* Effect.acquireRelease(
+          Effect.sync(() => new Database(join(dir, "log.sqlite"), { readonly: true })),
+          (db) => Effect.sync(() => db.close())
+        )
+        const stored = reader.prepare<[number, number], { value: string }>(
+          "SELECT value FROM log_records WHERE partition = ? AND offset = ?"
+        )
+        const events = inScopes(200)
+        const positions = yield* Effect.forEach(
+          events,
+          (e) =>
+            producer.produce(e).pipe(
+              Effect.tap((position) => {
+                expect(stored.get(position.partition, position.offset)?.value).toBe(
+                  Schema.encodeSync(ChatEventJson)(e)
+                )
+              })
+            ),
+          { concurrency: "unbounded" }
+        )
+        expect(new Set(positions.map((p) => `${p.partition}:${p.offset}`)).size).toBe(events.length)
+      }).pipe(Effect.scoped, Effect.provide(journaled(dir)))
+    }))
+
+  it.live("journals the produces of one turn in one transaction, in offset order", () =>
+    Effect.gen(function*() {
+      const { appends, journal } = recordingJournal()
+      const positions = yield* Effect.gen(function*() {
+        const producer = yield* ChatEventProducer
+        return yield* Effect.forEach(inScopes(100), (e) => producer.produce(e), { concurrency: "unbounded" })
+      }).pipe(Effect.scoped, Effect.provide(MemoryLogLayerFrom(makeMemoryLog({ partitions: 3, journal }))))
+      expect(appends.length).toBeLessThanOrEqual(2)
+      const journaled = appends.flat()
+      expect(journaled.map((r) => `${r.partition}:${r.offset}`).sort()).toEqual(
+        positions.map((p) => `${p.partition}:${p.offset}`).sort()
+      )
+      for (const partition of [0, 1, 2]) {
+        const offsets = journaled.filter((r) => r.partition === partition).map((r) => r.offset)
+        expect(offsets).toEqual(offsets.map((_, i) => i))
+      }
+    }))
+
+  it.live("a failed journal write fails its whole batch, shows consumers nothing and hands the offsets out again", () =>
+    Effect.gen(function*() {
+      const { appends, journal } = recordingJournal({ failAppends: 1 })
+      yield* Effect.gen(function*() {
+        const producer = yield* ChatEventProducer
+        const source = yield* ChatEventSource
+        const failed = yield* Effect.forEach(inScopes(10), (e) => Effect.flip(producer.produce(e)), {
+          concurrency: "unbounded"
+        })
+        expect(failed.every((error) => error._tag === "DependencyUnavailable")).toBe(true)
+        expect(Array.from((yield* source.endOffsets).values())).toEqual([0, 0, 0])
+
+        const next = event("after the failure")
+        const position = yield* producer.produce(next)
+        expect(position.offset).toBe(0)
+        const consumer = yield* source.consume({ groupId: GROUP, startFrom: "committed-or-earliest" })
+        const read = yield* Stream.runCollect(Stream.take(consumer.records, 1))
+        expect(Chunk.toReadonlyArray(read).map((r) => r.value)).toEqual([Schema.encodeSync(ChatEventJson)(next)])
+      }).pipe(Effect.scoped, Effect.provide(MemoryLogLayerFrom(makeMemoryLog({ partitions: 3, journal }))))
+      expect(appends.flat().length).toBe(1)
+    }))
+
+  it.live("hands consumers the producer's event with its JSON, and only the JSON for an old record", () =>
+    Effect.gen(function*() {
+      const dir = freshDirectory()
+      const sent = event("carried")
+      yield* Effect.gen(function*() {
+        const producer = yield* ChatEventProducer
+        const source = yield* ChatEventSource
+        yield* producer.produce(sent)
+        const consumer = yield* source.consume({ groupId: GROUP, startFrom: "committed-or-earliest" })
+        const [record] = Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(consumer.records, 1)))
+        expect(record?.event).toBe(sent)
+        expect(record?.value).toBe(Schema.encodeSync(ChatEventJson)(sent))
+      }).pipe(Effect.scoped, Effect.provide(journaled(dir)))
+      // after a restart the records come from the journal: JSON only, which consumers decode
+      yield* Effect.gen(function*() {
+        const source = yield* ChatEventSource
+        const consumer = yield* source.consume({ groupId: GROUP, startFrom: "committed-or-earliest" })
+        const [record] = Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(consumer.records, 1)))
+        expect(record?.event).toBeUndefined()
+        expect(Schema.decodeSync(ChatEventJson)(record!.value)).toEqual(sent)
+      }).pipe(Effect.scoped, Effect.provide(journaled(dir)))
     }))
 })

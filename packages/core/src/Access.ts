@@ -1,5 +1,5 @@
 import { Effect, Layer, Option } from "effect"
-import { ChatPolicy, CurrentUser, ScopeAuthorizer, type ScopeAction } from "./Ports.js"
+import { ChatPolicy, CurrentUser, type Identity, ScopeAuthorizer, type ScopeAction } from "./Ports.js"
 import { directMessageMembers, Forbidden, type ScopeRef, ScopeTypes, validateScopeId } from "@chatify/domain"
 
 /**
@@ -17,16 +17,24 @@ export const DefaultScopePolicy = Layer.succeed(ScopeAuthorizer, {
     )
 })
 
+/** The caller's right to act on a scope whose id is known to be valid. */
+export const checkScopeAccess = (
+  authorizer: ScopeAuthorizer["Type"],
+  identity: Identity,
+  scope: ScopeRef,
+  action: ScopeAction
+): Effect.Effect<void, Forbidden> =>
+  Effect.flatMap(authorizer.authorize(identity, scope, action), (allowed) =>
+    allowed
+      ? Effect.void
+      : Effect.fail(new Forbidden({ message: `${identity.userId} may not ${action} in this scope` })))
+
 /** Checks a scope reference and the caller's right to act on it; shared by every use case. */
 export const authorizeScope = (scope: ScopeRef, action: ScopeAction) =>
   Effect.gen(function*() {
     const limits = yield* ChatPolicy
     yield* validateScopeId(limits, scope.scopeId)
     const identity = yield* CurrentUser
-    const authorizer = yield* ScopeAuthorizer
-    const allowed = yield* authorizer.authorize(identity, scope, action)
-    if (!allowed) {
-      return yield* new Forbidden({ message: `${identity.userId} may not ${action} in this scope` })
-    }
+    yield* checkScopeAccess(yield* ScopeAuthorizer, identity, scope, action)
     return identity
   })

@@ -1,5 +1,5 @@
-import { Chunk, Context, Duration, Effect, Either, Layer, Ref, Schedule, Schema, Stream } from "effect"
-import { ChatEventJson, EnrichedChatEvent, type StreamPosition } from "@chatify/domain"
+import { Chunk, Clock, Context, Duration, Effect, Either, Layer, Ref, Schedule, Schema, Stream } from "effect"
+import { type ChatEvent, ChatEventJson, EnrichedChatEvent, type StreamPosition } from "@chatify/domain"
 import {
   ChatEventSource,
   ChatHistory,
@@ -37,18 +37,27 @@ export type Decoded =
   | { readonly _tag: "Event"; readonly event: EnrichedChatEvent }
   | { readonly _tag: "Malformed"; readonly record: LogRecord; readonly reason: string }
 
-/** Decodes a record's value as a ChatEvent and places it at the record's position. */
+// The event is a ChatEvent already (validated when made or decoded) and a log's positions are
+// non-negative integers, so the constructor need not check them again.
+const atPosition = (chatEvent: ChatEvent, record: LogRecord): Decoded => ({
+  _tag: "Event",
+  event: new EnrichedChatEvent({ chatEvent, partition: record.partition, offset: record.offset }, true)
+})
+
+/**
+ * Decodes a record's value as a ChatEvent and places it at the record's position. A log in this
+ * process hands over the producer's event with its JSON, which then need not be decoded.
+ */
 export const decodeRecord = (record: LogRecord): Decoded =>
-  Either.match(decodeEvent(record.value), {
-    onLeft: (error) => ({ _tag: "Malformed", record, reason: error.message.slice(0, 500) }),
-    onRight: (chatEvent) => ({
-      _tag: "Event",
-      event: new EnrichedChatEvent({ chatEvent, partition: record.partition, offset: record.offset })
+  record.event !== undefined
+    ? atPosition(record.event, record)
+    : Either.match(decodeEvent(record.value), {
+      onLeft: (error) => ({ _tag: "Malformed", record, reason: error.message.slice(0, 500) }),
+      onRight: (chatEvent) => atPosition(chatEvent, record)
     })
-  })
 
 /** The last position per partition of a batch: what a group commits after processing it. */
-export const lastPositions = (records: Chunk.Chunk<LogRecord>): ReadonlyArray<StreamPosition> => {
+export const lastPositions = (records: Iterable<LogRecord>): ReadonlyArray<StreamPosition> => {
   const last = new Map<number, number>()
   for (const record of records) last.set(record.partition, Math.max(last.get(record.partition) ?? -1, record.offset))
   return Array.from(last, ([partition, offset]) => ({ partition, offset }))
@@ -149,22 +158,40 @@ export const historyWriter = Effect.gen(function*() {
     Effect.gen(function*() {
       const consumer = yield* source.consume({ groupId: settings.historyWriterGroup, startFrom: "committed-or-earliest" })
       yield* health.report("history-writer", "running")
-      yield* consumer.records.pipe(
-        Stream.groupedWithin(settings.historyBatchSize, settings.historyBatchWindow),
-        Stream.mapEffect((records) =>
-          Effect.gen(function*() {
-            const events: Array<EnrichedChatEvent> = []
-            for (const record of records) {
-              const decoded = decodeRecord(record)
-              if (decoded._tag === "Event") {
-                events.push(decoded.event)
-              } else {
-                yield* logMalformed(record, decoded.reason)
-                yield* retrying("dead-lettering", deadLetters.publish(record, decoded.reason))
-              }
+      const store = (records: ReadonlyArray<LogRecord>) =>
+        Effect.gen(function*() {
+          const events: Array<EnrichedChatEvent> = []
+          for (const record of records) {
+            const decoded = decodeRecord(record)
+            if (decoded._tag === "Event") {
+              events.push(decoded.event)
+            } else {
+              yield* logMalformed(record, decoded.reason)
+              yield* retrying("dead-lettering", deadLetters.publish(record, decoded.reason))
             }
-            if (events.length > 0) yield* retrying("history append", history.append(events))
-            yield* retrying("offset commit", consumer.commit(lastPositions(records)))
+          }
+          if (events.length > 0) yield* retrying("history append", history.append(events))
+          yield* retrying("offset commit", consumer.commit(lastPositions(records)))
+        })
+      const batchSize = settings.historyBatchSize
+      const windowMillis = Duration.toMillis(settings.historyBatchWindow)
+      // A batch is what the log holds when the writer asks, at most historyBatchSize records. After
+      // a smaller one the writer has caught up, so it lets the rest of historyBatchWindow pass before
+      // asking again: steady traffic is stored in a few large transactions, a busy log in full ones
+      // at once. (Stream.groupedWithin did this too, at a cost per batch above that of the insert.)
+      yield* consumer.records.pipe(
+        Stream.mapChunksEffect((chunk) =>
+          Effect.gen(function*() {
+            const startedAt = yield* Clock.currentTimeMillis
+            const records = Chunk.toReadonlyArray(chunk)
+            for (let from = 0; from < records.length; from += batchSize) {
+              yield* store(records.slice(from, from + batchSize))
+            }
+            if (records.length < batchSize) {
+              const rest = windowMillis - ((yield* Clock.currentTimeMillis) - startedAt)
+              if (rest > 0) yield* Effect.sleep(rest)
+            }
+            return Chunk.empty<void>()
           })
         ),
         Stream.runDrain

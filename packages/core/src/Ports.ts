@@ -55,6 +55,11 @@ export interface LogRecord {
   readonly key: string | null
   readonly value: string
   readonly timestampMs: number
+  /**
+   * The event whose JSON `value` is, when the log runs in this process and still holds the producer's
+   * (already validated) instance: consumers take it instead of decoding `value` again.
+   */
+  readonly event?: ChatEvent | undefined
 }
 
 export interface ConsumerOptions {

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import { Either, ParseResult, Schema } from "effect"
 
 /** 0 = Channel, 1 = DirectMessage — the numeric wire values of the original ChatScopeTypeEnum. */
 export const ChatScopeType = Schema.Literal(0, 1).annotations({
@@ -19,11 +19,19 @@ export type ScopeRef = typeof ScopeRef.Type
 /** The broker key and the history partition key of a scope: `{scopeType}:{scopeId}`. */
 export const scopeKey = (scope: ScopeRef): string => `${scope.scopeType}:${scope.scopeId}`
 
+const skipsValidation = (options: Schema.MakeOptions | undefined): boolean =>
+  typeof options === "boolean" ? options : options?.disableValidation ?? false
+
 /**
- * A chat message as it travels through the broker, wire-compatible with the original
- * design's ChatEventDto (camelCase JSON, scopeType as a number, createdAtUtc as ISO-8601).
+ * The validation a Schema.Class constructor runs, compiled once. Effect's own constructor derives
+ * the fields' type-side AST on every call, and when a field is a transformation (Schema.Date, or a
+ * class) that AST is a new object each time, so the validator is recompiled per instance (~60 µs).
+ * The title keeps the constructor's error messages as they were.
  */
-export class ChatEvent extends Schema.Class<ChatEvent>("ChatEvent")({
+const constructorValidator = <Fields extends Schema.Struct.Fields>(identifier: string, fields: Fields) =>
+  ParseResult.validateSync(Schema.Struct(fields).annotations({ title: `${identifier} (Constructor)` }))
+
+const chatEventFields = {
   messageId: Schema.UUID,
   scopeType: ChatScopeType,
   scopeId: Schema.String,
@@ -31,10 +39,42 @@ export class ChatEvent extends Schema.Class<ChatEvent>("ChatEvent")({
   text: Schema.String,
   createdAtUtc: Schema.Date,
   originPodId: Schema.String
-}) {}
+}
+const validateChatEvent = constructorValidator("ChatEvent", chatEventFields)
+
+/**
+ * A chat message as it travels through the broker, wire-compatible with the original
+ * design's ChatEventDto (camelCase JSON, scopeType as a number, createdAtUtc as ISO-8601).
+ */
+export class ChatEvent extends Schema.Class<ChatEvent>("ChatEvent")(chatEventFields) {
+  constructor(props: Schema.Struct.Constructor<typeof chatEventFields>, options?: Schema.MakeOptions) {
+    super(skipsValidation(options) ? props : validateChatEvent(props), true)
+  }
+}
 
 /** The JSON text of a ChatEvent, as produced to and consumed from the broker. */
 export const ChatEventJson = Schema.parseJson(ChatEvent)
+
+const encodeChatEventJsonWithSchema = Schema.encodeEither(ChatEventJson)
+
+// Schema.UUID's pattern.
+const uuidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/i
+
+/**
+ * `Schema.encodeEither(ChatEventJson)`, written out for the send path: the same text, field for field
+ * in the schema's order (a property test holds the two equal), at a fraction of the cost. Anything
+ * the fast path cannot vouch for (an instance made without validation) goes through the schema.
+ */
+export const encodeChatEventJson = (event: ChatEvent): Either.Either<string, ParseResult.ParseError> =>
+  Number.isNaN(event.createdAtUtc.getTime()) || !uuidPattern.test(event.messageId) ||
+    (event.scopeType !== 0 && event.scopeType !== 1)
+    ? encodeChatEventJsonWithSchema(event)
+    // A UUID, a number and an ISO date need no escaping; the free-form strings go through JSON.stringify.
+    : Either.right(
+      `{"messageId":"${event.messageId}","scopeType":${event.scopeType},"scopeId":${JSON.stringify(event.scopeId)},` +
+        `"senderId":${JSON.stringify(event.senderId)},"text":${JSON.stringify(event.text)},` +
+        `"createdAtUtc":"${event.createdAtUtc.toISOString()}","originPodId":${JSON.stringify(event.originPodId)}}`
+    )
 
 /** What a client sends: the sender comes from its identity, never from the payload. */
 export class ChatSendRequest extends Schema.Class<ChatSendRequest>("ChatSendRequest")({
@@ -50,12 +90,19 @@ export const StreamPosition = Schema.Struct({
 }).annotations({ identifier: "StreamPosition" })
 export type StreamPosition = typeof StreamPosition.Type
 
-/** A ChatEvent together with its place in the log: the result of a send and the unit of delivery. */
-export class EnrichedChatEvent extends Schema.Class<EnrichedChatEvent>("EnrichedChatEvent")({
+const enrichedChatEventFields = {
   chatEvent: ChatEvent,
   partition: Schema.NonNegativeInt,
   offset: Schema.NonNegativeInt
-}) {}
+}
+const validateEnrichedChatEvent = constructorValidator("EnrichedChatEvent", enrichedChatEventFields)
+
+/** A ChatEvent together with its place in the log: the result of a send and the unit of delivery. */
+export class EnrichedChatEvent extends Schema.Class<EnrichedChatEvent>("EnrichedChatEvent")(enrichedChatEventFields) {
+  constructor(props: Schema.Struct.Constructor<typeof enrichedChatEventFields>, options?: Schema.MakeOptions) {
+    super(skipsValidation(options) ? props : validateEnrichedChatEvent(props), true)
+  }
+}
 
 export const positionOf = (event: EnrichedChatEvent): StreamPosition => ({
   partition: event.partition,

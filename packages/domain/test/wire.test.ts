@@ -8,6 +8,7 @@ import {
   Conflict,
   DependencyUnavailable,
   EnrichedChatEvent,
+  encodeChatEventJson,
   FieldError,
   Forbidden,
   HistoryCursor,
@@ -147,6 +148,40 @@ describe("ChatEvent wire compatibility", () => {
     ])
     expect(typeof parsed["createdAtUtc"]).toBe("string")
   }, { fastCheck: { numRuns } })
+})
+
+describe("ChatEvent fast paths", () => {
+  it.prop("encodeChatEventJson writes exactly the text ChatEventJson encodes", { x: ChatEvent }, ({ x }) => {
+    expect(encodeChatEventJson(x)).toEqual(Either.right(Schema.encodeSync(ChatEventJson)(x)))
+  }, { fastCheck: { numRuns: 500 } })
+
+  it("encodeChatEventJson refuses what the schema refuses (an instance made without validation)", () => {
+    const valid = Schema.decodeUnknownSync(ChatEventJson)(kcatJson)
+    for (
+      const invalid of [
+        new ChatEvent({ ...valid, createdAtUtc: new Date(Number.NaN) }, true),
+        new ChatEvent({ ...valid, messageId: `"},"injected":"` }, true),
+        new ChatEvent({ ...valid, scopeType: 7 as ChatEvent["scopeType"] }, true)
+      ]
+    ) {
+      expect(Either.isLeft(encodeChatEventJson(invalid))).toBe(true)
+      expect(encodeChatEventJson(invalid)).toEqual(Schema.encodeEither(ChatEventJson)(invalid))
+    }
+  })
+
+  it("the constructors still validate, with Effect's messages, unless told not to", () => {
+    const valid = Schema.decodeUnknownSync(ChatEventJson)(kcatJson)
+    expect(() => new ChatEvent({ ...valid, messageId: "not-a-uuid" })).toThrow(/ChatEvent \(Constructor\)[\s\S]*messageId/u)
+    expect(() => new ChatEvent({ ...valid, createdAtUtc: new Date(Number.NaN) })).toThrow(/createdAtUtc/u)
+    expect(() => new EnrichedChatEvent({ chatEvent: valid, partition: -1, offset: 0 })).toThrow(
+      /EnrichedChatEvent \(Constructor\)[\s\S]*partition/u
+    )
+    expect(() => new EnrichedChatEvent({ chatEvent: { ...valid } as ChatEvent, partition: 0, offset: 0 })).toThrow(
+      /Expected ChatEvent/u
+    )
+    expect(new ChatEvent({ ...valid, messageId: "unchecked" }, true).messageId).toBe("unchecked")
+    expect(new ChatEvent({ ...valid, text: "again" })).toEqual(new ChatEvent({ ...valid, text: "again" }, { disableValidation: true }))
+  })
 })
 
 describe("wire schemas round-trip", () => {

@@ -1,23 +1,37 @@
 import { Clock, Effect, Layer } from "effect"
 import { IdGenerator } from "@chatify/core"
 
-const hex = (bytes: Uint8Array): string => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"))
+const TIMESTAMP_RANGE = 2 ** 48
 
-/** UUID v7 (RFC 9562): 48-bit Unix ms timestamp then random bits, so ids sort by creation time. */
-export const uuidV7 = (nowMs: number, random: Uint8Array): string => {
-  const bytes = new Uint8Array(16)
-  bytes.set(random.subarray(0, 10), 6)
-  let ms = nowMs
-  for (let i = 5; i >= 0; i--) {
-    bytes[i] = ms % 256
-    ms = Math.floor(ms / 256)
-  }
-  bytes[6] = 0x70 | (bytes[6]! & 0x0f)
-  bytes[8] = 0x80 | (bytes[8]! & 0x3f)
-  const h = hex(bytes)
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+/**
+ * UUID v7 (RFC 9562): 48-bit Unix ms timestamp then random bits, so ids sort by creation time.
+ * Takes the 10 random bytes at `at` of `random`.
+ */
+export const uuidV7 = (nowMs: number, random: Uint8Array, at = 0): string => {
+  const timestamp = (Math.floor(nowMs) % TIMESTAMP_RANGE).toString(16).padStart(12, "0")
+  const r = (i: number) => HEX[random[at + i]!]!
+  const version = HEX[0x70 | (random[at]! & 0x0f)]!
+  const variant = HEX[0x80 | (random[at + 2]! & 0x3f)]!
+  return `${timestamp.slice(0, 8)}-${timestamp.slice(8)}-${version}${r(1)}-${variant}${r(3)}-${r(4)}${r(5)}${r(6)}${r(7)}${r(8)}${r(9)}`
 }
 
-export const UuidV7IdGenerator = Layer.succeed(IdGenerator, {
-  next: Effect.map(Clock.currentTimeMillis, (now) => uuidV7(now, crypto.getRandomValues(new Uint8Array(10))))
+const RANDOM_BYTES = 10
+const POOLED_IDS = 512
+
+export const UuidV7IdGenerator = Layer.sync(IdGenerator, () => {
+  // Random bytes fetched for many ids at once: one getRandomValues call per id cost more than the id.
+  const pool = new Uint8Array(RANDOM_BYTES * POOLED_IDS)
+  let next = pool.length
+  return {
+    next: Effect.map(Clock.currentTimeMillis, (now) => {
+      if (next === pool.length) {
+        crypto.getRandomValues(pool)
+        next = 0
+      }
+      const id = uuidV7(now, pool, next)
+      next += RANDOM_BYTES
+      return id
+    })
+  }
 })

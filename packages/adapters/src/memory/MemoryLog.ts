@@ -1,8 +1,9 @@
-import { Chunk, Context, Effect, Layer, Schema, Stream } from "effect"
+import { Chunk, Clock, Context, Effect, Either, Layer, type Scope, Stream } from "effect"
 import { ChatEventSource, ChatEventProducer, DeadLetters, type LogRecord } from "@chatify/core"
 import {
-  ChatEventJson,
+  type ChatEvent,
   DependencyUnavailable,
+  encodeChatEventJson,
   partitionForKey,
   scopeKey,
   type StreamPosition
@@ -15,8 +16,13 @@ export interface LogJournal {
     readonly nextOffsets: ReadonlyMap<number, number>
     readonly committed: ReadonlyArray<{ readonly groupId: string; readonly partition: number; readonly offset: number }>
   }
-  readonly append: (record: LogRecord) => void
-  readonly commit: (groupId: string, partition: number, nextOffset: number) => void
+  /** Stores the records in one transaction: all of them, or none (and throws). */
+  readonly append: (records: ReadonlyArray<LogRecord>) => void
+  /** Stores a group's next offsets in one transaction. */
+  readonly commit: (
+    groupId: string,
+    offsets: ReadonlyArray<{ readonly partition: number; readonly nextOffset: number }>
+  ) => void
   readonly trim: (partition: number, belowOffset: number) => void
 }
 
@@ -28,11 +34,32 @@ export interface MemoryLogOptions {
   readonly journal?: LogJournal
 }
 
+/** A record as the log holds it: it lets go of the producer's event once the record is old. */
+type HeldRecord = { -readonly [K in keyof LogRecord]: LogRecord[K] }
+
+/**
+ * Records per partition that keep the producer's event next to its JSON: consumers near the end of
+ * the log skip decoding, and the events of the (much larger) retained tail are left to the GC.
+ */
+const RECORDS_WITH_EVENT = 10_000
+
+/** Scope keys whose partition the producer remembers (murmur2 over the key's UTF-8 per send cost more). */
+const REMEMBERED_PARTITIONS = 10_000
+
 interface Partition {
-  records: Array<LogRecord>
+  records: Array<HeldRecord>
   /** Offset of records[0]. */
   baseOffset: number
+  /** The end of what consumers see: every record before it is stored (journaled when there is a journal). */
   nextOffset: number
+  /** The next offset to hand out; beyond nextOffset while a group commit is pending. */
+  reservedOffset: number
+}
+
+/** A produced record waiting for its group commit, and how to answer its producer. */
+interface PendingAppend {
+  readonly record: HeldRecord
+  readonly resume: (result: Effect.Effect<StreamPosition, DependencyUnavailable>) => void
 }
 
 interface Member {
@@ -64,7 +91,9 @@ export interface MemoryLog {
   readonly deadLetters: DeadLetters["Type"]
 }
 
-export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLog, DependencyUnavailable> =>
+export const makeMemoryLog = (
+  options: MemoryLogOptions
+): Effect.Effect<MemoryLog, DependencyUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
     const retain = options.retainRecords ?? 100_000
     const maxBatch = options.maxBatch ?? 1_000
@@ -72,7 +101,8 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     const partitions: Array<Partition> = Array.from({ length: options.partitions }, () => ({
       records: [],
       baseOffset: 0,
-      nextOffset: 0
+      nextOffset: 0,
+      reservedOffset: 0
     }))
     const groups = new Map<string, Group>()
     let nextMemberId = 0
@@ -102,6 +132,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
           )
         }
         state.nextOffset = next
+        state.reservedOffset = next
         state.baseOffset = next
       }
       for (const record of loaded.records) {
@@ -134,30 +165,90 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       }
     }
 
-    const append = (key: string, value: string, partition: number, timestampMs: number) =>
-      Effect.try({
-        try: (): StreamPosition => {
-          const state = partitions[partition]!
-          const record: LogRecord = { partition, offset: state.nextOffset, key, value, timestampMs }
-          journal?.append(record)
-          if (state.records.length === 0) state.baseOffset = record.offset
-          state.records.push(record)
-          state.nextOffset++
+    /** Makes stored records visible to consumers, in offset order per partition. */
+    const publish = (record: HeldRecord) => {
+      const state = partitions[record.partition]!
+      if (state.records.length === 0) state.baseOffset = record.offset
+      state.records.push(record)
+      state.nextOffset = record.offset + 1
+      const aged = state.records[state.records.length - 1 - RECORDS_WITH_EVENT]
+      if (aged !== undefined) aged.event = undefined
+    }
+
+    // Group commit: the produces of one event-loop turn (every fiber that ran in it) are journaled in
+    // one SQLite transaction, then made visible, then acknowledged. A record is acknowledged only once
+    // the journal holds it, and consumers never see one it does not hold.
+    let pending: Array<PendingAppend> = []
+    let flushScheduled: ReturnType<typeof setImmediate> | undefined
+    const flush = (store: LogJournal) => {
+      flushScheduled = undefined
+      const batch = pending
+      pending = []
+      if (batch.length === 0) return
+      try {
+        store.append(batch.map((p) => p.record))
+      } catch (error) {
+        // Nothing of the batch is stored or visible: hand its offsets out again.
+        for (const state of partitions) state.reservedOffset = state.nextOffset
+        const failed = Effect.fail(failure(error))
+        for (const p of batch) p.resume(failed)
+        return
+      }
+      for (const p of batch) publish(p.record)
+      notify()
+      for (const p of batch) p.resume(Effect.succeed({ partition: p.record.partition, offset: p.record.offset }))
+    }
+    // Whatever is pending when the log closes is still stored and answered, before the journal closes.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (flushScheduled !== undefined) clearImmediate(flushScheduled)
+        if (journal !== undefined) flush(journal)
+      })
+    )
+
+    const append = (key: string, value: string, partition: number, timestampMs: number, event: ChatEvent) => {
+      const state = partitions[partition]!
+      const reserve = (): HeldRecord => ({ partition, offset: state.reservedOffset++, key, value, timestampMs, event })
+      if (journal === undefined) {
+        return Effect.sync((): StreamPosition => {
+          const record = reserve()
+          publish(record)
           notify()
           return { partition, offset: record.offset }
-        },
-        catch: failure
+        })
+      }
+      // The record is stored even if its producer is interrupted while it waits, as with Kafka.
+      return Effect.async<StreamPosition, DependencyUnavailable>((resume) => {
+        pending.push({ record: reserve(), resume })
+        flushScheduled ??= setImmediate(flush, journal)
       })
+    }
 
-    const encodeEvent = Schema.encode(ChatEventJson)
+    const knownPartitions = new Map<string, number>()
+    const partitionOf = (key: string): number => {
+      let partition = knownPartitions.get(key)
+      if (partition === undefined) {
+        if (knownPartitions.size >= REMEMBERED_PARTITIONS) knownPartitions.clear()
+        partition = partitionForKey(key, options.partitions)
+        knownPartitions.set(key, partition)
+      }
+      return partition
+    }
+
     const producer = ChatEventProducer.of({
       produce: (event) =>
-        Effect.gen(function*() {
-          const key = scopeKey(event)
-          const value = yield* encodeEvent(event).pipe(Effect.mapError(failure))
-          const timestampMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-          return yield* append(key, value, partitionForKey(key, options.partitions), timestampMs)
-        })
+        Effect.suspend(() =>
+          Either.match(encodeChatEventJson(event), {
+            onLeft: (error) => Effect.fail(failure(error)),
+            onRight: (value) => {
+              const key = scopeKey(event)
+              return Effect.flatMap(
+                Clock.currentTimeMillis,
+                (timestampMs) => append(key, value, partitionOf(key), timestampMs, event)
+              )
+            }
+          })
+        )
     })
 
     const waitForChange = (seen: number) =>
@@ -217,9 +308,13 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
             commit: (positions: ReadonlyArray<StreamPosition>) =>
               Effect.try({
                 try: () => {
-                  for (const { offset, partition } of positions) {
-                    if ((group.committed.get(partition) ?? 0) > offset) continue
-                    if (group.durable) journal?.commit(groupId, partition, offset + 1)
+                  const advanced = positions.filter(({ offset, partition }) =>
+                    (group.committed.get(partition) ?? 0) <= offset
+                  )
+                  if (group.durable && advanced.length > 0) {
+                    journal?.commit(groupId, advanced.map(({ offset, partition }) => ({ partition, nextOffset: offset + 1 })))
+                  }
+                  for (const { offset, partition } of advanced) {
                     group.committed.set(partition, offset + 1)
                     trim(partition)
                   }

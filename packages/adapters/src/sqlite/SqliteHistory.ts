@@ -4,6 +4,7 @@ import Database from "better-sqlite3"
 import { Effect, Layer } from "effect"
 import { ChatHistory } from "@chatify/core"
 import type { HistorySlice } from "@chatify/core"
+import { backgroundCheckpoints } from "./SqliteCheckpoints.js"
 import {
   ChatEvent,
   type ChatScopeType,
@@ -212,6 +213,7 @@ const make = (options: SqliteHistoryOptions) =>
     const db = yield* openDatabase(join(options.dataDirectory, options.fileName ?? DEFAULT_FILE_NAME))
     yield* configure(db)
     yield* migrate(db)
+    yield* backgroundCheckpoints(db)
     const statements = yield* makeStore(db, bucketMillis)
 
     const append = (events: ReadonlyArray<EnrichedChatEvent>) =>

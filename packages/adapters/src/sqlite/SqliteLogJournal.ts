@@ -5,6 +5,7 @@ import { Effect } from "effect"
 import type { LogRecord } from "@chatify/core"
 import { DependencyUnavailable } from "@chatify/domain"
 import type { LogJournal } from "../memory/MemoryLog.js"
+import { backgroundCheckpoints } from "./SqliteCheckpoints.js"
 
 interface RecordRow {
   readonly partition: number
@@ -47,7 +48,7 @@ export const makeSqliteLogJournal = (options: { readonly dataDirectory: string; 
         })
     }),
     (db) => Effect.sync(() => db.close())
-  ).pipe(Effect.map((db): LogJournal => {
+  ).pipe(Effect.tap(backgroundCheckpoints), Effect.map((db): LogJournal => {
     const insert = db.prepare(
       "INSERT INTO log_records (partition, offset, key, value, timestamp_ms) VALUES (?, ?, ?, ?, ?)"
     )
@@ -59,6 +60,16 @@ export const makeSqliteLogJournal = (options: { readonly dataDirectory: string; 
     const lowWatermark = db.prepare(
       `INSERT INTO log_low_watermarks (partition, offset) VALUES (?, ?)
        ON CONFLICT (partition) DO UPDATE SET offset = max(offset, excluded.offset)`
+    )
+    const appendAll = db.transaction((records: ReadonlyArray<LogRecord>) => {
+      for (const record of records) {
+        insert.run(record.partition, record.offset, record.key, record.value, record.timestampMs)
+      }
+    })
+    const commitAll = db.transaction(
+      (groupId: string, offsets: ReadonlyArray<{ readonly partition: number; readonly nextOffset: number }>) => {
+        for (const { nextOffset, partition } of offsets) commit.run(groupId, partition, nextOffset)
+      }
     )
     const trim = db.transaction((partition: number, below: number) => {
       trimRecords.run(partition, below)
@@ -91,11 +102,11 @@ export const makeSqliteLogJournal = (options: { readonly dataDirectory: string; 
           .map((row) => ({ groupId: row.group_id, partition: row.partition, offset: row.next_offset }))
         return { records, nextOffsets, committed }
       },
-      append: (record) => {
-        insert.run(record.partition, record.offset, record.key, record.value, record.timestampMs)
+      append: (records) => {
+        appendAll(records)
       },
-      commit: (groupId, partition, nextOffset) => {
-        commit.run(groupId, partition, nextOffset)
+      commit: (groupId, offsets) => {
+        commitAll(groupId, offsets)
       },
       trim: (partition, below) => {
         trim(partition, below)

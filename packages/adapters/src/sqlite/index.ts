@@ -1,2 +1,3 @@
 export * from "./SqliteHistory.js"
 export * from "./SqliteLogJournal.js"
+export * from "./SqliteCheckpoints.js"

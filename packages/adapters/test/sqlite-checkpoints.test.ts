@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync, statSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import Database from "better-sqlite3"
+import { Effect, Schedule } from "effect"
+import { backgroundCheckpoints } from "../src/sqlite/index.js"
+
+const directories: Array<string> = []
+afterEach(() => {
+  for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
+})
+
+/** A WAL database with a table, closed with the scope. */
+const walDatabase = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = mkdtempSync(join(tmpdir(), "chatify-checkpoints-"))
+    directories.push(dir)
+    const db = new Database(join(dir, "test.sqlite"))
+    db.pragma("journal_mode = WAL")
+    db.pragma("synchronous = NORMAL")
+    db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    return db
+  }),
+  (db) => Effect.sync(() => db.close())
+)
+
+describe("background checkpoints", () => {
+  it.scopedLive("copy the WAL into the database file without the writer checkpointing", () =>
+    Effect.gen(function*() {
+      const db = yield* walDatabase
+      yield* backgroundCheckpoints(db, { interval: "20 millis" })
+      // The writer's own threshold is far above what this test writes: only the worker can move it.
+      expect(db.pragma("wal_autocheckpoint", { simple: true })).toBe(16_384)
+      const before = statSync(db.name).size
+      const insert = db.prepare("INSERT INTO items (body) VALUES (?)")
+      db.transaction(() => {
+        for (let i = 0; i < 2_000; i++) insert.run(`item ${i} `.repeat(20))
+      })()
+      yield* Effect.sync(() => statSync(db.name).size).pipe(
+        Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (size) => size > before + 100_000 }),
+        Effect.timeout("10 seconds")
+      )
+      expect(statSync(db.name).size).toBeGreaterThan(before + 100_000)
+    }))
+
+  it.scopedLive("stop with their scope, leaving the database usable", () =>
+    Effect.gen(function*() {
+      const db = yield* walDatabase
+      yield* Effect.scoped(backgroundCheckpoints(db))
+      db.prepare("INSERT INTO items (body) VALUES (?)").run("after")
+      expect(db.prepare("SELECT count(*) FROM items").pluck().get()).toBe(1)
+    }))
+})
