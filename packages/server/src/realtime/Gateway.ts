@@ -87,7 +87,12 @@ export const makeGateway = (options: GatewayOptions) =>
           if (answered) return
           answered = true
           if (socket.destroyed) return
-          wss.handleUpgrade(request, socket, head, onOpen)
+          wss.handleUpgrade(request, socket, head, (ws) => {
+            // a protocol error (an oversize frame, invalid UTF-8) closes that socket; without a
+            // listener it would be thrown and end the process
+            ws.on("error", () => undefined)
+            onOpen(ws)
+          })
         },
         refuse: (error) => {
           if (answered) return
