@@ -14,10 +14,11 @@ import { register } from "node:module"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Chunk, Duration, Effect, Layer, Logger, LogLevel, Option, Schedule } from "effect"
+import { Chunk, Effect, Layer, Logger, LogLevel, Schedule } from "effect"
 import type * as CoreModule from "../packages/core/src/index.js"
 import type * as ServicesModule from "../packages/server/src/Services.js"
 import type { ServerConfig } from "../packages/server/src/Config.js"
+import type * as TestingModule from "../packages/server/src/testing.js"
 import { fmt, percentile } from "./support.js"
 
 // The workspace packages' sources, as the tests run them: the hook adds the "@chatify/source"
@@ -37,6 +38,7 @@ if (!fromDist) {
 const modulePath = (path: string) => (fromDist ? `../packages/${path.replace("/src/", "/dist/")}` : `../packages/${path}`)
 const core = (await import(modulePath("core/src/index.js"))) as typeof CoreModule
 const server = (await import(modulePath("server/src/Services.js"))) as typeof ServicesModule
+const testing = (await import(modulePath("server/src/testing.js"))) as typeof TestingModule
 const { ChatEventSource, ChatHistory, ConsumerHealth, CoreSettings, CurrentUser, LocalFanout, sendMessage } = core
 
 const COUNT = Number(process.env["SEND_COUNT"] ?? 30_000)
@@ -47,31 +49,11 @@ const USERS = Number(process.env["SEND_USERS"] ?? 1_000)
 const PHASE_TIMEOUT = "300 seconds"
 
 const dataDirectory = mkdtempSync(join(tmpdir(), "chatify-send-bench-"))
-// The embedded default as the server configures it (see @chatify/server/testing), with a rate limit
-// the bench never reaches.
-const config: ServerConfig = {
-  port: 0,
-  host: "127.0.0.1",
+// The embedded default as the tests configure it, with a rate limit the bench never reaches.
+const config: ServerConfig = testing.testServerConfig(dataDirectory, {
   podId: "bench",
-  broker: {
-    useInMemoryBroker: true,
-    bootstrapServers: [],
-    topicName: "chat-events",
-    deadLetterTopicName: "chat-events-dlq",
-    partitions: 3,
-    broadcastConsumerGroupPrefix: "chatify-broadcast",
-    createTopics: false
-  },
-  dataDirectory,
-  policy: { maxIdLength: 256, maxTextLength: 4096 },
-  rateLimit: { limit: 1_000_000_000, windowSeconds: 60, failOpen: true },
-  caching: Option.none(),
-  database: Option.none(),
-  presenceTtl: Duration.seconds(300),
-  subscriberBufferSize: 8192,
-  shutdownGrace: Duration.seconds(5),
-  auth: Option.none()
-}
+  rateLimit: { limit: 1_000_000_000, windowSeconds: 60, failOpen: true }
+})
 const services = server.Consumers(config).pipe(Layer.provideMerge(server.ServerServices(config)))
 
 const users = Array.from({ length: USERS }, (_, i) => ({ userId: `user-${i}`, connectionId: `conn-${i}` }))

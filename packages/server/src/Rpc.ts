@@ -14,7 +14,7 @@ export const hideDefects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 /**
  * Runs an RPC as its caller: the connection's identity from the Authorization header (the
  * WebSocket upgrade's headers come first in every call's headers; the access_token query
- * parameter arrives as its Authorization header, see ProblemAndCorrelationMiddleware), and the
+ * parameter arrives as its Authorization header, see RpcSocketProtocol), and the
  * call's correlation id.
  */
 export const makeRpcCaller = (authenticator: Authenticator["Type"], identities: Identities["Type"]) =>
