@@ -23,6 +23,8 @@ const CACHE = join(process.env["CHATIFY_CACHE"] ?? join(homedir(), ".cache", "ch
 const LOADGEN_BIN = join(CACHE, "loadgen")
 const CHATIFY_MAIN = join(ROOT, "packages/server/dist/main.js")
 // inside bench/node_modules so that `socket.io` resolves from the transpiled file (and git ignores it)
+/** Extra node flags for every server, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` (NODE_OPTIONS refuses --cpu-prof). */
+const SERVER_NODE_ARGS = (process.env["FANOUT_SERVER_NODE_ARGS"] ?? "").split(" ").filter((arg) => arg !== "")
 const SOCKETIO_JS = join(ROOT, "bench/node_modules/.cache/chatify-bench/socketio-server.mjs")
 
 const log = (message: string) => process.stderr.write(`[bench:fanout] ${message}\n`)
@@ -133,7 +135,7 @@ const PROBLEM = /"logLevel":"(?:WARN|ERROR|FATAL)"/u
 /** Starts a server and resolves once it printed its port; its output is drained (a full pipe would block it). */
 const startServer = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>, env: Record<string, string>) =>
   new Promise<Server>((resolveServer, reject) => {
-    const child = spawnPinned(prefix, process.execPath, args, { ...process.env, ...env })
+    const child = spawnPinned(prefix, process.execPath, [...SERVER_NODE_ARGS, ...args], { ...process.env, ...env })
     const lines: Array<string> = []
     let partial = ""
     let port: number | undefined

@@ -27,6 +27,26 @@ import { Flusher } from "../src/realtime/Outbox.js"
 import { testServerConfig } from "../src/testing.js"
 
 const RS = "\u001e"
+
+/** The texts of the whole server frames (unmasked, FIN) in one write. */
+const textFramesOf = (data: Buffer): Array<string> => {
+  const texts: Array<string> = []
+  let at = 0
+  while (at < data.length) {
+    let length = data[at + 1]! & 0x7f
+    let header = 2
+    if (length === 126) {
+      length = data.readUInt16BE(at + 2)
+      header = 4
+    } else if (length === 127) {
+      length = Number(data.readBigUInt64BE(at + 2))
+      header = 10
+    }
+    texts.push(data.toString("utf8", at + header, at + header + length))
+    at += header + length
+  }
+  return texts
+}
 const record = (message: unknown) => JSON.stringify(message) + RS
 const HANDSHAKE = record({ protocol: "json", version: 1 })
 
@@ -60,7 +80,7 @@ const open = (
     const ended = yield* Deferred.make<void>()
     const hubBuilt = yield* Ref.make(false)
     const hubReleased = yield* Ref.make(false)
-    let frames = 0
+    let writes = 0
     let now = 0
     let socketOpen = true
     const testHub = (client: HubClient) =>
@@ -89,11 +109,12 @@ const open = (
     const runFork = Runtime.runFork(runtime)
     const connection: SignalRConnection = new SignalRConnection({
       transport: {
-        send: (data) => {
-          frames++
-          const text = typeof data === "string" ? data : data.toString()
-          // one frame may hold several records: hand them out one by one
-          for (const part of text.split(RS).slice(0, -1)) written.unsafeOffer(JSON.parse(part))
+        write: (data) => {
+          writes++
+          // one write may hold several frames, and a frame several records: hand them out one by one
+          for (const text of textFramesOf(data)) {
+            for (const part of text.split(RS).slice(0, -1)) written.unsafeOffer(JSON.parse(part))
+          }
         },
         bufferedAmount: () => 0,
         isOpen: () => socketOpen
@@ -140,7 +161,7 @@ const open = (
       /** What was written so far (after this turn's flush). */
       drained: Effect.zipRight(Effect.promise(() => new Promise((resolve) => setImmediate(resolve))), Effect.map(Queue.takeAll(written), Chunk.toReadonlyArray)),
       /** Frames written so far. */
-      frames: () => frames,
+      writes: () => writes,
       hubBuilt,
       hubReleased
     }
@@ -234,6 +255,33 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
       expect(yield* c.next).toEqual({ type: 3, invocationId: "queued", error: "Invocation canceled by the client." })
       yield* c.send(invocation("Echo", ["after"], "after"))
       expect(yield* c.next).toEqual({ type: 3, invocationId: "after", result: "after" })
+    }))
+
+  it.effect("pipelined invocations (sends) start in order without waiting for each other, up to maxPipelinedInvocations; a serial one waits for them and holds what follows", () =>
+    Effect.gen(function*() {
+      const started = yield* Queue.unbounded<string>()
+      const release = yield* Deferred.make<void>()
+      const pipelinedHub = () =>
+        Effect.succeed<Hub>({
+          methods: new Map([
+            ["Send", hubMethod(Schema.Tuple(Schema.String), ([name]) =>
+              Effect.zipRight(Queue.offer(started, name), Effect.as(Deferred.await(release), name)), { pipelined: true })],
+            ["Join", hubMethod(Schema.Tuple(Schema.String), ([name]) => Effect.as(Queue.offer(started, name), name))]
+          ])
+        })
+      const c = yield* connected({ makeHub: pipelinedHub, settings: { maxPipelinedInvocations: 2 } })
+      yield* c.send(
+        ["a", "b", "c"].map((name) => invocation("Send", [name], name)).join("") + invocation("Join", ["join"], "join") +
+          invocation("Send", ["d"], "d")
+      )
+      // a and b run together; c waits for room, the Join for all of them, d for the Join
+      expect([yield* Queue.take(started), yield* Queue.take(started)]).toEqual(["a", "b"])
+      expect(yield* c.drained).toEqual([])
+      expect(yield* Queue.size(started)).toBe(0)
+      yield* Deferred.succeed(release, undefined)
+      const completions = yield* Effect.forEach(["a", "b", "c", "join", "d"], () => c.next)
+      expect(completions).toEqual(["a", "b", "c", "join", "d"].map((id) => ({ type: 3, invocationId: id, result: id })))
+      expect(Chunk.toReadonlyArray(yield* Queue.takeAll(started))).toEqual(["c", "join", "d"])
     }))
 
   it.effect("the server pings every keepAliveInterval", () =>
@@ -438,7 +486,7 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
         expect(yield* fanout.subscriberCount).toBe(0)
       }), { maxBufferedBytes: 700 }))
 
-  it.live("deliveries share one frame per turn; leaving or closing ends memberships", () =>
+  it.live("deliveries share one write per turn; leaving or closing ends memberships", () =>
     withHub((io) =>
       Effect.gen(function*() {
         const fanout = yield* LocalFanout
@@ -447,7 +495,7 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
         const events = yield* Effect.forEach(["a", "b", "c"], produce)
         yield* Effect.forEach(events, (event) => fanout.publish(event), { discard: true })
         expect(yield* Effect.forEach(events, () => Effect.map(io.nextNonPing, textOf))).toEqual(["a", "b", "c"])
-        expect(io.frames()).toBe(3) // handshake response, join completion, one frame for the three events
+        expect(io.writes()).toBe(3) // handshake response, join completion, one write for the three events
         yield* io.send(invocation("LeaveScopeAsync", ["general"], "leave"))
         expect(yield* io.nextNonPing).toEqual({ type: 3, invocationId: "leave" })
         expect(yield* fanout.subscriberCount).toBe(0)

@@ -136,6 +136,30 @@ describe("SignalR hub with the official client", () => {
       expect(yield* textsUntil(alice, "end")).toEqual(["end"])
     }).pipe(quiet))
 
+  it.scopedLive("sends fired without awaiting (a join, then 300 sends in a row) take effect in the order they were sent", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const url = `${server.httpUrl}/hubs/chat`
+      const sender = yield* connect(url)
+      const reader = yield* connect(url)
+      const scopeId = room()
+      yield* reader.invoke("JoinScopeAsync", scopeId)
+      const texts = Array.from({ length: 300 }, (_, i) => `message ${i}`)
+      // all invocations leave the client at once; the server runs the sends pipelined after the join
+      const results = yield* Effect.all(
+        [
+          sender.invoke("JoinScopeAsync", scopeId),
+          ...texts.map((text) => sender.invoke("SendAsync", { scopeType: 0, scopeId, text }))
+        ],
+        { concurrency: "unbounded" }
+      )
+      const offsets = results.slice(1).map((result) => Schema.decodeUnknownSync(EnrichedChatEvent)(result).offset)
+      expect(offsets).toEqual([...offsets].sort((a, b) => a - b))
+      expect(yield* textsUntil(reader, "message 299")).toEqual(texts)
+      // the join ran before the first send: the sender hears its own first message
+      expect(yield* textsUntil(sender, "message 299")).toEqual(texts)
+    }).pipe(quiet))
+
   it.scopedLive("LeaveScopeAsync stops delivery; joining again delivers only what comes after", () =>
     Effect.gen(function*() {
       const server = yield* startTestServer()

@@ -26,7 +26,8 @@ export interface Upgrade {
 
 /** What a route does with an upgrade: `accept` it (once), or `refuse` it with a typed error. */
 export interface UpgradeResponder {
-  readonly accept: (onOpen: (ws: WebSocket) => void) => void
+  /** `socket` is the one under `ws`, for writing prebuilt frames (see `webSocketTransport`). */
+  readonly accept: (onOpen: (ws: WebSocket, socket: Duplex) => void) => void
   readonly refuse: (error: ChatError) => void
 }
 
@@ -91,7 +92,7 @@ export const makeGateway = (options: GatewayOptions) =>
             // a protocol error (an oversize frame, invalid UTF-8) closes that socket; without a
             // listener it would be thrown and end the process
             ws.on("error", () => undefined)
-            onOpen(ws)
+            onOpen(ws, socket)
           })
         },
         refuse: (error) => {

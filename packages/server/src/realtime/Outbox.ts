@@ -1,39 +1,77 @@
 /**
  * Outbound buffering for WebSocket connections. Writes made while the event loop is busy (a fan-out
- * of one event to thousands of sockets, a batch of events) are queued per connection and written in
- * one frame per connection when the turn ends; a connection more than `limitBytes` behind refuses
+ * of one event to thousands of sockets, a batch of events) are queued per connection as whole
+ * WebSocket frames and written in one write per connection when the turn ends; a connection more than `limitBytes` behind refuses
  * further deliveries, so a slow reader costs bounded memory.
  */
 import { Context, Layer } from "effect"
+import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 
-/** What a connection needs of its socket; a `ws` WebSocket has all of it. */
+/** What a connection needs of its socket. */
 export interface Transport {
-  readonly send: (data: string | Buffer) => void
+  /** Hands complete WebSocket frames to the socket, in one write. */
+  readonly write: (frames: Buffer) => void
   /** Bytes accepted but not yet handed to the kernel. */
   readonly bufferedAmount: () => number
   readonly isOpen: () => boolean
 }
 
-/** Runs every queued outbox's flush once per event-loop turn, however many writes were made. */
+/**
+ * A whole server-to-client WebSocket text frame (FIN, not masked) around `payload`. A frame from
+ * the server is the same bytes for every client, so an event is framed once and the one Buffer is
+ * written to every subscriber's socket.
+ */
+export const textFrame = (payload: string | Buffer): Buffer => {
+  const length = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length
+  const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10
+  const frame = Buffer.allocUnsafe(headerLength + length)
+  frame[0] = 0x81
+  if (length < 126) frame[1] = length
+  else if (length < 65536) {
+    frame[1] = 126
+    frame.writeUInt16BE(length, 2)
+  } else {
+    frame[1] = 127
+    frame.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2)
+    frame.writeUInt32BE(length >>> 0, 6)
+  }
+  if (typeof payload === "string") frame.write(payload, headerLength, "utf8")
+  else payload.copy(frame, headerLength)
+  return frame
+}
+
+/**
+ * How many outboxes one turn flushes. A fan-out to thousands of sockets is written in slices with
+ * the event loop's I/O between them, so events that arrive meanwhile join the queues of the
+ * sockets not yet written: under load each write carries several events (fewer system calls per
+ * delivery, as a Go server's per-connection writers get), and a send is never stuck behind a
+ * whole fan-out.
+ */
+const FLUSH_SLICE = 256
+
+/** Flushes every queued outbox soon after it was queued, in the order they were queued. */
 export class Flusher extends Context.Tag("@chatify/server/Flusher")<Flusher, {
   readonly schedule: (outbox: Outbox) => void
 }>() {
   static readonly layer = Layer.sync(Flusher, () => {
     let due: Array<Outbox> = []
+    let next = 0
     let scheduled = false
-    const flushAll = () => {
-      scheduled = false
-      const now = due
+    const flushSlice = () => {
+      const end = Math.min(due.length, next + FLUSH_SLICE)
+      for (; next < end; next++) due[next]!.flush()
+      if (next < due.length) return setImmediate(flushSlice)
       due = []
-      for (const outbox of now) outbox.flush()
+      next = 0
+      scheduled = false
     }
     return {
       schedule: (outbox) => {
         due.push(outbox)
         if (!scheduled) {
           scheduled = true
-          setImmediate(flushAll)
+          setImmediate(flushSlice)
         }
       }
     }
@@ -42,8 +80,14 @@ export class Flusher extends Context.Tag("@chatify/server/Flusher")<Flusher, {
 
 /** One connection's outbound queue. */
 export class Outbox {
-  private parts: Array<string | Buffer> = []
+  private frames: Array<Buffer> = []
   private bytes = 0
+  /**
+   * The socket's unsent bytes as of our last write or check. Only our writes grow it (besides ws's
+   * few control frames), so it is never below the truth for long; reading the socket itself on
+   * every delivery of a fan-out costs a cache miss per subscriber.
+   */
+  private socketBytes = 0
   private queued = false
   private closed = false
   /** Called at the start of each flush: the owner adds what it batched itself (RPC chunks). */
@@ -57,19 +101,26 @@ export class Outbox {
 
   /** Bytes this connection is behind: queued here plus buffered by the socket. */
   backlog(): number {
-    return this.bytes + this.transport.bufferedAmount()
+    this.socketBytes = this.transport.bufferedAmount()
+    return this.bytes + this.socketBytes
   }
 
-  /** True while the peer is within `limitBytes` of what was written to it. */
-  hasRoom(): boolean {
-    return this.backlog() <= this.limitBytes
+  /** True while the peer is within `limitBytes` of what was written to it (plus `pendingBytes` the owner holds). */
+  hasRoom(pendingBytes = 0): boolean {
+    // the socket is asked only when the estimate says no: it may have drained since
+    return this.bytes + this.socketBytes + pendingBytes <= this.limitBytes || this.backlog() + pendingBytes <= this.limitBytes
   }
 
-  /** Queues data for this turn's frame. Control messages use it too; deliveries check `hasRoom` first. */
-  write(data: string | Buffer) {
+  /** Queues a text message for this turn's write. Deliveries check `hasRoom` first. */
+  write(payload: string | Buffer) {
+    this.writeFrame(textFrame(payload))
+  }
+
+  /** Queues a frame built by `textFrame` (shared by every connection that gets it). */
+  writeFrame(frame: Buffer) {
     if (this.closed) return
-    this.parts.push(data)
-    this.bytes += data.length
+    this.frames.push(frame)
+    this.bytes += frame.length
     this.wake()
   }
 
@@ -80,44 +131,39 @@ export class Outbox {
     this.flusher.schedule(this)
   }
 
+  /** Writes everything queued in one write: one system call however many frames. */
   flush() {
     this.queued = false
     if (this.closed) return
     this.onFlush?.()
-    const parts = this.parts
-    if (parts.length === 0) return
-    this.parts = []
+    const frames = this.frames
+    if (frames.length === 0) return
+    const bytes = this.bytes
+    this.frames = []
     this.bytes = 0
     if (!this.transport.isOpen()) return
-    if (parts.length === 1) return this.transport.send(parts[0]!)
-    let allText = true
-    for (const part of parts) {
-      if (typeof part !== "string") {
-        allText = false
-        break
-      }
-    }
-    this.transport.send(
-      allText ? (parts as Array<string>).join("") : Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part) : part)))
-    )
+    this.transport.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes))
+    this.socketBytes = this.transport.bufferedAmount()
   }
 
   /** Drops whatever is queued; nothing is written after this. */
   close() {
     this.closed = true
-    this.parts = []
+    this.frames = []
     this.bytes = 0
   }
 }
 
 const OPEN = 1
 
-/** A `ws` WebSocket as a transport; text frames, as the JSON protocols expect. */
-export const webSocketTransport = (ws: WebSocket): Transport => {
-  const options = { binary: false }
-  return {
-    send: (data) => ws.send(data, options),
-    bufferedAmount: () => ws.bufferedAmount,
-    isOpen: () => ws.readyState === OPEN
-  }
-}
+/**
+ * A `ws` WebSocket and the socket under it: frames go to the socket as they are, past ws's own
+ * framing (it frames and writes every message again; compression is off, so its writes are
+ * synchronous and ours interleave with its pings and close frames in order). Nothing is written
+ * once ws starts closing, so a close frame is always the last.
+ */
+export const webSocketTransport = (ws: WebSocket, socket: Duplex): Transport => ({
+  write: (frames) => void socket.write(frames),
+  bufferedAmount: () => socket.writableLength,
+  isOpen: () => ws.readyState === OPEN
+})

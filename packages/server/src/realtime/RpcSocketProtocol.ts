@@ -38,6 +38,7 @@ import { Authenticator } from "../Auth.js"
 import { problemResponse } from "../Http.js"
 import { hideDefects, makeRpcCaller } from "../Rpc.js"
 import { Identities } from "../Runtime.js"
+import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
 import { Flusher, Outbox, webSocketTransport } from "./Outbox.js"
@@ -128,11 +129,11 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
 
     /** Serves one connection, driven by its socket's events: no fiber of its own. */
-    const serve = (ws: WebSocket, upgradeHeaders: ReadonlyArray<[string, string]>, expiresAtMs: number | undefined) => {
+    const serve = (ws: WebSocket, socket: Duplex, upgradeHeaders: ReadonlyArray<[string, string]>, expiresAtMs: number | undefined) => {
         const clientId = nextClientId++
         const parser = RpcSerialization.ndjson.unsafeMake()
         let open = true
-        const outbox = new Outbox(webSocketTransport(ws), flusher, options.maxBufferedBytes)
+        const outbox = new Outbox(webSocketTransport(ws, socket), flusher, options.maxBufferedBytes)
         const subscriptions = new Map<string, Subscription>()
         let queued: Array<Subscription> = []
         let pendingBytes = 0
@@ -166,7 +167,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           queued = []
           for (const subscription of now) moveToOutbox(subscription)
         }
-        const hasRoom = () => outbox.backlog() + pendingBytes <= options.maxBufferedBytes
+        const hasRoom = () => outbox.hasRoom(pendingBytes)
 
         const end = (subscription: Subscription, exit: Exit.Exit<void, SubscribeError>) => {
           if (subscription.ended) return
@@ -345,7 +346,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           expiresAtMs = checked.right.expiresAtMs
         }
         const headers = upgradeHeadersOf(upgrade)
-        respond.accept((ws) => serve(ws, headers, expiresAtMs))
+        respond.accept((ws, socket) => serve(ws, socket, headers, expiresAtMs))
       }).pipe(Effect.annotateLogs({ correlationId: upgrade.correlationId }))
     yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
     // a plain GET (no upgrade) is the client's mistake

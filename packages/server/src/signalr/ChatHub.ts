@@ -28,6 +28,7 @@ import {
 import type { Principal } from "../Auth.js"
 import type { ShutdownGate } from "../Runtime.js"
 import { type Hub, type HubClient, HubError, hubMethod, type InvocationContext, TOKEN_EXPIRED } from "./Connection.js"
+import { textFrame } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
 /** The start of the Close error a client gets when it falls too far behind. */
@@ -38,6 +39,7 @@ export type ChatHubServices = Exclude<SendRequirements | SubscribeRequirements, 
 
 export interface ChatHubDependencies {
   readonly principal: Principal
+  /** The ReceiveMessage frame of an event (see `makeReceiveMessageEncoder`). */
   readonly encodeReceiveMessage: (event: EnrichedChatEvent) => Buffer | undefined
   readonly gate: ShutdownGate["Type"]
   readonly services: Context.Context<ChatHubServices>
@@ -68,7 +70,8 @@ export const errorMessageOf = (error: ChatError, target: string): string => {
 }
 
 /**
- * The ReceiveMessage record of an event, encoded once however many connections receive it: a
+ * The ReceiveMessage record of an event as a WebSocket frame, encoded and framed once however many
+ * connections receive it: a
  * fan-out hands one event to every subscriber of its scope before the next, so remembering the
  * last one suffices.
  */
@@ -82,7 +85,7 @@ export const makeReceiveMessageEncoder = () => {
       ? Protocol.writeMessage({ type: Protocol.MessageType.Invocation, target: "ReceiveMessage", arguments: [encoded.right] })
       : undefined
     lastEvent = event
-    lastRecord = record !== undefined && Either.isRight(record) ? Buffer.from(record.right) : undefined
+    lastRecord = record !== undefined && Either.isRight(record) ? textFrame(record.right) : undefined
     if (lastRecord === undefined) Effect.runSync(Effect.logError("Could not encode a chat event for ReceiveMessage"))
     return lastRecord
   }
@@ -120,7 +123,7 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
         const record = encodeReceiveMessage(item)
         if (record === undefined) return true
         if (!client.outbox.hasRoom()) return false
-        client.outbox.write(record)
+        client.outbox.writeFrame(record)
         return true
       }
       return {
@@ -188,7 +191,7 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
             ),
             asCaller(context),
             Effect.mapError(failWith(context.target))
-          ))
+          ), { pipelined: true })
       ]
     ])
     return { methods }

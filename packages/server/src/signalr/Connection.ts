@@ -19,8 +19,13 @@ export interface ConnectionSettings {
   readonly clientTimeout: Duration.Duration
   /** How long a client has to send its handshake request after the upgrade. */
   readonly handshakeTimeout: Duration.Duration
-  /** Invocations waiting behind the running one; more and the client floods us: it is closed. */
+  /** Invocations waiting behind the running ones; more and the client floods us: it is closed. */
   readonly maxPendingInvocations: number
+  /**
+   * How many pipelined invocations (sends) of one client may run at once. Other methods run one at
+   * a time, as in ASP.NET Core SignalR (MaximumParallelInvocationsPerClient = 1).
+   */
+  readonly maxPipelinedInvocations: number
   /** How far (bytes) a client may fall behind on deliveries before it is closed as too slow. */
   readonly maxBufferedBytes: number
 }
@@ -32,6 +37,7 @@ export const defaultConnectionSettings: ConnectionSettings = {
   clientTimeout: Duration.seconds(30),
   handshakeTimeout: Duration.seconds(15),
   maxPendingInvocations: 1024,
+  maxPipelinedInvocations: 64,
   maxBufferedBytes: 4 * 1024 * 1024
 }
 
@@ -46,6 +52,13 @@ export interface InvocationContext {
 
 export interface HubMethod {
   readonly invoke: (args: ReadonlyArray<unknown>, context: InvocationContext) => Effect.Effect<unknown, HubError>
+  /**
+   * May start while earlier pipelined invocations of the same client still run. Only for a method
+   * whose effects take their order when it starts: one that does nothing asynchronous before the
+   * step that orders it (a send: validate, rate limit, then append to the log), so invocations
+   * started in order take effect in order. Without it, a client's invocations run one at a time.
+   */
+  readonly pipelined?: boolean
 }
 
 /** `undefined` completes without a result (a `Task` hub method in .NET terms). */
@@ -57,11 +70,13 @@ export type HubResult = unknown
  */
 export const hubMethod = <A extends ReadonlyArray<unknown>, I>(
   parameters: Schema.Schema<A, I, never> & { readonly elements: ReadonlyArray<unknown> },
-  run: (args: A, context: InvocationContext) => Effect.Effect<HubResult, HubError>
+  run: (args: A, context: InvocationContext) => Effect.Effect<HubResult, HubError>,
+  options?: { readonly pipelined?: boolean }
 ): HubMethod => {
   const decode = argumentsDecoder(parameters)
   const arity = parameters.elements.length
   return {
+    pipelined: options?.pipelined === true,
     invoke: (args, context) => {
       if (args.length !== arity) {
         return Effect.fail(
@@ -135,6 +150,7 @@ export interface ConnectionOptions {
 
 interface Running {
   readonly invocationId: string | undefined
+  readonly pipelined: boolean
   readonly fiber: Fiber.RuntimeFiber<unknown, HubError>
 }
 
@@ -171,7 +187,8 @@ export class SignalRConnection {
   private readonly invocations: Array<Protocol.InvocationMessage> = []
   private readonly queuedIds = new Set<string>()
   private readonly canceledIds = new Set<string>()
-  private running: Running | undefined
+  /** In start order; more than one only while they are all pipelined. */
+  private readonly running = new Set<Running>()
   private readonly openedAtMs: number
   private lastReceivedAtMs: number
   private lastPingAtMs: number
@@ -284,12 +301,12 @@ export class SignalRConnection {
       if (this.state === "closed") return Effect.void
       this.state = "closed"
       this.outbox.close()
-      const running = this.running
-      this.running = undefined
+      const running = [...this.running]
+      this.running.clear()
       this.invocations.length = 0
       const scope = this.hubScope
       return Effect.zipRight(
-        running === undefined ? Effect.void : running.fiber.interruptAsFork(running.fiber.id()),
+        Effect.forEach(running, ({ fiber }) => fiber.interruptAsFork(fiber.id()), { discard: true }),
         scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
       ).pipe(Effect.ensuring(Effect.sync(() => {
         for (const f of this.onClosed.splice(0)) f()
@@ -364,8 +381,10 @@ export class SignalRConnection {
       case Protocol.MessageType.CancelInvocation: {
         const id = message.invocationId
         if (this.queuedIds.has(id)) this.canceledIds.add(id)
-        else if (this.running !== undefined && this.running.invocationId === id) {
-          this.options.runFork(this.running.fiber.interruptAsFork(this.running.fiber.id()))
+        else {
+          for (const { fiber, invocationId } of this.running) {
+            if (invocationId === id) this.options.runFork(fiber.interruptAsFork(fiber.id()))
+          }
         }
         return
       }
@@ -379,11 +398,22 @@ export class SignalRConnection {
     }
   }
 
-  /** Runs the next queued invocation; one at a time, so a client's invocations keep their order. */
+  /**
+   * Starts queued invocations in order: one at a time, except that consecutive pipelined ones run
+   * together (a client streaming sends is not held to one per event-loop turn).
+   */
   private runNext() {
-    while (this.running === undefined && this.state === "open") {
-      const message = this.invocations.shift()
+    while (this.state === "open") {
+      const message = this.invocations[0]
       if (message === undefined) return
+      const method = this.hub?.methods.get(message.target)
+      const pipelined = method?.pipelined === true
+      if (this.running.size > 0) {
+        if (!pipelined || this.running.size >= this.options.settings.maxPipelinedInvocations) return
+        // a serial invocation still running holds everything behind it
+        for (const running of this.running) if (!running.pipelined) return
+      }
+      this.invocations.shift()
       const { invocationId, target } = message
       if (invocationId !== undefined) {
         this.queuedIds.delete(invocationId)
@@ -392,7 +422,6 @@ export class SignalRConnection {
           continue
         }
       }
-      const method = this.hub?.methods.get(target)
       const context: InvocationContext = { target, invocationId, headers: message.headers ?? {} }
       const effect = method === undefined
         ? Effect.fail(new HubError({ message: `Unknown hub method '${target}'.` }))
@@ -400,11 +429,10 @@ export class SignalRConnection {
       const fiber = this.options.runFork(
         effect.pipe(Effect.annotateLogs({ connectionId: this.options.connectionId, target, invocationId: invocationId ?? "" }))
       )
-      const running: Running = { invocationId, fiber }
-      this.running = running
+      const running: Running = { invocationId, pipelined, fiber }
+      this.running.add(running)
       onExit(fiber, (exit) => {
-        if (this.running !== running) return
-        this.running = undefined
+        if (!this.running.delete(running)) return
         this.finish(message, exit)
         this.runNext()
       })

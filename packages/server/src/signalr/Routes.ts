@@ -159,9 +159,9 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
             return respond.refuse(new Forbidden({ message: "the connection was negotiated by another user" }))
           }
           if (id !== null) negotiations.use(id)
-          respond.accept((ws) => {
+          respond.accept((ws, socket) => {
             const connection = new SignalRConnection({
-              transport: webSocketTransport(ws),
+              transport: webSocketTransport(ws, socket),
               closeSocket: (code) => ws.close(code),
               settings: options,
               flusher,

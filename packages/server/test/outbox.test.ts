@@ -1,0 +1,115 @@
+import type { Writable } from "node:stream"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, FastCheck as fc } from "effect"
+import * as ws from "ws"
+import { Flusher, Outbox, textFrame, type Transport } from "../src/realtime/Outbox.js"
+
+// ws's own frame parser (what every Node client runs) is the judge of the frames we build by hand
+interface FrameReceiver extends Writable {
+  on(event: "message", listener: (data: Buffer, isBinary: boolean) => void): this
+  on(event: "error", listener: (error: Error) => void): this
+}
+// ws exports it at run time; its type declarations do not
+const { Receiver } = ws as unknown as { readonly Receiver: new(options: { readonly isServer: boolean }) => FrameReceiver }
+
+/** What a client reads from these bytes: each message's text, or the error it closes with. */
+const clientReads = (bytes: Buffer) => {
+  const receiver = new Receiver({ isServer: false })
+  const texts: Array<string> = []
+  const errors: Array<string> = []
+  receiver.on("message", (data, isBinary) => texts.push(isBinary ? "<binary>" : data.toString("utf8")))
+  receiver.on("error", (error) => errors.push(error.message))
+  receiver.write(bytes)
+  return { texts, errors }
+}
+
+// lengths around each header form's edges (7-bit, 16-bit, 64-bit), and anything in between
+const boundaryLength = fc.constantFrom(0, 1, 125, 126, 127, 65_535, 65_536, 70_000)
+const payload = fc.oneof(
+  fc.string({ unit: "grapheme", maxLength: 300 }),
+  fc.tuple(boundaryLength, fc.string({ unit: "grapheme", maxLength: 4 })).map(([length, tail]) => "a".repeat(length) + tail)
+)
+
+describe("textFrame", () => {
+  it.prop("a client reads back every text, framed from a string or from its bytes", [fc.array(payload, { minLength: 1, maxLength: 5 })], ([texts]) => {
+    const frames = texts.map((text, i) => (i % 2 === 0 ? textFrame(text) : textFrame(Buffer.from(text, "utf8"))))
+    expect(clientReads(Buffer.concat(frames))).toEqual({ texts, errors: [] })
+  }, { fastCheck: { numRuns: 150 } })
+
+  it("uses the shortest length form, as RFC 6455 requires", () => {
+    expect(textFrame("a".repeat(125)).subarray(0, 2)).toEqual(Buffer.from([0x81, 125]))
+    expect(textFrame("a".repeat(126)).subarray(0, 4)).toEqual(Buffer.from([0x81, 126, 0, 126]))
+    expect(textFrame("a".repeat(65_536)).subarray(0, 10)).toEqual(Buffer.from([0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]))
+  })
+})
+
+const recordingTransport = () => {
+  const writes: Array<Buffer> = []
+  let open = true
+  let buffered = 0
+  const transport: Transport = {
+    write: (frames) => void writes.push(frames),
+    bufferedAmount: () => buffered,
+    isOpen: () => open
+  }
+  return {
+    transport,
+    writes,
+    close: () => void (open = false),
+    setBuffered: (bytes: number) => void (buffered = bytes)
+  }
+}
+
+/** Resolves after the Flusher's turn has run. */
+const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+describe("Outbox", () => {
+  it.effect("what one turn writes goes out in one write, in order, the shared frames as they are", () =>
+    Effect.gen(function*() {
+      const flusher = yield* Effect.provide(Flusher, Flusher.layer)
+      const socket = recordingTransport()
+      const outbox = new Outbox(socket.transport, flusher, 1024)
+      const shared = textFrame("event")
+      outbox.write("first")
+      outbox.writeFrame(shared)
+      outbox.write("last")
+      expect(outbox.backlog()).toBe(textFrame("first").length + shared.length + textFrame("last").length)
+      expect(socket.writes).toEqual([])
+      yield* nextTurn
+      expect(socket.writes.length).toBe(1)
+      expect(clientReads(socket.writes[0]!).texts).toEqual(["first", "event", "last"])
+      expect(outbox.backlog()).toBe(0)
+    }))
+
+  it.effect("counts the socket's buffer in its backlog and has no room past its limit", () =>
+    Effect.gen(function*() {
+      const flusher = yield* Effect.provide(Flusher, Flusher.layer)
+      const socket = recordingTransport()
+      const outbox = new Outbox(socket.transport, flusher, 100)
+      socket.setBuffered(95)
+      expect(outbox.hasRoom()).toBe(true)
+      outbox.write("123") // 5 bytes framed
+      expect(outbox.hasRoom()).toBe(true)
+      outbox.write("4")
+      expect(outbox.backlog()).toBe(95 + 5 + 3)
+      expect(outbox.hasRoom()).toBe(false)
+    }))
+
+  it.effect("writes nothing once closed, or once the socket is no longer open", () =>
+    Effect.gen(function*() {
+      const flusher = yield* Effect.provide(Flusher, Flusher.layer)
+      const closedSocket = recordingTransport()
+      const closing = new Outbox(closedSocket.transport, flusher, 1024)
+      closing.write("queued before close")
+      closing.close()
+      closing.write("after close")
+      const goneSocket = recordingTransport()
+      const gone = new Outbox(goneSocket.transport, flusher, 1024)
+      gone.write("queued while open")
+      goneSocket.close()
+      yield* nextTurn
+      expect(closedSocket.writes).toEqual([])
+      expect(goneSocket.writes).toEqual([])
+      expect(closing.backlog()).toBe(0)
+    }))
+})
