@@ -85,6 +85,37 @@ describe("SignalR framing and parsing (pure)", () => {
   )
 
   it.prop(
+    "the hand-checked fast path for plain invocations parses exactly as the schema does",
+    {
+      json: fc.oneof(
+        hubMessage,
+        // near misses: a plain invocation with one field wrong, missing or added
+        fc.tuple(
+          fc.record({ type: fc.constant(1), invocationId: id, target: id, arguments: fc.array(jsonArgument, { maxLength: 3 }) }),
+          fc.constantFrom("type", "invocationId", "target", "arguments", "streamIds", "headers", "extra"),
+          fc.constantFrom<ReadonlyArray<unknown>>(undefined, "", "1", 1, 4, null, [], {}, ["s"], { h: "v" }, { h: 5 })
+        ).map(([invocation, field, value]) => {
+          const mutated: Record<string, unknown> = { ...invocation }
+          if (value === undefined) delete mutated[field]
+          else mutated[field] = value
+          return mutated
+        }),
+        fc.jsonValue({ maxDepth: 2 })
+      )
+    },
+    ({ json }) => {
+      const record = JSON.stringify(json)
+      const viaSchema = Either.mapLeft(
+        Schema.decodeUnknownEither(Schema.parseJson(Protocol.HubMessage))(record),
+        () => "invalid"
+      )
+      const parsed = Either.mapLeft(Protocol.parseMessage(record), () => "invalid")
+      expect(parsed).toEqual(viaSchema)
+    },
+    { fastCheck: { numRuns: 500 } }
+  )
+
+  it.prop(
     "several records per frame and records split across frames come out in order, the tail kept pending",
     {
       records: fc.array(withoutSeparator(fc.string({ unit: "grapheme" })), { maxLength: 10 }),

@@ -3,7 +3,7 @@
  * LeaveScopeAsync manage `subscribe` subscriptions, SendAsync runs `sendMessage`, and events reach
  * the client as `ReceiveMessage` with the ChatEvent wire JSON. No send pipeline of its own.
  */
-import { type Context, Effect, Either, ExecutionStrategy, Exit, Option, Schema, Scope } from "effect"
+import { Context, Effect, Either, ExecutionStrategy, Exit, Option, Schema, Scope } from "effect"
 import {
   CorrelationId,
   CurrentUser,
@@ -97,16 +97,26 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
     const { encodeReceiveMessage, gate, principal, services } = dependencies
     const connectionScope = yield* Effect.scope
     const memberships = new Map<string, Scope.CloseableScope>()
+    // the caller's services, built once per connection rather than merged per invocation
+    const callerServices = Context.add(services, CurrentUser, principal)
 
-    /** Each invocation runs as the caller, with its own correlation id, on the shared services. */
+    /**
+     * Each invocation runs as the caller, with its own correlation id, on the shared services: one
+     * context and one set of log annotations per invocation (each step is a fiber-ref update, and a
+     * send pays for every one).
+     */
     const asCaller = (context: InvocationContext) => <A, E>(effect: Effect.Effect<A, E, ChatHubServices | CurrentUser>) => {
       const requested = context.headers[CORRELATION_HEADER]
       const correlationId = requested !== undefined && validCorrelationId.test(requested) ? requested : crypto.randomUUID()
       return effect.pipe(
-        Effect.provideService(CurrentUser, principal),
-        Effect.provide(services),
-        Effect.provideService(CorrelationId, correlationId),
-        Effect.annotateLogs({ correlationId, userId: principal.userId, target: context.target })
+        Effect.provide(Context.add(callerServices, CorrelationId, correlationId)),
+        Effect.annotateLogs({
+          correlationId,
+          userId: principal.userId,
+          connectionId: context.connectionId,
+          target: context.target,
+          invocationId: context.invocationId ?? ""
+        })
       )
     }
 
@@ -175,7 +185,7 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
       ],
       [
         "LeaveScopeAsync",
-        hubMethod(Schema.Tuple(Schema.String), ([scopeId]) => leave(scopeId))
+        hubMethod(Schema.Tuple(Schema.String), ([scopeId], context) => leave(scopeId).pipe(asCaller(context)))
       ],
       [
         // Returns the EnrichedChatEvent {chatEvent, partition, offset}: the original's command result

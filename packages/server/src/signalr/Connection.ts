@@ -45,6 +45,8 @@ export const defaultConnectionSettings: ConnectionSettings = {
 export class HubError extends Data.TaggedError("HubError")<{ readonly message: string }> {}
 
 export interface InvocationContext {
+  /** For the hub's log annotations: the connection does not annotate its invocations itself. */
+  readonly connectionId: string
   readonly target: string
   readonly invocationId: string | undefined
   readonly headers: Readonly<Record<string, string>>
@@ -422,13 +424,16 @@ export class SignalRConnection {
           continue
         }
       }
-      const context: InvocationContext = { target, invocationId, headers: message.headers ?? {} }
+      const context: InvocationContext = {
+        connectionId: this.options.connectionId,
+        target,
+        invocationId,
+        headers: message.headers ?? {}
+      }
       const effect = method === undefined
         ? Effect.fail(new HubError({ message: `Unknown hub method '${target}'.` }))
         : method.invoke(message.arguments, context)
-      const fiber = this.options.runFork(
-        effect.pipe(Effect.annotateLogs({ connectionId: this.options.connectionId, target, invocationId: invocationId ?? "" }))
-      )
+      const fiber = this.options.runFork(effect)
       const running: Running = { invocationId, pipelined, fiber }
       this.running.add(running)
       onExit(fiber, (exit) => {
