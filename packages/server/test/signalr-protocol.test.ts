@@ -116,6 +116,21 @@ describe("SignalR framing and parsing (pure)", () => {
   )
 
   it.prop(
+    "records spliced from JSON text are the records writeMessage writes for the same values",
+    { invocationId: fc.string(), target: fc.string(), value: fc.jsonValue() },
+    ({ invocationId, target, value }) => {
+      const json = JSON.stringify(value)
+      expect(Protocol.completionJsonRecord(invocationId, json)).toBe(
+        Either.getOrThrow(Protocol.writeMessage({ type: Protocol.MessageType.Completion, invocationId, result: value }))
+      )
+      expect(Protocol.invocationJsonRecord(target, json)).toBe(
+        Either.getOrThrow(Protocol.writeMessage({ type: Protocol.MessageType.Invocation, target, arguments: [value] }))
+      )
+    },
+    { fastCheck: { numRuns } }
+  )
+
+  it.prop(
     "several records per frame and records split across frames come out in order, the tail kept pending",
     {
       records: fc.array(withoutSeparator(fc.string({ unit: "grapheme" })), { maxLength: 10 }),

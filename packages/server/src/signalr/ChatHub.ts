@@ -15,7 +15,7 @@ import {
 } from "@chatify/core"
 import {
   type ChatError,
-  ChatEvent,
+  encodeChatEventJson,
   ChatScopeType,
   EnrichedChatEvent,
   problemOf,
@@ -27,7 +27,7 @@ import {
 } from "@chatify/domain"
 import type { Principal } from "../Auth.js"
 import type { ShutdownGate } from "../Runtime.js"
-import { type Hub, type HubClient, HubError, hubMethod, type InvocationContext, TOKEN_EXPIRED } from "./Connection.js"
+import { type Hub, type HubClient, HubError, hubMethod, type InvocationContext, JsonResult, TOKEN_EXPIRED } from "./Connection.js"
 import { textFrame } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
@@ -55,8 +55,12 @@ export const ChatSendRequestArgument = Schema.Struct({
   text: Schema.String
 })
 
-const encodeChatEvent = Schema.encodeEither(ChatEvent)
-const encodeEnriched = Schema.encodeEither(EnrichedChatEvent)
+/** SendAsync's result, the EnrichedChatEvent's JSON, from the event's JSON (encoded once, by hand). */
+const enrichedJson = (sent: EnrichedChatEvent) =>
+  Either.map(
+    encodeChatEventJson(sent.chatEvent),
+    (chatEvent) => new JsonResult(`{"chatEvent":${chatEvent},"partition":${sent.partition},"offset":${sent.offset}}`)
+  )
 
 /**
  * A typed error as the client reads it: the ProblemDetails title and detail, as over HTTP. A 500
@@ -80,12 +84,9 @@ export const makeReceiveMessageEncoder = () => {
   let lastRecord: Buffer | undefined
   return (event: EnrichedChatEvent): Buffer | undefined => {
     if (event === lastEvent) return lastRecord
-    const encoded = encodeChatEvent(event.chatEvent)
-    const record = Either.isRight(encoded)
-      ? Protocol.writeMessage({ type: Protocol.MessageType.Invocation, target: "ReceiveMessage", arguments: [encoded.right] })
-      : undefined
+    const encoded = encodeChatEventJson(event.chatEvent)
     lastEvent = event
-    lastRecord = record !== undefined && Either.isRight(record) ? textFrame(record.right) : undefined
+    lastRecord = Either.isRight(encoded) ? textFrame(Protocol.invocationJsonRecord("ReceiveMessage", encoded.right)) : undefined
     if (lastRecord === undefined) Effect.runSync(Effect.logError("Could not encode a chat event for ReceiveMessage"))
     return lastRecord
   }
@@ -194,7 +195,7 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
         hubMethod(Schema.Tuple(ChatSendRequestArgument), ([request], context) =>
           gate.track(sendMessage(request)).pipe(
             Effect.flatMap((sent) =>
-              Either.match(encodeEnriched(sent), {
+              Either.match(enrichedJson(sent), {
                 onLeft: () => Effect.fail(new Unexpected({ message: "could not encode the result" })),
                 onRight: Effect.succeed
               })

@@ -66,6 +66,11 @@ export interface HubMethod {
 /** `undefined` completes without a result (a `Task` hub method in .NET terms). */
 export type HubResult = unknown
 
+/** A hub method's result that is JSON text already: written into the Completion as it is. */
+export class JsonResult {
+  constructor(readonly json: string) {}
+}
+
 /**
  * A hub method whose parameters are a Schema tuple: the argument count and every argument are
  * checked before `run` sees them, and a mismatch becomes a Completion error naming the argument.
@@ -467,6 +472,7 @@ export class SignalRConnection {
   private complete(invocationId: string, target: string, outcome: Either.Either<unknown, string>) {
     if (Either.isLeft(outcome)) return this.outbox.write(Protocol.completionErrorRecord(invocationId, outcome.left))
     const result = outcome.right
+    if (result instanceof JsonResult) return this.outbox.write(Protocol.completionJsonRecord(invocationId, result.json))
     const record = Protocol.writeMessage(
       result === undefined
         ? { type: Protocol.MessageType.Completion, invocationId }

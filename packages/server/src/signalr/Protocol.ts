@@ -276,6 +276,14 @@ export const writeMessage = (message: HubMessage): Either.Either<string, Unencod
 export const writeHandshakeResponse = (error: string | undefined): string =>
   JSON.stringify(error === undefined ? {} : { error }) + RECORD_SEPARATOR
 
+/** A successful Completion whose result is JSON text already (spliced in as it is). */
+export const completionJsonRecord = (invocationId: string, resultJson: string): string =>
+  `{"type":${MessageType.Completion},"invocationId":${JSON.stringify(invocationId)},"result":${resultJson}}${RECORD_SEPARATOR}`
+
+/** A client-method Invocation whose single argument is JSON text already. */
+export const invocationJsonRecord = (target: string, argumentJson: string): string =>
+  `{"type":${MessageType.Invocation},"target":${JSON.stringify(target)},"arguments":[${argumentJson}]}${RECORD_SEPARATOR}`
+
 /** A failed Completion; strings always serialize, so this needs no Either. */
 export const completionErrorRecord = (invocationId: string, error: string): string =>
   JSON.stringify({ type: MessageType.Completion, invocationId, error }) + RECORD_SEPARATOR
