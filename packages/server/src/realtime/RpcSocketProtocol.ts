@@ -13,9 +13,11 @@ import { Rpc, RpcSerialization, RpcServer } from "@effect/rpc"
 import type { FromClientEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
 import {
   Clock,
+  Context,
   Effect,
   Either,
   Exit,
+  type Fiber,
   FiberId,
   FiberSet,
   Layer,
@@ -25,19 +27,31 @@ import {
   Schema,
   Scope
 } from "effect"
-import { CoreSettings, CorrelationId, type CurrentUser, subscribeInto, type SubscribeRequirements, type SubscriptionSink } from "@chatify/core"
+import {
+  CoreSettings,
+  CorrelationId,
+  CurrentUser,
+  sendMessage,
+  type SendRequirements,
+  subscribeInto,
+  type SubscribeRequirements,
+  type SubscriptionSink
+} from "@chatify/core"
 import {
   ChatRpcs,
+  ChatScopeType,
   EnrichedChatEvent,
+  type SendError,
   type SubscribeError,
   SubscribePayload,
   SubscriptionItem,
   ValidationError
 } from "@chatify/domain"
-import { Authenticator } from "../Auth.js"
+import { Authenticator, bearerOfHeader, type Principal } from "../Auth.js"
 import { problemResponse } from "../Http.js"
 import { hideDefects, makeRpcCaller } from "../Rpc.js"
-import { Identities } from "../Runtime.js"
+import { Identities, ShutdownGate } from "../Runtime.js"
+import { makeEnrichedChatEventJsonCache, enrichedChatEventJson } from "./EventJson.js"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
@@ -68,22 +82,40 @@ const decodeSubscribePayload = Schema.decodeUnknownEither(SubscribePayload)
 const encodeSubscribeExit = Schema.encodeEither(
   Rpc.exitSchema(ChatRpcs.requests.get("Subscribe")!) as unknown as Schema.Schema<Exit.Exit<void, SubscribeError>, unknown>
 )
+const encodeSendExit = Schema.encodeEither(
+  Rpc.exitSchema(ChatRpcs.requests.get("Send")!) as unknown as Schema.Schema<Exit.Exit<EnrichedChatEvent, SendError>, unknown>
+)
 const encodeItem = Schema.encodeEither(SubscriptionItem)
 const encodeDefect = Schema.encodeSync(Schema.Defect)
 
+const CORRELATION_HEADER = "x-correlation-id"
+
 const PONG = `{"_tag":"Pong"}\n`
 
-/** The JSON of an event as a subscription item, encoded once for every subscriber it reaches. */
-const makeEventEncoder = () => {
-  let lastEvent: EnrichedChatEvent | undefined
-  let lastJson: string | undefined
-  return (event: EnrichedChatEvent): string | undefined => {
-    if (event !== lastEvent) {
-      lastEvent = event
-      lastJson = Either.match(encodeItem(event), { onLeft: () => undefined, onRight: (encoded) => JSON.stringify(encoded) })
-    }
-    return lastJson
+const isScopeType = Schema.is(ChatScopeType)
+
+/**
+ * A Send payload the fast path takes as it is: exactly the contract's fields with their types.
+ * Anything else (extra fields, wrong types) goes to RpcServer, which decodes it and answers.
+ */
+const plainSendPayload = (payload: unknown): { scopeType: ChatScopeType; scopeId: string; text: string } | undefined => {
+  if (typeof payload !== "object" || payload === null) return undefined
+  const { scopeId, scopeType, text } = payload as Record<string, unknown>
+  return isScopeType(scopeType) && typeof scopeId === "string" && typeof text === "string" && Object.keys(payload).length === 3
+    ? { scopeType, scopeId, text }
+    : undefined
+}
+
+/** A Send's Exit line as RpcServer writes it: the success spliced from the event's JSON, failures through the contract's schema. */
+export const sendExitLine = (requestId: string, exit: Exit.Exit<EnrichedChatEvent, SendError>): string => {
+  if (Exit.isSuccess(exit)) {
+    const json = enrichedChatEventJson(exit.value)
+    if (Either.isRight(json)) return `{"_tag":"Exit","requestId":${JSON.stringify(requestId)},"exit":{"_tag":"Success","value":${json.right}}}\n`
   }
+  return Either.match(encodeSendExit(exit), {
+    onLeft: (error) => JSON.stringify({ _tag: "Defect", defect: encodeDefect(error.message) }) + "\n",
+    onRight: (encoded) => JSON.stringify({ _tag: "Exit", requestId, exit: encoded }) + "\n"
+  })
 }
 
 interface Subscription {
@@ -100,8 +132,8 @@ interface Subscription {
   scope: Scope.CloseableScope | undefined
 }
 
-/** What the Subscribe fast path runs on, captured once when the protocol is built. */
-type FastPathServices = Exclude<SubscribeRequirements, CurrentUser>
+/** What the Subscribe and Send fast paths run on, captured once when the protocol is built. */
+type FastPathServices = Exclude<SubscribeRequirements | SendRequirements, CurrentUser>
 
 export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
   Effect.gen(function*() {
@@ -112,7 +144,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     const runFork = yield* FiberSet.makeRuntime<FastPathServices>()
     const { subscriberBufferSize } = yield* CoreSettings
     const disconnects = yield* Mailbox.make<number>()
-    const encodeEvent = makeEventEncoder()
+    const encodeEvent = makeEnrichedChatEventJsonCache()
+    const gate = yield* ShutdownGate
+    const identities = yield* Identities
     const clients = new Map<number, Outbox>()
     const gateway = yield* WebSocketGateway
     const authenticator = yield* Authenticator
@@ -217,6 +251,55 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           }
         }
 
+        // Sends in flight on the fast path, for Interrupt; and the caller, authenticated once
+        const sends = new Map<string, Fiber.RuntimeFiber<void>>()
+        let caller: Principal | undefined
+        const upgradeCorrelationId = upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1]
+        const upgradeAuthorization = upgradeHeaders.find(([name]) => name === "authorization")?.[1]
+        const connectionId = identities.connectionIdForClient(clientId)
+        // Known at once (anonymous, or a token the upgrade just verified, which the authenticator
+        // caches); otherwise every Send of this connection takes RpcServer's path, so a client's
+        // sends never take two paths at once and keep their order.
+        const authenticated = Effect.runSyncExit(
+          authenticator.authenticate(upgradeAuthorization === undefined ? undefined : bearerOfHeader(upgradeAuthorization), connectionId)
+        )
+        if (Exit.isSuccess(authenticated)) caller = authenticated.value
+
+        /**
+         * A Send with a plain payload and no headers of its own that change who or what it is,
+         * run straight from the socket as RpcServer would run it, with its Exit line written by
+         * hand: false leaves the request to RpcServer.
+         */
+        const startSend = (request: RequestEncoded): boolean => {
+          const payload = plainSendPayload(request.payload)
+          if (payload === undefined) return false
+          let correlationId = upgradeCorrelationId
+          for (const [name, value] of request.headers) {
+            const lowerName = name.toLowerCase()
+            if (lowerName === "authorization") return false
+            if (lowerName === CORRELATION_HEADER) correlationId = value
+          }
+          // the caller is authenticated by RpcServer's path the first time (and once its token expired)
+          if (caller === undefined || (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs)) return false
+          const requestId = String(request.id)
+          if (sends.has(requestId)) return false
+          const id = correlationId ?? crypto.randomUUID()
+          const send = gate.track(sendMessage(payload)).pipe(
+            hideDefects,
+            Effect.provide(Context.make(CurrentUser, caller).pipe(Context.add(CorrelationId, id))),
+            Effect.annotateLogs({ correlationId: id, connectionId })
+          )
+          // an Interrupt from the client ends the send with an interrupted Exit, as on RpcServer's path
+          const fiber = runFork(Effect.uninterruptibleMask((restore) =>
+            Effect.map(Effect.exit(restore(send)), (exit) => {
+              sends.delete(requestId)
+              if (open) outbox.write(sendExitLine(requestId, exit))
+            })
+          ))
+          sends.set(requestId, fiber)
+          return true
+        }
+
         const startSubscription = (request: RequestEncoded) => {
           const requestId = String(request.id)
           const previous = subscriptions.get(requestId)
@@ -262,6 +345,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           switch (message._tag) {
             case "Request":
               if (message.tag === "Subscribe") return void startSubscription(message)
+              if (message.tag === "Send" && startSend(message)) return undefined
               ;(message as { headers: ReadonlyArray<[string, string]> }).headers = upgradeHeaders.concat(message.headers)
               return writeRequest(clientId, message)
             case "Ack": {
@@ -272,6 +356,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
               return undefined
             }
             case "Interrupt": {
+              const send = sends.get(message.requestId)
+              if (send !== undefined) return void send.unsafeInterruptAsFork(FiberId.none)
               const subscription = subscriptions.get(message.requestId)
               if (subscription === undefined) return writeRequest(clientId, message)
               return void end(subscription, Exit.interrupt(FiberId.none))

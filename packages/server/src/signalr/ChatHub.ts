@@ -28,6 +28,7 @@ import {
 import type { Principal } from "../Auth.js"
 import type { ShutdownGate } from "../Runtime.js"
 import { type Hub, type HubClient, HubError, hubMethod, type InvocationContext, JsonResult, TOKEN_EXPIRED } from "./Connection.js"
+import { enrichedChatEventJson } from "../realtime/EventJson.js"
 import { textFrame } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
@@ -55,12 +56,8 @@ export const ChatSendRequestArgument = Schema.Struct({
   text: Schema.String
 })
 
-/** SendAsync's result, the EnrichedChatEvent's JSON, from the event's JSON (encoded once, by hand). */
-const enrichedJson = (sent: EnrichedChatEvent) =>
-  Either.map(
-    encodeChatEventJson(sent.chatEvent),
-    (chatEvent) => new JsonResult(`{"chatEvent":${chatEvent},"partition":${sent.partition},"offset":${sent.offset}}`)
-  )
+/** SendAsync's result: the EnrichedChatEvent's JSON, spliced rather than encoded through the schema. */
+const enrichedJson = (sent: EnrichedChatEvent) => Either.map(enrichedChatEventJson(sent), (json) => new JsonResult(json))
 
 /**
  * A typed error as the client reads it: the ProblemDetails title and detail, as over HTTP. A 500
