@@ -1,4 +1,4 @@
-import type { HttpServerRequest } from "@effect/platform"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Clock, Config, ConfigError, Context, Data, Effect, Either, Layer, Option, Redacted } from "effect"
 import { createPublicKey, type KeyObject } from "node:crypto"
 import { readFileSync } from "node:fs"

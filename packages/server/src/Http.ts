@@ -1,11 +1,9 @@
-import {
-  HttpApiBuilder,
-  HttpApiError,
-  HttpLayerRouter,
-  HttpServerError,
-  HttpServerRequest,
-  HttpServerResponse
-} from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiError from "@effect/platform/HttpApiError"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Cause, Effect, Option, Schema } from "effect"
 import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage } from "@chatify/core"
 import {

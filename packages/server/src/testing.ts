@@ -2,7 +2,7 @@
  * An embedded Chatify for tests, on 127.0.0.1 and a free port with its own data directory: for
  * this repository's tests and for other services that want a real chat server in theirs.
  */
-import { HttpServer } from "@effect/platform"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Redacted } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"

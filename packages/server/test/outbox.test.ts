@@ -1,11 +1,11 @@
-import type { Writable } from "node:stream"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
 import * as ws from "ws"
 import { Flusher, Outbox, textFrame, type Transport } from "../src/realtime/Outbox.js"
 
 // ws's own frame parser (what every Node client runs) is the judge of the frames we build by hand
-interface FrameReceiver extends Writable {
+interface FrameReceiver {
+  write(chunk: Buffer): boolean
   on(event: "message", listener: (data: Buffer, isBinary: boolean) => void): this
   on(event: "error", listener: (error: Error) => void): this
 }

@@ -8,8 +8,11 @@
  * subscription more than `subscriberBufferSize` events (or the connection `maxBufferedBytes`)
  * behind ends with SubscriptionLagged. Every other request is handed to RpcServer as usual.
  */
-import { Headers, HttpLayerRouter } from "@effect/platform"
-import { Rpc, RpcSerialization, RpcServer } from "@effect/rpc"
+import * as Headers from "@effect/platform/Headers"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as RpcServer from "@effect/rpc/RpcServer"
 import type { FromClientEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
 import {
   Clock,

@@ -2,7 +2,9 @@
  * The HTTP side of the hub: POST {path}/negotiate and the WebSocket upgrade on GET {path}. Only
  * the WebSockets transport with the Text transfer format is offered.
  */
-import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Clock, Duration, Effect, Either, FiberSet, Layer, Schedule } from "effect"
 import { CorrelationId } from "@chatify/core"
 import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/domain"
