@@ -47,6 +47,9 @@ export interface ChatHubDependencies {
 }
 
 const CORRELATION_HEADER = "x-correlation-id"
+
+// built once: a hub is built per connection
+const ScopeIdParameter = Schema.Tuple(Schema.String)
 const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
 
 /** SendAsync's argument, the original ChatSendRequestDto; a `senderId` in it is ignored (it is the caller). */
@@ -55,6 +58,7 @@ export const ChatSendRequestArgument = Schema.Struct({
   scopeId: Schema.String,
   text: Schema.String
 })
+const SendParameter = Schema.Tuple(ChatSendRequestArgument)
 
 /** SendAsync's result: the EnrichedChatEvent's JSON, spliced rather than encoded through the schema. */
 const enrichedJson = (sent: EnrichedChatEvent) => Either.map(enrichedChatEventJson(sent), (json) => new JsonResult(json))
@@ -178,18 +182,18 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
     const methods = new Map([
       [
         "JoinScopeAsync",
-        hubMethod(Schema.Tuple(Schema.String), ([scopeId], context) =>
+        hubMethod(ScopeIdParameter, ([scopeId], context) =>
           join(scopeId).pipe(asCaller(context), Effect.mapError(failWith(context.target))))
       ],
       [
         "LeaveScopeAsync",
-        hubMethod(Schema.Tuple(Schema.String), ([scopeId], context) => leave(scopeId).pipe(asCaller(context)))
+        hubMethod(ScopeIdParameter, ([scopeId], context) => leave(scopeId).pipe(asCaller(context)))
       ],
       [
         // Returns the EnrichedChatEvent {chatEvent, partition, offset}: the original's command result
         // (EnrichedChatEventDto), the same body as POST /api/chat/send.
         "SendAsync",
-        hubMethod(Schema.Tuple(ChatSendRequestArgument), ([request], context) =>
+        hubMethod(SendParameter, ([request], context) =>
           gate.track(sendMessage(request)).pipe(
             Effect.flatMap((sent) =>
               Either.match(enrichedJson(sent), {

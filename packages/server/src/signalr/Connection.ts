@@ -80,7 +80,7 @@ export const hubMethod = <A extends ReadonlyArray<unknown>, I>(
   run: (args: A, context: InvocationContext) => Effect.Effect<HubResult, HubError>,
   options?: { readonly pipelined?: boolean }
 ): HubMethod => {
-  const decode = argumentsDecoder(parameters)
+  const decode = argumentsDecoderOf(parameters)
   const arity = parameters.elements.length
   return {
     pipelined: options?.pipelined === true,
@@ -98,6 +98,16 @@ export const hubMethod = <A extends ReadonlyArray<unknown>, I>(
       })
     }
   }
+}
+
+/** Hubs are built per connection: each parameter schema is compiled once, not once per connection. */
+const compiledDecoders = new WeakMap<object, (args: ReadonlyArray<unknown>) => Either.Either<unknown, string>>()
+const argumentsDecoderOf = <A, I>(schema: Schema.Schema<A, I, never>) => {
+  const compiled = compiledDecoders.get(schema)
+  if (compiled !== undefined) return compiled as (args: ReadonlyArray<unknown>) => Either.Either<A, string>
+  const decoder = argumentsDecoder(schema)
+  compiledDecoders.set(schema, decoder)
+  return decoder
 }
 
 const argumentsDecoder = <A, I>(schema: Schema.Schema<A, I, never>) => {
