@@ -273,24 +273,36 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
          * run straight from the socket as RpcServer would run it, with its Exit line written by
          * hand: false leaves the request to RpcServer.
          */
-        const startSend = (request: RequestEncoded): boolean => {
-          const payload = plainSendPayload(request.payload)
-          if (payload === undefined) return false
+        /**
+         * The request's caller and correlation id, when it is the connection's authenticated caller
+         * (no Authorization header of its own, a token that has not expired); undefined leaves the
+         * request to the general path, which authenticates it.
+         */
+        const knownCaller = (request: RequestEncoded): { readonly principal: Principal; readonly correlationId: string } | undefined => {
           let correlationId = upgradeCorrelationId
           for (const [name, value] of request.headers) {
             const lowerName = name.toLowerCase()
-            if (lowerName === "authorization") return false
+            if (lowerName === "authorization") return undefined
             if (lowerName === CORRELATION_HEADER) correlationId = value
           }
-          // the caller is authenticated by RpcServer's path the first time (and once its token expired)
-          if (caller === undefined || (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs)) return false
+          if (caller === undefined || (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs)) return undefined
+          return { principal: caller, correlationId: correlationId ?? crypto.randomUUID() }
+        }
+        /** One context for the whole call: each provide is a fiber-ref update that compares contexts. */
+        const callerContext = (known: { readonly principal: Principal; readonly correlationId: string }) =>
+          Context.make(CurrentUser, known.principal).pipe(Context.add(CorrelationId, known.correlationId))
+
+        const startSend = (request: RequestEncoded): boolean => {
+          const payload = plainSendPayload(request.payload)
+          if (payload === undefined) return false
+          const known = knownCaller(request)
+          if (known === undefined) return false
           const requestId = String(request.id)
           if (sends.has(requestId)) return false
-          const id = correlationId ?? crypto.randomUUID()
           const send = gate.track(sendMessage(payload)).pipe(
             hideDefects,
-            Effect.provide(Context.make(CurrentUser, caller).pipe(Context.add(CorrelationId, id))),
-            Effect.annotateLogs({ correlationId: id, connectionId })
+            Effect.provide(callerContext(known)),
+            Effect.annotateLogs({ correlationId: known.correlationId, connectionId })
           )
           // an Interrupt from the client ends the send with an interrupted Exit, as on RpcServer's path
           const fiber = runFork(Effect.uninterruptibleMask((restore) =>
@@ -327,20 +339,21 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
             scope: undefined
           }
           subscriptions.set(requestId, subscription)
-          const headers = Headers.fromInput(upgradeHeaders.concat(request.headers))
           const { after, scopeId, scopeType } = payload.right
+          const scope = Effect.runSync(Scope.make())
+          subscription.scope = scope
+          const subscribe = subscribeInto({ scopeType, scopeId }, after, sinkOf(subscription)).pipe(hideDefects)
+          const known = knownCaller(request)
           runFork(
-            Effect.gen(function*() {
-              const scope = yield* Scope.make()
-              subscription.scope = scope
-              if (subscription.ended) return yield* Scope.close(scope, Exit.void)
-              yield* subscribeInto({ scopeType, scopeId }, after, sinkOf(subscription)).pipe(
-                hideDefects,
-                asCaller(clientId, headers),
-                Scope.extend(scope),
-                Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+            (known === undefined
+              ? subscribe.pipe(asCaller(clientId, Headers.fromInput(upgradeHeaders.concat(request.headers))), Scope.extend(scope))
+              : subscribe.pipe(
+                Effect.provide(Context.add(callerContext(known), Scope.Scope, scope)),
+                Effect.annotateLogs({ correlationId: known.correlationId, connectionId })
+              )).pipe(
+                Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
+                Effect.catchAll((error) => Effect.sync(() => end(subscription, Exit.fail(error))))
               )
-            }).pipe(Effect.catchAll((error) => Effect.sync(() => end(subscription, Exit.fail(error)))))
           )
         }
 
