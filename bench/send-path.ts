@@ -14,7 +14,7 @@ import { register } from "node:module"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Chunk, Effect, Layer, Logger, LogLevel, Schedule } from "effect"
+import { Chunk, Effect, Layer, Logger, LogLevel, Option, Schedule } from "effect"
 import type * as CoreModule from "../packages/core/src/index.js"
 import type * as ServicesModule from "../packages/server/src/Services.js"
 import type { ServerConfig } from "../packages/server/src/Config.js"
@@ -50,14 +50,45 @@ const PHASE_TIMEOUT = "300 seconds"
 
 const dataDirectory = mkdtempSync(join(tmpdir(), "chatify-send-bench-"))
 // The embedded default as the tests configure it, with a rate limit the bench never reaches.
+// SEND_PRODUCTION=1: Kafka, Redis and Cassandra on loopback as scripts/services/ start them (start
+// them first, and create the topic: CHATIFY_KAFKA_TOPIC=chatify-w3-p6 CHATIFY_KAFKA_PARTITIONS=6
+// scripts/services/kafka.sh topics), the topic and keyspace bench:w3 uses.
+const PRODUCTION = process.env["SEND_PRODUCTION"] === "1"
 const config: ServerConfig = testing.testServerConfig(dataDirectory, {
   podId: "bench",
-  rateLimit: { limit: 1_000_000_000, windowSeconds: 60, failOpen: true }
+  rateLimit: { limit: 1_000_000_000, windowSeconds: 60, failOpen: true },
+  ...(PRODUCTION
+    ? {
+      broker: {
+        useInMemoryBroker: false,
+        bootstrapServers: ["127.0.0.1:9092"],
+        topicName: "chatify-w3-p6",
+        deadLetterTopicName: "chatify-w3-p6-dlq",
+        partitions: 6,
+        broadcastConsumerGroupPrefix: "chatify-send-bench",
+        createTopics: false
+      },
+      caching: Option.some({ connectionString: "127.0.0.1:6379" }),
+      database: Option.some({
+        contactPoints: ["127.0.0.1"],
+        port: 9042,
+        keyspace: "chatify_w3",
+        localDataCenter: "datacenter1",
+        consistency: "LOCAL_QUORUM",
+        replicationFactor: 1,
+        applySchemaOnStartup: true,
+        failFastOnSchemaError: true,
+        schemaMigrationTableName: "schema_migrations"
+      })
+    }
+    : {})
 })
 const services = server.Consumers(config).pipe(Layer.provideMerge(server.ServerServices(config)))
 
 const users = Array.from({ length: USERS }, (_, i) => ({ userId: `user-${i}`, connectionId: `conn-${i}` }))
-const scopeIdOf = (i: number) => `bench-${i % SCOPES}`
+// fresh scopes per run: a production history outlives the run
+const run = PRODUCTION ? `${crypto.randomUUID().slice(0, 8)}-` : ""
+const scopeIdOf = (i: number) => `bench-${run}${i % SCOPES}`
 const partitionOfScope = new Array<number>(SCOPES).fill(0)
 
 /** What the fan-out handed to this pod's subscribers (one bench subscriber per scope). */

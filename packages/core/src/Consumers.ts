@@ -1,5 +1,5 @@
-import { Chunk, Clock, Context, Duration, Effect, Either, Layer, Ref, Schedule, Schema, Stream } from "effect"
-import { type ChatEvent, ChatEventJson, EnrichedChatEvent, type StreamPosition } from "@chatify/domain"
+import { Chunk, Clock, Context, Duration, Effect, Either, Layer, Ref, Schedule, Stream } from "effect"
+import { type ChatEvent, decodeChatEventJson, EnrichedChatEvent, type StreamPosition } from "@chatify/domain"
 import {
   ChatEventSource,
   ChatHistory,
@@ -27,8 +27,6 @@ export class ConsumerHealth extends Context.Tag("chatify/ConsumerHealth")<Consum
   )
 }
 
-const decodeEvent = Schema.decodeEither(ChatEventJson)
-
 const PREVIEW_LENGTH = 200
 export const payloadPreview = (value: string): string =>
   value.length > PREVIEW_LENGTH ? `${value.slice(0, PREVIEW_LENGTH)}…` : value
@@ -51,7 +49,7 @@ const atPosition = (chatEvent: ChatEvent, record: LogRecord): Decoded => ({
 export const decodeRecord = (record: LogRecord): Decoded =>
   record.event !== undefined
     ? atPosition(record.event, record)
-    : Either.match(decodeEvent(record.value), {
+    : Either.match(decodeChatEventJson(record.value), {
       onLeft: (error) => ({ _tag: "Malformed", record, reason: error.message.slice(0, 500) }),
       onRight: (chatEvent) => atPosition(chatEvent, record)
     })
@@ -101,16 +99,52 @@ export const supervise = <E, R>(name: string, program: Effect.Effect<void, E, R>
     )
   })
 
+/**
+ * A broadcast consumer's fetches may wait this long to fill up: a few ms of latency on a live
+ * event against one fetch per event at moderate rates.
+ */
+const BROADCAST_BATCH_DELAY_MILLIS = 20
+/**
+ * How often the broadcast group commits. Nothing resumes from it (a pod always starts the broadcast
+ * from the end of the log), so it only tells operators how far the pod has read.
+ */
+const BROADCAST_COMMIT_INTERVAL_MILLIS = 1_000
+/**
+ * The history writer's fetches may wait this long to fill up: it stores in windows anyway, and an
+ * idle log then costs two fetches a second rather than one per few milliseconds.
+ */
+const HISTORY_FETCH_DELAY_MILLIS = 500
+
 const consumeChunks = <E, R>(
   consumer: ConsumerRecords,
-  handle: (records: Chunk.Chunk<LogRecord>) => Effect.Effect<void, E, R>
+  handle: (records: Chunk.Chunk<LogRecord>) => Effect.Effect<void, E, R>,
+  commitIntervalMillis: number
 ) =>
-  consumer.records.pipe(
-    Stream.mapChunksEffect((records) =>
-      Effect.as(Effect.zipRight(handle(records), consumer.commit(lastPositions(records))), Chunk.empty<void>())
-    ),
-    Stream.runDrain
-  )
+  Effect.suspend(() => {
+    // the last handled position per partition, committed at most once per interval
+    const handled = new Map<number, number>()
+    let committedAt = 0
+    return consumer.records.pipe(
+      Stream.mapChunksEffect((records) =>
+        Effect.as(
+          Effect.zipRight(
+            handle(records),
+            Effect.suspend(() => {
+              for (const { offset, partition } of lastPositions(records)) handled.set(partition, offset)
+              const now = Date.now()
+              if (now - committedAt < commitIntervalMillis) return Effect.void
+              committedAt = now
+              const positions = Array.from(handled, ([partition, offset]) => ({ partition, offset }))
+              handled.clear()
+              return consumer.commit(positions)
+            })
+          ),
+          Chunk.empty<void>()
+        )
+      ),
+      Stream.runDrain
+    )
+  })
 
 /** This pod's broadcast consumer: every event to the local subscribers of its scope. */
 export const broadcastConsumer = Effect.gen(function*() {
@@ -123,17 +157,21 @@ export const broadcastConsumer = Effect.gen(function*() {
   yield* Effect.logInfo(`ChatBroadcast starting. ConsumerGroupId: ${groupId}`)
   yield* Effect.scoped(
     Effect.gen(function*() {
-      const consumer = yield* source.consume({ groupId, startFrom: "latest" })
+      const consumer = yield* source.consume({ groupId, startFrom: "latest", maxBatchDelayMillis: BROADCAST_BATCH_DELAY_MILLIS })
       yield* health.report("broadcast", "running")
+      // one pass over a batch: events to the fan-out in log order, malformed records logged
       yield* consumeChunks(consumer, (records) =>
-        Effect.forEach(
-          records,
-          (record) => {
+        Effect.suspend(() => {
+          const events: Array<EnrichedChatEvent> = []
+          const malformed: Array<Effect.Effect<void>> = []
+          for (const record of records) {
             const decoded = decodeRecord(record)
-            return decoded._tag === "Event" ? fanout.publish(decoded.event) : logMalformed(record, decoded.reason)
-          },
-          { discard: true }
-        ))
+            if (decoded._tag === "Event") events.push(decoded.event)
+            else malformed.push(logMalformed(record, decoded.reason))
+          }
+          const published = fanout.publishAll(events)
+          return malformed.length === 0 ? published : Effect.zipRight(published, Effect.all(malformed, { discard: true }))
+        }), BROADCAST_COMMIT_INTERVAL_MILLIS)
     })
   )
 }).pipe(Effect.annotateLogs({ consumer: "broadcast" }))
@@ -156,7 +194,11 @@ export const historyWriter = Effect.gen(function*() {
     )
   yield* Effect.scoped(
     Effect.gen(function*() {
-      const consumer = yield* source.consume({ groupId: settings.historyWriterGroup, startFrom: "committed-or-earliest" })
+      const consumer = yield* source.consume({
+        groupId: settings.historyWriterGroup,
+        startFrom: "committed-or-earliest",
+        maxBatchDelayMillis: HISTORY_FETCH_DELAY_MILLIS
+      })
       yield* health.report("history-writer", "running")
       const store = (records: ReadonlyArray<LogRecord>) =>
         Effect.gen(function*() {

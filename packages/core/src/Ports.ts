@@ -66,6 +66,11 @@ export interface ConsumerOptions {
   readonly groupId: string
   /** "committed-or-earliest": resume the group, or read everything; "latest": only what comes next. */
   readonly startFrom: "committed-or-earliest" | "latest"
+  /**
+   * How long the log may hold records back to hand them over in larger batches (fewer fetches from a
+   * remote log, at the price of this much latency); absent = as soon as they are there.
+   */
+  readonly maxBatchDelayMillis?: number | undefined
 }
 
 export interface ConsumerRecords {
@@ -131,6 +136,8 @@ export interface FanoutSubscriber {
 export class LocalFanout extends Context.Tag("chatify/LocalFanout")<LocalFanout, {
   readonly register: (scopeKey: string, subscriber: FanoutSubscriber) => Effect.Effect<void, never, Scope.Scope>
   readonly publish: (event: EnrichedChatEvent) => Effect.Effect<number>
+  /** A batch of events in log order, as `publish` would one by one, in one step; returns the deliveries. */
+  readonly publishAll: (events: ReadonlyArray<EnrichedChatEvent>) => Effect.Effect<number>
   readonly subscriberCount: Effect.Effect<number>
 }>() {}
 

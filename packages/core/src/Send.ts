@@ -63,6 +63,9 @@ const send = (request: Pick<ChatSendRequest, "scopeType" | "scopeId" | "text">) 
 
     const messageId = yield* Context.get(services, IdGenerator).next
     const createdAtMs = yield* Clock.currentTimeMillis
+    // Every field is checked already (validateSend, the request schema's scopeType, the IdGenerator's
+    // UUIDs, the Clock's date): the constructor need not run its validator again. The producers encode
+    // with encodeChatEventJson, which sends anything it cannot vouch for through the schema.
     const chatEvent = new ChatEvent({
       messageId,
       scopeType: candidate.scopeType,
@@ -71,7 +74,7 @@ const send = (request: Pick<ChatSendRequest, "scopeType" | "scopeId" | "text">) 
       text: candidate.text,
       createdAtUtc: new Date(createdAtMs),
       originPodId: candidate.originPodId
-    })
+    }, true)
     const position = yield* Context.get(services, ChatEventProducer).produce(chatEvent)
     // chatEvent was validated just above, and the log's positions are non-negative integers.
     return new EnrichedChatEvent({ chatEvent, partition: position.partition, offset: position.offset }, true)

@@ -76,6 +76,36 @@ export const encodeChatEventJson = (event: ChatEvent): Either.Either<string, Par
         `"createdAtUtc":"${event.createdAtUtc.toISOString()}","originPodId":${JSON.stringify(event.originPodId)}}`
     )
 
+const decodeChatEventJsonWithSchema = Schema.decodeEither(ChatEventJson)
+
+const isString = (value: unknown): value is string => typeof value === "string"
+
+/**
+ * `Schema.decodeEither(ChatEventJson)` for the consumers: a record of the log is parsed once and, when
+ * every field has the type the schema wants (the common case: our own producers wrote it), made into
+ * a ChatEvent without running the schema; anything else goes through the schema, which then decides
+ * (and names what is wrong). Extra fields are ignored, as the schema does.
+ */
+export const decodeChatEventJson = (text: string): Either.Either<ChatEvent, ParseResult.ParseError> => {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    return decodeChatEventJsonWithSchema(text)
+  }
+  if (typeof json !== "object" || json === null) return decodeChatEventJsonWithSchema(text)
+  const { createdAtUtc, messageId, originPodId, scopeId, scopeType, senderId, text: body } = json as Record<string, unknown>
+  if (
+    !isString(messageId) || !uuidPattern.test(messageId) || (scopeType !== 0 && scopeType !== 1) || !isString(scopeId) ||
+    !isString(senderId) || !isString(body) || !isString(createdAtUtc) || !isString(originPodId)
+  ) return decodeChatEventJsonWithSchema(text)
+  const createdAt = new Date(createdAtUtc)
+  if (Number.isNaN(createdAt.getTime())) return decodeChatEventJsonWithSchema(text)
+  return Either.right(
+    new ChatEvent({ messageId, scopeType, scopeId, senderId, text: body, createdAtUtc: createdAt, originPodId }, true)
+  )
+}
+
 /** What a client sends: the sender comes from its identity, never from the payload. */
 export class ChatSendRequest extends Schema.Class<ChatSendRequest>("ChatSendRequest")({
   scopeType: ChatScopeType,

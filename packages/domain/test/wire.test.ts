@@ -8,6 +8,7 @@ import {
   Conflict,
   DependencyUnavailable,
   EnrichedChatEvent,
+  decodeChatEventJson,
   encodeChatEventJson,
   FieldError,
   Forbidden,
@@ -154,6 +155,35 @@ describe("ChatEvent fast paths", () => {
   it.prop("encodeChatEventJson writes exactly the text ChatEventJson encodes", { x: ChatEvent }, ({ x }) => {
     expect(encodeChatEventJson(x)).toEqual(Either.right(Schema.encodeSync(ChatEventJson)(x)))
   }, { fastCheck: { numRuns: 500 } })
+
+  it.prop("decodeChatEventJson reads exactly what ChatEventJson decodes", { x: ChatEvent }, ({ x }) => {
+    const text = Schema.encodeSync(ChatEventJson)(x)
+    expect(decodeChatEventJson(text)).toEqual(Schema.decodeEither(ChatEventJson)(text))
+  }, { fastCheck: { numRuns: 500 } })
+
+  it("decodeChatEventJson refuses what the schema refuses, with the schema's message", () => {
+    const valid = JSON.parse(kcatJson) as Record<string, unknown>
+    for (
+      const text of [
+        "not json",
+        "[]",
+        "null",
+        JSON.stringify({ ...valid, messageId: "not-a-uuid" }),
+        JSON.stringify({ ...valid, scopeType: 7 }),
+        JSON.stringify({ ...valid, createdAtUtc: "yesterday" }),
+        JSON.stringify({ ...valid, text: 42 }),
+        JSON.stringify({ ...valid, originPodId: undefined })
+      ]
+    ) {
+      const decoded = decodeChatEventJson(text)
+      expect(Either.isLeft(decoded)).toBe(true)
+      expect(decoded).toEqual(Schema.decodeEither(ChatEventJson)(text))
+    }
+    // extra fields are ignored, as the schema ignores them
+    expect(decodeChatEventJson(JSON.stringify({ ...valid, extra: 1 }))).toEqual(
+      Schema.decodeEither(ChatEventJson)(JSON.stringify({ ...valid, extra: 1 }))
+    )
+  })
 
   it("encodeChatEventJson refuses what the schema refuses (an instance made without validation)", () => {
     const valid = Schema.decodeUnknownSync(ChatEventJson)(kcatJson)

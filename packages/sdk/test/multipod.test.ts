@@ -63,6 +63,18 @@ const awaitReady = (address: string) =>
     Effect.timeout("60 seconds")
   )
 
+/** pod-a and pod-b, started once for every test of this file (each start costs seconds). */
+let sharedPods: Promise<readonly [string, string]> | undefined
+const twoPods = Effect.promise(() =>
+  sharedPods ??= Effect.runPromise(
+    Effect.gen(function*() {
+      const [podA, podB] = yield* Effect.all([startPod("pod-a"), startPod("pod-b")], { concurrency: 2 })
+      yield* Effect.all([awaitReady(podA), awaitReady(podB)], { concurrency: 2 })
+      return [podA, podB] as const
+    })
+  )
+)
+
 const kcatProduce = (key: string, value: string) =>
   Effect.async<void, Error>((resume) => {
     const child = execFile(
@@ -76,8 +88,7 @@ const kcatProduce = (key: string, value: string) =>
 describe("two pods on Kafka, Redis and Cassandra", () => {
   it.scopedLive("messages sent through pod-a reach pod-b's subscribers in per-scope order and land in Cassandra once", () =>
     Effect.gen(function*() {
-      const [podA, podB] = yield* Effect.all([startPod("pod-a"), startPod("pod-b")], { concurrency: 2 })
-      yield* Effect.all([awaitReady(podA), awaitReady(podB)], { concurrency: 2 })
+      const [podA, podB] = yield* twoPods
       const sender = yield* makeChatClient({ url: `ws://${podA}/rpc` })
       const reader = yield* makeChatClient({ url: `ws://${podB}/rpc` })
       const local = yield* makeChatClient({ url: `ws://${podA}/rpc` })
@@ -164,5 +175,71 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
       const all = stored.flat()
       expect(all.length).toBe(new Set(all).size)
       expect(new Set(all)).toEqual(new Set([...sent.map((e) => e.chatEvent.messageId), kcatId]))
+    }), { timeout: 240_000 })
+
+  it.scopedLive("20,000 messages over 100 scopes, sent through both pods: every subscriber on both pods gets its scope's in log order, the history holds each once", () =>
+    Effect.gen(function*() {
+      const [podA, podB] = yield* twoPods
+      const pods = [podA, podB] as const
+      const senders = yield* Effect.forEach(pods, (pod) => makeChatClient({ url: `ws://${pod}/rpc` }))
+      const readers = yield* Effect.forEach(pods, (pod) => makeChatClient({ url: `ws://${pod}/rpc` }))
+
+      const run = crypto.randomUUID().slice(0, 8)
+      const SCOPES = 100
+      const TOTAL = 20_000
+      const PER_SCOPE = TOTAL / SCOPES
+      const scopes: ReadonlyArray<ScopeRef> = Array.from({ length: SCOPES }, (_, i) => ({ scopeType: 0, scopeId: `load-${run}-${i}` }))
+      // one subscriber per scope on each pod
+      const received = readers.map(() => new Map(scopes.map((s) => [s.scopeId, [] as Array<EnrichedChatEvent>])))
+      const fibers = yield* Effect.forEach(
+        readers.flatMap((reader, r) => scopes.map((scope) => ({ reader, r, scope }))),
+        ({ r, reader, scope }) =>
+          Effect.gen(function*() {
+            const live = yield* Deferred.make<void>()
+            const mine = received[r]!.get(scope.scopeId)!
+            const fiber = yield* reader.subscribe(scope, { onLive: live }).pipe(
+              Stream.take(PER_SCOPE),
+              Stream.runForEach((event) => Effect.sync(() => mine.push(event))),
+              Effect.fork
+            )
+            yield* Deferred.await(live)
+            return fiber
+          }),
+        { concurrency: 20 }
+      )
+
+      // message i goes to scope i % SCOPES through pod i % 2, so each scope gets sends from both pods
+      const sent = yield* Effect.forEach(
+        Array.from({ length: TOTAL }, (_, i) => i),
+        (i) => senders[i % 2]!.send({ ...scopes[i % SCOPES]!, text: `load-${i}` }),
+        { concurrency: 256 }
+      )
+      expect(new Set(sent.map((e) => e.chatEvent.originPodId))).toEqual(new Set(["pod-a", "pod-b"]))
+
+      yield* Effect.forEach(fibers, (fiber) => fiber.await, { discard: true }).pipe(
+        Effect.timeoutFail({ duration: "120 seconds", onTimeout: () => new Error("not every subscriber got its scope's messages") }),
+        Effect.orDie
+      )
+      for (const scope of scopes) {
+        const expected = sent.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
+        expect(expected.length).toBe(PER_SCOPE)
+        for (const perPod of received) {
+          // in log order, each acknowledged message once, nothing else
+          expect(perPod.get(scope.scopeId)!.map((e) => e.chatEvent.messageId)).toEqual(expected.map((e) => e.chatEvent.messageId))
+        }
+      }
+
+      // the history writers (one group over both pods) store each acknowledged message exactly once
+      const stored = yield* Effect.forEach(scopes, (scope) =>
+        readers[0]!.historyAll(scope, { pageSize: 500 }).pipe(
+          Stream.runCollect,
+          Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
+          Effect.filterOrFail((ids) => ids.length >= PER_SCOPE, () => new Error(`history of ${scope.scopeId} incomplete`)),
+          Effect.retry(Schedule.spaced("200 millis")),
+          Effect.timeout("60 seconds")
+        ), { concurrency: 10 }).pipe(Effect.orDie)
+      const all = stored.flat()
+      expect(all.length).toBe(TOTAL)
+      expect(new Set(all)).toEqual(new Set(sent.map((e) => e.chatEvent.messageId)))
     }), { timeout: 240_000 })
 })

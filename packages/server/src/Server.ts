@@ -1,7 +1,8 @@
-import { HttpApiSwagger, HttpLayerRouter } from "@effect/platform"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Duration, Effect, Layer, Option } from "effect"
-import { createServer } from "node:http"
+import { createServer, type IncomingMessage, type Server as NodeHttpServerType, type ServerResponse } from "node:http"
 import { ChatApi } from "@chatify/domain"
 import type { ServerConfig } from "./Config.js"
 import { HealthRoutes } from "./Health.js"
@@ -59,6 +60,42 @@ export const ChatServer = (config: ServerConfig) =>
     Layer.provideMerge(ServerServices(config))
   )
 
+/**
+ * The server listens before the services behind the routes are built (Kafka, Cassandra and Redis
+ * are awaited with backoff) and after they are gone on shutdown. Meanwhile nothing would answer a
+ * request, and a probe would hang until its own timeout: this listener answers at once whenever no
+ * router is attached. /health/live is 200 (the process is alive), every other path 503 with
+ * `Retry-After`; once the router is attached (a second "request" listener) it stays out of the way.
+ */
+const answerWhileNotServing = (server: NodeHttpServerType) => {
+  let served = false
+  return (request: IncomingMessage, response: ServerResponse): void => {
+    if (server.listenerCount("request") > 1) {
+      served = true
+      return
+    }
+    const phase = served ? "stopping" : "starting"
+    const path = (request.url ?? "/").split("?", 1)[0]
+    const live = path === "/health/live"
+    const body = path?.startsWith("/health/") === true
+      ? { status: live ? "Healthy" : "Unhealthy", checks: live ? {} : { server: phase } }
+      : {
+        type: "about:blank",
+        title: "Service Unavailable",
+        status: 503,
+        detail: `the server is ${phase}`,
+        instance: path
+      }
+    response.writeHead(live ? 200 : 503, {
+      "content-type": path?.startsWith("/health/") === true ? "application/json" : "application/problem+json",
+      ...(live ? {} : { "retry-after": "1" }),
+      ...(served ? { connection: "close" } : {})
+    })
+    response.end(JSON.stringify(body))
+    request.resume()
+  }
+}
+
 /** The largest WebSocket frame a client may send: a SignalR message (1 MiB) and its framing. */
 const MAX_FRAME_BYTES = 1024 * 1024 + 64 * 1024
 
@@ -68,6 +105,7 @@ const MAX_FRAME_BYTES = 1024 * 1024 + 64 * 1024
  */
 export const NodeServer = (config: Pick<ServerConfig, "host" | "port">) => {
   const server = createServer()
+  server.on("request", answerWhileNotServing(server))
   return Layer.mergeAll(
     NodeHttpServer.layer(() => server, { port: config.port, host: config.host }),
     layerGateway(server, { maxPayloadBytes: MAX_FRAME_BYTES }),

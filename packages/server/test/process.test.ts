@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
+import { createServer as createNetServer } from "node:net"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 
@@ -57,7 +58,49 @@ const send = (base: string, text: string) =>
     body: JSON.stringify({ scopeType: 0, scopeId: "general", text })
   })
 
+/** A loopback port nothing listens on (bound, then released). */
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createNetServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
+    })
+  })
+
 describe("the server process", () => {
+  it("answers /health/* at once while it still waits for a dependency at startup", async () => {
+    const [port, deadCassandra] = await Promise.all([freePort(), freePort()])
+    const running = start({
+      PORT: String(port),
+      CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory(),
+      // nothing listens there: startup waits for the history store with backoff
+      CHATIFY__DATABASE__CONTACTPOINTS: "127.0.0.1",
+      CHATIFY__DATABASE__PORT: String(deadCassandra)
+    })
+    // the process waits for Cassandra, logging so, once it is far enough to have its HTTP server
+    const waiting = async (): Promise<void> => {
+      for (let attempt = 0; attempt < 600 && !/Waiting for cassandra/u.test(running.output()); attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+    await waiting()
+    expect(running.output()).toMatch(/Waiting for cassandra/u)
+    // a probe gets an answer (a hang fails the test by its timeout), not a connection left open
+    const ready = await fetch(`http://127.0.0.1:${port}/health/ready`)
+    expect(ready.status).toBe(503)
+    expect(ready.headers.get("retry-after")).toBe("1")
+    expect(await ready.json()).toEqual({ status: "Unhealthy", checks: { server: "starting" } })
+    const startup = await fetch(`http://127.0.0.1:${port}/health/startup`)
+    expect(startup.status).toBe(503)
+    const live = await fetch(`http://127.0.0.1:${port}/health/live`)
+    expect(live.status).toBe(200)
+    const other = await fetch(`http://127.0.0.1:${port}/api/chat/scopes/0/general/presence`)
+    expect(other.status).toBe(503)
+    expect(other.headers.get("content-type")).toBe("application/problem+json")
+  }, 90_000)
+
   it("refuses to start on a bad configuration value and names the key", async () => {
     const server = start({ CHATIFY__MESSAGEBROKER__PARTITIONS: "many", CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory() })
     expect(await server.exited).toBe(1)

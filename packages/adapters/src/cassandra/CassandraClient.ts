@@ -58,11 +58,29 @@ export interface CassandraClientService {
     params: ReadonlyArray<unknown>,
     options?: QueryOptions
   ) => Effect.Effect<types.ResultSet, DependencyUnavailable>
+  /**
+   * Writes: each entry one prepared statement, or an unlogged batch of statements that share a
+   * partition key, at most `concurrency` in flight; idempotent upserts (the driver may retry them).
+   * One Effect for the lot: fails with the first error, after the requests in flight settled.
+   */
+  readonly writeAll: (
+    what: string,
+    writes: ReadonlyArray<CqlWrite>,
+    concurrency: number
+  ) => Effect.Effect<void, DependencyUnavailable>
   /** Readiness: one round trip to the coordinator. */
   readonly ping: Effect.Effect<void, DependencyUnavailable>
   /** What this start did to the schema. */
   readonly migrations: MigrationReport
 }
+
+/** One statement and its parameters. */
+export interface CqlStatement {
+  readonly query: string
+  readonly params: ReadonlyArray<unknown>
+}
+/** A statement, or an unlogged batch of statements on one partition (several statements). */
+export type CqlWrite = CqlStatement | ReadonlyArray<CqlStatement>
 
 /** The Cassandra (or ScyllaDB) session of the process, with its schema brought up to date. */
 export class CassandraClient extends Context.Tag("chatify/CassandraClient")<CassandraClient, CassandraClientService>() {
@@ -238,6 +256,41 @@ export const makeCassandraClient = (
         catch: cassandraUnavailable(what)
       })
 
+    const writeAll = (what: string, writes: ReadonlyArray<CqlWrite>, concurrency: number) =>
+      Effect.async<void, DependencyUnavailable>((resume) => {
+        const options = { prepare: true, consistency, isIdempotent: true }
+        const limit = Math.max(1, Math.trunc(concurrency))
+        let next = 0
+        let running = 0
+        let failure: unknown = undefined
+        const launch = (): void => {
+          while (failure === undefined && running < limit && next < writes.length) {
+            const write = writes[next++]!
+            running++
+            const request = "query" in write
+              ? client.execute(write.query, [...write.params], options)
+              : write.length === 1
+              ? client.execute(write[0]!.query, [...write[0]!.params], options)
+              : client.batch(write.map(({ params, query }) => ({ query, params: [...params] })), { ...options, logged: false })
+            request.then(
+              () => {
+                running--
+                launch()
+              },
+              (error: unknown) => {
+                running--
+                failure ??= error
+                launch()
+              }
+            )
+          }
+          if (running === 0 && (failure !== undefined || next >= writes.length)) {
+            resume(failure === undefined ? Effect.void : Effect.fail(cassandraUnavailable(what)(failure)))
+          }
+        }
+        launch()
+      })
+
     const executor: CqlExecutor = {
       schema: (what, cql) =>
         Effect.asVoid(Effect.tryPromise({
@@ -268,6 +321,7 @@ export const makeCassandraClient = (
       consistency,
       table: (name) => `${keyspace}.${name}`,
       execute,
+      writeAll,
       ping: Effect.asVoid(execute("ping failed", "SELECT release_version FROM system.local", [])),
       migrations: report
     }

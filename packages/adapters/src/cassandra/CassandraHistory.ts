@@ -14,7 +14,9 @@ import {
   CASSANDRA_DEPENDENCY,
   CassandraClient,
   type CassandraOptions,
-  cassandraUnavailable
+  cassandraUnavailable,
+  type CqlStatement,
+  type CqlWrite
 } from "./CassandraClient.js"
 import type { SchemaMigrationFailed } from "./CassandraMigrations.js"
 import { ChatTables, OFFSET_BUCKET_WIDTH } from "./ChatSchema.js"
@@ -164,11 +166,6 @@ const make = (options: CassandraHistoryOptions) =>
     const bucketOf = (createdAtMs: number) => new Date(Math.floor(createdAtMs / bucketMillis) * bucketMillis)
     const offsetBucketOf = (offset: number) => BigInt(Math.floor(offset / OFFSET_BUCKET_WIDTH))
 
-    // Every write is an upsert of values fixed by the event, so the driver may retry it and a batch
-    // written twice leaves the same rows.
-    const write = (what: string, statement: string, params: ReadonlyArray<unknown>) =>
-      Effect.asVoid(cassandra.execute(what, statement, params, { isIdempotent: true }))
-
     /*
      * Two phases of independent idempotent writes rather than a logged batch: the index rows first,
      * then both copies of each message. A failure part-way leaves at worst an index entry for a bucket
@@ -177,64 +174,90 @@ const make = (options: CassandraHistoryOptions) =>
      * upserts converge on the same rows. A logged batch would add the batchlog's extra writes for an
      * all-or-nothing that the retry already gives, and multi-partition batches trip Cassandra's
      * batch size limits on large batches.
+     *
+     * Rows of one partition (a scope's day bucket; a scope's offset bucket on its partition) go as
+     * one unlogged batch of a few rows: one request, one mutation on the replica. Index entries this
+     * process has written already are not written again (they never change); the memory of them is
+     * bounded and simply forgotten when full.
      */
+    const indexed = new Set<string>()
+    const MAX_INDEXED = 100_000
+    const remember = (entries: Iterable<string>) => {
+      if (indexed.size > MAX_INDEXED) indexed.clear()
+      for (const entry of entries) indexed.add(entry)
+    }
+    // an unlogged batch stays well under Cassandra's batch_size_warn_threshold (5 KiB by default)
+    const MAX_BATCH_ROWS = 16
+    const MAX_BATCH_CHARS = 4_000
+    const partitionBatches = (rows: Map<string, Array<CqlStatement & { readonly size: number }>>) => {
+      const writes: Array<CqlWrite> = []
+      for (const statements of rows.values()) {
+        let batch: Array<CqlStatement> = []
+        let size = 0
+        for (const statement of statements) {
+          if (batch.length > 0 && (batch.length >= MAX_BATCH_ROWS || size + statement.size > MAX_BATCH_CHARS)) {
+            writes.push(batch)
+            batch = []
+            size = 0
+          }
+          batch.push({ query: statement.query, params: statement.params })
+          size += statement.size
+        }
+        if (batch.length > 0) writes.push(batch)
+      }
+      return writes
+    }
+    const push = <K, V>(map: Map<K, Array<V>>, key: K, value: V) => {
+      const list = map.get(key)
+      if (list === undefined) map.set(key, [value])
+      else list.push(value)
+    }
+
     const append = (events: ReadonlyArray<EnrichedChatEvent>) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         // A redelivery inside one batch is written once: the first occurrence wins, as in SQLite.
         const seen = new Set<string>()
-        const unique = events.filter(({ chatEvent: { messageId } }) =>
-          !seen.has(messageId) && Boolean(seen.add(messageId))
-        )
-        if (unique.length === 0) return
-
-        const scopeBuckets = new Map<string, readonly [string, Date]>()
-        const offsetBuckets = new Map<string, readonly [string, number, bigint]>()
-        for (const { chatEvent: e, partition, offset } of unique) {
-          const key = scopeKey(e)
-          const bucket = bucketOf(e.createdAtUtc.getTime())
-          scopeBuckets.set(`${key}\n${bucket.getTime()}`, [key, bucket])
-          const offsetBucket = offsetBucketOf(offset)
-          offsetBuckets.set(`${key}\n${partition}\n${offsetBucket}`, [key, partition, offsetBucket])
-        }
-        const indexWrites = [
-          ...[...scopeBuckets.values()].map((params) => write("cannot index a bucket", cql.insertScopeBucket, params)),
-          ...[...offsetBuckets.values()].map((params) =>
-            write("cannot index an offset bucket", cql.insertOffsetBucket, params)
-          )
-        ]
-        yield* Effect.all(indexWrites, { concurrency, discard: true })
-
-        const messageWrites = unique.flatMap(({ chatEvent: e, offset, partition }) => {
+        const indexWrites = new Map<string, CqlStatement>()
+        const messages = new Map<string, Array<CqlStatement & { readonly size: number }>>()
+        const byOffset = new Map<string, Array<CqlStatement & { readonly size: number }>>()
+        for (const { chatEvent: e, offset, partition } of events) {
+          if (seen.has(e.messageId)) continue
+          seen.add(e.messageId)
           const key = scopeKey(e)
           const createdAt = e.createdAtUtc
-          return [
-            write("cannot append a message", cql.insertMessage, [
-              key,
-              bucketOf(createdAt.getTime()),
-              createdAt,
-              e.messageId,
-              e.scopeType,
-              e.senderId,
-              e.text,
-              e.originPodId,
-              partition,
-              BigInt(offset)
-            ]),
-            write("cannot append a message by offset", cql.insertByOffset, [
-              key,
-              partition,
-              offsetBucketOf(offset),
-              BigInt(offset),
-              createdAt,
-              e.messageId,
-              e.scopeType,
-              e.senderId,
-              e.text,
-              e.originPodId
-            ])
-          ]
-        })
-        yield* Effect.all(messageWrites, { concurrency, discard: true })
+          const bucket = bucketOf(createdAt.getTime())
+          const offsetBucket = offsetBucketOf(offset)
+          const scopeBucket = `s\n${key}\n${bucket.getTime()}`
+          if (!indexed.has(scopeBucket)) {
+            indexWrites.set(scopeBucket, { query: cql.insertScopeBucket, params: [key, bucket] })
+          }
+          const offsetBucketKey = `o\n${key}\n${partition}\n${offsetBucket}`
+          if (!indexed.has(offsetBucketKey)) {
+            indexWrites.set(offsetBucketKey, { query: cql.insertOffsetBucket, params: [key, partition, offsetBucket] })
+          }
+          const size = e.text.length + e.senderId.length + e.originPodId.length + 2 * key.length + 100
+          push(messages, scopeBucket, {
+            query: cql.insertMessage,
+            params: [key, bucket, createdAt, e.messageId, e.scopeType, e.senderId, e.text, e.originPodId, partition, BigInt(offset)],
+            size
+          })
+          push(byOffset, offsetBucketKey, {
+            query: cql.insertByOffset,
+            params: [key, partition, offsetBucket, BigInt(offset), createdAt, e.messageId, e.scopeType, e.senderId, e.text, e.originPodId],
+            size
+          })
+        }
+        if (seen.size === 0) return Effect.void
+        const writeMessages = cassandra.writeAll(
+          "cannot append messages",
+          [...partitionBatches(messages), ...partitionBatches(byOffset)],
+          concurrency
+        )
+        if (indexWrites.size === 0) return writeMessages
+        return cassandra.writeAll("cannot index buckets", [...indexWrites.values()], concurrency).pipe(
+          Effect.tap(() => remember(indexWrites.keys())),
+          Effect.zipRight(writeMessages)
+        )
       })
 
     const page = (

@@ -1,8 +1,15 @@
-import { Duration, Effect, Layer, Schema, type Scope } from "effect"
-import { type Kafka, Partitioners, type Producer } from "kafkajs"
+import { Effect, Either, Layer, type Scope } from "effect"
+import { type Kafka, Partitioners, type Producer, type RecordMetadata } from "kafkajs"
 import { ChatEventProducer } from "@chatify/core"
-import { ChatEventJson, DependencyUnavailable, partitionForKey, scopeKey, Timeout } from "@chatify/domain"
-import { awaitKafka, closeQuietly, KafkaClient, type KafkaSettings, kafkaCall } from "./KafkaClient.js"
+import {
+  DependencyUnavailable,
+  encodeChatEventJson,
+  partitionForKey,
+  scopeKey,
+  type StreamPosition,
+  Timeout
+} from "@chatify/domain"
+import { awaitKafka, closeQuietly, KafkaClient, type KafkaSettings, kafkaCall, unavailable } from "./KafkaClient.js"
 
 /**
  * An idempotent producer (acks from every in-sync replica, one request in flight so retries keep
@@ -27,43 +34,161 @@ export const makeIdempotentProducer = (
     return producer
   })
 
-const encodeEvent = Schema.encode(ChatEventJson)
+/** One send waiting for its batch: where it goes, and how its caller is resumed (once). */
+interface Waiting {
+  readonly key: string
+  readonly value: string
+  readonly partition: number
+  readonly deadline: number
+  resume: ((result: Effect.Effect<StreamPosition, DependencyUnavailable | Timeout>) => void) | undefined
+}
+
+/** Records per produce request at most; more wait for the next one. */
+const MAX_BATCH_RECORDS = 1_000
+/** How often sends past their deadline are failed with Timeout. */
+const SWEEP_INTERVAL_MS = 100
+
+const resumeOnce = (waiting: Waiting, result: Effect.Effect<StreamPosition, DependencyUnavailable | Timeout>) => {
+  const resume = waiting.resume
+  waiting.resume = undefined
+  resume?.(result)
+}
+
+/**
+ * Gathers concurrent sends into produce requests. A send joins the queue; at the end of the
+ * current event-loop turn (setImmediate) the queue goes out as one `producer.send` with records
+ * for any number of partitions, while the next sends queue up behind it: one request is in flight
+ * at a time (the idempotent producer allows no more per broker anyway), so under load a batch is
+ * whatever arrived while the previous one was being acknowledged, and at low load a send waits
+ * for nothing but its own turn. Each caller is resumed with its own record's offset: the base
+ * offset of its partition in the response plus its place among that partition's records, which
+ * kafkajs keeps in the order they were given. A send not acknowledged within `produceTimeoutMs`
+ * fails with Timeout(produce) (one sweeping timer while sends are pending, no timer or fiber per
+ * send); as with any timeout, its record may still be written.
+ */
+export const makeProduceBatcher = (
+  producer: Pick<Producer, "send">,
+  settings: Pick<KafkaSettings, "topic" | "produceTimeoutMs">,
+  maxBatchRecords: number = MAX_BATCH_RECORDS
+) => {
+  const queue: Array<Waiting> = []
+  let inFlight: ReadonlyArray<Waiting> = []
+  let sending = false
+  let scheduled = false
+  let sweeper: ReturnType<typeof setInterval> | undefined
+  const timedOut = Effect.fail(new Timeout({ operation: "produce" }))
+
+  const sweep = () => {
+    const now = Date.now()
+    for (const waiting of inFlight) if (waiting.deadline <= now) resumeOnce(waiting, timedOut)
+    let expired = 0
+    while (expired < queue.length && queue[expired]!.deadline <= now) resumeOnce(queue[expired++]!, timedOut)
+    // queued sends nobody waits for any more are not produced
+    if (expired > 0) queue.splice(0, expired)
+    if (!sending && queue.length === 0 && sweeper !== undefined) {
+      clearInterval(sweeper)
+      sweeper = undefined
+    }
+  }
+
+  const settle = (batch: ReadonlyArray<Waiting>, metadata: ReadonlyArray<RecordMetadata>) => {
+    const next = new Map<number, number>()
+    for (const written of metadata) {
+      if (written.topicName !== settings.topic) continue
+      const base = Number(written.baseOffset ?? written.offset ?? Number.NaN)
+      if (Number.isSafeInteger(base) && base >= 0) next.set(written.partition, base)
+    }
+    for (const waiting of batch) {
+      const offset = next.get(waiting.partition)
+      if (offset === undefined) {
+        resumeOnce(
+          waiting,
+          Effect.fail(
+            new DependencyUnavailable({
+              dependency: "kafka",
+              message: `produce: the broker acknowledged without an offset (${JSON.stringify(metadata)})`
+            })
+          )
+        )
+      } else {
+        next.set(waiting.partition, offset + 1)
+        resumeOnce(waiting, Effect.succeed({ partition: waiting.partition, offset }))
+      }
+    }
+  }
+
+  const flush = (): void => {
+    scheduled = false
+    if (sending || queue.length === 0) return
+    sending = true
+    const batch = queue.splice(0, maxBatchRecords)
+    inFlight = batch
+    producer.send({
+      topic: settings.topic,
+      acks: -1,
+      timeout: settings.produceTimeoutMs,
+      messages: batch.map(({ key, partition, value }) => ({ key, value, partition }))
+    }).then(
+      (metadata) => settle(batch, metadata),
+      (error: unknown) => {
+        const failure = Effect.fail(unavailable("produce")(error))
+        for (const waiting of batch) resumeOnce(waiting, failure)
+      }
+    ).finally(() => {
+      sending = false
+      inFlight = []
+      schedule()
+    })
+  }
+
+  const schedule = () => {
+    if (!scheduled && !sending && queue.length > 0) {
+      scheduled = true
+      setImmediate(flush)
+    }
+  }
+
+  return {
+    produce: (key: string, value: string, partition: number): Effect.Effect<StreamPosition, DependencyUnavailable | Timeout> =>
+      Effect.async<StreamPosition, DependencyUnavailable | Timeout>((resume) => {
+        const waiting: Waiting = { key, value, partition, deadline: Date.now() + settings.produceTimeoutMs, resume }
+        queue.push(waiting)
+        if (sweeper === undefined) {
+          sweeper = setInterval(sweep, Math.min(SWEEP_INTERVAL_MS, settings.produceTimeoutMs))
+          sweeper.unref()
+        }
+        schedule()
+        // an interrupted caller is not resumed; its record goes out all the same if already queued
+        return Effect.sync(() => {
+          waiting.resume = undefined
+        })
+      }),
+    /** Sends queued or in flight, for tests and shutdown. */
+    pending: () => queue.length + inFlight.length
+  }
+}
 
 /**
  * ChatEventProducer on Kafka: key `{scopeType}:{scopeId}`, value the wire JSON, resolved with the
- * record's partition and offset once every in-sync replica has it.
+ * record's partition and offset once every in-sync replica has it. Concurrent sends share produce
+ * requests (makeProduceBatcher).
  */
 export const makeKafkaProducer = Effect.gen(function*() {
   const { kafka, settings } = yield* KafkaClient
   const producer = yield* makeIdempotentProducer(kafka, settings, "producer")
-  const timeout = Duration.millis(settings.produceTimeoutMs)
+  const batcher = makeProduceBatcher(producer, settings)
 
   return ChatEventProducer.of({
     produce: (event) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         const key = scopeKey(event)
-        const value = yield* encodeEvent(event).pipe(
-          Effect.mapError((error) => new DependencyUnavailable({ dependency: "kafka", message: error.message }))
-        )
+        const value = encodeChatEventJson(event)
+        if (Either.isLeft(value)) {
+          return Effect.fail(new DependencyUnavailable({ dependency: "kafka", message: value.left.message }))
+        }
         // Explicit partition: Subscribe finds a scope's events with partitionForScope over the
         // configured count; it is Kafka's murmur2, so kcat and Java producers agree with it.
-        const partition = partitionForKey(key, settings.partitions)
-        const metadata = yield* kafkaCall("produce", () =>
-          producer.send({
-            topic: settings.topic,
-            acks: -1,
-            timeout: settings.produceTimeoutMs,
-            messages: [{ key, value, partition }]
-          })).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Timeout({ operation: "produce" }) }))
-        const written = metadata.find((m) => m.topicName === settings.topic && m.partition === partition)
-        const offset = Number(written?.baseOffset ?? written?.offset ?? Number.NaN)
-        if (written === undefined || !Number.isSafeInteger(offset) || offset < 0) {
-          return yield* new DependencyUnavailable({
-            dependency: "kafka",
-            message: `produce: the broker acknowledged without an offset (${JSON.stringify(metadata)})`
-          })
-        }
-        return { partition, offset }
+        return batcher.produce(key, value.right, partitionForKey(key, settings.partitions))
       })
   })
 })

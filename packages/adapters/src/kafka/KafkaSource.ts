@@ -8,6 +8,9 @@ import { toLogRecord } from "./KafkaRecords.js"
 /** Commit failures that only mean the group has moved on: the records go to the partitions' new owners. */
 const REBALANCE_ERRORS = ["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"]
 
+/** What a fetch waits for when the consumer allows a batch delay. */
+const MIN_BATCH_BYTES = 1024 * 1024
+
 interface MemberState {
   /** The partitions of the current generation. */
   assigned: ReadonlySet<number>
@@ -61,7 +64,7 @@ export const makeKafkaSource = Effect.gen(function*() {
     )
 
   const consume = (
-    { groupId, startFrom }: ConsumerOptions
+    { groupId, maxBatchDelayMillis, startFrom }: ConsumerOptions
   ): Effect.Effect<ConsumerRecords, DependencyUnavailable, Scope.Scope> =>
     Effect.gen(function*() {
       const runtime = yield* Effect.runtime<never>()
@@ -79,7 +82,11 @@ export const makeKafkaSource = Effect.gen(function*() {
         sessionTimeout: settings.sessionTimeoutMs,
         rebalanceTimeout: settings.rebalanceTimeoutMs,
         heartbeatInterval: settings.heartbeatIntervalMs,
-        maxWaitTimeInMs: settings.fetchMaxWaitMs,
+        // A fetch returns once MIN_BATCH_BYTES are there or the wait is over: with a batch delay, few
+        // large fetches under load (and a short long-poll when idle); without, each record at once.
+        ...(maxBatchDelayMillis === undefined || maxBatchDelayMillis <= 0
+          ? { maxWaitTimeInMs: settings.fetchMaxWaitMs }
+          : { maxWaitTimeInMs: Math.min(settings.fetchMaxWaitMs, maxBatchDelayMillis), minBytes: MIN_BATCH_BYTES }),
         allowAutoTopicCreation: false,
         // no restart inside kafkajs: a crash fails the records Stream and the caller's Schedule decides
         retry: { ...settings.retry, restartOnFailure: () => Promise.resolve(false) }
@@ -127,22 +134,33 @@ export const makeKafkaSource = Effect.gen(function*() {
       const deliver = ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) =>
         Effect.suspend(() => {
           const floor = floors?.get(batch.partition) ?? 0
-          let handled: string | undefined
-          const offerAll = Effect.gen(function*() {
-            for (const message of batch.messages) {
+          const messages = batch.messages
+          const last = messages.at(-1)
+          if (last === undefined || !isRunning() || isStale()) return Effect.void
+          const records: Array<LogRecord> = []
+          for (const message of messages) {
+            if (Number(message.offset) >= floor) records.push(toLogRecord(batch.partition, message))
+          }
+          // the whole batch in one go when it fits; what does not waits for room, in order
+          const rest = mailbox.unsafeOfferAll(records)
+          if (rest.length === 0) {
+            resolveOffset(last.offset)
+            return Effect.void
+          }
+          let handled: string | undefined = records.length - rest.length > 0
+            ? String(records[records.length - rest.length - 1]!.offset)
+            : undefined
+          const offerRest = Effect.gen(function*() {
+            for (const record of rest) {
               if (!isRunning() || isStale()) return
-              if (Number(message.offset) >= floor) {
-                const record = toLogRecord(batch.partition, message)
-                if (!mailbox.unsafeOffer(record)) {
-                  const accepted = yield* Effect.raceFirst(mailbox.offer(record), heartbeats(heartbeat))
-                  if (!accepted) return // the mailbox was closed: the consumer is being shut down
-                }
-              }
-              handled = message.offset
+              const accepted = yield* Effect.raceFirst(mailbox.offer(record), heartbeats(heartbeat))
+              if (!accepted) return // the mailbox was closed: the consumer is being shut down
+              handled = String(record.offset)
             }
+            handled = last.offset
           })
           return Effect.ensuring(
-            offerAll,
+            offerRest,
             Effect.sync(() => {
               if (handled !== undefined) resolveOffset(handled)
             })

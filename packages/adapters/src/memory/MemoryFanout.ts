@@ -1,6 +1,6 @@
 import { Effect, Layer } from "effect"
 import { type FanoutSubscriber, LocalFanout } from "@chatify/core"
-import { scopeKey } from "@chatify/domain"
+import { type EnrichedChatEvent, scopeKey } from "@chatify/domain"
 
 /**
  * This pod's subscribers, indexed by scope: publishing an event is one map lookup and one
@@ -13,6 +13,17 @@ export const MemoryFanout = Layer.sync(LocalFanout, () => {
     const set = scopes.get(key)
     if (set?.delete(subscriber) === true) subscribers--
     if (set?.size === 0) scopes.delete(key)
+  }
+  const publish = (event: EnrichedChatEvent): number => {
+    const key = scopeKey(event.chatEvent)
+    const set = scopes.get(key)
+    if (set === undefined) return 0
+    let delivered = 0
+    for (const subscriber of set) {
+      if (subscriber.deliver(event)) delivered++
+      else remove(key, subscriber)
+    }
+    return delivered
   }
   return {
     register: (key, subscriber) =>
@@ -28,16 +39,11 @@ export const MemoryFanout = Layer.sync(LocalFanout, () => {
         }),
         () => Effect.sync(() => remove(key, subscriber))
       ),
-    publish: (event) =>
+    publish: (event) => Effect.sync(() => publish(event)),
+    publishAll: (events) =>
       Effect.sync(() => {
-        const key = scopeKey(event.chatEvent)
-        const set = scopes.get(key)
-        if (set === undefined) return 0
         let delivered = 0
-        for (const subscriber of set) {
-          if (subscriber.deliver(event)) delivered++
-          else remove(key, subscriber)
-        }
+        for (const event of events) delivered += publish(event)
         return delivered
       }),
     subscriberCount: Effect.sync(() => subscribers)

@@ -80,6 +80,9 @@ export const makeRedisClient = (
     const settings: RedisOptions = {
       lazyConnect: true,
       enableOfflineQueue: false,
+      // commands issued in the same event-loop turn (every send's rate check, presence updates) go
+      // out as one pipeline: one socket write and one round trip for the lot, replies in order
+      enableAutoPipelining: true,
       // a command caught by a dropped connection fails at once rather than being replayed: the caller
       // decides (fail open or closed), and a replayed INCR could count one send twice
       maxRetriesPerRequest: 0,

@@ -1,4 +1,4 @@
-import { Clock, Context, Effect, Layer, Metric, Ref, Schema } from "effect"
+import { Clock, Context, Effect, Layer, Metric, Ref } from "effect"
 import { RateLimiter, type RateLimitDecision } from "@chatify/core"
 import type { DependencyUnavailable } from "@chatify/domain"
 import { RedisClient, redisUnavailable } from "./RedisClient.js"
@@ -30,8 +30,6 @@ end
 return { count, ttl }
 `
 
-const ScriptReply = Schema.Tuple(Schema.Int, Schema.Int)
-
 /** Every send let through because Redis could not answer, in this process. */
 export const rateLimiterFailOpenTotal = Metric.counter("chatify_rate_limiter_fail_open_total", {
   description: "Sends allowed without a rate limit check because Redis was unavailable",
@@ -57,24 +55,24 @@ export const RedisRateLimiter = (
     // one warning per 10 s of outage, each saying how many sends went unchecked: not one per send
     const lastWarning = yield* Ref.make({ atMillis: Number.NEGATIVE_INFINITY, count: 0 })
 
+    const unexpected = redisUnavailable("unexpected rate limit script reply")
+    // the reply is [count, ttl ms], both integers: checked by hand, this runs for every send
     const check = (userId: string): Effect.Effect<RateLimitDecision, DependencyUnavailable> =>
-      run([client.key(RedisKeys.rateLimit(userId, options.windowSeconds))], [windowMillis]).pipe(
-        Effect.flatMap((reply) =>
-          Schema.decodeUnknown(ScriptReply)(reply).pipe(
-            Effect.mapError(redisUnavailable("unexpected rate limit script reply"))
-          )
-        ),
-        Effect.map(([count, ttlMillis]) => {
-          const allowed = count <= options.limit
-          return {
-            allowed,
-            limit: options.limit,
-            remaining: Math.max(0, options.limit - count),
-            windowSeconds: options.windowSeconds,
-            retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil(ttlMillis / 1000))
-          }
+      Effect.flatMap(run([client.key(RedisKeys.rateLimit(userId, options.windowSeconds))], [windowMillis]), (reply) => {
+        const [count, ttlMillis] = Array.isArray(reply) && reply.length === 2 ? reply : []
+        if (!Number.isSafeInteger(count) || !Number.isSafeInteger(ttlMillis)) {
+          return Effect.fail(unexpected(JSON.stringify(reply)))
+        }
+        const used = count as number
+        const allowed = used <= options.limit
+        return Effect.succeed({
+          allowed,
+          limit: options.limit,
+          remaining: Math.max(0, options.limit - used),
+          windowSeconds: options.windowSeconds,
+          retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil((ttlMillis as number) / 1000))
         })
-      )
+      })
 
     const failOpen = (error: DependencyUnavailable) =>
       Effect.gen(function*() {
