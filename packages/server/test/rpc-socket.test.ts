@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
-import { Exit, Schema } from "effect"
+import { Exit, FastCheck as fc, Schema } from "effect"
 import { ChatRpcs, EnrichedChatEvent, SendError } from "@chatify/domain"
 import { enrichedChatEventJson } from "../src/realtime/EventJson.js"
-import { sendExitLine } from "../src/realtime/RpcSocketProtocol.js"
+import { ackedRequestId, sendExitLine } from "../src/realtime/RpcSocketProtocol.js"
 
 // what RpcServer writes for a Send: the contract's exit schema, encoded, in an Exit message
 const encodeSendExit = Schema.encodeSync(
@@ -25,6 +25,24 @@ describe("the /rpc fast paths write what RpcServer would", () => {
     ({ error, event, requestId }) => {
       expect(sendExitLine(requestId, Exit.succeed(event))).toBe(asRpcServerWrites(requestId, Exit.succeed(event)))
       expect(sendExitLine(requestId, Exit.fail(error))).toBe(asRpcServerWrites(requestId, Exit.fail(error)))
+    }
+  )
+
+  it.prop(
+    "an Ack line as RpcClient writes it is read without the parser; whatever else is left to the parser",
+    {
+      id: fc.bigInt({ min: 0n, max: 2n ** 63n }).map(String),
+      other: fc.oneof(
+        fc.string(),
+        fc.jsonValue().map((value) => JSON.stringify(value) + "\n"),
+        fc.record({ _tag: fc.constantFrom("Ack", "Interrupt", "Ping"), requestId: fc.string({ maxLength: 22 }) }).map((m) => JSON.stringify(m) + "\n")
+      )
+    },
+    ({ id, other }) => {
+      expect(ackedRequestId(Buffer.from(JSON.stringify({ _tag: "Ack", requestId: id }) + "\n"))).toBe(id)
+      // only ever an id of a frame that is exactly that Ack line
+      const read = ackedRequestId(Buffer.from(other))
+      if (read !== undefined) expect(other).toBe(JSON.stringify({ _tag: "Ack", requestId: read }) + "\n")
     }
   )
 })

@@ -93,6 +93,26 @@ const encodeDefect = Schema.encodeSync(Schema.Defect)
 
 const CORRELATION_HEADER = "x-correlation-id"
 
+const NEWLINE = 0x0a
+const ACK_PREFIX = Buffer.from(`{"_tag":"Ack","requestId":"`)
+const ACK_SUFFIX = Buffer.from(`"}\n`)
+
+/**
+ * The request id of a frame that is exactly one Ack line as RpcClient writes it
+ * (`{"_tag":"Ack","requestId":"12"}` and a newline), else undefined.
+ */
+export const ackedRequestId = (frame: Buffer): string | undefined => {
+  const idLength = frame.length - ACK_PREFIX.length - ACK_SUFFIX.length
+  if (idLength < 1 || idLength > 20) return undefined
+  if (frame.compare(ACK_PREFIX, 0, ACK_PREFIX.length, 0, ACK_PREFIX.length) !== 0) return undefined
+  if (frame.compare(ACK_SUFFIX, 0, ACK_SUFFIX.length, frame.length - ACK_SUFFIX.length) !== 0) return undefined
+  for (let i = ACK_PREFIX.length; i < ACK_PREFIX.length + idLength; i++) {
+    const byte = frame[i]!
+    if (byte < 0x30 || byte > 0x39) return undefined
+  }
+  return frame.toString("latin1", ACK_PREFIX.length, ACK_PREFIX.length + idLength)
+}
+
 const PONG = `{"_tag":"Pong"}\n`
 
 const isScopeType = Schema.is(ChatScopeType)
@@ -315,6 +335,11 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           return true
         }
 
+        const acknowledge = (subscription: Subscription) => {
+          subscription.awaitingAck = false
+          if (subscription.values.length > 0) queue(subscription)
+        }
+
         const startSubscription = (request: RequestEncoded) => {
           const requestId = String(request.id)
           const previous = subscriptions.get(requestId)
@@ -367,9 +392,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
             case "Ack": {
               const subscription = subscriptions.get(message.requestId)
               if (subscription === undefined) return writeRequest(clientId, message)
-              subscription.awaitingAck = false
-              if (subscription.values.length > 0) queue(subscription)
-              return undefined
+              return void acknowledge(subscription)
             }
             case "Interrupt": {
               const send = sends.get(message.requestId)
@@ -424,7 +447,16 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         const expiry = expiresAtMs === undefined
           ? undefined
           : runFork(Effect.zipRight(closeAtExpiry(expiresAtMs), Effect.sync(() => ws.close(1000))))
+        // whether the parser holds the start of a line: then the next frame continues it
+        let midLine = false
         ws.on("message", (data: Buffer, isBinary: boolean) => {
+          if (!isBinary && !midLine) {
+            // the Ack of a subscription's chunk, one per chunk per subscriber: taken without the parser
+            const requestId = ackedRequestId(data)
+            const subscription = requestId === undefined ? undefined : subscriptions.get(requestId)
+            if (subscription !== undefined) return acknowledge(subscription)
+          }
+          midLine = data.length > 0 && data[data.length - 1] !== NEWLINE
           const effect = onData(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString())
           if (effect !== undefined) runFork(effect)
         })
