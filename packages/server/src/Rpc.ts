@@ -24,10 +24,10 @@ export const makeRpcCaller = (authenticator: Authenticator["Type"], identities: 
   const header = headers["authorization"]
   const bearer = header === undefined ? undefined : bearerOfHeader(header)
   return <A, E, R>(effect: Effect.Effect<A, E, R | CurrentUser>): Effect.Effect<A, E | Unauthenticated, Exclude<R, CurrentUser>> =>
+    // the logger reads the caller and the correlation id from the context (see Logging.ts)
     authenticator.authenticate(bearer, connectionId).pipe(
       Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
-      Effect.provideService(CorrelationId, correlationId),
-      Effect.annotateLogs({ correlationId, connectionId })
+      Effect.provideService(CorrelationId, correlationId)
     )
 }
 

@@ -1,6 +1,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
+import { withCallerFields } from "./Logging.js"
 import { ChatServer, NodeServer } from "./Server.js"
 
 const SERVICE = "chatify-chat-api"
@@ -30,7 +31,8 @@ const program = Effect.gen(function*() {
   ),
   Effect.annotateLogs({ service: SERVICE }),
   Effect.provide(envConfigProvider),
-  Effect.provide(Logger.json),
+  // Logger.json, with the caller's fields on every line written inside a call
+  Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(withCallerFields(Logger.jsonLogger)))),
   Logger.withMinimumLogLevel(LogLevel.Info)
 )
 

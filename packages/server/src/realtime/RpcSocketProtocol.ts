@@ -308,7 +308,10 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           if (caller === undefined || (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs)) return undefined
           return { principal: caller, correlationId: correlationId ?? crypto.randomUUID() }
         }
-        /** One context for the whole call: each provide is a fiber-ref update that compares contexts. */
+        /**
+         * One context for the whole call, which also tells the logger who (see Logging.ts): each
+         * provide or log annotation is a fiber-ref update that compares what it replaces.
+         */
         const callerContext = (known: { readonly principal: Principal; readonly correlationId: string }) =>
           Context.make(CurrentUser, known.principal).pipe(Context.add(CorrelationId, known.correlationId))
 
@@ -319,11 +322,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           if (known === undefined) return false
           const requestId = String(request.id)
           if (sends.has(requestId)) return false
-          const send = gate.track(sendMessage(payload)).pipe(
-            hideDefects,
-            Effect.provide(callerContext(known)),
-            Effect.annotateLogs({ correlationId: known.correlationId, connectionId })
-          )
+          const send = gate.track(sendMessage(payload)).pipe(hideDefects, Effect.provide(callerContext(known)))
           // an Interrupt from the client ends the send with an interrupted Exit, as on RpcServer's path
           const fiber = runFork(Effect.uninterruptibleMask((restore) =>
             Effect.map(Effect.exit(restore(send)), (exit) => {
@@ -372,10 +371,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           runFork(
             (known === undefined
               ? subscribe.pipe(asCaller(clientId, Headers.fromInput(upgradeHeaders.concat(request.headers))), Scope.extend(scope))
-              : subscribe.pipe(
-                Effect.provide(Context.add(callerContext(known), Scope.Scope, scope)),
-                Effect.annotateLogs({ correlationId: known.correlationId, connectionId })
-              )).pipe(
+              : subscribe.pipe(Effect.provide(Context.add(callerContext(known), Scope.Scope, scope)))).pipe(
                 Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
                 Effect.catchAll((error) => Effect.sync(() => end(subscription, Exit.fail(error))))
               )

@@ -29,6 +29,7 @@ import type { Principal } from "../Auth.js"
 import type { ShutdownGate } from "../Runtime.js"
 import { type Hub, type HubClient, HubError, hubMethod, type InvocationContext, JsonResult, TOKEN_EXPIRED } from "./Connection.js"
 import { enrichedChatEventJson } from "../realtime/EventJson.js"
+import { LogFields } from "../Logging.js"
 import { textFrame } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
@@ -104,21 +105,17 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
 
     /**
      * Each invocation runs as the caller, with its own correlation id, on the shared services: one
-     * context and one set of log annotations per invocation (each step is a fiber-ref update, and a
-     * send pays for every one).
+     * context per invocation, which also tells the logger who and what (each provide or log
+     * annotation is a fiber-ref update, and a send pays for every one).
      */
     const asCaller = (context: InvocationContext) => <A, E>(effect: Effect.Effect<A, E, ChatHubServices | CurrentUser>) => {
       const requested = context.headers[CORRELATION_HEADER]
       const correlationId = requested !== undefined && validCorrelationId.test(requested) ? requested : crypto.randomUUID()
-      return effect.pipe(
-        Effect.provide(Context.add(callerServices, CorrelationId, correlationId)),
-        Effect.annotateLogs({
-          correlationId,
-          userId: principal.userId,
-          connectionId: context.connectionId,
-          target: context.target,
-          invocationId: context.invocationId ?? ""
-        })
+      // userId and connectionId reach the logs from CurrentUser (see Logging.ts)
+      const logFields = { target: context.target, invocationId: context.invocationId ?? "" }
+      return Effect.provide(
+        effect,
+        Context.add(Context.add(callerServices, CorrelationId, correlationId), LogFields, logFields)
       )
     }
 
