@@ -194,7 +194,8 @@ const onExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, f: (exit: Exit.Exit<A, E>
 export class SignalRConnection {
   private readonly outbox: Outbox
   private readonly client: HubClient
-  private readonly decoder = new TextDecoder("utf-8", { fatal: true })
+  /** For binary frames only (browsers' clients send text): made on the first one. */
+  private decoder: InstanceType<typeof TextDecoder> | undefined
   private framer = Protocol.emptyFramer
   private state: "handshake" | "building" | "open" | "closing" | "closed" = "handshake"
   /** Records that arrived while the hub was being built. */
@@ -249,6 +250,7 @@ export class SignalRConnection {
     if (typeof data === "string") text = data
     else {
       try {
+        this.decoder ??= new TextDecoder("utf-8", { fatal: true })
         text = this.decoder.decode(data, { stream: true })
       } catch {
         return this.protocolError(new Protocol.MalformedMessage({ reason: "the frame is not valid UTF-8" }))
