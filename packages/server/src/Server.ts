@@ -1,4 +1,3 @@
-import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Duration, Effect, Layer, Option } from "effect"
@@ -21,7 +20,31 @@ const ApiRoutes = HttpLayerRouter.addHttpApi(ChatApi, { openapiPath: "/openapi.j
   Layer.provide(ChatApiHandlers)
 )
 
-const DocsRoute = HttpApiSwagger.layerHttpLayerRouter({ api: ChatApi, path: "/docs" })
+/**
+ * Swagger UI at /docs, loaded on the first visit: its module inlines the UI's bundle (~7 MB of
+ * strings once imported), which a server that nobody browses need not hold. The first request
+ * builds the page on a router of its own; later ones reuse it.
+ */
+const DocsRoute = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const router = yield* HttpLayerRouter.HttpRouter
+    const scope = yield* Effect.scope
+    const docs = yield* Effect.cached(
+      Effect.gen(function*() {
+        const HttpApiSwagger = yield* Effect.promise(() => import("@effect/platform/HttpApiSwagger"))
+        const docsRouter = yield* HttpLayerRouter.make
+        yield* Layer.buildWithScope(
+          HttpApiSwagger.layerHttpLayerRouter({ api: ChatApi, path: "/docs" }).pipe(
+            Layer.provide(Layer.succeed(HttpLayerRouter.HttpRouter, docsRouter))
+          ),
+          scope
+        )
+        return docsRouter.asHttpEffect()
+      })
+    )
+    yield* router.add("GET", "/docs", Effect.flatten(docs))
+  })
+)
 
 export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware, SignalRHubRoutes).pipe(
   Layer.provide(Flusher.layer)
