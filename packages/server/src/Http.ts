@@ -20,7 +20,8 @@ import { Identities, ShutdownGate } from "./Runtime.js"
 
 export const CORRELATION_HEADER = "x-correlation-id"
 
-const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
+/** What a client-chosen correlation id may look like; anything else is replaced by a fresh one. */
+export const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
 
 /** The ProblemDetails response of a typed error, with Retry-After for rate limits. */
 export const problemResponse = (error: ChatError, instance: string, correlationId: string | undefined) => {

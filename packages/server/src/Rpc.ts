@@ -3,8 +3,8 @@ import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage, sub
 import { ChatRpcs, Unauthenticated, Unexpected } from "@chatify/domain"
 import { Authenticator, bearerOfHeader } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
+import { CORRELATION_HEADER } from "./Http.js"
 
-const CORRELATION_HEADER = "x-correlation-id"
 
 /** Defects never reach a client: they are logged and become a typed Unexpected. */
 export const hideDefects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>

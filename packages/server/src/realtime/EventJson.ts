@@ -12,15 +12,18 @@ export const enrichedChatEventJson = (event: EnrichedChatEvent): Either.Either<s
     (chatEvent) => `{"chatEvent":${chatEvent},"partition":${event.partition},"offset":${event.offset}}`
   )
 
-/** The last event's JSON, remembered: a fan-out hands one event to every subscriber before the next. */
-export const makeEnrichedChatEventJsonCache = () => {
+/**
+ * `encode`, remembering its last event: a fan-out hands one event to every subscriber of its scope
+ * before the next, so each event is encoded once however many connections receive it.
+ */
+export const encodedOnce = <A>(encode: (event: EnrichedChatEvent) => A): (event: EnrichedChatEvent) => A => {
   let lastEvent: EnrichedChatEvent | undefined
-  let lastJson: string | undefined
-  return (event: EnrichedChatEvent): string | undefined => {
+  let lastEncoded: A
+  return (event) => {
     if (event !== lastEvent) {
+      lastEncoded = encode(event)
       lastEvent = event
-      lastJson = Either.getOrUndefined(enrichedChatEventJson(event))
     }
-    return lastJson
+    return lastEncoded
   }
 }

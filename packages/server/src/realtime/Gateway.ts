@@ -11,9 +11,8 @@ import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
 import { type ChatError, PROBLEM_CONTENT_TYPE, problemOf } from "@chatify/domain"
 import { bearerOfHeader } from "../Auth.js"
+import { CORRELATION_HEADER, validCorrelationId } from "../Http.js"
 
-const CORRELATION_HEADER = "x-correlation-id"
-const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
 
 export interface Upgrade {
   readonly request: IncomingMessage

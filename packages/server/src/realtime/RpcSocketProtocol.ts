@@ -50,11 +50,11 @@ import {
   SubscriptionItem,
   ValidationError
 } from "@chatify/domain"
-import { Authenticator, bearerOfHeader, type Principal } from "../Auth.js"
-import { problemResponse } from "../Http.js"
+import { Authenticator, type Principal } from "../Auth.js"
+import { CORRELATION_HEADER, problemResponse } from "../Http.js"
 import { hideDefects, makeRpcCaller } from "../Rpc.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
-import { makeEnrichedChatEventJsonCache, enrichedChatEventJson } from "./EventJson.js"
+import { encodedOnce, enrichedChatEventJson } from "./EventJson.js"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
@@ -91,7 +91,6 @@ const encodeSendExit = Schema.encodeEither(
 const encodeItem = Schema.encodeEither(SubscriptionItem)
 const encodeDefect = Schema.encodeSync(Schema.Defect)
 
-const CORRELATION_HEADER = "x-correlation-id"
 
 const NEWLINE = 0x0a
 const ACK_PREFIX = Buffer.from(`{"_tag":"Ack","requestId":"`)
@@ -167,7 +166,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     const runFork = yield* FiberSet.makeRuntime<FastPathServices>()
     const { subscriberBufferSize } = yield* CoreSettings
     const disconnects = yield* Mailbox.make<number>()
-    const encodeEvent = makeEnrichedChatEventJsonCache()
+    const encodeEvent = encodedOnce((event) => Either.getOrUndefined(enrichedChatEventJson(event)))
     const gate = yield* ShutdownGate
     const identities = yield* Identities
     const clients = new Map<number, Outbox>()
@@ -186,7 +185,13 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
 
     /** Serves one connection, driven by its socket's events: no fiber of its own. */
-    const serve = (ws: WebSocket, socket: Duplex, upgradeHeaders: ReadonlyArray<[string, string]>, expiresAtMs: number | undefined) => {
+    const serve = (
+      ws: WebSocket,
+      socket: Duplex,
+      upgradeHeaders: ReadonlyArray<[string, string]>,
+      bearer: string | undefined,
+      expiresAtMs: number | undefined
+    ) => {
         const clientId = nextClientId++
         const parser = RpcSerialization.ndjson.unsafeMake()
         let open = true
@@ -278,13 +283,12 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         const sends = new Map<string, Fiber.RuntimeFiber<void>>()
         let caller: Principal | undefined
         const upgradeCorrelationId = upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1]
-        const upgradeAuthorization = upgradeHeaders.find(([name]) => name === "authorization")?.[1]
         const connectionId = identities.connectionIdForClient(clientId)
         // Known at once (anonymous, or a token the upgrade just verified, which the authenticator
         // caches); otherwise every Send of this connection takes RpcServer's path, so a client's
         // sends never take two paths at once and keep their order.
         const authenticated = Effect.runSyncExit(
-          authenticator.authenticate(upgradeAuthorization === undefined ? undefined : bearerOfHeader(upgradeAuthorization), connectionId)
+          authenticator.authenticate(bearer, connectionId)
         )
         if (Exit.isSuccess(authenticated)) caller = authenticated.value
 
@@ -476,7 +480,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           expiresAtMs = checked.right.expiresAtMs
         }
         const headers = upgradeHeadersOf(upgrade)
-        respond.accept((ws, socket) => serve(ws, socket, headers, expiresAtMs))
+        respond.accept((ws, socket) => serve(ws, socket, headers, upgrade.bearer, expiresAtMs))
       }).pipe(Effect.annotateLogs({ correlationId: upgrade.correlationId }))
     yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
     // a plain GET (no upgrade) is the client's mistake

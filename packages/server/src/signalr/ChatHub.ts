@@ -28,10 +28,11 @@ import {
 import type { Principal } from "../Auth.js"
 import type { ShutdownGate } from "../Runtime.js"
 import { type Hub, type HubClient, HubError, hubMethod, type InvocationContext, JsonResult, TOKEN_EXPIRED } from "./Connection.js"
-import { enrichedChatEventJson } from "../realtime/EventJson.js"
+import { encodedOnce, enrichedChatEventJson } from "../realtime/EventJson.js"
 import { LogFields } from "../Logging.js"
 import { textFrame } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
+import { CORRELATION_HEADER, validCorrelationId } from "../Http.js"
 
 /** The start of the Close error a client gets when it falls too far behind. */
 export const CONNECTION_TOO_SLOW = "Connection too slow"
@@ -47,11 +48,9 @@ export interface ChatHubDependencies {
   readonly services: Context.Context<ChatHubServices>
 }
 
-const CORRELATION_HEADER = "x-correlation-id"
 
 // built once: a hub is built per connection
 const ScopeIdParameter = Schema.Tuple(Schema.String)
-const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
 
 /** SendAsync's argument, the original ChatSendRequestDto; a `senderId` in it is ignored (it is the caller). */
 export const ChatSendRequestArgument = Schema.Struct({
@@ -75,24 +74,14 @@ export const errorMessageOf = (error: ChatError, target: string): string => {
     : `${problem.title}: ${problem.detail}`
 }
 
-/**
- * The ReceiveMessage record of an event as a WebSocket frame, encoded and framed once however many
- * connections receive it: a
- * fan-out hands one event to every subscriber of its scope before the next, so remembering the
- * last one suffices.
- */
-export const makeReceiveMessageEncoder = () => {
-  let lastEvent: EnrichedChatEvent | undefined
-  let lastRecord: Buffer | undefined
-  return (event: EnrichedChatEvent): Buffer | undefined => {
-    if (event === lastEvent) return lastRecord
+/** The ReceiveMessage record of an event as a WebSocket frame, built once for every connection it reaches. */
+export const makeReceiveMessageEncoder = () =>
+  encodedOnce((event): Buffer | undefined => {
     const encoded = encodeChatEventJson(event.chatEvent)
-    lastEvent = event
-    lastRecord = Either.isRight(encoded) ? textFrame(Protocol.invocationJsonRecord("ReceiveMessage", encoded.right)) : undefined
-    if (lastRecord === undefined) Effect.runSync(Effect.logError("Could not encode a chat event for ReceiveMessage"))
-    return lastRecord
-  }
-}
+    if (Either.isRight(encoded)) return textFrame(Protocol.invocationJsonRecord("ReceiveMessage", encoded.right))
+    Effect.runSync(Effect.logError("Could not encode a chat event for ReceiveMessage"))
+    return undefined
+  })
 
 /** Builds the chat hub of one connection; memberships close with the connection's scope. */
 export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubClient): Effect.Effect<Hub, never, Scope.Scope> =>

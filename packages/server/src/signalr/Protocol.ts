@@ -219,21 +219,15 @@ const plainInvocation = (json: unknown): InvocationMessage | undefined => {
 }
 
 /** Parses one record (without its separator) into a hub message. */
-export const parseMessage = (record: string): Either.Either<HubMessage, MalformedMessage> => {
-  let json: unknown
-  try {
-    json = JSON.parse(record)
-  } catch {
-    return Either.left(new MalformedMessage({ reason: "the message is not valid JSON" }))
-  }
-  const invocation = plainInvocation(json)
-  return invocation !== undefined ? Either.right(invocation) : parseDecoded(record)
-}
+export const parseMessage = (record: string): Either.Either<HubMessage, MalformedMessage> =>
+  Either.flatMap(parseJson(record), (json) => {
+    const invocation = plainInvocation(json)
+    return invocation !== undefined ? Either.right(invocation) : decodeMessage(json)
+  })
 
-/** Every message the fast path leaves: JSON parsed again, which only the uncommon ones pay. */
-const parseDecoded = (record: string): Either.Either<HubMessage, MalformedMessage> =>
+/** Every message the fast path leaves, through the schema, which names what is wrong. */
+const decodeMessage = (json: unknown): Either.Either<HubMessage, MalformedMessage> =>
   Either.gen(function*() {
-    const json = yield* parseJson(record)
     const typed = yield* Either.mapLeft(
       decodeTyped(json),
       () => new MalformedMessage({ reason: "the message is not an object with a numeric 'type'" })
