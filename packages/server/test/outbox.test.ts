@@ -112,4 +112,23 @@ describe("Outbox", () => {
       expect(goneSocket.writes).toEqual([])
       expect(closing.backlog()).toBe(0)
     }))
+
+  it.effect("a flush of many outboxes runs in slices across turns and reaches every one, in the order they were queued", () =>
+    Effect.gen(function*() {
+      const flusher = yield* Effect.provide(Flusher, Flusher.layer)
+      const order: Array<number> = []
+      const outboxes = Array.from({ length: 600 }, (_, i) => {
+        const transport: Transport = { write: () => void order.push(i), bufferedAmount: () => 0, isOpen: () => true }
+        return new Outbox(transport, flusher, 1024)
+      })
+      for (const outbox of outboxes) outbox.write("event")
+      yield* nextTurn
+      // the first slice only: the event loop gets its turn before the rest
+      expect(order.length).toBeGreaterThan(0)
+      expect(order.length).toBeLessThan(600)
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 0))).pipe(
+        Effect.repeat({ until: () => order.length === 600 })
+      )
+      expect(order).toEqual(outboxes.map((_, i) => i))
+    }))
 })
