@@ -1,4 +1,5 @@
 export * from "./Access.js"
+export * from "./CallerServices.js"
 export * from "./Consumers.js"
 export * from "./Ports.js"
 export * from "./PresenceHeartbeat.js"

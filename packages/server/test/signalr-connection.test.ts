@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Duration, Effect, Exit, Logger, LogLevel, Queue, Ref, Runtime, Schema, type Scope } from "effect"
+import { Chunk, Context, Deferred, Duration, Effect, Exit, Logger, LogLevel, Option, Queue, Ref, Runtime, Schema, type Scope } from "effect"
 import { ChatEventProducer, LocalFanout } from "@chatify/core"
 import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
 import { ServerServices, ShutdownGate } from "../src/index.js"
@@ -17,6 +17,7 @@ import {
   type Hub,
   type HubClient,
   HubError,
+  type InvocationContext,
   hubMethod,
   makeChatHub,
   makeReceiveMessageEncoder,
@@ -96,8 +97,11 @@ const open = (
             ["Fail", hubMethod(Schema.Tuple(), () => Effect.fail(new HubError({ message: "Forbidden: not yours" })))],
             ["Boom", hubMethod(Schema.Tuple(), () => Effect.die(new Error("secret internals at db.ts:42")))],
             ["BigInt", hubMethod(Schema.Tuple(), () => Effect.succeed(1n))],
-            ["Notify", hubMethod(Schema.Tuple(Schema.String), ([text]) => Effect.sync(() => client.send([{ target: "Note", arguments: [text] }])))]
-          ])
+            ["Notify", hubMethod(Schema.Tuple(Schema.String), ([text]) => Effect.sync(() => client.send([{ target: "Note", arguments: [text] }])))],
+            ["WhoAmI", hubMethod(Schema.Tuple(), () => Effect.map(Effect.serviceOption(Invocation), Option.getOrElse(() => "nobody")))]
+          ]),
+          // what each invocation's fiber starts with
+          servicesFor: (context) => Context.make(Invocation, `${context.target}/${context.invocationId ?? "-"}`)
         }
         return hub
       })
@@ -131,6 +135,7 @@ const open = (
       expiresAtMs: options.expiresAtMs,
       makeHub: options.makeHub ?? testHub,
       runFork,
+      startFiber: (effect, services) => runFork(Effect.provide(effect, services)),
       nowMs: now
     })
     connection.whenClosed(() => Deferred.unsafeDone(ended, Exit.void))
@@ -175,6 +180,9 @@ const connected = (options: Parameters<typeof open>[0] = {}) =>
     expect(yield* connection.next).toEqual({})
     return connection
   })
+
+/** A service the test hub gives each invocation. */
+class Invocation extends Context.Tag("test/Invocation")<Invocation, string>() {}
 
 const invocation = (target: string, args: ReadonlyArray<unknown>, invocationId?: string) =>
   record({ type: 1, target, arguments: args, ...(invocationId === undefined ? {} : { invocationId }) })
@@ -257,6 +265,14 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
       expect(yield* c.next).toEqual({ type: 3, invocationId: "after", result: "after" })
     }))
 
+  it.effect("each invocation runs with the services its hub gives it", () =>
+    Effect.gen(function*() {
+      const c = yield* connected()
+      yield* c.send(invocation("WhoAmI", [], "1") + invocation("WhoAmI", [], "2"))
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "1", result: "WhoAmI/1" })
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "2", result: "WhoAmI/2" })
+    }))
+
   it.effect("pipelined invocations (sends) start in order without waiting for each other, up to maxPipelinedInvocations; a serial one waits for them and holds what follows", () =>
     Effect.gen(function*() {
       const started = yield* Queue.unbounded<string>()
@@ -267,7 +283,8 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
             ["Send", hubMethod(Schema.Tuple(Schema.String), ([name]) =>
               Effect.zipRight(Queue.offer(started, name), Effect.as(Deferred.await(release), name)), { pipelined: true })],
             ["Join", hubMethod(Schema.Tuple(Schema.String), ([name]) => Effect.as(Queue.offer(started, name), name))]
-          ])
+          ]),
+          servicesFor: () => Context.empty()
         })
       const c = yield* connected({ makeHub: pipelinedHub, settings: { maxPipelinedInvocations: 2 } })
       yield* c.send(
@@ -416,6 +433,15 @@ afterEach(() => {
   for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
+/** A hub whose invocations get their services inside (the harness starts them with none). */
+const withItsServices = <R>(hub: Hub<R>): Hub => ({
+  methods: new Map(Array.from(hub.methods, ([name, method]) => [name, {
+    ...method,
+    invoke: (args: ReadonlyArray<unknown>, context: InvocationContext) => Effect.provide(method.invoke(args, context), hub.servicesFor(context))
+  }])),
+  servicesFor: () => Context.empty()
+})
+
 describe("ChatHub on the embedded services (in-memory socket)", () => {
   const withHub = (
     test: (io: Effect.Effect.Success<ReturnType<typeof open>>) => Effect.Effect<void, unknown, ChatHubServices | Scope.Scope>,
@@ -426,14 +452,19 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
     const layer = ServerServices(testServerConfig(dir))
     return Effect.gen(function*() {
       const services = yield* Effect.context<ChatHubServices>()
+      const gate = yield* ShutdownGate
       const io = yield* open({
         settings,
-        makeHub: makeChatHub({
-          principal: { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined },
-          encodeReceiveMessage: makeReceiveMessageEncoder(),
-          gate: yield* ShutdownGate,
-          services
-        })
+        makeHub: (client) =>
+          Effect.map(
+            makeChatHub({
+              principal: { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined },
+              encodeReceiveMessage: makeReceiveMessageEncoder(),
+              gate,
+              services
+            })(client),
+            withItsServices
+          )
       })
       yield* io.send(HANDSHAKE)
       expect(yield* io.next).toEqual({})

@@ -22,7 +22,6 @@ import {
   Exit,
   type Fiber,
   FiberId,
-  FiberSet,
   Layer,
   Mailbox,
   ParseResult,
@@ -31,13 +30,13 @@ import {
   Scope
 } from "effect"
 import {
+  callerServices,
+  type CallerServiceRequirements,
   CoreSettings,
   CorrelationId,
   CurrentUser,
   sendMessage,
-  type SendRequirements,
   subscribeInto,
-  type SubscribeRequirements,
   type SubscriptionSink
 } from "@chatify/core"
 import {
@@ -54,6 +53,7 @@ import { Authenticator, type Principal } from "../Auth.js"
 import { CORRELATION_HEADER, problemResponse } from "../Http.js"
 import { hideDefects, makeRpcCaller } from "../Rpc.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
+import { makeFiberStarter } from "./Fibers.js"
 import { encodedOnce, enrichedChatEventJson } from "./EventJson.js"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
@@ -155,7 +155,7 @@ interface Subscription {
 }
 
 /** What the Subscribe and Send fast paths run on, captured once when the protocol is built. */
-type FastPathServices = Exclude<SubscribeRequirements | SendRequirements, CurrentUser>
+type FastPathServices = CallerServiceRequirements
 
 export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
   Effect.gen(function*() {
@@ -163,7 +163,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     const flusher = yield* Flusher
     const asCaller = makeRpcCaller(yield* Authenticator, yield* Identities)
     // upgrades, subscriptions and requests run as fibers of this layer
-    const runFork = yield* FiberSet.makeRuntime<FastPathServices>()
+    const fibers = yield* makeFiberStarter<FastPathServices>()
+    const runFork = fibers.run
+    const services = yield* callerServices
     const { subscriberBufferSize } = yield* CoreSettings
     const disconnects = yield* Mailbox.make<number>()
     const encodeEvent = encodedOnce((event) => Either.getOrUndefined(enrichedChatEventJson(event)))
@@ -292,48 +294,46 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         )
         if (Exit.isSuccess(authenticated)) caller = authenticated.value
 
+        // the connection's caller on the shared services, built once
+        const connectionServices = caller === undefined ? undefined : Context.add(services, CurrentUser, caller)
         /**
-         * A Send with a plain payload and no headers of its own that change who or what it is,
-         * run straight from the socket as RpcServer would run it, with its Exit line written by
-         * hand: false leaves the request to RpcServer.
+         * The services of a request made as the connection's authenticated caller (no Authorization
+         * header of its own, a token that has not expired), with its correlation id: its fiber starts
+         * with them, which also tells the logger who (see Logging.ts). Undefined leaves the request
+         * to the general path, which authenticates it.
          */
-        /**
-         * The request's caller and correlation id, when it is the connection's authenticated caller
-         * (no Authorization header of its own, a token that has not expired); undefined leaves the
-         * request to the general path, which authenticates it.
-         */
-        const knownCaller = (request: RequestEncoded): { readonly principal: Principal; readonly correlationId: string } | undefined => {
+        const knownCallerServices = (request: RequestEncoded) => {
           let correlationId = upgradeCorrelationId
           for (const [name, value] of request.headers) {
             const lowerName = name.toLowerCase()
             if (lowerName === "authorization") return undefined
             if (lowerName === CORRELATION_HEADER) correlationId = value
           }
-          if (caller === undefined || (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs)) return undefined
-          return { principal: caller, correlationId: correlationId ?? crypto.randomUUID() }
+          if (connectionServices === undefined || caller === undefined) return undefined
+          if (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs) return undefined
+          return Context.add(connectionServices, CorrelationId, correlationId ?? crypto.randomUUID())
         }
-        /**
-         * One context for the whole call, which also tells the logger who (see Logging.ts): each
-         * provide or log annotation is a fiber-ref update that compares what it replaces.
-         */
-        const callerContext = (known: { readonly principal: Principal; readonly correlationId: string }) =>
-          Context.make(CurrentUser, known.principal).pipe(Context.add(CorrelationId, known.correlationId))
 
+        /**
+         * A Send with a plain payload and no headers of its own that change who or what it is,
+         * run straight from the socket as RpcServer would run it, with its Exit line written by
+         * hand: false leaves the request to RpcServer.
+         */
         const startSend = (request: RequestEncoded): boolean => {
           const payload = plainSendPayload(request.payload)
           if (payload === undefined) return false
-          const known = knownCaller(request)
+          const known = knownCallerServices(request)
           if (known === undefined) return false
           const requestId = String(request.id)
           if (sends.has(requestId)) return false
-          const send = gate.track(sendMessage(payload)).pipe(hideDefects, Effect.provide(callerContext(known)))
+          const send = gate.track(sendMessage(payload)).pipe(hideDefects)
           // an Interrupt from the client ends the send with an interrupted Exit, as on RpcServer's path
-          const fiber = runFork(Effect.uninterruptibleMask((restore) =>
+          const fiber = fibers.start(Effect.uninterruptibleMask((restore) =>
             Effect.map(Effect.exit(restore(send)), (exit) => {
               sends.delete(requestId)
               if (open) outbox.write(sendExitLine(requestId, exit))
             })
-          ))
+          ), known)
           sends.set(requestId, fiber)
           return true
         }
@@ -371,15 +371,18 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           const scope = Effect.runSync(Scope.make())
           subscription.scope = scope
           const subscribe = subscribeInto({ scopeType, scopeId }, after, sinkOf(subscription)).pipe(hideDefects)
-          const known = knownCaller(request)
-          runFork(
-            (known === undefined
-              ? subscribe.pipe(asCaller(clientId, Headers.fromInput(upgradeHeaders.concat(request.headers))), Scope.extend(scope))
-              : subscribe.pipe(Effect.provide(Context.add(callerContext(known), Scope.Scope, scope)))).pipe(
-                Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
-                Effect.catchAll((error) => Effect.sync(() => end(subscription, Exit.fail(error))))
-              )
-          )
+          const ended = <R>(effect: Effect.Effect<void, SubscribeError, R>) =>
+            effect.pipe(
+              Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
+              Effect.catchAll((error) => Effect.sync(() => end(subscription, Exit.fail(error))))
+            )
+          const known = knownCallerServices(request)
+          if (known === undefined) {
+            const headers = Headers.fromInput(upgradeHeaders.concat(request.headers))
+            runFork(ended(subscribe.pipe(asCaller(clientId, headers), Scope.extend(scope))))
+          } else {
+            fibers.start(ended(subscribe), Context.add(known, Scope.Scope, scope))
+          }
         }
 
         const onMessage = (message: FromClientEncoded): Effect.Effect<void> | undefined => {

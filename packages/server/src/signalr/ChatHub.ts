@@ -5,12 +5,11 @@
  */
 import { Context, Effect, Either, ExecutionStrategy, Exit, Option, Schema, Scope } from "effect"
 import {
+  type CallerServiceRequirements,
   CorrelationId,
   CurrentUser,
   sendMessage,
-  type SendRequirements,
   subscribeInto,
-  type SubscribeRequirements,
   type SubscriptionSink
 } from "@chatify/core"
 import {
@@ -27,7 +26,7 @@ import {
 } from "@chatify/domain"
 import type { Principal } from "../Auth.js"
 import type { ShutdownGate } from "../Runtime.js"
-import { type Hub, type HubClient, HubError, hubMethod, type InvocationContext, JsonResult, TOKEN_EXPIRED } from "./Connection.js"
+import { type Hub, type HubClient, HubError, type HubMethod, hubMethod, type InvocationContext, JsonResult, TOKEN_EXPIRED } from "./Connection.js"
 import { encodedOnce, enrichedChatEventJson } from "../realtime/EventJson.js"
 import { LogFields } from "../Logging.js"
 import { textFrame } from "../realtime/Outbox.js"
@@ -38,7 +37,10 @@ import { CORRELATION_HEADER, validCorrelationId } from "../Http.js"
 export const CONNECTION_TOO_SLOW = "Connection too slow"
 
 /** What the hub's use cases need besides the caller, captured once when the routes are built. */
-export type ChatHubServices = Exclude<SendRequirements | SubscribeRequirements, CurrentUser>
+export type ChatHubServices = CallerServiceRequirements
+
+/** What an invocation runs with: the shared services, its caller, its correlation id and log fields. */
+export type InvocationServices = ChatHubServices | CurrentUser | CorrelationId | LogFields
 
 export interface ChatHubDependencies {
   readonly principal: Principal
@@ -84,7 +86,7 @@ export const makeReceiveMessageEncoder = () =>
   })
 
 /** Builds the chat hub of one connection; memberships close with the connection's scope. */
-export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubClient): Effect.Effect<Hub, never, Scope.Scope> =>
+export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubClient): Effect.Effect<Hub<InvocationServices>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { encodeReceiveMessage, gate, principal, services } = dependencies
     const connectionScope = yield* Effect.scope
@@ -93,19 +95,16 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
     const callerServices = Context.add(services, CurrentUser, principal)
 
     /**
-     * Each invocation runs as the caller, with its own correlation id, on the shared services: one
-     * context per invocation, which also tells the logger who and what (each provide or log
-     * annotation is a fiber-ref update, and a send pays for every one).
+     * Each invocation runs as the caller, with its own correlation id, on the shared services: its
+     * fiber starts with this context, which also tells the logger who and what (a provide or log
+     * annotation inside it would be a fiber-ref update, and a send pays for every one).
      */
-    const asCaller = (context: InvocationContext) => <A, E>(effect: Effect.Effect<A, E, ChatHubServices | CurrentUser>) => {
+    const servicesFor = (context: InvocationContext): Context.Context<InvocationServices> => {
       const requested = context.headers[CORRELATION_HEADER]
       const correlationId = requested !== undefined && validCorrelationId.test(requested) ? requested : crypto.randomUUID()
       // userId and connectionId reach the logs from CurrentUser (see Logging.ts)
       const logFields = { target: context.target, invocationId: context.invocationId ?? "" }
-      return Effect.provide(
-        effect,
-        Context.add(Context.add(callerServices, CorrelationId, correlationId), LogFields, logFields)
-      )
+      return Context.add(Context.add(callerServices, CorrelationId, correlationId), LogFields, logFields)
     }
 
     const failWith = (target: string) => (error: ChatError) => new HubError({ message: errorMessageOf(error, target) })
@@ -165,15 +164,15 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
         return Scope.close(membership, Exit.void)
       })
 
-    const methods = new Map([
+    const methods = new Map<string, HubMethod<InvocationServices>>([
       [
         "JoinScopeAsync",
         hubMethod(ScopeIdParameter, ([scopeId], context) =>
-          join(scopeId).pipe(asCaller(context), Effect.mapError(failWith(context.target))))
+          Effect.mapError(join(scopeId), failWith(context.target)))
       ],
       [
         "LeaveScopeAsync",
-        hubMethod(ScopeIdParameter, ([scopeId], context) => leave(scopeId).pipe(asCaller(context)))
+        hubMethod(ScopeIdParameter, ([scopeId]) => leave(scopeId))
       ],
       [
         // Returns the EnrichedChatEvent {chatEvent, partition, offset}: the original's command result
@@ -187,10 +186,9 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
                 onRight: Effect.succeed
               })
             ),
-            asCaller(context),
             Effect.mapError(failWith(context.target))
           ), { pipelined: true })
       ]
     ])
-    return { methods }
+    return { methods, servicesFor }
   })

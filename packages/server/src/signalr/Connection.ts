@@ -6,7 +6,7 @@
  * not a set of fibers: an idle connection costs its socket and a few fields. Only an invocation
  * runs as a fiber, while it runs.
  */
-import { Cause, Data, Duration, Effect, Either, Exit, type Fiber, ParseResult, type Schema, Scope } from "effect"
+import { Cause, type Context, Data, Duration, Effect, Either, Exit, type Fiber, ParseResult, type Schema, Scope } from "effect"
 import { type Flusher, Outbox, type Transport } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
@@ -52,8 +52,8 @@ export interface InvocationContext {
   readonly headers: Readonly<Record<string, string>>
 }
 
-export interface HubMethod {
-  readonly invoke: (args: ReadonlyArray<unknown>, context: InvocationContext) => Effect.Effect<unknown, HubError>
+export interface HubMethod<R = never> {
+  readonly invoke: (args: ReadonlyArray<unknown>, context: InvocationContext) => Effect.Effect<unknown, HubError, R>
   /**
    * May start while earlier pipelined invocations of the same client still run. Only for a method
    * whose effects take their order when it starts: one that does nothing asynchronous before the
@@ -75,11 +75,11 @@ export class JsonResult {
  * A hub method whose parameters are a Schema tuple: the argument count and every argument are
  * checked before `run` sees them, and a mismatch becomes a Completion error naming the argument.
  */
-export const hubMethod = <A extends ReadonlyArray<unknown>, I>(
+export const hubMethod = <A extends ReadonlyArray<unknown>, I, R = never>(
   parameters: Schema.Schema<A, I, never> & { readonly elements: ReadonlyArray<unknown> },
-  run: (args: A, context: InvocationContext) => Effect.Effect<HubResult, HubError>,
+  run: (args: A, context: InvocationContext) => Effect.Effect<HubResult, HubError, R>,
   options?: { readonly pipelined?: boolean }
-): HubMethod => {
+): HubMethod<R> => {
   const decode = argumentsDecoderOf(parameters)
   const arity = parameters.elements.length
   return {
@@ -141,14 +141,19 @@ export interface HubClient {
   readonly close: (options: { readonly error?: string; readonly allowReconnect?: boolean }) => void
 }
 
-export interface Hub {
-  readonly methods: ReadonlyMap<string, HubMethod>
+export interface Hub<R = never> {
+  readonly methods: ReadonlyMap<string, HubMethod<R>>
+  /** The services an invocation runs with (its caller's): its fiber starts with them. */
+  readonly servicesFor: (context: InvocationContext) => Context.Context<R>
 }
 
 /** Runs an effect as a fiber of the server (its logger, its services). */
 export type RunFork = <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 
-export interface ConnectionOptions {
+/** Runs an effect as a fiber of the server with the given services as its context. */
+export type StartFiber = <A, E, R>(effect: Effect.Effect<A, E, R>, services: Context.Context<R>) => Fiber.RuntimeFiber<A, E>
+
+export interface ConnectionOptions<R> {
   /** Where the connection's frames go. */
   readonly transport: Transport
   /** Closes the socket with a close code (the socket's `close` event then calls `closed()`). */
@@ -159,8 +164,10 @@ export interface ConnectionOptions {
   /** When the caller's credentials expire (epoch ms): the connection is closed then. */
   readonly expiresAtMs: number | undefined
   /** Builds the hub once the handshake succeeded; its resources live as long as the connection. */
-  readonly makeHub: (client: HubClient) => Effect.Effect<Hub, never, Scope.Scope>
+  readonly makeHub: (client: HubClient) => Effect.Effect<Hub<R>, never, Scope.Scope>
   readonly runFork: RunFork
+  /** Starts invocations, with the services the hub gives each. */
+  readonly startFiber: StartFiber
   /** The time now, epoch ms (the connection's timers are checked on `tick`). */
   readonly nowMs: number
 }
@@ -191,7 +198,7 @@ const onExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, f: (exit: Exit.Exit<A, E>
  * Serves the SignalR JSON hub protocol on one socket. Never throws: bad input closes this
  * connection with a Close message, defects are logged and close it too.
  */
-export class SignalRConnection {
+export class SignalRConnection<R = never> {
   private readonly outbox: Outbox
   private readonly client: HubClient
   /** For binary frames only (browsers' clients send text): made on the first one. */
@@ -200,7 +207,7 @@ export class SignalRConnection {
   private state: "handshake" | "building" | "open" | "closing" | "closed" = "handshake"
   /** Records that arrived while the hub was being built. */
   private early: Array<string> = []
-  private hub: Hub | undefined
+  private hub: Hub<R> | undefined
   private hubScope: Scope.CloseableScope | undefined
   private readonly invocations: Array<Protocol.InvocationMessage> = []
   private readonly queuedIds = new Set<string>()
@@ -212,7 +219,7 @@ export class SignalRConnection {
   private lastPingAtMs: number
   private readonly onClosed: Array<() => void> = []
 
-  constructor(private readonly options: ConnectionOptions) {
+  constructor(private readonly options: ConnectionOptions<R>) {
     this.openedAtMs = options.nowMs
     this.lastReceivedAtMs = options.nowMs
     this.lastPingAtMs = options.nowMs
@@ -425,7 +432,8 @@ export class SignalRConnection {
     while (this.state === "open") {
       const message = this.invocations[0]
       if (message === undefined) return
-      const method = this.hub?.methods.get(message.target)
+      const hub = this.hub
+      const method = hub?.methods.get(message.target)
       const pipelined = method?.pipelined === true
       if (this.running.size > 0) {
         if (!pipelined || this.running.size >= this.options.settings.maxPipelinedInvocations) return
@@ -447,10 +455,9 @@ export class SignalRConnection {
         invocationId,
         headers: message.headers ?? {}
       }
-      const effect = method === undefined
-        ? Effect.fail(new HubError({ message: `Unknown hub method '${target}'.` }))
-        : method.invoke(message.arguments, context)
-      const fiber = this.options.runFork(effect)
+      const fiber = hub === undefined || method === undefined
+        ? this.options.runFork(Effect.fail(new HubError({ message: `Unknown hub method '${target}'.` })))
+        : this.options.startFiber(method.invoke(message.arguments, context), hub.servicesFor(context))
       const running: Running = { invocationId, pipelined, fiber }
       this.running.add(running)
       onExit(fiber, (exit) => {

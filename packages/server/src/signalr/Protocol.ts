@@ -186,7 +186,6 @@ export type HubMessage = typeof HubMessage.Type
 export const HandshakeRequest = Schema.Struct({ protocol: Schema.String, version: Schema.Number })
 export type HandshakeRequest = typeof HandshakeRequest.Type
 
-const decodeJson = Schema.decodeEither(Schema.parseJson())
 const decodeTyped = Schema.decodeUnknownEither(Schema.Struct({ type: Schema.Number }))
 const decodeHubMessage = Schema.decodeUnknownEither(HubMessage)
 const decodeHandshake = Schema.decodeUnknownEither(HandshakeRequest)
@@ -199,8 +198,12 @@ const describe = (error: ParseResult.ParseError): string => {
   return first.path.length === 0 ? first.message : `${first.path.map(String).join(".")}: ${first.message}`
 }
 
+// JSON.parse itself: the schema's parseJson wraps the same call in several layers of ParseResult.
 const parseJson = (record: string): Either.Either<unknown, MalformedMessage> =>
-  Either.mapLeft(decodeJson(record), () => new MalformedMessage({ reason: "the message is not valid JSON" }))
+  Either.try({
+    try: (): unknown => JSON.parse(record),
+    catch: () => new MalformedMessage({ reason: "the message is not valid JSON" })
+  })
 
 const hasOwn = Object.prototype.hasOwnProperty
 

@@ -5,15 +5,16 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Clock, Duration, Effect, Either, FiberSet, Layer, Schedule } from "effect"
-import { CorrelationId } from "@chatify/core"
+import { Clock, Duration, Effect, Either, Layer, Schedule } from "effect"
+import { callerServices, CorrelationId } from "@chatify/core"
 import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/domain"
 import { Authenticator, bearerOf, pathOf } from "../Auth.js"
 import { problemResponse } from "../Http.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "../realtime/Gateway.js"
+import { makeFiberStarter } from "../realtime/Fibers.js"
 import { Flusher, webSocketTransport } from "../realtime/Outbox.js"
-import { type ChatHubServices, makeChatHub, makeReceiveMessageEncoder } from "./ChatHub.js"
+import { type InvocationServices, makeChatHub, makeReceiveMessageEncoder } from "./ChatHub.js"
 import { type ConnectionSettings, defaultConnectionSettings, type RunFork, SignalRConnection } from "./Connection.js"
 
 export interface SignalRHubOptions extends ConnectionSettings {
@@ -100,7 +101,7 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
       const authenticator = yield* Authenticator
       const identities = yield* Identities
       const gate = yield* ShutdownGate
-      const services = yield* Effect.context<ChatHubServices>()
+      const services = yield* callerServices
       const negotiations = makeNegotiations(Duration.toMillis(options.negotiationTimeout))
       const flusher = yield* Flusher
       const gateway = yield* WebSocketGateway
@@ -134,8 +135,9 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
 
       // Invocations and upgrades run as fibers of this layer: they end with it (server shutdown),
       // before the services they use.
-      const runFork: RunFork = yield* FiberSet.makeRuntime<never>()
-      const connections = new Set<SignalRConnection>()
+      const fibers = yield* makeFiberStarter()
+      const runFork: RunFork = fibers.run
+      const connections = new Set<SignalRConnection<InvocationServices>>()
       // one ticker for every connection's keep-alive, timeouts and token expiry
       yield* Effect.sync(() => {
         const now = Date.now()
@@ -171,6 +173,7 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
               expiresAtMs: principal.right.expiresAtMs,
               makeHub: makeChatHub({ principal: principal.right, encodeReceiveMessage, gate, services }),
               runFork,
+              startFiber: fibers.start,
               nowMs: Date.now()
             })
             connections.add(connection)
