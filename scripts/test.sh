@@ -13,6 +13,7 @@ running_before=()
 for service in redis kafka cassandra; do
   if bash "$CHATIFY_ROOT/scripts/services/$service.sh" status >/dev/null 2>&1; then running_before+=("$service"); fi
 done
+# shellcheck disable=SC2317  # false positive: only called by the EXIT trap, which shellcheck 0.9 does not follow
 stop_started_services() {
   for service in redis kafka cassandra; do
     if [[ " ${running_before[*]-} " != *" $service "* ]]; then
@@ -29,9 +30,11 @@ rm -f "$report"
 status=0
 "${PNPM[@]}" exec vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
 if [ -f "$report" ]; then
+  # no JS template literal here: shellcheck would take its ${…} for shell expansions (SC2016)
   node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+    console.log(r.numPassedTests + " passed, " + r.numFailedTests + " failed, " +
+      (r.numPendingTests + r.numTodoTests) + " skipped");
   ' "$report"
 fi
 exit "$status"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by start.sh and test.sh: make a fresh clone runnable (pnpm, dependencies, build).
 # Sourced, not executed.
 

@@ -4,6 +4,8 @@
 # start: installs/downloads one service after another (apt's dpkg lock and Maven's local repository
 # do not like concurrent writers), then starts the three in parallel, since each mostly waits on
 # its own JVM; prints the total time and each service's RSS.
+# No lock of its own: each <svc>.sh start/stop/fetch holds that service's lock, so an all.sh start
+# beside a redis.sh start (or another all.sh) still leaves one process per service.
 set -euo pipefail
 SERVICE=all
 source "$(dirname "$0")/lib.sh"

@@ -3,6 +3,8 @@
 # Maven Central (Debian has no Cassandra or Scylla package and there is no Docker here).
 #   scripts/services/cassandra.sh start|stop|status|wait|fetch
 #     fetch   only download the jars, start nothing
+#   start, stop and fetch hold $CHATIFY_CACHE/locks/cassandra.lock: a concurrent start waits, then
+#   finds the node running, so two starts at once never leave a second, untracked JVM.
 # Env: CHATIFY_CASSANDRA_PORT (9042, CQL), CHATIFY_CASSANDRA_STORAGE_PORT (7000, gossip),
 #      CHATIFY_CASSANDRA_WAIT_TIMEOUT (180 s), CHATIFY_CASSANDRA_VERSION (5.0.9),
 #      CHATIFY_CASSANDRA_HEAP (512m), CHATIFY_CASSANDRA_STOP_TIMEOUT (60 s), CHATIFY_JAVA (a Java 11
@@ -210,11 +212,12 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  start) cmd_start ;;
+  # start, stop and fetch hold the service lock (svc_lock in lib.sh) until the script exits
+  start) svc_lock; cmd_start ;;
   # Cassandra drains on SIGTERM (flushes memtables); give it time before SIGKILL
-  stop) stop_pidfile "$PIDFILE" "${CHATIFY_CASSANDRA_STOP_TIMEOUT:-60}" "$MARKER" ;;
+  stop) svc_lock; stop_pidfile "$PIDFILE" "${CHATIFY_CASSANDRA_STOP_TIMEOUT:-60}" "$MARKER" ;;
   status) cmd_status ;;
   wait) cmd_wait ;;
-  fetch) ensure_jars ;;
+  fetch) svc_lock; ensure_jars ;;
   *) usage_main "$0" ;;
 esac

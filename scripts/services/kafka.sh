@@ -6,6 +6,8 @@
 #     wait    wait until the broker answers metadata and the chat topics have leaders
 #     topics  create the topics if missing (idempotent) and print their metadata
 #     fetch   only download / install what start needs (jars, kcat), start nothing
+#   start, stop and fetch hold $CHATIFY_CACHE/locks/kafka.lock: a concurrent start waits, then finds
+#   the broker running, so two starts at once never leave a second, untracked JVM.
 # Env: CHATIFY_KAFKA_PORT (9092), CHATIFY_KAFKA_CONTROLLER_PORT (9093), CHATIFY_KAFKA_TOPIC
 #      (chat-events), CHATIFY_KAFKA_PARTITIONS (3), CHATIFY_KAFKA_WAIT_TIMEOUT (60 s),
 #      CHATIFY_KAFKA_VERSION (3.9.2), CHATIFY_KAFKA_HEAP (512m), CHATIFY_KAFKA_STOP_TIMEOUT (30 s),
@@ -314,12 +316,13 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  start) cmd_start ;;
+  # start, stop and fetch hold the service lock (svc_lock in lib.sh) until the script exits
+  start) svc_lock; cmd_start ;;
   # controlled shutdown takes ~2 s; a stuck one gets SIGKILL (the log is recovered on next start)
-  stop) stop_pidfile "$PIDFILE" "${CHATIFY_KAFKA_STOP_TIMEOUT:-30}" "$MARKER" ;;
+  stop) svc_lock; stop_pidfile "$PIDFILE" "${CHATIFY_KAFKA_STOP_TIMEOUT:-30}" "$MARKER" ;;
   status) cmd_status ;;
   wait) cmd_wait ;;
   topics) cmd_topics print ;;
-  fetch) ensure_kcat; ensure_jars ;;
+  fetch) svc_lock; ensure_kcat; ensure_jars ;;
   *) usage_main "$0" '|topics' ;;
 esac

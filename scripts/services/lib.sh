@@ -10,6 +10,7 @@
 #   $CACHE/data/<svc>[-ver] service data (kept between starts; delete it to reset)
 #   $CACHE/logs/<svc>.log   stdout/stderr of the service
 #   $CACHE/run/<svc>.pid    pid of the running service
+#   $CACHE/locks/<name>.lock  flock files: one per service (start/stop/fetch), apt.lock (apt-get)
 
 CHATIFY_CACHE="${CHATIFY_CACHE:-$HOME/.cache/chatify}"
 mkdir -p "$CHATIFY_CACHE"
@@ -17,7 +18,7 @@ mkdir -p "$CHATIFY_CACHE"
 CACHE="$(cd "$CHATIFY_CACHE" && pwd)"
 # shellcheck disable=SC2034  # used by all.sh
 SERVICES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-mkdir -p "$CACHE"/{lib,conf,data,logs,run,tmp}
+mkdir -p "$CACHE"/{lib,conf,data,logs,run,tmp,locks}
 
 # Set by each service script before using the helpers below.
 SERVICE="${SERVICE:-services}"
@@ -27,6 +28,22 @@ die() { log "ERROR: $*"; exit 1; }
 
 svc_pidfile() { printf '%s/run/%s.pid\n' "$CACHE" "${1:-$SERVICE}"; }
 svc_logfile() { printf '%s/logs/%s.log\n' "$CACHE" "${1:-$SERVICE}"; }
+
+# svc_lock: takes the exclusive lock $CACHE/locks/$SERVICE.lock and holds it until the script
+# exits. `start`, `stop` and `fetch` take it first, so two concurrent starts (two test files
+# starting Kafka at once) never spawn a second, untracked process: the second waits for the first,
+# then finds the service running. The lock lives on fd 9 and is released by the kernel when the
+# script ends, however it ends; every daemon is spawned with fd 9 closed (`9>&-`), or it would hold
+# the lock for its whole life.
+# CHATIFY_LOCK_TIMEOUT (600 s): how long to wait for the holder (a first Kafka start may download).
+svc_lock() {
+  local timeout="${CHATIFY_LOCK_TIMEOUT:-600}" lockfile="$CACHE/locks/$SERVICE.lock"
+  command -v flock >/dev/null 2>&1 || die "flock (util-linux) is required"
+  exec 9>>"$lockfile"
+  flock -n 9 && return 0
+  log "another start/stop of $SERVICE holds $lockfile; waiting for it (up to ${timeout}s)"
+  flock -w "$timeout" 9 || die "still locked after ${timeout}s: $lockfile (set CHATIFY_LOCK_TIMEOUT)"
+}
 
 # now_ms: wall clock in milliseconds, for the startup timings we print.
 now_ms() { date +%s%3N; }
@@ -219,6 +236,24 @@ ensure_apt() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -gt 0 ] || return 0
+  # One apt-get at a time: two services started at once (or a test installing shellcheck) would
+  # fail on dpkg's lock. Fd 8, closed again below; apt-get runs without 8 and 9 (see svc_lock),
+  # so a daemon a package's postinst may start cannot hold our locks.
+  exec 8>>"$CACHE/locks/apt.lock"
+  flock -w "${CHATIFY_LOCK_TIMEOUT:-600}" 8 || die "another apt-get of ours holds $CACHE/locks/apt.lock"
+  local rc=0
+  _ensure_apt_locked "${missing[@]}" || rc=$?
+  exec 8>&-
+  return "$rc"
+}
+
+_ensure_apt_locked() {
+  local missing=() p
+  # again under the lock: whoever held it may just have installed them
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
   local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to apt-get install ${missing[*]}"
@@ -228,11 +263,11 @@ ensure_apt() {
   log "apt-get install ${missing[*]}"
   local aptlog="$CACHE/logs/apt.log"
   if ! find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' 2>/dev/null | grep -q .; then
-    "${sudo[@]}" apt-get update -qq >>"$aptlog" 2>&1 || true
+    "${sudo[@]}" apt-get update -qq >>"$aptlog" 2>&1 8>&- 9>&- || true
   fi
-  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1; then
-    "${sudo[@]}" apt-get update -qq >>"$aptlog" 2>&1 || true
-    if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1; then
+  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1 8>&- 9>&-; then
+    "${sudo[@]}" apt-get update -qq >>"$aptlog" 2>&1 8>&- 9>&- || true
+    if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1 8>&- 9>&-; then
       log "ERROR: apt-get install ${missing[*]} failed; last lines of $aptlog:"
       tail -n 20 "$aptlog" | sed 's/^/    /' >&2
       return 1
@@ -267,8 +302,9 @@ spawn_daemon() {
   rm -f "$pidfile"
   rotate_log "$logfile"
   printf '\n===== %s: starting: %s\n' "$(date '+%F %T')" "$*" >>"$logfile"
+  # 9>&-: the daemon must not inherit the service lock (svc_lock)
   # shellcheck disable=SC2016  # expanded by the inner bash
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
   local i
   for ((i = 0; i < 50; i++)); do
     [ -s "$pidfile" ] && return 0

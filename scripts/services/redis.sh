@@ -2,6 +2,8 @@
 # Redis for local runs and CI: Debian's redis-server on 127.0.0.1, no persistence.
 #   scripts/services/redis.sh start|stop|status|wait|fetch
 #     fetch   only install what start needs (apt), start nothing
+#   start, stop and fetch hold $CHATIFY_CACHE/locks/redis.lock: a concurrent start waits, then finds
+#   redis running (start is idempotent).
 # Env: CHATIFY_REDIS_PORT (6379), CHATIFY_REDIS_WAIT_TIMEOUT (10 s), CHATIFY_REDIS_STOP_TIMEOUT
 #      (10 s before SIGKILL), CHATIFY_CACHE.
 set -euo pipefail
@@ -59,7 +61,8 @@ cmd_start() {
   write_config
   rotate_log "$LOGFILE"
   log "starting redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on 127.0.0.1:$PORT (log $LOGFILE)"
-  redis-server "$CONF"
+  # 9>&-: the daemon must not inherit the service lock (it would hold it for its whole life)
+  redis-server "$CONF" 9>&-
   # the forked daemon writes the pid file a moment after the parent returns
   WAIT_PIDFILE='' wait_for "redis pid file" 5 test -s "$PIDFILE"
   cmd_wait
@@ -85,10 +88,11 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  start) cmd_start ;;
-  stop) stop_pidfile "$PIDFILE" "${CHATIFY_REDIS_STOP_TIMEOUT:-10}" "$MARKER" ;;
+  # start, stop and fetch hold the service lock (svc_lock in lib.sh) until the script exits
+  start) svc_lock; cmd_start ;;
+  stop) svc_lock; stop_pidfile "$PIDFILE" "${CHATIFY_REDIS_STOP_TIMEOUT:-10}" "$MARKER" ;;
   status) cmd_status ;;
   wait) cmd_wait ;;
-  fetch) ensure_redis ;;
+  fetch) svc_lock; ensure_redis ;;
   *) usage_main "$0" ;;
 esac

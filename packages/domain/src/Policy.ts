@@ -18,10 +18,20 @@ export const codePointLength = (s: string): number => {
   return n
 }
 
+/** "U+202E": how a message names a character that cannot be shown. */
+const codePointName = (character: string): string =>
+  `U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, "0")}`
+
 // Cc (C0, DEL, C1) and lone surrogates: neither has a place in an identifier or survives storage as UTF-8.
 const controlCharacter = /[\u0000-\u001F\u007F-\u009F]/u
 const textControlCharacter = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/u
 const loneSurrogate = /\p{Cs}/u
+// Cf (format): invisible characters that change how the characters around them are shown — bidi
+// controls (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C), zero-width characters
+// (U+200B–U+200D, U+2060, U+FEFF), the soft hyphen, tags — so that two ids that look the same would
+// name two scopes, or one id would show as another. Refused in ids; text keeps them (emoji sequences
+// join with U+200D).
+const formatCharacter = /\p{Cf}/u
 const onlyWhitespace = /^\s*$/u
 
 const checkId = (field: string, value: string, limits: PolicyLimits): ReadonlyArray<FieldError> => {
@@ -29,6 +39,14 @@ const checkId = (field: string, value: string, limits: PolicyLimits): ReadonlyAr
   if (onlyWhitespace.test(value)) return [{ field, message: "must not be whitespace only" }]
   if (loneSurrogate.test(value)) return [{ field, message: "must be well-formed Unicode" }]
   if (controlCharacter.test(value)) return [{ field, message: "must not contain control characters" }]
+  const format = formatCharacter.exec(value)
+  if (format !== null) {
+    return [{
+      field,
+      message: "must not contain invisible format characters such as bidi controls or zero-width characters " +
+        `(found ${codePointName(format[0])})`
+    }]
+  }
   if (codePointLength(value) > limits.maxIdLength) {
     return [{ field, message: `must be at most ${limits.maxIdLength} characters` }]
   }

@@ -16,7 +16,8 @@ import {
 // An independent reference of ChatDomainPolicy, written from the rules, sharing nothing with the
 // implementation (no regular expressions, no string iteration helpers: UTF-16 is decoded by hand).
 //
-//   ids:  1..maxIdLength code points, not whitespace-only, no control characters, no lone surrogates
+//   ids:  1..maxIdLength code points, not whitespace-only, no control characters, no lone surrogates,
+//         no format characters (Cf: bidi controls, zero-width characters, soft hyphen, tags, …)
 //   text: not empty, not whitespace-only, at most maxTextLength code points,
 //         no control characters other than \t \n \r (lone surrogates are not well-formed text either)
 // ---------------------------------------------------------------------------------------------
@@ -68,6 +69,36 @@ const isWhitespace = (cp: number): boolean =>
 /** General category Cc: C0 controls, DEL and C1 controls. */
 const isControl = (cp: number): boolean => cp <= 0x1f || (cp >= 0x7f && cp <= 0x9f)
 
+/**
+ * General category Cf (format), Unicode 17, written out from UnicodeData.txt: invisible characters
+ * that steer how their neighbours are shown (bidi controls, zero-width characters, …).
+ */
+const FORMAT_RANGES: ReadonlyArray<readonly [number, number]> = [
+  [0x00ad, 0x00ad], // soft hyphen
+  [0x0600, 0x0605], // Arabic number signs
+  [0x061c, 0x061c], // ARABIC LETTER MARK (bidi)
+  [0x06dd, 0x06dd],
+  [0x070f, 0x070f],
+  [0x0890, 0x0891],
+  [0x08e2, 0x08e2],
+  [0x180e, 0x180e], // MONGOLIAN VOWEL SEPARATOR
+  [0x200b, 0x200f], // ZWSP, ZWNJ, ZWJ, LRM, RLM
+  [0x202a, 0x202e], // LRE, RLE, PDF, LRO, RLO
+  [0x2060, 0x2064], // WORD JOINER, invisible operators
+  [0x2066, 0x206f], // LRI, RLI, FSI, PDI, deprecated format characters
+  [0xfeff, 0xfeff], // ZERO WIDTH NO-BREAK SPACE (BOM)
+  [0xfff9, 0xfffb], // interlinear annotation
+  [0x110bd, 0x110bd],
+  [0x110cd, 0x110cd],
+  [0x13430, 0x1343f], // Egyptian hieroglyph format controls
+  [0x1bca0, 0x1bca3], // shorthand format controls
+  [0x1d173, 0x1d17a], // musical symbol format controls
+  [0xe0001, 0xe0001], // LANGUAGE TAG
+  [0xe0020, 0xe007f] // tag characters
+]
+
+const isFormat = (cp: number): boolean => FORMAT_RANGES.some(([from, to]) => cp >= from && cp <= to)
+
 const referenceValidId = (limits: PolicyLimits, s: string): boolean => {
   const { codePoints, wellFormed } = decodeUtf16(s)
   return (
@@ -75,6 +106,7 @@ const referenceValidId = (limits: PolicyLimits, s: string): boolean => {
     codePoints.length <= limits.maxIdLength &&
     !codePoints.every(isWhitespace) &&
     !codePoints.some(isControl) &&
+    !codePoints.some(isFormat) &&
     wellFormed
   )
 }
@@ -123,6 +155,14 @@ const tricky = FastCheck.constantFrom(
   "\u3000",
   "\ufeff",
   "\u200b",
+  "\u200d",
+  "\u200e",
+  "\u202e",
+  "\u2066",
+  "\u2069",
+  "\u061c",
+  "\u00ad",
+  "\u{e0041}",
   "a",
   "Z",
   "é",
@@ -225,7 +265,18 @@ describe("ChatDomainPolicy: validateSend", () => {
       // one code point per field: valid under every limit generated here
       base: FastCheck.record({ senderId: plausible(1), scopeType, scopeId: plausible(1), text: plausible(1), originPodId: plausible(1) }),
       which: FastCheck.constantFrom<Field>("senderId", "scopeId", "text", "originPodId"),
-      bad: FastCheck.constantFrom("", " ", "\t\n", "a\u0000", "a\u007f", "a\u0085", "a\u009f", "\ud800", "x\udc00", "\u3000\u00a0")
+      bad: FastCheck.constantFrom(
+        "",
+        " ",
+        "\t\n",
+        "a\u0000",
+        "a\u007f",
+        "a\u0085",
+        "a\u009f",
+        "\ud800",
+        "x\udc00",
+        "\u3000\u00a0"
+      )
     },
     ({ bad, base, limits, which }) => {
       const c: SendCandidate = { ...base, [which]: bad }
@@ -320,6 +371,95 @@ describe("ChatDomainPolicy: single fields", () => {
       expect(isValidId(defaultPolicyLimits, s)).toBe(true)
       expect(isValidText(defaultPolicyLimits, s)).toBe(true)
     }
+  })
+})
+
+describe("ChatDomainPolicy: look-alike ids (format characters)", () => {
+  /** The characters the hardening issue names: bidi controls and zero-width characters. */
+  const named = [
+    ...[0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069, 0x200e, 0x200f, 0x061c],
+    ...[0x200b, 0x200c, 0x200d, 0x2060, 0xfeff]
+  ]
+  /** Any Cf code point: one of the named ones, or any point of any range of the table. */
+  const formatCodePoint: FastCheck.Arbitrary<number> = FastCheck.oneof(
+    FastCheck.constantFrom(...named),
+    FastCheck.constantFrom(...FORMAT_RANGES).chain(([from, to]) => FastCheck.integer({ min: from, max: to }))
+  )
+  /** Valid ids from many scripts (Latin, Arabic and Hebrew letters, CJK, emoji with VS16, combining marks). */
+  const validId: FastCheck.Arbitrary<string> = FastCheck.string({
+    unit: FastCheck.constantFrom("a", "Z", "0", "-", ":", "é", "e\u0301", "ع", "ש", "中", "😀", "❤\ufe0f", " ", "%"),
+    minLength: 1,
+    maxLength: 12
+  }).filter((s) => referenceValidId(defaultPolicyLimits, s))
+  const hex = (cp: number) => `U+${cp.toString(16).toUpperCase().padStart(4, "0")}`
+
+  it.prop(
+    "any id with a format character anywhere is refused, naming the field and the character",
+    {
+      before: FastCheck.oneof(FastCheck.constant(""), validId),
+      cp: formatCodePoint,
+      after: FastCheck.oneof(FastCheck.constant(""), validId),
+      which: FastCheck.constantFrom<"senderId" | "scopeId" | "originPodId">("senderId", "scopeId", "originPodId")
+    },
+    ({ after, before, cp, which }) => {
+      const id = `${before}${String.fromCodePoint(cp)}${after}`
+      const base: SendCandidate = { senderId: "alice", scopeType: 0, scopeId: "general", text: "hi", originPodId: "pod-1" }
+      const sent = validateSend(defaultPolicyLimits, { ...base, [which]: id })
+      expect(Either.isLeft(sent)).toBe(true)
+      if (Either.isLeft(sent)) {
+        expect(sent.left).toBeInstanceOf(ValidationError)
+        expect(fieldsOf(sent.left)).toEqual([which])
+        const [error] = sent.left.errors
+        if (id.trim() === "") {
+          // U+FEFF alone: ECMAScript whitespace, so the whitespace rule speaks first
+          expect(error?.message).toBe("must not be whitespace only")
+        } else {
+          // the first format character of the id is the one named
+          const first = [...id].map((c) => c.codePointAt(0) ?? 0).find(isFormat)
+          expect(error?.message).toContain("invisible format characters")
+          expect(error?.message).toContain(`(found ${hex(first ?? cp)})`)
+        }
+      }
+      expect(isValidId(defaultPolicyLimits, id)).toBe(false)
+      const scope = validateScopeId(defaultPolicyLimits, id)
+      expect(Either.isLeft(scope)).toBe(true)
+      if (Either.isLeft(scope)) expect(fieldsOf(scope.left)).toEqual(["scopeId"])
+    },
+    { fastCheck: { numRuns: 500 } }
+  )
+
+  it.prop("valid ids are still accepted, in any script", { id: validId }, ({ id }) => {
+    expect(validateScopeId(defaultPolicyLimits, id)).toEqual(Either.right(id))
+    const c: SendCandidate = { senderId: id, scopeType: 1, scopeId: id, text: "hi", originPodId: id }
+    expect(validateSend(defaultPolicyLimits, c)).toEqual(Either.right(c))
+  }, { fastCheck: { numRuns: 300 } })
+
+  it("refuses every named character in a scope id; text keeps them (emoji ZWJ sequences)", () => {
+    for (const cp of named) {
+      const id = `gen${String.fromCodePoint(cp)}eral`
+      const result = validateScopeId(defaultPolicyLimits, id)
+      expect(Either.isLeft(result), hex(cp)).toBe(true)
+      if (Either.isLeft(result)) {
+        expect(result.left.errors).toEqual([{
+          field: "scopeId",
+          message: `must not contain invisible format characters such as bidi controls or zero-width characters (found ${hex(cp)})`
+        }])
+      }
+    }
+    expect(isValidText(defaultPolicyLimits, "family: 👨\u200d👩\u200d👧, \u202eright-to-left")).toBe(true)
+  })
+
+  it("the reference's Cf table is this runtime's \\p{Cf}", () => {
+    // Written out by hand so that the reference shares nothing with the implementation; this check
+    // says when a newer Unicode (a Node upgrade) adds format characters the table lacks.
+    const fromTable: Array<number> = []
+    const fromRuntime: Array<number> = []
+    for (let block = 0; block < 0x110000; block += 0x1000) {
+      const codePoints = Array.from({ length: 0x1000 }, (_, i) => block + i).filter((cp) => cp < 0xd800 || cp > 0xdfff)
+      fromTable.push(...codePoints.filter(isFormat))
+      for (const match of String.fromCodePoint(...codePoints).matchAll(/\p{Cf}/gu)) fromRuntime.push(match[0].codePointAt(0) ?? -1)
+    }
+    expect(fromTable.map(hex)).toEqual(fromRuntime.map(hex))
   })
 })
 
