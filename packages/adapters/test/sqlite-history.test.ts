@@ -104,9 +104,59 @@ describe("SqliteHistory", () => {
         db.prepare<[], { module_name: string; migration_id: string; applied_at_utc: number }>(
           "SELECT module_name, migration_id, applied_at_utc FROM schema_migrations"
         ).all())
-      expect(migrations).toHaveLength(1)
-      expect(migrations[0]?.migration_id).toBe("0001_init_chat")
-      expect(migrations[0]?.applied_at_utc).toBeGreaterThan(0)
+      expect(migrations.map((m) => m.migration_id)).toEqual(["0001_init_chat", "0002_chat_messages_clustered_by_scope"])
+      expect(migrations.every((m) => m.applied_at_utc > 0)).toBe(true)
+    }))
+
+  it.scoped("moves a history written by the first schema into the clustered table, every row, and keeps serving it", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDirectory
+      const scope = channel()
+      const events = [0, 1, 2].map((i) => eventAt(scope, T0 + i, i))
+      // the first release's file: its table, indexes and migration record, and three messages
+      yield* Effect.acquireUseRelease(
+        Effect.sync(() => new Database(dbFile(directory))),
+        (db) =>
+          Effect.sync(() => {
+            db.exec(`
+              CREATE TABLE schema_migrations (module_name TEXT NOT NULL, migration_id TEXT NOT NULL,
+                applied_at_utc INTEGER NOT NULL, PRIMARY KEY (module_name, migration_id));
+              INSERT INTO schema_migrations VALUES ('chat', '0001_init_chat', 1);
+              CREATE TABLE chat_messages (scope_key TEXT NOT NULL, bucket INTEGER NOT NULL,
+                created_at_utc INTEGER NOT NULL, message_id TEXT NOT NULL, scope_type INTEGER NOT NULL,
+                scope_id TEXT NOT NULL, sender_id TEXT NOT NULL, text TEXT NOT NULL, origin_pod_id TEXT NOT NULL,
+                broker_partition INTEGER NOT NULL, broker_offset INTEGER NOT NULL,
+                PRIMARY KEY (scope_key, bucket, created_at_utc, message_id));
+              CREATE UNIQUE INDEX chat_messages_message_id ON chat_messages (message_id);
+              CREATE INDEX chat_messages_by_offset ON chat_messages (scope_key, broker_partition, broker_offset);
+              CREATE INDEX chat_messages_by_time ON chat_messages (scope_key, created_at_utc, message_id);
+            `)
+            const insert = db.prepare("INSERT INTO chat_messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            for (const { chatEvent: e, offset, partition } of events) {
+              const at = e.createdAtUtc.getTime()
+              insert.run(`0:${e.scopeId}`, Math.floor(at / 86_400_000), at, e.messageId, e.scopeType, e.scopeId, e.senderId, e.text, e.originPodId, partition, offset)
+            }
+          }),
+        (db) => Effect.sync(() => db.close())
+      )
+
+      const layer = SqliteHistory.layer({ dataDirectory: directory })
+      const [page, resumed] = yield* Effect.flatMap(ChatHistory, (history) =>
+        Effect.all([
+          history.page(scope, { limit: 10, before: undefined }),
+          history.after(scope, { partition: 1, offset: 0 }, 10)
+        ])).pipe(Effect.provide(layer))
+      expect(page.items).toEqual([...events].reverse())
+      expect(resumed).toEqual(events.slice(1))
+
+      const layout = yield* inspect(dbFile(directory), (db) => ({
+        table: db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'chat_messages'").get()?.sql ?? "",
+        indexes: db.prepare<[], { name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'chat_messages' ORDER BY name"
+        ).all().map((row) => row.name)
+      }))
+      expect(layout.table).toMatch(/PRIMARY KEY \(scope_key, created_at_utc, message_id\)\s*\)\s*WITHOUT ROWID/)
+      expect(layout.indexes).toEqual(["chat_messages_by_offset"])
     }))
 
   it.scoped("stores the Cassandra-shaped row, bucketed by time", () =>
