@@ -82,7 +82,12 @@ const chatify = async (): Promise<Result> => {
       PORT: "0",
       POD_NAME: "bench",
       CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
-      CHATIFY__RATELIMIT__LIMIT: String(MESSAGES * 10)
+      CHATIFY__RATELIMIT__LIMIT: String(MESSAGES * 10),
+      // every subscriber of the bench is one anonymous caller (127.0.0.1): its subscriptions are reads
+      CHATIFY__RATELIMIT__READLIMIT: "1000000000",
+      // every client of the bench connects from 127.0.0.1
+      CHATIFY__LIMITS__MAXCONNECTIONSPERADDRESS: "1000000",
+      CHATIFY__LIMITS__MAXCONNECTSPERSECONDPERADDRESS: "1000000"
     },
     /Listening on http:\/\/[^:]+:(\d+)/u
   )

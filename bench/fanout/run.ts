@@ -206,7 +206,12 @@ const startTarget = async (target: TargetName, pinning: Pinning): Promise<{ serv
       PORT: "0",
       POD_NAME: "bench",
       CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
-      CHATIFY__RATELIMIT__LIMIT: "100000000"
+      CHATIFY__RATELIMIT__LIMIT: "100000000",
+      // every subscriber of the bench is one anonymous caller (127.0.0.1): its subscriptions are reads
+      CHATIFY__RATELIMIT__READLIMIT: "1000000000",
+      // every client of the bench connects from 127.0.0.1
+      CHATIFY__LIMITS__MAXCONNECTIONSPERADDRESS: "1000000",
+      CHATIFY__LIMITS__MAXCONNECTSPERSECONDPERADDRESS: "1000000"
     })
     return { server, cleanup: () => rmSync(dataDirectory, { recursive: true, force: true }) }
   } catch (error) {

@@ -104,6 +104,11 @@ const startPod = (podId: string, dataDirectory: string): Promise<Child> =>
       POD_NAME: podId,
       CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
       CHATIFY__RATELIMIT__LIMIT: "1000000000",
+      // every subscriber of the bench is one anonymous caller (127.0.0.1): its subscriptions are reads
+      CHATIFY__RATELIMIT__READLIMIT: "1000000000",
+      // every client of the bench connects from 127.0.0.1
+      CHATIFY__LIMITS__MAXCONNECTIONSPERADDRESS: "1000000",
+      CHATIFY__LIMITS__MAXCONNECTSPERSECONDPERADDRESS: "1000000",
       // W3_EMBEDDED=1: the same load on the embedded default (one pod only), for comparison
       ...(EMBEDDED ? {} : {
         CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "127.0.0.1:9092",

@@ -4,7 +4,7 @@ import { createServer } from "node:net"
 import type { Redis } from "ioredis"
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, FastCheck, Layer, Logger, Metric, Schedule } from "effect"
-import { PodIdentity, Presence, PresenceHeartbeat, RateLimiter } from "@chatify/core"
+import { PodIdentity, Presence, PresenceHeartbeat, RateLimiter, ReadRateLimiter, SendDeduplicator } from "@chatify/core"
 import { DependencyUnavailable } from "@chatify/domain"
 import {
   makeRedisClient,
@@ -16,10 +16,15 @@ import {
   RedisPresence,
   RedisRateLimiter,
   rateLimiterFailOpenTotal,
-  RedisRateLimiterStats
+  readRateLimiterFailOpenTotal,
+  RedisRateLimiterStats,
+  RedisReadRateLimiter,
+  RedisSendDeduplicator
 } from "../src/redis/index.js"
 import { presenceContract } from "./contracts/PresenceContract.js"
 import { rateLimiterContract } from "./contracts/RateLimiterContract.js"
+import { readRateLimiterContract } from "./contracts/ReadRateLimiterContract.js"
+import { candidateEvent, sendDeduplicatorContract } from "./contracts/SendDeduplicatorContract.js"
 import { endpoints, ensureService } from "./support/services.js"
 
 beforeAll(() => ensureService("redis"))
@@ -85,8 +90,27 @@ rateLimiterContract("redis", {
   live: true
 })
 
+// the read and the send limiter on one client and key prefix, as a server runs them
+readRateLimiterContract("redis", {
+  makeLayer: () =>
+    Layer.merge(
+      RedisReadRateLimiter({ limit: 5, windowSeconds: 1, failOpen: false }),
+      RedisRateLimiter({ limit: 5, windowSeconds: 1, failOpen: false })
+    ).pipe(Layer.provide(client())),
+  limit: 5,
+  windowSeconds: 1,
+  advance: (d) => Effect.sleep(d),
+  live: true
+})
+
 presenceContract("redis", {
   makeLayer: () => RedisPresence({ ttlMillis: 1_500 }).pipe(Layer.provide(client())),
+  advance: (d) => Effect.sleep(d),
+  live: true
+})
+
+sendDeduplicatorContract("redis", {
+  makeLayer: (settings) => RedisSendDeduplicator({ ...settings, failOpen: false }).pipe(Layer.provide(client())),
   advance: (d) => Effect.sleep(d),
   live: true
 })
@@ -222,6 +246,72 @@ describe("RedisRateLimiter", () => {
     }))
 })
 
+describe("RedisReadRateLimiter", () => {
+  it.scopedLive("shares one read limit between pods, in a key of its own beside the send counter", () =>
+    Effect.gen(function*() {
+      const keyPrefix = freshPrefix()
+      const pod = () =>
+        Layer.build(
+          Layer.merge(
+            RedisReadRateLimiter({ limit: 5, windowSeconds: 60, failOpen: false }),
+            RedisRateLimiter({ limit: 5, windowSeconds: 60, failOpen: false })
+          ).pipe(Layer.provide(RedisClient.layer({ url, keyPrefix })))
+        )
+      const podA = yield* pod()
+      const podB = yield* pod()
+      const alice = `alice-${randomUUID()}`
+      const decisions = yield* Effect.forEach(
+        Array.from({ length: 8 }, (_, i) => Context.get(i % 2 === 0 ? podA : podB, ReadRateLimiter)),
+        (limiter) => limiter.checkAndIncrement(alice),
+        { concurrency: "unbounded" }
+      )
+      expect(decisions.filter((d) => d.allowed)).toHaveLength(5)
+      expect(decisions.filter((d) => !d.allowed).every((d) => d.retryAfterSeconds >= 1)).toBe(true)
+      // one send: its own counter, with the whole window left
+      expect(yield* Context.get(podA, RateLimiter).checkAndIncrement(alice)).toMatchObject({ allowed: true, remaining: 4 })
+
+      const readKey = `${keyPrefix}user:${alice}:readlimit:60s`
+      const sendKey = `${keyPrefix}user:${alice}:ratelimit:60s`
+      const [reads, readTtl, sends] = yield* inspect((redis) =>
+        Promise.all([redis.get(readKey), redis.pttl(readKey), redis.get(sendKey)])
+      )
+      expect(reads).toBe("8")
+      expect(readTtl).toBeGreaterThan(55_000)
+      expect(readTtl).toBeLessThanOrEqual(60_000)
+      expect(sends).toBe("1")
+    }))
+
+  it.live("fails open when Redis is unreachable, on its own metric and warning; closed when configured to", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      const warnings = captureWarnings()
+      const readsBefore = (yield* Metric.value(readRateLimiterFailOpenTotal)).count
+      const sendsBefore = (yield* Metric.value(rateLimiterFailOpenTotal)).count
+      const decisions = yield* Effect.flatMap(ReadRateLimiter, (limiter) =>
+        Effect.forEach(Array.from({ length: 3 }), () => limiter.checkAndIncrement("alice"))).pipe(
+          Effect.provide(RedisReadRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
+            Layer.provide(unreachable(port))
+          )),
+          Effect.provide(warnings.layer)
+        )
+      expect(decisions.every((d) => d.allowed)).toBe(true)
+      expect((yield* Metric.value(readRateLimiterFailOpenTotal)).count - readsBefore).toBe(3)
+      expect((yield* Metric.value(rateLimiterFailOpenTotal)).count - sendsBefore).toBe(0)
+      expect(warnings.lines.filter((line) => line.startsWith("Read rate limiter fails open"))).toHaveLength(1)
+      // the first unchecked read warns at once; the next two wait for the next interval's warning
+      expect(warnings.lines.some((line) => line.includes("1 read(s) allowed unchecked"))).toBe(true)
+
+      const exit = yield* Effect.exit(
+        Effect.flatMap(ReadRateLimiter, (limiter) => limiter.checkAndIncrement("alice")).pipe(
+          Effect.provide(RedisReadRateLimiter({ limit: 1, windowSeconds: 60, failOpen: false }).pipe(
+            Layer.provide(unreachable(port))
+          ))
+        )
+      )
+      expectRedisUnavailable(exit)
+    }))
+})
+
 describe("RedisPresence", () => {
   it.scopedLive("is shared across pods, expires abandoned scopes, and writes the original's user key", () =>
     Effect.gen(function*() {
@@ -340,6 +430,54 @@ describe("RedisPodRegistry", () => {
     }))
 })
 
+describe("RedisSendDeduplicator", () => {
+  it.scopedLive("shares claims between pods: of concurrent claims over two connections, one wins; the hash expires with the window", () =>
+    Effect.gen(function*() {
+      const keyPrefix = freshPrefix()
+      const pod = () =>
+        Effect.map(
+          Layer.build(RedisSendDeduplicator({ windowSeconds: 300, failOpen: false }).pipe(
+            Layer.provide(RedisClient.layer({ url, keyPrefix }))
+          )),
+          Context.get(SendDeduplicator)
+        )
+      const podA = yield* pod()
+      const podB = yield* pod()
+      const key = { senderId: `alice-${randomUUID()}`, clientMessageId: randomUUID() }
+      const claims = yield* Effect.forEach(
+        Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? podA : podB)),
+        (store) => store.claim(key, candidateEvent(key)),
+        { concurrency: "unbounded" }
+      )
+      expect(claims.filter((claim) => claim._tag === "Claimed")).toHaveLength(1)
+
+      const name = `${keyPrefix}${RedisKeys.sentMessage(key.senderId, key.clientMessageId)}`
+      const [fields, ttl] = yield* inspect((redis) => Promise.all([redis.hkeys(name), redis.pttl(name)]))
+      expect([...fields].sort()).toEqual(["event", "lease", "owner"])
+      expect(ttl).toBeGreaterThan(290_000)
+      expect(ttl).toBeLessThanOrEqual(300_000)
+    }))
+
+  it.live("fails open while Redis is unreachable (the send goes on, un-deduplicated), or closed when told to", () =>
+    Effect.gen(function*() {
+      const port = yield* unusedPort
+      const key = { senderId: "alice", clientMessageId: randomUUID() }
+      const candidate = candidateEvent(key)
+      const warnings = captureWarnings()
+      const open = yield* Effect.flatMap(SendDeduplicator, (store) => store.claim(key, candidate)).pipe(
+        Effect.provide(RedisSendDeduplicator({ windowSeconds: 60 }).pipe(Layer.provide(unreachable(port)))),
+        Effect.provide(warnings.layer)
+      )
+      expect(open).toEqual({ _tag: "Claimed", event: candidate })
+      expect(warnings.lines.some((line) => line.includes("Send de-duplication fails open"))).toBe(true)
+      const closed = yield* Effect.flatMap(SendDeduplicator, (store) => store.claim(key, candidate)).pipe(
+        Effect.provide(RedisSendDeduplicator({ windowSeconds: 60, failOpen: false }).pipe(Layer.provide(unreachable(port)))),
+        Effect.exit
+      )
+      expectRedisUnavailable(closed)
+    }))
+})
+
 describe("RedisKeys", () => {
   const id = FastCheck.oneof(FastCheck.string(), FastCheck.fullUnicodeString(), FastCheck.constantFrom(":", "a:b", "{x}"))
 
@@ -349,6 +487,29 @@ describe("RedisKeys", () => {
     const keysB = keysOf(b)
     expect(new Set(keysA).size).toBe(3)
     if (a !== b) for (const k of keysA) expect(keysB).not.toContain(k)
+  })
+
+  it.prop(
+    "different (sender, clientMessageId) pairs never share a send's key, nor any other kind's",
+    { a: id, b: id, c: id, d: id },
+    ({ a, b, c, d }) => {
+      const key = RedisKeys.sentMessage(a, b)
+      if (a !== c || b !== d) expect(RedisKeys.sentMessage(c, d)).not.toBe(key)
+      for (const other of [RedisKeys.rateLimit(c, 60), RedisKeys.userPresence(c), RedisKeys.scopeUsers(c), RedisKeys.podIdentity(c)]) {
+        expect(other).not.toBe(key)
+      }
+    }
+  )
+
+  it.prop("a user's read counter never shares a key with any user's send counter or presence", { a: id, b: id }, ({ a, b }) => {
+    const read = RedisKeys.readRateLimit(a, 60)
+    for (const window of [60, 6, 1]) {
+      expect(RedisKeys.rateLimit(b, window)).not.toBe(read)
+      if (a !== b || window !== 60) expect(RedisKeys.readRateLimit(b, window)).not.toBe(read)
+    }
+    for (const other of [RedisKeys.userPresence(b), RedisKeys.scopeConnections(b), RedisKeys.scopeUsers(b), RedisKeys.podIdentity(b)]) {
+      expect(other).not.toBe(read)
+    }
   })
 
   it.prop("different scopes never share a key", { a: id, b: id }, ({ a, b }) => {

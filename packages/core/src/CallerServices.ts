@@ -1,5 +1,18 @@
 import { Context, Effect } from "effect"
-import { ChatEventProducer, ChatEventSource, ChatHistory, ChatPolicy, type CurrentUser, IdGenerator, LocalFanout, PodIdentity, RateLimiter, ScopeAuthorizer } from "./Ports.js"
+import {
+  ChatEventProducer,
+  ChatEventSource,
+  ChatHistory,
+  ChatPolicy,
+  type CurrentUser,
+  IdGenerator,
+  LocalFanout,
+  PodIdentity,
+  RateLimiter,
+  ReadRateLimiter,
+  ScopeAuthorizer,
+  SendDeduplicator
+} from "./Ports.js"
 import { PresenceHeartbeat } from "./PresenceHeartbeat.js"
 import type { SendRequirements } from "./Send.js"
 import { CoreSettings } from "./Settings.js"
@@ -27,6 +40,8 @@ export const callerServices: Effect.Effect<Context.Context<CallerServiceRequirem
       PodIdentity,
       PresenceHeartbeat,
       RateLimiter,
-      ScopeAuthorizer
+      ReadRateLimiter,
+      ScopeAuthorizer,
+      SendDeduplicator
     )
   )

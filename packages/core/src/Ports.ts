@@ -43,9 +43,61 @@ export class RateLimiter extends Context.Tag("chatify/RateLimiter")<RateLimiter,
   readonly checkAndIncrement: (userId: string) => Effect.Effect<RateLimitDecision, DependencyUnavailable>
 }>() {}
 
+/**
+ * Counts a caller's reads (Subscribe, History, Presence) in a fixed window of its own, as RateLimiter
+ * counts sends: the two never share a counter, so reading never uses up a caller's sends or the
+ * other way round.
+ */
+export class ReadRateLimiter extends Context.Tag("chatify/ReadRateLimiter")<ReadRateLimiter, RateLimiter["Type"]>() {}
+
 /** Appends chat events to the log, keyed by scope; resolves once the log has them durably. */
 export class ChatEventProducer extends Context.Tag("chatify/ChatEventProducer")<ChatEventProducer, {
   readonly produce: (event: ChatEvent) => Effect.Effect<StreamPosition, DependencyUnavailable | Timeout>
+}>() {}
+
+/**
+ * How long a claim of a send's key holds before another attempt may take it over: longer than a
+ * produce may take (Kafka's produce timeout is 10 s), short enough that a pod that died mid-send
+ * does not block its key for the whole window.
+ */
+export const DEFAULT_SEND_CLAIM_LEASE_MILLIS = 30_000
+
+/** Whose send a `clientMessageId` names: the same id from two senders is two keys. */
+export interface SendKey {
+  readonly senderId: string
+  readonly clientMessageId: string
+}
+
+/** What a claim of a send's key found. */
+export type SendClaim =
+  /**
+   * The key is this attempt's until it completes or releases it (or its lease runs out): produce
+   * `event`, which is the candidate, or the event of an earlier attempt that did not complete (it may
+   * be in the log already; producing it again keeps its messageId, so the history holds it once).
+   */
+  | { readonly _tag: "Claimed"; readonly event: ChatEvent }
+  /** An earlier send with this key completed: its result, to be returned as it is. */
+  | { readonly _tag: "Sent"; readonly sent: EnrichedChatEvent }
+  /** Another attempt holds the key right now. */
+  | { readonly _tag: "InProgress" }
+
+/**
+ * Remembers sends by (sender, clientMessageId) for a window, so a repeat returns the first result
+ * and writes nothing. `claim` is atomic: of concurrent claims of one key, exactly one is Claimed. A
+ * claim is a lease (`leaseMillis`, longer than a produce may take): an attempt that neither
+ * completes nor releases (a crashed pod) gives the key up when it runs out. The record, first
+ * attempt's event included, lives for the window from the first claim, and again from completion.
+ */
+export class SendDeduplicator extends Context.Tag("chatify/SendDeduplicator")<SendDeduplicator, {
+  /** Claims `key` for the attempt whose candidate event is `candidate` (its messageId is the attempt's token). */
+  readonly claim: (key: SendKey, candidate: ChatEvent) => Effect.Effect<SendClaim, DependencyUnavailable>
+  /** Records the result; the first result recorded for a key stays. */
+  readonly complete: (key: SendKey, sent: EnrichedChatEvent) => Effect.Effect<void, DependencyUnavailable>
+  /**
+   * Gives the key up after a failed attempt (`owner`: its candidate's messageId), keeping the claimed
+   * event for the next attempt; a key another attempt holds by now is left alone.
+   */
+  readonly release: (key: SendKey, owner: string) => Effect.Effect<void, DependencyUnavailable>
 }>() {}
 
 /** One record of the log as read by a consumer: the value is raw text, decoded by the consumer. */
@@ -147,6 +199,11 @@ export interface Identity {
   readonly connectionId: string
   /** When the credentials behind this identity stop being valid (epoch ms); live subscriptions end then. */
   readonly expiresAtMs?: number | undefined
+  /**
+   * Whom the rate limit counts this caller as, when not `userId`: an anonymous caller is a new
+   * identity per request or connection, so it is counted by its client address instead.
+   */
+  readonly rateLimitKey?: string | undefined
 }
 export class CurrentUser extends Context.Tag("chatify/CurrentUser")<CurrentUser, Identity>() {}
 

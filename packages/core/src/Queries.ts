@@ -10,18 +10,22 @@ import {
   ValidationError
 } from "@chatify/domain"
 import { authorizeScope } from "./Access.js"
-import { ChatHistory, ChatPolicy, CurrentUser, Presence, ScopeAuthorizer } from "./Ports.js"
+import { ChatHistory, ChatPolicy, CurrentUser, Presence, ReadRateLimiter, ScopeAuthorizer } from "./Ports.js"
+import { checkReadRate } from "./ReadLimit.js"
 
 const decodeCursor = Schema.decodeEither(HistoryCursor)
 const encodeCursor = Schema.encodeSync(HistoryCursor)
 
-/** A page of a scope's history, newest first, continuing before the given opaque cursor. */
+/**
+ * A page of a scope's history, newest first, continuing before the given opaque cursor. Counted in
+ * the caller's read window (RateLimited past it), as every read.
+ */
 export const readHistory = (
   scope: ScopeRef,
   options: { readonly limit?: number | undefined; readonly before?: string | undefined }
-): Effect.Effect<HistoryPage, QueryError, ChatHistory | ChatPolicy | CurrentUser | ScopeAuthorizer> =>
+): Effect.Effect<HistoryPage, QueryError, ChatHistory | ChatPolicy | CurrentUser | ReadRateLimiter | ScopeAuthorizer> =>
   Effect.gen(function*() {
-    yield* authorizeScope(scope, "read")
+    yield* checkReadRate(yield* authorizeScope(scope, "read"))
     const before = options.before === undefined ? undefined : yield* decodeCursor(options.before).pipe(
       Either.mapLeft(() => new ValidationError({ errors: [{ field: "before", message: "is not a valid cursor" }] }))
     )
@@ -33,12 +37,12 @@ export const readHistory = (
     })
   }).pipe(Effect.withSpan("chat.history"))
 
-/** Who is online in a scope. */
+/** Who is online in a scope; counted in the caller's read window. */
 export const readPresence = (
   scope: ScopeRef
-): Effect.Effect<ScopePresence, QueryError, ChatPolicy | CurrentUser | Presence | ScopeAuthorizer> =>
+): Effect.Effect<ScopePresence, QueryError, ChatPolicy | CurrentUser | Presence | ReadRateLimiter | ScopeAuthorizer> =>
   Effect.gen(function*() {
-    yield* authorizeScope(scope, "read")
+    yield* checkReadRate(yield* authorizeScope(scope, "read"))
     const users = yield* (yield* Presence).online(scopeKey(scope))
     return new ScopePresence({ scopeType: scope.scopeType, scopeId: scope.scopeId, users })
   })

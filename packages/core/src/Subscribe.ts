@@ -15,8 +15,9 @@ import {
   Unexpected
 } from "@chatify/domain"
 import { authorizeScope } from "./Access.js"
-import { ChatEventSource, ChatHistory, ChatPolicy, CurrentUser, LocalFanout, ScopeAuthorizer } from "./Ports.js"
+import { ChatEventSource, ChatHistory, ChatPolicy, CurrentUser, LocalFanout, ReadRateLimiter, ScopeAuthorizer } from "./Ports.js"
 import { PresenceHeartbeat } from "./PresenceHeartbeat.js"
+import { checkReadRate } from "./ReadLimit.js"
 import { CoreSettings } from "./Settings.js"
 
 export type SubscribeRequirements =
@@ -27,6 +28,7 @@ export type SubscribeRequirements =
   | CurrentUser
   | LocalFanout
   | PresenceHeartbeat
+  | ReadRateLimiter
   | ScopeAuthorizer
 
 const REPLAY_PAGE = 500
@@ -94,7 +96,8 @@ export interface SubscriptionSink {
  * buffer and are released after the replay, minus what it already delivered: no gap, no
  * duplicate. A subscriber whose sink refuses an event, or whose held-back buffer exceeds
  * `subscriberBufferSize` during a replay, ends with SubscriptionLagged and resumes from its last
- * position.
+ * position. Each subscription is a read in the caller's read window: past it, RateLimited before
+ * anything is registered, tracked or read.
  */
 export const subscribeInto = (
   scope: ScopeRef,
@@ -103,6 +106,7 @@ export const subscribeInto = (
 ): Effect.Effect<void, SubscribeError, SubscribeRequirements | Scope.Scope> =>
   Effect.gen(function*() {
     const identity = yield* authorizeScope(scope, "subscribe")
+    yield* checkReadRate(identity)
     const source = yield* ChatEventSource
     const fanout = yield* LocalFanout
     const settings = yield* CoreSettings

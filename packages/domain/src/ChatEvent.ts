@@ -106,11 +106,25 @@ export const decodeChatEventJson = (text: string): Either.Either<ChatEvent, Pars
   )
 }
 
+/**
+ * A send's idempotency key, chosen by the client (the SDK sends a UUID): a repeat of it by the same
+ * sender within the idempotency window returns the first send's EnrichedChatEvent and writes nothing.
+ * Checked by ChatDomainPolicy with the send (1..128 characters, no control or format characters).
+ */
+export const ClientMessageId = Schema.String.annotations({
+  identifier: "ClientMessageId",
+  description: "Idempotency key of the send, chosen by the client (e.g. a UUID): 1..128 characters, no control " +
+    "or invisible format characters. A repeat by the same sender within the idempotency window " +
+    "(CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS, default 300 s) returns the original EnrichedChatEvent and " +
+    "writes nothing; reused for a different message it is a 409 Conflict."
+})
+
 /** What a client sends: the sender comes from its identity, never from the payload. */
 export class ChatSendRequest extends Schema.Class<ChatSendRequest>("ChatSendRequest")({
   scopeType: ChatScopeType,
   scopeId: Schema.String,
-  text: Schema.String
+  text: Schema.String,
+  clientMessageId: Schema.optional(ClientMessageId)
 }) {}
 
 /** Where an event sits in the log. A scope lives on one partition, so offsets order a scope. */

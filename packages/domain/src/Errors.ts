@@ -34,10 +34,28 @@ export class SubscriptionLagged extends Schema.TaggedError<SubscriptionLagged>()
   bufferSize: Schema.NonNegativeInt
 }) {}
 
+/**
+ * A caller's rate limit refused the request; it may be retried after `retryAfterSeconds`. Sends and
+ * reads (Subscribe, History, Presence) are counted in separate windows: `kind` says which one refused
+ * (absent: a send, as before reads were limited).
+ */
 export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
   limit: Schema.NonNegativeInt,
   windowSeconds: Schema.NonNegativeInt,
-  retryAfterSeconds: Schema.NonNegativeInt
+  retryAfterSeconds: Schema.NonNegativeInt,
+  kind: Schema.optional(Schema.Literal("send", "read"))
+}) {}
+
+/**
+ * A limit of the server's (CHATIFY__LIMITS__*) would be exceeded: more subscriptions on one
+ * connection, more connections from one address, a larger request body. Retrying the same thing
+ * does not help; doing less does.
+ */
+export class LimitExceeded extends Schema.TaggedError<LimitExceeded>()("LimitExceeded", {
+  /** The limit's setting, e.g. "MaxSubscriptionsPerConnection". */
+  limit: Schema.String,
+  maximum: Schema.NonNegativeInt,
+  message: Schema.String
 }) {}
 
 /** A dependency (broker, history store, cache) could not do its part. */
@@ -64,16 +82,19 @@ export const ChatError = Schema.Union(
   Conflict,
   SubscriptionLagged,
   RateLimited,
+  LimitExceeded,
   DependencyUnavailable,
   Timeout,
   Unexpected
 )
 export type ChatError = typeof ChatError.Type
 
+/** Conflict: the send's clientMessageId was already used, within the idempotency window, for another message. */
 export type SendError =
   | ValidationError
   | Unauthenticated
   | Forbidden
+  | Conflict
   | RateLimited
   | DependencyUnavailable
   | Timeout
@@ -82,6 +103,7 @@ export const SendError = Schema.Union(
   ValidationError,
   Unauthenticated,
   Forbidden,
+  Conflict,
   RateLimited,
   DependencyUnavailable,
   Timeout,
@@ -94,6 +116,8 @@ export type SubscribeError =
   | Forbidden
   | Conflict
   | SubscriptionLagged
+  | RateLimited
+  | LimitExceeded
   | DependencyUnavailable
   | Timeout
   | Unexpected
@@ -103,16 +127,26 @@ export const SubscribeError = Schema.Union(
   Forbidden,
   Conflict,
   SubscriptionLagged,
+  RateLimited,
+  LimitExceeded,
   DependencyUnavailable,
   Timeout,
   Unexpected
 )
 
-export type QueryError = ValidationError | Unauthenticated | Forbidden | DependencyUnavailable | Timeout | Unexpected
+export type QueryError =
+  | ValidationError
+  | Unauthenticated
+  | Forbidden
+  | RateLimited
+  | DependencyUnavailable
+  | Timeout
+  | Unexpected
 export const QueryError = Schema.Union(
   ValidationError,
   Unauthenticated,
   Forbidden,
+  RateLimited,
   DependencyUnavailable,
   Timeout,
   Unexpected

@@ -34,7 +34,7 @@ const loneSurrogate = /\p{Cs}/u
 const formatCharacter = /\p{Cf}/u
 const onlyWhitespace = /^\s*$/u
 
-const checkId = (field: string, value: string, limits: PolicyLimits): ReadonlyArray<FieldError> => {
+const checkId = (field: string, value: string, maxLength: number): ReadonlyArray<FieldError> => {
   if (value.length === 0) return [{ field, message: "must not be empty" }]
   if (onlyWhitespace.test(value)) return [{ field, message: "must not be whitespace only" }]
   if (loneSurrogate.test(value)) return [{ field, message: "must be well-formed Unicode" }]
@@ -47,8 +47,8 @@ const checkId = (field: string, value: string, limits: PolicyLimits): ReadonlyAr
         `(found ${codePointName(format[0])})`
     }]
   }
-  if (codePointLength(value) > limits.maxIdLength) {
-    return [{ field, message: `must be at most ${limits.maxIdLength} characters` }]
+  if (codePointLength(value) > maxLength) {
+    return [{ field, message: `must be at most ${maxLength} characters` }]
   }
   return []
 }
@@ -72,12 +72,20 @@ const collect = <A>(value: A, errors: ReadonlyArray<FieldError>): Either.Either<
   return first === undefined ? Either.right(value) : Either.left(new ValidationError({ errors: [first, ...rest] }))
 }
 
+/**
+ * The longest `clientMessageId` a send may carry, in code points: a UUID (what the SDK sends) is 36;
+ * this leaves room for any client's own scheme while keeping every idempotency key small.
+ */
+export const MAX_CLIENT_MESSAGE_ID_LENGTH = 128
+
 export interface SendCandidate {
   readonly senderId: string
   readonly scopeType: ChatScopeType
   readonly scopeId: string
   readonly text: string
   readonly originPodId: string
+  /** The client's idempotency key: an id (1..MAX_CLIENT_MESSAGE_ID_LENGTH code points) when given. */
+  readonly clientMessageId?: string | undefined
 }
 
 /** ChatDomainPolicy: every violation of a send, listed by field. */
@@ -86,15 +94,19 @@ export const validateSend = <A extends SendCandidate>(
   candidate: A
 ): Either.Either<A, ValidationError> =>
   collect(candidate, [
-    ...checkId("senderId", candidate.senderId, limits),
-    ...checkId("scopeId", candidate.scopeId, limits),
+    ...checkId("senderId", candidate.senderId, limits.maxIdLength),
+    ...checkId("scopeId", candidate.scopeId, limits.maxIdLength),
     ...checkText(candidate.text, limits),
-    ...checkId("originPodId", candidate.originPodId, limits)
+    ...checkId("originPodId", candidate.originPodId, limits.maxIdLength),
+    ...(candidate.clientMessageId === undefined
+      ? []
+      : checkId("clientMessageId", candidate.clientMessageId, MAX_CLIENT_MESSAGE_ID_LENGTH))
   ])
 
 /** Scope ids on their own (subscribe, history, presence) follow the same rule as in a send. */
 export const validateScopeId = (limits: PolicyLimits, scopeId: string): Either.Either<string, ValidationError> =>
-  collect(scopeId, checkId("scopeId", scopeId, limits))
+  collect(scopeId, checkId("scopeId", scopeId, limits.maxIdLength))
 
-export const isValidId = (limits: PolicyLimits, value: string): boolean => checkId("id", value, limits).length === 0
+export const isValidId = (limits: PolicyLimits, value: string): boolean =>
+  checkId("id", value, limits.maxIdLength).length === 0
 export const isValidText = (limits: PolicyLimits, value: string): boolean => checkText(value, limits).length === 0

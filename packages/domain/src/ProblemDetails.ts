@@ -53,10 +53,13 @@ export const problemOf = (error: ChatError, context: ProblemContext = {}): Probl
           "rate-limited",
           "Too many requests",
           429,
-          `At most ${e.limit} messages per ${e.windowSeconds} s; retry after ${e.retryAfterSeconds} s`
+          `At most ${e.limit} ${e.kind === "read" ? "reads (subscribe, history, presence)" : "messages"} per ${e.windowSeconds} s; retry after ${e.retryAfterSeconds} s`
         ),
         retryAfterSeconds: e.retryAfterSeconds
       }),
+      // 413 for a body, the one limit a request exceeds by its size; 429 for the rest (too many of something)
+      LimitExceeded: (e) =>
+        problem("limit-exceeded", "Limit exceeded", e.limit === "MaxBodyBytes" ? 413 : 429, e.message),
       DependencyUnavailable: (e) =>
         problem("dependency-unavailable", "Service unavailable", 503, `${e.dependency} is unavailable`),
       Timeout: (e) => problem("timeout", "Timeout", 504, `${e.operation} timed out`),

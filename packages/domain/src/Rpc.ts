@@ -1,7 +1,7 @@
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
-import { ChatScopeType, EnrichedChatEvent, StreamPosition } from "./ChatEvent.js"
+import { ChatScopeType, ClientMessageId, EnrichedChatEvent, StreamPosition } from "./ChatEvent.js"
 import { QueryError, SendError, SubscribeError } from "./Errors.js"
 import { HistoryLimit, HistoryPage } from "./History.js"
 import { ScopePresence } from "./Presence.js"
@@ -28,9 +28,17 @@ export const SubscribePayload = Schema.Struct({
   after: Schema.optional(StreamPosition)
 })
 
+/** Send's payload: the scope, the text, and optionally the client's idempotency key. */
+export const SendPayload = Schema.Struct({
+  scopeType: ChatScopeType,
+  scopeId: Schema.String,
+  text: Schema.String,
+  clientMessageId: Schema.optional(ClientMessageId)
+})
+
 export class ChatRpcs extends RpcGroup.make(
   Rpc.make("Send", {
-    payload: { scopeType: ChatScopeType, scopeId: Schema.String, text: Schema.String },
+    payload: SendPayload,
     success: EnrichedChatEvent,
     error: SendError
   }),

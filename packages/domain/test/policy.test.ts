@@ -5,6 +5,7 @@ import {
   defaultPolicyLimits,
   isValidId,
   isValidText,
+  MAX_CLIENT_MESSAGE_ID_LENGTH,
   type PolicyLimits,
   type SendCandidate,
   validateScopeId,
@@ -549,5 +550,42 @@ describe("ChatDomainPolicy: configurable limits", () => {
     expect(isValidId(one, "ab")).toBe(false)
     expect(isValidText(one, "😀")).toBe(true)
     expect(isValidText(one, "😀😀")).toBe(false)
+  })
+})
+
+describe("ChatDomainPolicy: clientMessageId", () => {
+  // one code point per field: valid under every limit generated here
+  const base: SendCandidate = { senderId: "a", scopeType: 0, scopeId: "g", text: "h", originPodId: "p" }
+  // the id rule, with its own limit
+  const clientIdLimits: PolicyLimits = { ...defaultPolicyLimits, maxIdLength: MAX_CLIENT_MESSAGE_ID_LENGTH }
+  const aroundTheLimit = FastCheck.tuple(FastCheck.integer({ min: 120, max: 136 }), FastCheck.constantFrom("a", "😀", "é", "e\u0301"))
+    .map(([n, unit]) => unit.repeat(n))
+
+  it.prop(
+    "accepted exactly when it is a valid id of at most 128 code points; otherwise the only field named",
+    { id: FastCheck.oneof(anyString(12), aroundTheLimit, FastCheck.uuid()), limits },
+    ({ id, limits }) => {
+      const c: SendCandidate = { ...base, clientMessageId: id }
+      const result = validateSend(limits, c)
+      if (referenceValidId(clientIdLimits, id)) {
+        expect(result).toEqual(Either.right(c))
+      } else {
+        expect(Either.isLeft(result)).toBe(true)
+        if (Either.isLeft(result)) expect(fieldsOf(result.left)).toEqual(["clientMessageId"])
+      }
+    },
+    { fastCheck: { numRuns: 400 } }
+  )
+
+  it("absent, nothing is checked; its limit is 128 whatever the id limit is", () => {
+    expect(MAX_CLIENT_MESSAGE_ID_LENGTH).toBe(128)
+    expect(validateSend(defaultPolicyLimits, base)).toEqual(Either.right(base))
+    const short: PolicyLimits = { maxIdLength: 1, maxTextLength: 1 }
+    const c = { ...base, clientMessageId: "x".repeat(128) }
+    expect(validateSend(short, c)).toEqual(Either.right(c))
+    const tooLong = validateSend(defaultPolicyLimits, { ...base, clientMessageId: "😀".repeat(129) })
+    expect(Either.isLeft(tooLong) ? tooLong.left.errors : []).toEqual([
+      { field: "clientMessageId", message: "must be at most 128 characters" }
+    ])
   })
 })

@@ -33,6 +33,8 @@ const expectedStatus: Record<ChatError["_tag"], number> = {
   Conflict: 409,
   SubscriptionLagged: 409,
   RateLimited: 429,
+  // 413 for the body limit (see below), 429 for every other
+  LimitExceeded: 429,
   DependencyUnavailable: 503,
   Timeout: 504,
   Unexpected: 500
@@ -56,7 +58,9 @@ describe("problemOf is total", () => {
       expect(decoded).toEqual(p)
       // Decoding with onExcessProperty "error" shows it has no fields beyond the schema's.
       expect(Either.isRight(Schema.decodeUnknownEither(ProblemDetails)(p, { onExcessProperty: "error" }))).toBe(true)
-      expect(p.status).toBe(expectedStatus[error._tag])
+      expect(p.status).toBe(
+        error._tag === "LimitExceeded" && error.limit === "MaxBodyBytes" ? 413 : expectedStatus[error._tag]
+      )
       expect(p.type).toMatch(/^urn:chatify:problem:[a-z-]+$/u)
       expect(p.title.length).toBeGreaterThan(0)
       expect(typeof p.detail).toBe("string")

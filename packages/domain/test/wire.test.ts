@@ -26,6 +26,7 @@ import {
   ScopeRef,
   ScopeTypes,
   SendError,
+  SendPayload,
   StreamPosition,
   SubscribeError,
   Subscribed,
@@ -229,6 +230,35 @@ describe("wire schemas round-trip", () => {
   roundTrips("PolicyLimits", PolicyLimits)
   roundTrips("Subscribed", Subscribed)
   roundTrips("SubscriptionItem", SubscriptionItem)
+})
+
+describe("clientMessageId on the send payloads", () => {
+  const rpcSendPayload = SendPayload
+  roundTrips("Send RPC payload", rpcSendPayload)
+
+  it.prop(
+    "REST (ChatSendRequest) and RPC decode the same JSON to the same fields, with or without clientMessageId",
+    { x: ChatSendRequest },
+    ({ x }) => {
+      const json = viaJson(Schema.encodeSync(ChatSendRequest)(x))
+      const rest = Schema.decodeUnknownSync(ChatSendRequest)(json)
+      const rpc = Schema.decodeUnknownSync(rpcSendPayload)(json)
+      expect({ ...rpc }).toEqual({ ...rest })
+      expect(Object.hasOwn(rpc, "clientMessageId")).toBe(x.clientMessageId !== undefined)
+    },
+    { fastCheck: { numRuns } }
+  )
+
+  it("is optional, and a string when given", () => {
+    const base = { scopeType: 0, scopeId: "general", text: "hi" }
+    for (const decode of [Schema.decodeUnknownEither(ChatSendRequest), Schema.decodeUnknownEither(rpcSendPayload)]) {
+      expect(Either.isRight(decode(base))).toBe(true)
+      expect(decode({ ...base, clientMessageId: "0b6f0c64-5d55-4b2e-9f0e-2f0d3c1c9a11" })).toEqual(
+        Either.right(expect.objectContaining({ clientMessageId: "0b6f0c64-5d55-4b2e-9f0e-2f0d3c1c9a11" }))
+      )
+      for (const bad of [42, null, true, { id: "x" }]) expect(Either.isLeft(decode({ ...base, clientMessageId: bad }))).toBe(true)
+    }
+  })
 })
 
 describe("errors round-trip through their schemas", () => {

@@ -28,6 +28,7 @@ import {
   type HistoryQuery,
   positionOf,
   type QueryError,
+  type RateLimited,
   type ScopePresence,
   type ScopeRef,
   type SendError,
@@ -35,8 +36,10 @@ import {
   Subscribed,
   type SubscribeError,
   type SubscriptionLagged,
-  Timeout
+  Timeout,
+  type Unauthenticated
 } from "@chatify/domain"
+import { WebSocket as NodeWebSocket } from "ws"
 import { DEFAULT_DEDUPE_CAPACITY, makeMessageIdLru } from "./Dedupe.js"
 import { defaultReconnectSchedule, resetWhenQuiet } from "./Reconnect.js"
 
@@ -45,17 +48,23 @@ export type RpcClientFailure = RpcClientError.RpcClientError
 /** The server ended or interrupted a subscription without an error (e.g. while shutting down). */
 export class SubscriptionEnded extends Data.TaggedError("SubscriptionEnded")<{ readonly message: string }> {}
 
-/** Failures after which a subscription resumes from the last position it delivered. */
+/**
+ * Failures after which a subscription resumes from the last position it delivered; Unauthenticated
+ * (e.g. its token expired) only when `accessToken` is an Effect that can give a fresh token;
+ * RateLimited (the caller's read window is used up) no sooner than its `retryAfterSeconds`.
+ */
 export type RetryableSubscribeError =
   | RpcClientFailure
   | SubscriptionLagged
+  | RateLimited
   | DependencyUnavailable
   | Timeout
   | SubscriptionEnded
+  | Unauthenticated
 
 /**
  * How a subscription can fail for good: a non-retryable server error (ValidationError, Forbidden,
- * Unauthenticated, Conflict, Unexpected), or the last retryable one once the reconnect schedule
+ * Unauthenticated, Conflict, LimitExceeded, Unexpected), or the last retryable one once the reconnect schedule
  * gives up.
  */
 export type SubscriptionError = SubscribeError | RpcClientFailure | SubscriptionEnded
@@ -74,6 +83,38 @@ export interface SendInput {
   readonly scopeType: ChatScopeType
   readonly scopeId: string
   readonly text: string
+  /**
+   * The send's idempotency key (1..128 characters). Defaults to a fresh UUID per `send`, which its
+   * retries share; pass your own to make a send idempotent beyond one call (e.g. across restarts).
+   */
+  readonly clientMessageId?: string | undefined
+}
+
+/**
+ * The default backoff between attempts of a send: exponential from 100 ms, each delay capped at 2 s,
+ * jittered, at most 5 retries (about 3 s in all).
+ */
+export const defaultSendRetrySchedule: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis", 2).pipe(
+  Schedule.union(Schedule.spaced("2 seconds")),
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(5))
+)
+
+/**
+ * Failures after which a send is tried again with the same clientMessageId: the server may or may
+ * not have written it, and a repeat returns the first result instead of writing it twice.
+ */
+export const isRetryableSendError = (error: SendError | RpcClientFailure): boolean =>
+  error._tag === "Timeout" || error._tag === "DependencyUnavailable" || error._tag === "RpcClientError"
+
+/** A random UUID (v4), also where `crypto.randomUUID` is missing (browsers outside secure contexts). */
+const newClientMessageId = (): string => {
+  if (typeof globalThis.crypto.randomUUID === "function") return globalThis.crypto.randomUUID()
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16))
+  bytes[6] = (bytes[6]! & 0x0f) | 0x40
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
 }
 
 export interface SubscribeOptions {
@@ -101,11 +142,31 @@ export interface ChatClientOptions {
   /** RPC headers sent with every call, e.g. `x-correlation-id`. */
   readonly headers?: Readonly<Record<string, string>> | undefined
   /**
-   * The bearer token when the server requires authentication, sent as `access_token` on the
-   * WebSocket URL. An Effect is run again on every (re)connect, so it can refresh the token.
+   * Backoff between attempts of a send that failed with Timeout, DependencyUnavailable or a lost
+   * connection (see `isRetryableSendError`); every attempt carries the same clientMessageId, so the
+   * message is written once. Defaults to `defaultSendRetrySchedule`; `Schedule.stop` never retries.
+   */
+  readonly sendRetry?: Schedule.Schedule<unknown, SendError | RpcClientFailure> | undefined
+  /**
+   * The bearer token when the server requires authentication. An Effect is run again on every
+   * (re)connect of the socket, and before a subscription resubscribes after its token was refused
+   * (it expired): the subscription then goes on with the fresh token, from where it was.
    */
   readonly accessToken?: string | Effect.Effect<string> | undefined
+  /**
+   * How the token travels on the WebSocket upgrade: `header` (`Authorization: Bearer …`, the
+   * default where the runtime can set upgrade headers: Node, Bun, Deno) or `query`
+   * (`?access_token=…`, the default elsewhere, e.g. browsers, whose WebSocket cannot).
+   */
+  readonly accessTokenTransport?: AccessTokenTransport | undefined
 }
+
+/** Where the access token goes on the WebSocket upgrade. */
+export type AccessTokenTransport = "header" | "query"
+
+/** `header` where the runtime's WebSocket can send headers (Node and runtimes compatible with it), else `query`. */
+export const defaultAccessTokenTransport = (): AccessTokenTransport =>
+  typeof globalThis.process?.versions?.node === "string" ? "header" : "query"
 
 /** The socket URL with the access token as its `access_token` query parameter. */
 const withAccessToken = (url: string, token: string): string => {
@@ -147,18 +208,22 @@ const DEFAULT_ATTEMPT_TIMEOUT = "30 seconds"
 /** A connection that stayed up this long reconnects with the schedule's first, shortest delay. */
 const SOCKET_QUIET_RESET = "10 seconds"
 
-const retryable = (error: SubscriptionError): Option.Option<RetryableSubscribeError> => {
+/** Whether a subscription resumes after `error`; `freshToken`: whether a fresh token may cure an Unauthenticated. */
+const retryable = (error: SubscriptionError, freshToken: boolean): Option.Option<RetryableSubscribeError> => {
   switch (error._tag) {
     case "RpcClientError":
     case "SubscriptionLagged":
+    case "RateLimited":
     case "DependencyUnavailable":
     case "Timeout":
     case "SubscriptionEnded":
       return Option.some(error)
-    case "ValidationError":
     case "Unauthenticated":
+      return freshToken ? Option.some(error) : Option.none()
+    case "ValidationError":
     case "Forbidden":
     case "Conflict":
+    case "LimitExceeded":
     case "Unexpected":
       return Option.none()
   }
@@ -173,25 +238,31 @@ export const makeChatClient = (
     const dedupeCapacity = options.dedupeCapacity ?? DEFAULT_DEDUPE_CAPACITY
     const attemptTimeout = Duration.decode(options.attemptTimeout ?? DEFAULT_ATTEMPT_TIMEOUT)
     const headers = options.headers
+    const accessToken = options.accessToken
+    const tokenOf = accessToken === undefined ? undefined : typeof accessToken === "string" ? Effect.succeed(accessToken) : accessToken
+    // a constant token cannot be refreshed: once refused, it stays refused
+    const refreshable = accessToken !== undefined && typeof accessToken !== "string"
+
+    // Each (re)connect takes the token anew: in the Authorization header where the runtime can set
+    // upgrade headers (the `ws` package in Node), in the URL's query elsewhere.
+    const socket = tokenOf === undefined
+      ? Socket.makeWebSocket(options.url)
+      : (options.accessTokenTransport ?? defaultAccessTokenTransport()) === "query"
+      ? Socket.makeWebSocket(Effect.map(tokenOf, (token) => withAccessToken(options.url, token)))
+      : Socket.fromWebSocket(
+        Effect.acquireRelease(
+          Effect.map(tokenOf, (token) =>
+            new NodeWebSocket(options.url, { headers: { authorization: `Bearer ${token}` } }) as unknown as globalThis.WebSocket),
+          (ws) => Effect.sync(() => ws.close(1000))
+        )
+      )
 
     // ndjson, as the server's /rpc route; transient open errors wait for the socket instead of failing calls.
     const protocol = RpcClient.layerProtocolSocket({
       retryTransientErrors: true,
       retrySchedule: resetWhenQuiet(reconnect, SOCKET_QUIET_RESET)
     }).pipe(
-      Layer.provide(
-        Layer.effect(
-          Socket.Socket,
-          Socket.makeWebSocket(
-            options.accessToken === undefined
-              ? options.url
-              : Effect.map(
-                typeof options.accessToken === "string" ? Effect.succeed(options.accessToken) : options.accessToken,
-                (token) => withAccessToken(options.url, token)
-              )
-          )
-        ).pipe(Layer.provide(NodeSocket.layerWebSocketConstructor))
-      ),
+      Layer.provide(Layer.effect(Socket.Socket, socket).pipe(Layer.provide(NodeSocket.layerWebSocketConstructor))),
       Layer.provide(RpcSerialization.layerNdjson)
     )
     // Built into this scope (not Effect.provide), so the socket lives as long as the client.
@@ -206,8 +277,17 @@ export const makeChatClient = (
       })
     )
 
+    const sendRetry = options.sendRetry ?? defaultSendRetrySchedule
     const send = (request: SendInput) =>
-      rpc.Send({ scopeType: request.scopeType, scopeId: request.scopeId, text: request.text }, { headers })
+      Effect.suspend(() => {
+        const payload = {
+          scopeType: request.scopeType,
+          scopeId: request.scopeId,
+          text: request.text,
+          clientMessageId: request.clientMessageId ?? newClientMessageId()
+        }
+        return rpc.Send(payload, { headers }).pipe(Effect.retry({ schedule: sendRetry, while: isRetryableSendError }))
+      })
 
     const history = (query: HistoryQuery) => rpc.History(query, { headers })
 
@@ -240,8 +320,18 @@ export const makeChatClient = (
         const seen = makeMessageIdLru(dedupeCapacity)
         let last = subscribeOptions.after
         let attempt = 0
+        // After a refused token: the next attempt carries a fresh one of its own (the socket's may
+        // be the expired one until the server closes it); one such attempt per live period.
+        let needsFreshToken = false
+        let triedFreshToken = false
 
-        const once = Stream.suspend(() => {
+        const once = Stream.unwrap(Effect.gen(function*() {
+          const fresh = needsFreshToken && tokenOf !== undefined ? yield* tokenOf : undefined
+          needsFreshToken = false
+          return attemptWith(fresh === undefined ? headers : { ...headers, authorization: `Bearer ${fresh}` })
+        }))
+
+        const attemptWith = (attemptHeaders: Readonly<Record<string, string>> | undefined) => Stream.suspend(() => {
           const after = last
           let live = false
           // Bounds an attempt that never becomes live, e.g. a request queued behind a socket that cannot connect.
@@ -252,7 +342,7 @@ export const makeChatClient = (
           )
           return rpc.Subscribe(
             { scopeType: scope.scopeType, scopeId: scope.scopeId, ...(after === undefined ? {} : { after }) },
-            { headers, streamBufferSize: SUBSCRIBE_BUFFER }
+            { headers: attemptHeaders, streamBufferSize: SUBSCRIBE_BUFFER }
           ).pipe(
             Stream.mapEffect((item): Effect.Effect<Option.Option<SubscriptionUpdate>> => {
               if (item instanceof Subscribed) {
@@ -263,6 +353,7 @@ export const makeChatClient = (
                     Effect.sync(() => {
                       live = true
                       attempt = 0
+                      triedFreshToken = false
                       // nothing delivered yet: a later resume starts where this subscription went live
                       if (last === undefined) last = item.position
                     })
@@ -290,6 +381,11 @@ export const makeChatClient = (
             Stream.sync(() => SubscriptionUpdate.Reconnecting({ reason, attempt: ++attempt })),
             Stream.unwrap(
               backoff.next(reason).pipe(
+                // refused by the read rate limit: not before the server said (the backoff's jitter on
+                // top, so the clients it refused together do not all come back at once)
+                Effect.zipLeft(
+                  reason._tag === "RateLimited" ? Effect.sleep(Duration.seconds(reason.retryAfterSeconds)) : Effect.void
+                ),
                 Effect.match({
                   onFailure: (): Stream.Stream<SubscriptionUpdate, SubscriptionError> => Stream.fail(reason),
                   onSuccess: () => run()
@@ -302,7 +398,16 @@ export const makeChatClient = (
           Stream.catchAllCause(once, (cause) =>
             Either.match(Cause.failureOrCause(cause), {
               onLeft: (error) =>
-                Option.match(retryable(error), { onNone: () => Stream.failCause(cause), onSome: resume }),
+                Option.match(retryable(error, refreshable && !triedFreshToken), {
+                  onNone: () => Stream.failCause(cause),
+                  onSome: (reason) => {
+                    if (reason._tag === "Unauthenticated") {
+                      needsFreshToken = true
+                      triedFreshToken = true
+                    }
+                    return resume(reason)
+                  }
+                }),
               // The server interrupts open streams when it shuts down; our own interruption never gets here.
               onRight: (other) =>
                 Cause.isInterruptedOnly(other) && !closed

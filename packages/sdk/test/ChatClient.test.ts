@@ -1,5 +1,7 @@
 import { SignJWT } from "jose"
 import { createServer } from "node:net"
+import type { IncomingMessage } from "node:http"
+import { WebSocketServer } from "ws"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
@@ -28,7 +30,7 @@ import {
 } from "@chatify/domain"
 // By package name, as another workspace package would import it (a self-reference through "exports").
 import { ChatClient } from "@chatify/sdk"
-import { type ChatClientService, makeChatClient, type SubscriptionUpdate } from "../src/index.js"
+import { type ChatClientService, defaultAccessTokenTransport, makeChatClient, type SubscriptionUpdate } from "../src/index.js"
 import { startTcpProxy } from "./support/TcpProxy.js"
 import { hs256TestAuth, makeTempDirectory, startTestServer } from "@chatify/server/testing"
 
@@ -469,6 +471,75 @@ describe("ChatClient end to end", () => {
       expect(["RpcClientError", "TimeoutException"]).toContain(refused._tag)
     }).pipe(quiet))
 
+  it.scopedLive("a subscription outlives its short-lived tokens: fresh ones from the provider, no gap, no duplicate", () =>
+    Effect.gen(function*() {
+      const secret = "a-development-secret-of-32-bytes!"
+      const server = yield* startTestServer({ config: { auth: Option.some(hs256TestAuth(secret)) } })
+      const sign = (sub: string, ttlSeconds: number) =>
+        new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub)
+          .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds).sign(new TextEncoder().encode(secret))
+      // each token expires within 2 s of being minted: the test outlives several
+      let minted = 0
+      const shortLived = Effect.promise(() => {
+        minted++
+        return sign("alice", 2)
+      })
+      const scope = freshScope()
+      const subscriber = yield* makeChatClient({ url: server.wsUrl, accessToken: shortLived })
+      const sender = yield* makeChatClient({ url: server.wsUrl, accessToken: yield* Effect.promise(() => sign("bob", 600)) })
+
+      const live = yield* Deferred.make<void>()
+      const received: Array<EnrichedChatEvent> = []
+      const reasons: Array<string> = []
+      const consuming = yield* subscriber.subscribeWithStatus(scope).pipe(
+        Stream.tap((update): Effect.Effect<void> => {
+          switch (update._tag) {
+            case "Live":
+              return Deferred.succeed(live, undefined)
+            case "Reconnecting":
+              return Effect.sync(() => void reasons.push(update.reason._tag))
+            case "Event":
+              return Effect.sync(() => void received.push(update.event))
+          }
+        }),
+        Stream.takeUntil(() => received.at(-1)?.chatEvent.text === END),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      yield* Deferred.await(live).pipe(within("5 seconds", "the subscription to be live"))
+      const started = Date.now()
+      // a message every 200 ms for 5.5 s: some arrive while a token expires and the socket is replaced
+      const sent = yield* Effect.forEach(
+        Array.from({ length: 28 }, (_, i) => i),
+        (i) => Effect.zipRight(Effect.sleep("200 millis"), sender.send({ ...scope, text: `t-${i}` }))
+      )
+      const end = yield* sender.send({ ...scope, text: END })
+      yield* Fiber.join(consuming).pipe(within("15 seconds", "every message after the tokens expired"))
+
+      expect(Date.now() - started).toBeGreaterThan(5_000)
+      expect(ids(received)).toEqual([...ids(sent), end.chatEvent.messageId])
+      // it did live through an expiry: refused, then resubscribed with a fresh token
+      expect(reasons).toContain("Unauthenticated")
+      expect(minted).toBeGreaterThanOrEqual(3)
+    }).pipe(quiet))
+
+  it.scopedLive("a token that cannot be refreshed ends the subscription with Unauthenticated, once", () =>
+    Effect.gen(function*() {
+      const secret = "a-development-secret-of-32-bytes!"
+      const server = yield* startTestServer({ config: { auth: Option.some(hs256TestAuth(secret)) } })
+      const shortLived = Effect.promise(() =>
+        new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("alice")
+          .setExpirationTime(Math.floor(Date.now() / 1000) + 2).sign(new TextEncoder().encode(secret))
+      )
+      // a constant token, and a provider that keeps handing out the same one
+      for (const constant of [true, false]) {
+        const token = yield* shortLived
+        const client = yield* makeChatClient({ url: server.wsUrl, accessToken: constant ? token : Effect.succeed(token) })
+        const error = yield* client.subscribe(freshScope()).pipe(Stream.runDrain, Effect.flip, within("10 seconds", "the refusal"))
+        expect(error._tag).toBe("Unauthenticated")
+      }
+    }).pipe(quiet))
+
   it.scopedLive("works as a service from ChatClient.layer", () =>
     Effect.gen(function*() {
       const server = yield* startTestServer()
@@ -529,5 +600,56 @@ describe("HTTP problem details", () => {
       const problem = decodeProblem(body)
       expect(problem.status).toBe(404)
       expect(problem.instance).toBe("/no/such/route")
+    }).pipe(quiet))
+})
+
+describe("the access token on the WebSocket upgrade", () => {
+  /** A WebSocket server that records each upgrade request and closes the socket at once. */
+  const recordingServer = Effect.gen(function*() {
+    const upgrades: Array<{ readonly url: string; readonly authorization: string | undefined }> = []
+    const wss = yield* Effect.acquireRelease(
+      Effect.async<WebSocketServer>((resume) => {
+        const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () => resume(Effect.succeed(server)))
+      }),
+      (server) => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
+    )
+    wss.on("connection", (socket, request: IncomingMessage) => {
+      upgrades.push({ url: request.url ?? "", authorization: request.headers.authorization })
+      socket.close(1001)
+    })
+    const address = wss.address()
+    const port = address !== null && typeof address === "object" ? address.port : 0
+    return { url: `ws://127.0.0.1:${port}/rpc`, upgrades }
+  })
+
+  const untilUpgrades = (upgrades: ReadonlyArray<unknown>, count: number) =>
+    Effect.sleep("10 millis").pipe(
+      Effect.repeat({ until: () => upgrades.length >= count }),
+      within("5 seconds", `${count} upgrades`)
+    )
+
+  it.scopedLive("in Node it is the Authorization header, never the URL, and the provider runs again on every reconnect", () =>
+    Effect.gen(function*() {
+      const server = yield* recordingServer
+      let minted = 0
+      const accessToken = Effect.sync(() => `token-${++minted}`)
+      yield* makeChatClient({ url: server.url, accessToken, reconnect: Schedule.spaced("20 millis") })
+      yield* untilUpgrades(server.upgrades, 3)
+      const [first, second, third] = server.upgrades
+      expect(first).toEqual({ url: "/rpc", authorization: "Bearer token-1" })
+      expect(second).toEqual({ url: "/rpc", authorization: "Bearer token-2" })
+      expect(third?.authorization).toBe("Bearer token-3")
+      expect(server.upgrades.every((upgrade) => !upgrade.url.includes("access_token"))).toBe(true)
+    }).pipe(quiet))
+
+  it.scopedLive("with the query transport (browsers' default) it is access_token in the URL, without a header", () =>
+    Effect.gen(function*() {
+      const server = yield* recordingServer
+      yield* makeChatClient({ url: server.url, accessToken: "a b+c", accessTokenTransport: "query" })
+      yield* untilUpgrades(server.upgrades, 1)
+      const [first] = server.upgrades
+      expect(first?.authorization).toBeUndefined()
+      expect(new URLSearchParams(first?.url.split("?")[1]).get("access_token")).toBe("a b+c")
+      expect(defaultAccessTokenTransport()).toBe("header")
     }).pipe(quiet))
 })

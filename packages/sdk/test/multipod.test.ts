@@ -40,7 +40,9 @@ const startPod = (podId: string) =>
         CHATIFY__DATABASE__CONTACTPOINTS: endpoints.cassandra.host,
         CHATIFY__DATABASE__PORT: String(endpoints.cassandra.port),
         CHATIFY__DATABASE__KEYSPACE: KEYSPACE,
-        CHATIFY__RATELIMIT__LIMIT: "100000"
+        CHATIFY__RATELIMIT__LIMIT: "100000",
+        // afterAll does not wait for the pods: let them drain at once instead of serving on for 5 s
+        CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0"
       },
       stdio: ["ignore", "pipe", "pipe"]
     })

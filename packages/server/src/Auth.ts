@@ -18,15 +18,31 @@ export interface Principal extends Identity {
  */
 export class Authenticator extends Context.Tag("chatify/Authenticator")<Authenticator, {
   readonly enabled: boolean
-  /** `bearer` is the raw token from `Authorization: Bearer …` or the `access_token` query parameter. */
-  readonly authenticate: (bearer: string | undefined, connectionId: string) => Effect.Effect<Principal, Unauthenticated>
+  /**
+   * `bearer` is the raw token from `Authorization: Bearer …`, or on a WebSocket upgrade (/rpc,
+   * /hubs/chat) the `access_token` query parameter. `clientAddress` (see ClientAddresses) is whom
+   * an anonymous caller's rate limit counts.
+   */
+  readonly authenticate: (
+    bearer: string | undefined,
+    connectionId: string,
+    clientAddress?: string
+  ) => Effect.Effect<Principal, Unauthenticated>
 }>() {}
 
-/** The original design's behaviour without authentication: `anon_{connectionId}`. */
+/**
+ * The original design's behaviour without authentication: `anon_{connectionId}`. Every request or
+ * connection is a new identity, so the rate limit counts anonymous callers by their address.
+ */
 export const AnonymousAuthenticator = Layer.succeed(Authenticator, {
   enabled: false,
-  authenticate: (_bearer, connectionId) =>
-    Effect.succeed({ userId: `anon_${connectionId}`, connectionId, expiresAtMs: undefined })
+  authenticate: (_bearer, connectionId, clientAddress) =>
+    Effect.succeed({
+      userId: `anon_${connectionId}`,
+      connectionId,
+      expiresAtMs: undefined,
+      rateLimitKey: clientAddress === undefined ? undefined : `address:${clientAddress}`
+    })
 })
 
 /** The token of an `Authorization: Bearer …` header; "" for any other scheme (so it is refused). */
@@ -35,13 +51,55 @@ export const bearerOfHeader = (header: string): string => /^Bearer\s+(\S+)\s*$/i
 /** The path of a request URL, without its query. */
 export const pathOf = (url: string): string => url.split("?")[0] ?? url
 
-/** The bearer token of a request: the Authorization header, else `access_token` (browsers' WebSockets). */
+/**
+ * The bearer token of an HTTP request (REST, SignalR negotiate): its Authorization header only.
+ * `access_token` in the query is read only on WebSocket upgrades (`Gateway.ts`), where browsers
+ * cannot set headers; on HTTP routes it is ignored (see `withoutQueryAccessToken`).
+ */
 export const bearerOf = (request: HttpServerRequest.HttpServerRequest): string | undefined => {
   const header = request.headers["authorization"]
-  if (header !== undefined) return bearerOfHeader(header)
-  const query = request.url.indexOf("?")
-  if (query < 0) return undefined
-  return new URLSearchParams(request.url.slice(query + 1)).get("access_token") ?? undefined
+  return header === undefined ? undefined : bearerOfHeader(header)
+}
+
+/** The query parameter that carries a token on WebSocket upgrades. */
+export const ACCESS_TOKEN_PARAMETER = "access_token"
+
+/**
+ * The `&`-separated parts of a request URL's query, and whether each is an `access_token`
+ * parameter as URLSearchParams (which the upgrade reads it with) decodes the query: names
+ * percent-decoded, `+` as a space, a leading `?` dropped.
+ */
+const queryParts = (url: string): { readonly path: string; readonly parts: ReadonlyArray<readonly [string, boolean]> } | undefined => {
+  const queryAt = url.indexOf("?")
+  if (queryAt < 0) return undefined
+  const query = url.slice(queryAt + 1)
+  // neither the name as it is nor any percent-encoding: nothing to decode
+  if (!query.includes(ACCESS_TOKEN_PARAMETER) && !query.includes("%")) return undefined
+  return {
+    path: url.slice(0, queryAt),
+    parts: query.split("&").map((part, i) =>
+      [part, new URLSearchParams(i === 0 ? part : `&${part}`).has(ACCESS_TOKEN_PARAMETER)] as const
+    )
+  }
+}
+
+/** Whether a request URL (path and query) carries `access_token` in its query, under any encoding of the name. */
+export const hasQueryAccessToken = (url: string): boolean =>
+  queryParts(url)?.parts.some(([, isToken]) => isToken) ?? false
+
+/**
+ * The request URL without its `access_token` query parameters, every other part of it unchanged
+ * (byte for byte, in order): what an HTTP route may see, keep or log of a URL.
+ */
+export const withoutQueryAccessToken = (url: string): string => {
+  const query = queryParts(url)
+  if (query === undefined || !query.parts.some(([, isToken]) => isToken)) return url
+  const kept = query.parts.flatMap(([part, isToken], i) => isToken ? [] : [[part, i] as const])
+  const [first] = kept
+  if (first === undefined) return query.path
+  // a leading "?" is dropped only from the query's first part: one that moves there keeps its "&"
+  const lead = first[1] > 0 && first[0].startsWith("?") ? "&" : ""
+  return `${query.path}?${lead}${kept.map(([part]) => part).join("&")}`
 }
 
 /** Where the verification keys come from; exactly one source is configured. */
@@ -57,6 +115,8 @@ export interface AuthSettings {
   /** Accepted `alg` values; `none` never is. Defaults follow the key: HS256, RS256 or ES256. */
   readonly algorithms: ReadonlyArray<string> | undefined
   readonly clockSkewSeconds: number
+  /** Refuse tokens without `exp` (CHATIFY__AUTH__REQUIREEXPIRATION, default true): they would never expire. */
+  readonly requireExpiration: boolean
 }
 
 export class InvalidAuthConfiguration extends Data.TaggedError("InvalidAuthConfiguration")<{ readonly message: string }> {}
@@ -75,7 +135,8 @@ export const authConfig: Config.Config<Option.Option<AuthSettings>> = Config.nes
     clockSkewSeconds: Config.integer("CLOCKSKEWSECONDS").pipe(
       Config.withDefault(30),
       Config.validate({ message: "must be between 0 and 300", validation: (n) => n >= 0 && n <= 300 })
-    )
+    ),
+    requireExpiration: Config.boolean("REQUIREEXPIRATION").pipe(Config.withDefault(true))
   }),
   "AUTH"
 ).pipe(
@@ -103,7 +164,8 @@ export const authConfig: Config.Config<Option.Option<AuthSettings>> = Config.nes
       issuer: Option.getOrUndefined(raw.issuer),
       audience: Option.getOrUndefined(raw.audience),
       algorithms: Option.getOrUndefined(raw.algorithms),
-      clockSkewSeconds: raw.clockSkewSeconds
+      clockSkewSeconds: raw.clockSkewSeconds,
+      requireExpiration: raw.requireExpiration
     }))
   })
 )
@@ -143,6 +205,7 @@ const loadKey = (keys: KeySource): Effect.Effect<{ readonly key: Verifier; reado
 const reasonOf = (error: unknown): string => {
   if (error instanceof joseErrors.JWTExpired) return "the access token expired"
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    if (error.claim === "exp" && error.reason === "missing") return "the access token has no expiry (exp), which is required"
     switch (error.claim) {
       case "iss":
         return "the access token's issuer is not accepted"
@@ -170,13 +233,35 @@ const subjectOf = (payload: JWTPayload): string | undefined => {
 const CACHE_SIZE = 10_000
 
 /**
- * JWT bearer authentication with `jose`: signature, issuer, audience, exp and nbf (with the
- * configured skew); the user is the token's `sub`, then `user_id`. Verified tokens are cached
- * (bounded) so a busy connection does not verify on every call; expiry is still checked.
+ * What a configuration leaves open, one line each, logged as warnings at startup: without an
+ * issuer or audience any token the key verifies is accepted, whoever it was issued for.
+ */
+export const authWarnings = (settings: AuthSettings): ReadonlyArray<string> => {
+  const unset = [
+    ...(settings.issuer === undefined ? ["CHATIFY__AUTH__ISSUER"] : []),
+    ...(settings.audience === undefined ? ["CHATIFY__AUTH__AUDIENCE"] : [])
+  ]
+  return [
+    ...(unset.length === 0 ? [] : [
+      `${unset.join(" and ")} ${unset.length === 1 ? "is" : "are"} not set: any token the configured key verifies is accepted, ` +
+      "whichever service it was issued by or for"
+    ]),
+    ...(settings.requireExpiration ? [] : [
+      "CHATIFY__AUTH__REQUIREEXPIRATION is false: tokens without exp are accepted and never expire"
+    ])
+  ]
+}
+
+/**
+ * JWT bearer authentication with `jose`: signature, issuer, audience, exp (required unless
+ * `requireExpiration` is off) and nbf (with the configured skew); the user is the token's `sub`,
+ * then `user_id`. Verified tokens are cached (bounded) so a busy connection does not verify on
+ * every call; expiry is still checked. Logs `authWarnings` when built.
  */
 export const makeJwtAuthenticator = (settings: AuthSettings) =>
   Effect.gen(function*() {
     const { algorithms: defaults, key } = yield* loadKey(settings.keys)
+    yield* Effect.forEach(authWarnings(settings), (warning) => Effect.logWarning(warning), { discard: true })
     const algorithms = [...(settings.algorithms ?? defaults)]
     const verified = new Map<string, { readonly userId: string; readonly expiresAtMs: number | undefined }>()
     const skewMs = settings.clockSkewSeconds * 1000
@@ -186,6 +271,7 @@ export const makeJwtAuthenticator = (settings: AuthSettings) =>
           jwtVerify(token, key, {
             algorithms,
             clockTolerance: settings.clockSkewSeconds,
+            requiredClaims: settings.requireExpiration ? ["exp"] : [],
             ...(settings.issuer === undefined ? {} : { issuer: settings.issuer }),
             ...(settings.audience === undefined ? {} : { audience: settings.audience })
           }),

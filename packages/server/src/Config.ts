@@ -1,7 +1,11 @@
 import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Layer, Option } from "effect"
 import { hostname } from "node:os"
+import { consistencyName, parseConsistency } from "@chatify/adapters/cassandra"
+import { parseRedisConnectionString } from "@chatify/adapters/redis"
 import { defaultPolicyLimits, type PolicyLimits } from "@chatify/domain"
 import { authConfig, type AuthSettings } from "./Auth.js"
+import { parseTrustedProxy } from "./ClientAddress.js"
+import { defaultLimitSettings, type LimitSettings } from "./Limits.js"
 
 export interface DatabaseConfig {
   readonly contactPoints: ReadonlyArray<string>
@@ -33,7 +37,17 @@ export interface ServerConfig {
   }
   readonly dataDirectory: string
   readonly policy: PolicyLimits
+  /**
+   * How long a send with a clientMessageId is remembered (CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS):
+   * a repeat by the same sender within it returns the first result and writes nothing.
+   */
+  readonly idempotencyWindowSeconds: number
   readonly rateLimit: { readonly limit: number; readonly windowSeconds: number; readonly failOpen: boolean }
+  /**
+   * Reads (Subscribe, History, Presence) per caller in a window of their own
+   * (CHATIFY__RATELIMIT__READLIMIT / __READWINDOWSECONDS), counted as sends are; fails open as they do.
+   */
+  readonly readRateLimit: { readonly limit: number; readonly windowSeconds: number }
   /** Cassandra/ScyllaDB (CHATIFY__DATABASE__CONTACTPOINTS) for the history; none = SQLite. */
   readonly database: Option.Option<DatabaseConfig>
   /** Redis (CHATIFY__CACHING__CONNECTIONSTRING) for rate limits, presence and pod identity; none = in memory. */
@@ -41,8 +55,17 @@ export interface ServerConfig {
   readonly presenceTtl: Duration.Duration
   readonly subscriberBufferSize: number
   readonly shutdownGrace: Duration.Duration
+  /**
+   * From SIGTERM, how long the pod keeps serving with /health/ready at 503 before the drain starts:
+   * the time load balancers (Kubernetes endpoints) take to stop routing here.
+   */
+  readonly shutdownDrainDelay: Duration.Duration
   /** JWT settings; none means anonymous identities, as in the original design. */
   readonly auth: Option.Option<AuthSettings>
+  /** CHATIFY__LIMITS__*: what one client may hold or send at most. */
+  readonly limits: LimitSettings
+  /** Proxies whose X-Forwarded-For is believed (CHATIFY__HTTP__TRUSTEDPROXIES): addresses or CIDR ranges. */
+  readonly trustedProxies: ReadonlyArray<string>
 }
 
 // Validation sits inside Config.nested(…, name) so that its error carries the key's path.
@@ -55,6 +78,61 @@ const positiveInt = (name: string, fallback: number) =>
 const nonEmpty = (name: string, fallback: string) =>
   Config.nested(
     Config.string().pipe(Config.validate({ message: "must not be empty", validation: (s) => s.trim().length > 0 })),
+    name
+  ).pipe(Config.withDefault(fallback))
+
+/** A duration in seconds, 0 or more, fractions allowed (0.5). */
+const seconds = (name: string, fallback: number) =>
+  Config.nested(
+    Config.number().pipe(
+      Config.validate({ message: "must be a number of seconds, 0 or more", validation: (n) => Number.isFinite(n) && n >= 0 })
+    ),
+    name
+  ).pipe(Config.withDefault(fallback), Config.map(Duration.seconds))
+
+/**
+ * The Redis connection string, refused at startup when it says something the client would not
+ * honour (several endpoints, an unbracketed IPv6 address, an unknown option) instead of misreading it.
+ */
+const redisConnectionString = (name: string) =>
+  Config.nested(
+    Config.nonEmptyString().pipe(
+      Config.mapOrFail((text) =>
+        Either.match(parseRedisConnectionString(text), {
+          onLeft: (error) => Either.left(ConfigError.InvalidData([], error.message)),
+          onRight: () => Either.right(text)
+        })
+      )
+    ),
+    name
+  )
+
+/**
+ * Every history write runs at this level: ANY acknowledges a write no replica holds (a read
+ * cannot find it), SERIAL and LOCAL_SERIAL are only for the Paxos phase of lightweight
+ * transactions and are refused by Cassandra for a plain write.
+ */
+const NOT_FOR_WRITES: ReadonlyArray<string> = ["ANY", "SERIAL", "LOCAL_SERIAL"]
+
+const writeConsistency = (name: string, fallback: string) =>
+  Config.nested(
+    Config.string().pipe(
+      Config.mapOrFail((text) => {
+        const level = parseConsistency(text)
+        if (Option.isNone(level)) {
+          return Either.left(ConfigError.InvalidData([], `"${text}" is not a consistency level`))
+        }
+        const cqlName = consistencyName(level.value)
+        return NOT_FOR_WRITES.includes(cqlName)
+          ? Either.left(
+            ConfigError.InvalidData(
+              [],
+              `${cqlName} cannot be used for the history's writes (ANY, SERIAL and LOCAL_SERIAL are refused); use LOCAL_QUORUM, QUORUM, ONE, …`
+            )
+          )
+          : Either.right(text)
+      })
+    ),
     name
   ).pipe(Config.withDefault(fallback))
 
@@ -89,6 +167,7 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
         }),
         "CHAT"
       ),
+      idempotencyWindowSeconds: Config.nested(positiveInt("IDEMPOTENCYWINDOWSECONDS", 300), "CHAT"),
       rateLimit: Config.nested(
         Config.all({
           limit: positiveInt("LIMIT", 100),
@@ -97,14 +176,21 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
         }),
         "RATELIMIT"
       ),
-      caching: Config.nested(Config.option(Config.nonEmptyString("CONNECTIONSTRING")), "CACHING"),
+      readRateLimit: Config.nested(
+        Config.all({
+          limit: positiveInt("READLIMIT", 600),
+          windowSeconds: positiveInt("READWINDOWSECONDS", 60)
+        }),
+        "RATELIMIT"
+      ),
+      caching: Config.nested(Config.option(redisConnectionString("CONNECTIONSTRING")), "CACHING"),
       database: Config.nested(
         Config.all({
           contactPoints: Config.option(Config.array(Config.nonEmptyString(), "CONTACTPOINTS")),
           port: positiveInt("PORT", 9042),
           keyspace: nonEmpty("KEYSPACE", "chatify"),
           localDataCenter: nonEmpty("LOCALDATACENTER", "datacenter1"),
-          consistency: nonEmpty("CONSISTENCY", "LOCAL_QUORUM"),
+          consistency: writeConsistency("CONSISTENCY", "LOCAL_QUORUM"),
           replicationFactor: positiveInt("REPLICATIONFACTOR", 1)
         }),
         "DATABASE"
@@ -119,7 +205,41 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
       ),
       presenceTtlSeconds: Config.nested(positiveInt("TTLSECONDS", 300), "PRESENCE"),
       subscriberBufferSize: Config.nested(positiveInt("SUBSCRIBERBUFFERSIZE", 8192), "FANOUT"),
-      shutdownGraceSeconds: Config.nested(positiveInt("GRACESECONDS", 10), "SHUTDOWN")
+      shutdownGraceSeconds: Config.nested(positiveInt("GRACESECONDS", 10), "SHUTDOWN"),
+      shutdownDrainDelay: Config.nested(seconds("DRAINDELAYSECONDS", 5), "SHUTDOWN"),
+      limits: Config.nested(
+        Config.all({
+          maxFrameBytes: positiveInt("MAXFRAMEBYTES", defaultLimitSettings.maxFrameBytes),
+          maxBodyBytes: positiveInt("MAXBODYBYTES", defaultLimitSettings.maxBodyBytes),
+          maxInboundBytes: positiveInt("MAXINBOUNDBYTES", defaultLimitSettings.maxInboundBytes),
+          maxConcurrentRequestsPerConnection: positiveInt(
+            "MAXCONCURRENTREQUESTSPERCONNECTION",
+            defaultLimitSettings.maxConcurrentRequestsPerConnection
+          ),
+          maxSubscriptionsPerConnection: positiveInt(
+            "MAXSUBSCRIPTIONSPERCONNECTION",
+            defaultLimitSettings.maxSubscriptionsPerConnection
+          ),
+          maxConnectionsPerAddress: positiveInt("MAXCONNECTIONSPERADDRESS", defaultLimitSettings.maxConnectionsPerAddress),
+          maxConnectsPerSecondPerAddress: positiveInt(
+            "MAXCONNECTSPERSECONDPERADDRESS",
+            defaultLimitSettings.maxConnectsPerSecondPerAddress
+          )
+        }),
+        "LIMITS"
+      ),
+      trustedProxies: Config.nested(
+        Config.array(
+          Config.string().pipe(
+            Config.validate({
+              message: "must be IP addresses or CIDR ranges (10.0.0.0/8, fd00::/8), comma-separated",
+              validation: (entry) => parseTrustedProxy(entry) !== undefined
+            })
+          ),
+          "TRUSTEDPROXIES"
+        ).pipe(Config.withDefault([])),
+        "HTTP"
+      )
     }),
     "CHATIFY"
   ),
@@ -141,7 +261,9 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     },
     dataDirectory: chatify.dataDirectory,
     policy: chatify.policy,
+    idempotencyWindowSeconds: chatify.idempotencyWindowSeconds,
     rateLimit: chatify.rateLimit,
+    readRateLimit: chatify.readRateLimit,
     caching: Option.map(chatify.caching, (connectionString) => ({ connectionString })),
     database: Option.map(chatify.database.contactPoints, (contactPoints) => ({
       contactPoints,
@@ -155,7 +277,10 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     presenceTtl: Duration.seconds(chatify.presenceTtlSeconds),
     subscriberBufferSize: chatify.subscriberBufferSize,
     shutdownGrace: Duration.seconds(chatify.shutdownGraceSeconds),
-    auth
+    shutdownDrainDelay: chatify.shutdownDrainDelay,
+    auth,
+    limits: chatify.limits,
+    trustedProxies: chatify.trustedProxies
   }))
 )
 
@@ -195,6 +320,17 @@ export const loadServerConfig = Effect.gen(function*() {
       new InvalidConfiguration({
         message:
           "CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: required when CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER is false"
+      })
+    )
+  }
+  if (config.broker.useInMemoryBroker && Option.isSome(config.database)) {
+    // the embedded log's offsets belong to one process and its data directory: written to a shared
+    // Cassandra they collide with another pod's (or a lost directory's) in chat_messages_by_offset
+    return yield* Effect.fail(
+      new InvalidConfiguration({
+        message: "CHATIFY__DATABASE__CONTACTPOINTS: a Cassandra history needs the Kafka log " +
+          "(CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS): the embedded log's offsets are local to this process " +
+          "and would collide in chat_messages_by_offset"
       })
     )
   }

@@ -1,22 +1,49 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Duration, Effect, Layer, Schedule } from "effect"
-import { ConsumerHealth } from "@chatify/core"
-import { ReadinessChecks, ShutdownGate } from "./Runtime.js"
+import { ConsumerHealth, type ConsumerState } from "@chatify/core"
+import { ReadinessChecks, type ReadinessImpact, ShutdownGate } from "./Runtime.js"
 
 const CONSUMERS = ["broadcast", "history-writer"] as const
+type Consumer = typeof CONSUMERS[number]
 
-const report = (healthy: boolean, checks: Record<string, string>) =>
-  HttpServerResponse.unsafeJson({ status: healthy ? "Healthy" : "Unhealthy", checks }, { status: healthy ? 200 : 503 })
+/**
+ * What a consumer that stopped running does to readiness once the pod has started. The broadcast
+ * consumer brings this pod's subscribers their events: without it the pod is not ready. The history
+ * writer stores what the log holds and catches up when it runs again: sends go on meanwhile.
+ */
+const CONSUMER_IMPACT: Record<Consumer, ReadinessImpact> = { broadcast: "unready", "history-writer": "degraded" }
+
+/** ASP.NET Core's HealthStatus, as the original design reported it: Degraded still answers 200. */
+type HealthStatus = "Healthy" | "Degraded" | "Unhealthy"
+
+const report = (status: HealthStatus, body: Record<string, unknown>) =>
+  HttpServerResponse.unsafeJson({ status, ...body }, { status: status === "Unhealthy" ? 503 : 200 })
 
 /** How often the dependencies are asked in the background, and how old an answer /health/ready reuses. */
 const CHECK_INTERVAL = Duration.seconds(1)
 const MAX_ANSWER_AGE_MILLIS = 3_000
+/** Within a probe's usual 1 s timeout: a dependency slower than this counts as unavailable. */
+const CHECK_TIMEOUT = Duration.millis(800)
+
+interface Answer {
+  readonly name: string
+  readonly impact: ReadinessImpact
+  /** Why the dependency is unavailable; undefined when it answered. */
+  readonly failure: string | undefined
+}
+
+const hasStarted = (state: ConsumerState | "not started") => state !== "not started" && state !== "starting"
 
 /**
  * /health/live, /health/startup and /health/ready, as the Kubernetes probes of the original design.
  * The dependencies are asked in the background once a second; /health/ready answers from the latest
  * answers (at most a few seconds old), so a probe waits for no round trip to a busy dependency.
+ *
+ * /health/ready is 503 ("Unhealthy") only for what a send needs: before the consumers have
+ * started, while the log or the broadcast consumer is unavailable, and from the start of a
+ * shutdown. Redis, the history store and the history writer failing make it "Degraded" (still
+ * 200), with `degraded` naming each one and why.
  */
 export const HealthRoutes = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -25,28 +52,42 @@ export const HealthRoutes = Layer.scopedDiscard(
     const readiness = yield* ReadinessChecks
     const gate = yield* ShutdownGate
 
-    const consumerChecks = Effect.map(consumers.snapshot, (states) =>
-      Object.fromEntries(CONSUMERS.map((name) => [name, states.get(name) ?? "not started"])))
+    const consumerStates = Effect.map(
+      consumers.snapshot,
+      (states): Record<Consumer, ConsumerState | "not started"> => ({
+        broadcast: states.get("broadcast") ?? "not started",
+        "history-writer": states.get("history-writer") ?? "not started"
+      })
+    )
+    // startup is once: a consumer restarting later is judged by its impact, not as "not started yet"
+    let started = false
+    const startupDone = Effect.map(consumerStates, (states) => {
+      started = started || CONSUMERS.every((name) => hasStarted(states[name]))
+      return { states, started }
+    })
 
-    yield* router.add("GET", "/health/live", Effect.succeed(report(true, {})))
+    yield* router.add("GET", "/health/live", Effect.succeed(report("Healthy", { checks: {} })))
     yield* router.add(
       "GET",
       "/health/startup",
-      Effect.map(consumerChecks, (checks) =>
-        report(Object.values(checks).every((state) => state !== "not started" && state !== "starting"), checks))
+      Effect.map(startupDone, ({ started, states }) => report(started ? "Healthy" : "Unhealthy", { checks: states }))
     )
-    let latest: { readonly atMillis: number; readonly answers: ReadonlyArray<readonly [string, string]> } | undefined
+
+    let latest: { readonly atMillis: number; readonly answers: ReadonlyArray<Answer> } | undefined
     const askDependencies = Effect.gen(function*() {
       const dependencies = yield* readiness.all
       const answers = yield* Effect.forEach(
         dependencies,
-        ({ check, name }) =>
-          // within a probe's usual 1 s timeout: a dependency slower than this is not ready
+        ({ check, impact, name }) =>
           check.pipe(
-            Effect.timeout("800 millis"),
-            Effect.as("ok"),
-            Effect.catchAll(() => Effect.succeed("unavailable")),
-            Effect.map((answer) => [name, answer] as const)
+            Effect.timeoutFail({
+              duration: CHECK_TIMEOUT,
+              onTimeout: () => ({ message: `no answer within ${Duration.format(CHECK_TIMEOUT)}` })
+            }),
+            Effect.as<string | undefined>(undefined),
+            Effect.catchAll((error) => Effect.succeed(error.message)),
+            Effect.catchAllDefect(() => Effect.succeed("the check failed unexpectedly")),
+            Effect.map((failure): Answer => ({ name, impact, failure }))
           ),
         { concurrency: "unbounded" }
       )
@@ -59,15 +100,45 @@ export const HealthRoutes = Layer.scopedDiscard(
       "GET",
       "/health/ready",
       Effect.gen(function*() {
-        const checks: Record<string, string> = yield* consumerChecks
+        const { started, states } = yield* startupDone
         const answers = latest !== undefined && Date.now() - latest.atMillis <= MAX_ANSWER_AGE_MILLIS
           ? latest.answers
           : yield* askDependencies
-        for (const [name, answer] of answers) checks[name] = answer
-        checks["shutdown"] = (yield* gate.isDraining) ? "draining" : "no"
-        const healthy = CONSUMERS.every((name) => checks[name] === "running") &&
-          answers.every(([, answer]) => answer === "ok") && checks["shutdown"] === "no"
-        return report(healthy, checks)
+        const phase = yield* gate.phase
+
+        const checks: Record<string, string> = { ...states }
+        const unavailable: Record<string, string> = {}
+        const degraded: Record<string, string> = {}
+        const failed = (impact: ReadinessImpact, name: string, why: string) => {
+          if (impact === "unready") unavailable[name] = why
+          else degraded[name] = why
+        }
+        for (const name of CONSUMERS) {
+          const state = states[name]
+          if (!started) {
+            if (!hasStarted(state)) unavailable[name] = `the ${name} consumer is ${state}`
+          } else if (state !== "running") {
+            failed(CONSUMER_IMPACT[name], name, `the ${name} consumer is ${state}`)
+          }
+        }
+        for (const { failure, impact, name } of answers) {
+          checks[name] = failure === undefined ? "ok" : "unavailable"
+          if (failure !== undefined) failed(impact, name, failure)
+        }
+        checks["shutdown"] = phase === "serving" ? "no" : "draining"
+        if (phase === "leaving") unavailable["shutdown"] = "shutting down: stop routing here, the drain starts shortly"
+        if (phase === "draining") unavailable["shutdown"] = "shutting down: new sends are refused, the ones in flight finish"
+
+        const status: HealthStatus = Object.keys(unavailable).length > 0
+          ? "Unhealthy"
+          : Object.keys(degraded).length > 0
+          ? "Degraded"
+          : "Healthy"
+        return report(status, {
+          checks,
+          ...(Object.keys(unavailable).length > 0 ? { unavailable } : {}),
+          ...(Object.keys(degraded).length > 0 ? { degraded } : {})
+        })
       })
     )
   })

@@ -1,5 +1,6 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiError from "@effect/platform/HttpApiError"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -12,10 +13,13 @@ import {
   NotFound,
   PROBLEM_CONTENT_TYPE,
   problemOf,
+  Unauthenticated,
   Unexpected,
   ValidationError
 } from "@chatify/domain"
-import { Authenticator, bearerOf, pathOf } from "./Auth.js"
+import { Authenticator, bearerOf, hasQueryAccessToken, pathOf, withoutQueryAccessToken } from "./Auth.js"
+import { ClientAddresses } from "./ClientAddress.js"
+import { bodyTooLarge, Limits } from "./Limits.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
 
 export const CORRELATION_HEADER = "x-correlation-id"
@@ -60,7 +64,9 @@ const asDecodeError = (response: HttpServerResponse.HttpServerResponse): Option.
 /**
  * The outermost middleware: reads or mints X-Correlation-ID, echoes it, attaches it to every log
  * line of the request, and turns whatever escaped a route (decode failures, unknown routes,
- * defects) into ProblemDetails without internals.
+ * defects) into ProblemDetails without internals. Routes see the URL without `access_token` (a
+ * token is taken from the query only on WebSocket upgrades), so nothing a route or the platform's
+ * errors (whose messages name the URL) may log can hold one.
  */
 export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
   (httpEffect) =>
@@ -72,7 +78,20 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
         ? incoming
         : crypto.randomUUID()
       const instance = pathOf(request.url)
+      const { maxBodyBytes } = yield* Limits
+      // A body announced larger than the limit is refused unread, and the connection closes (the
+      // rest of the body is not read only to be thrown away). One that grows past the limit as it
+      // arrives (chunked, no Content-Length) is cut off: the platform destroys the connection
+      // as its read fails, before anything more is buffered, so no answer can follow.
+      const announced = Number(request.headers["content-length"] ?? 0)
+      if (announced > maxBodyBytes) {
+        return HttpServerResponse.setHeaders(problemResponse(bodyTooLarge(maxBodyBytes), instance, correlationId), {
+          [CORRELATION_HEADER]: correlationId,
+          connection: "close"
+        })
+      }
       const response = yield* httpEffect.pipe(
+        HttpIncomingMessage.withMaxBodySize(Option.some(maxBodyBytes)),
         Effect.map((response) =>
           Option.match(asDecodeError(response), {
             onNone: () => response,
@@ -109,6 +128,7 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
           )
         }),
         Effect.provideService(CorrelationId, correlationId),
+        Effect.provideService(HttpServerRequest.HttpServerRequest, withoutTokenInUrl(request)),
         Effect.annotateLogs({ correlationId })
       )
       const withCorrelation = HttpServerResponse.setHeader(response, CORRELATION_HEADER, correlationId)
@@ -118,18 +138,47 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
   { global: true }
 )
 
+const withoutTokenInUrl = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest => {
+  const url = withoutQueryAccessToken(request.url)
+  return url === request.url ? request : request.modify({ url })
+}
+
+/**
+ * A REST request's bearer token: the Authorization header only. An `access_token` in the query is
+ * ignored (anonymous without authentication); with authentication on, the 401 says where the token goes.
+ */
+const restBearerOf = (
+  request: HttpServerRequest.HttpServerRequest,
+  authenticationOn: boolean
+): Effect.Effect<string | undefined, Unauthenticated> => {
+  const bearer = bearerOf(request)
+  return bearer === undefined && authenticationOn && hasQueryAccessToken(request.originalUrl)
+    ? Effect.fail(
+      new Unauthenticated({
+        message: "a bearer access token is required in the Authorization header (access_token in the query is " +
+          "accepted only on the WebSocket routes /rpc and /hubs/chat)"
+      })
+    )
+    : Effect.succeed(bearer)
+}
+
 /** REST handlers of the HttpApi contract: the same use cases as /rpc, errors rendered as ProblemDetails. */
 export const ChatApiHandlers = HttpApiBuilder.group(ChatApi, "chat", (handlers) =>
   Effect.gen(function*() {
     const identities = yield* Identities
     const authenticator = yield* Authenticator
+    const clientAddresses = yield* ClientAddresses
     const gate = yield* ShutdownGate
     const respond = <A, R>(effect: Effect.Effect<A, ChatError, R | CurrentUser>) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const correlationId = yield* CorrelationId
         const instance = pathOf(request.url)
-        return yield* authenticator.authenticate(bearerOf(request), yield* identities.newConnectionId).pipe(
+        const clientAddress = clientAddresses.of(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"])
+        return yield* restBearerOf(request, authenticator.enabled).pipe(
+          Effect.flatMap((bearer) =>
+            Effect.flatMap(identities.newConnectionId, (id) => authenticator.authenticate(bearer, id, clientAddress))
+          ),
           Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
           Effect.catchAll((error) => Effect.succeed(problemResponse(error, instance, correlationId)))
         )

@@ -3,7 +3,13 @@ import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage, sub
 import { ChatRpcs, Unauthenticated, Unexpected } from "@chatify/domain"
 import { Authenticator, bearerOfHeader } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
-import { CORRELATION_HEADER } from "./Http.js"
+import { CORRELATION_HEADER, validCorrelationId } from "./Http.js"
+
+/**
+ * The client's address on every call of a WebSocket connection, for anonymous rate limits: set by
+ * the socket protocol last, after removing any a client sent itself.
+ */
+export const CLIENT_ADDRESS_HEADER = "x-chatify-client-address"
 
 
 /** Defects never reach a client: they are logged and become a typed Unexpected. */
@@ -19,13 +25,14 @@ export const hideDefects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
  */
 export const makeRpcCaller = (authenticator: Authenticator["Type"], identities: Identities["Type"]) =>
 (clientId: number, headers: Readonly<Record<string, string | undefined>>) => {
-  const correlationId = headers[CORRELATION_HEADER] ?? crypto.randomUUID()
+  const requested = headers[CORRELATION_HEADER]
+  const correlationId = requested !== undefined && validCorrelationId.test(requested) ? requested : crypto.randomUUID()
   const connectionId = identities.connectionIdForClient(clientId)
   const header = headers["authorization"]
   const bearer = header === undefined ? undefined : bearerOfHeader(header)
   return <A, E, R>(effect: Effect.Effect<A, E, R | CurrentUser>): Effect.Effect<A, E | Unauthenticated, Exclude<R, CurrentUser>> =>
     // the logger reads the caller and the correlation id from the context (see Logging.ts)
-    authenticator.authenticate(bearer, connectionId).pipe(
+    authenticator.authenticate(bearer, connectionId, headers[CLIENT_ADDRESS_HEADER]).pipe(
       Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
       Effect.provideService(CorrelationId, correlationId)
     )

@@ -1,41 +1,79 @@
-import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { DependencyUnavailable } from "@chatify/domain"
 
 /**
- * Lets a shutdown finish what was accepted: once draining, new sends are refused (503, and
- * /health/ready says so), and shutdown waits for the sends in flight before closing anything.
+ * Where a shutdown is: "serving" until it starts; "leaving" while /health/ready says 503 and
+ * everything is still served (the load balancer stops routing here); "draining" once new sends are
+ * refused and the ones in flight finish.
+ */
+export type ShutdownPhase = "serving" | "leaving" | "draining"
+
+/**
+ * Waits inside a finalizer. A finalizer runs uninterruptibly on a fiber that may be interrupted
+ * already: there a timeout or a race waits for its loser (a timeout would never cut anything
+ * short), and an `Effect.interruptible` region would end at once. A fiber of its own has neither
+ * problem; the finalizer joins it.
+ */
+const waitOnItsOwnFiber = <A>(wait: Effect.Effect<A>): Effect.Effect<A> =>
+  Effect.flatMap(Effect.forkDaemon(Effect.interruptible(wait)), Fiber.join)
+
+/**
+ * Lets a shutdown stop the traffic first and finish what was accepted: `leave` turns /health/ready
+ * to 503 while everything is still served, for as long as the load balancer needs to stop routing
+ * here; `drain` then refuses new sends (503) and waits for the sends in flight before anything is
+ * closed.
  */
 export class ShutdownGate extends Context.Tag("chatify/ShutdownGate")<ShutdownGate, {
   readonly track: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | DependencyUnavailable, R>
+  readonly phase: Effect.Effect<ShutdownPhase>
+  /** New sends are refused (the "draining" phase). */
   readonly isDraining: Effect.Effect<boolean>
+  /** Readiness 503 at once, then `delay` of serving as usual (cut short by `skipDelay`). */
+  readonly leave: (delay: Duration.DurationInput) => Effect.Effect<void>
+  /** Ends the delay of `leave` now, or skips it if it has not begun: no load balancer to wait for (Ctrl-C). */
+  readonly skipDelay: Effect.Effect<void>
+  /** Refuses new sends and waits (at most `within`) until no send is in flight. */
   readonly drain: (within: Duration.DurationInput) => Effect.Effect<void>
 }>() {
-  static readonly layer = Layer.sync(ShutdownGate, () => {
-    let inFlight = 0
-    let draining = false
-    const refused = new DependencyUnavailable({ dependency: "chat-api", message: "the server is shutting down" })
-    return {
-      track: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        Effect.suspend((): Effect.Effect<A, E | DependencyUnavailable, R> => {
-          if (draining) return Effect.fail(refused)
-          inFlight++
-          return Effect.ensuring(effect, Effect.sync(() => inFlight--))
-        }),
-      isDraining: Effect.sync(() => draining),
-      drain: (within) =>
-        Effect.sync(() => {
-          draining = true
-        }).pipe(
-          Effect.zipRight(
-            Effect.sync(() => inFlight === 0).pipe(
-              Effect.repeat({ schedule: Schedule.spaced("10 millis"), until: (idle) => idle }),
-              Effect.timeout(Duration.decode(within)),
-              Effect.ignore
+  static readonly layer = Layer.effect(
+    ShutdownGate,
+    Effect.gen(function*() {
+      let inFlight = 0
+      let phase: ShutdownPhase = "serving"
+      const skipped = yield* Deferred.make<void>()
+      const idle = yield* Deferred.make<void>()
+      const refused = new DependencyUnavailable({ dependency: "chat-api", message: "the server is shutting down" })
+      return {
+        track: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+          Effect.suspend((): Effect.Effect<A, E | DependencyUnavailable, R> => {
+            if (phase === "draining") return Effect.fail(refused)
+            inFlight++
+            return Effect.ensuring(
+              effect,
+              Effect.sync(() => {
+                inFlight--
+                if (inFlight === 0 && phase === "draining") Deferred.unsafeDone(idle, Exit.void)
+              })
             )
-          )
-        )
-    }
-  })
+          }),
+        phase: Effect.sync(() => phase),
+        isDraining: Effect.sync(() => phase === "draining"),
+        leave: (delay) =>
+          Effect.suspend(() => {
+            if (phase !== "serving") return Effect.void
+            phase = "leaving"
+            return waitOnItsOwnFiber(Effect.raceFirst(Effect.sleep(delay), Deferred.await(skipped)))
+          }),
+        skipDelay: Effect.asVoid(Deferred.succeed(skipped, undefined)),
+        drain: (within) =>
+          Effect.suspend(() => {
+            phase = "draining"
+            if (inFlight === 0) Deferred.unsafeDone(idle, Exit.void)
+            return waitOnItsOwnFiber(Effect.ignore(Effect.timeout(Deferred.await(idle), within)))
+          })
+      }
+    })
+  )
 }
 
 /** Connection ids, unique across restarts and pods (anonymous users are named after them). */
@@ -62,9 +100,19 @@ export class HttpConnections extends Context.Tag("chatify/HttpConnections")<Http
   readonly closeAllAfter: (delay: Duration.DurationInput) => Effect.Effect<void>
 }>() {}
 
+/**
+ * What a failing check does to /health/ready: "unready" for what a send needs (the log), 503;
+ * "degraded" for what a send can do without for a while (Redis: rate limits fail open; the history
+ * store: the history writer retries), still 200 with the dependency and the reason in the body.
+ * Redis or Cassandra trouble is shared by every pod: were it "unready", every pod would leave the
+ * load balancer at once.
+ */
+export type ReadinessImpact = "unready" | "degraded"
+
 /** A dependency /health/ready asks before it says the pod can take traffic. */
 export interface ReadinessCheck {
   readonly name: string
+  readonly impact: ReadinessImpact
   readonly check: Effect.Effect<void, DependencyUnavailable>
 }
 

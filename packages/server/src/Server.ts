@@ -9,6 +9,8 @@ import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
 import { ChatRpcHandlers } from "./Rpc.js"
 import { HttpConnections, ShutdownGate } from "./Runtime.js"
 import { Consumers, ServerServices } from "./Services.js"
+import { ClientAddresses } from "./ClientAddress.js"
+import { Limits } from "./Limits.js"
 import { layerGateway } from "./realtime/Gateway.js"
 import { Flusher } from "./realtime/Outbox.js"
 import { layerRpcSocket } from "./realtime/RpcSocketProtocol.js"
@@ -51,15 +53,27 @@ export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoute
 )
 
 /**
- * Built after the HTTP server, so on shutdown it runs first: refuse new sends (answered with
- * `Connection: close`), finish those in flight, then let go of idle keep-alive connections and
- * bound the wait for the others.
+ * Built after the HTTP server, so on shutdown it runs first. /health/ready turns 503 at once while
+ * everything is still served for the drain delay (CHATIFY__SHUTDOWN__DRAINDELAYSECONDS): load
+ * balancers take that long to stop routing here (Kubernetes removes a terminating pod from its
+ * endpoints as it sends SIGTERM, and every node and ingress catches up a few seconds later). Then it
+ * refuses new sends (answered with `Connection: close`), finishes those in flight, lets go of idle
+ * keep-alive connections and bounds the wait for the others.
  */
 const DrainOnShutdown = (config: ServerConfig) =>
   Layer.scopedDiscard(
     Effect.addFinalizer(() =>
       Effect.gen(function*() {
         const gate = yield* ShutdownGate
+        const delay = config.shutdownDrainDelay
+        if (!Duration.isZero(delay)) {
+          yield* Effect.logInfo(
+            `Shutting down: /health/ready is 503, serving on for ${
+              Duration.format(delay)
+            } (CHATIFY__SHUTDOWN__DRAINDELAYSECONDS; Ctrl-C skips it) while load balancers stop routing here`
+          )
+        }
+        yield* gate.leave(delay)
         yield* Effect.logInfo("Shutting down: draining in-flight sends")
         yield* gate.drain(config.shutdownGrace)
         const connections = yield* Effect.serviceOption(HttpConnections)
@@ -119,19 +133,18 @@ const answerWhileNotServing = (server: NodeHttpServerType) => {
   }
 }
 
-/** The largest WebSocket frame a client may send: a SignalR message (1 MiB) and its framing. */
-const MAX_FRAME_BYTES = 1024 * 1024 + 64 * 1024
-
 /**
  * Node's HTTP server on the configured address, with the connection handle shutdown needs and the
  * gateway that takes WebSocket upgrades.
  */
-export const NodeServer = (config: Pick<ServerConfig, "host" | "port">) => {
+export const NodeServer = (config: Pick<ServerConfig, "host" | "port" | "limits" | "trustedProxies">) => {
   const server = createServer()
   server.on("request", answerWhileNotServing(server))
   return Layer.mergeAll(
     NodeHttpServer.layer(() => server, { port: config.port, host: config.host }),
-    layerGateway(server, { maxPayloadBytes: MAX_FRAME_BYTES }),
+    layerGateway(server).pipe(
+      Layer.provide(Layer.merge(Limits.layer(config.limits), ClientAddresses.layer(config.trustedProxies)))
+    ),
     Layer.succeed(HttpConnections, {
       closeIdle: Effect.sync(() => server.closeIdleConnections()),
       closeAllAfter: (delay) =>

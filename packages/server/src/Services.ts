@@ -1,4 +1,4 @@
-import { Duration, Effect, Layer, Option } from "effect"
+import { Duration, Effect, Either, Layer, Option } from "effect"
 import {
   ChatEventSource,
   ChatHistory,
@@ -19,17 +19,29 @@ import {
   MemoryLogLayerFrom,
   MemoryPresence,
   MemoryRateLimiter,
+  MemoryReadRateLimiter,
   UuidV7IdGenerator
 } from "@chatify/adapters/memory"
 import { CassandraHistory } from "@chatify/adapters/cassandra"
 import { KafkaLogLayer } from "@chatify/adapters/kafka"
-import { RedisClient, type RedisClientOptions, RedisPodRegistry, RedisPresence, RedisRateLimiter } from "@chatify/adapters/redis"
-import { makeSqliteLogJournal, SqliteHistory } from "@chatify/adapters/sqlite"
+import {
+  parseRedisConnectionString,
+  RedisClient,
+  redisClientOptions,
+  RedisPodRegistry,
+  RedisPresence,
+  RedisRateLimiter,
+  RedisReadRateLimiter,
+  RedisSendDeduplicator
+} from "@chatify/adapters/redis"
+import { lockDataDirectory, makeSqliteLogJournal, SqliteHistory, SqliteSendDeduplicator } from "@chatify/adapters/sqlite"
 import type { DependencyUnavailable } from "@chatify/domain"
 import { hostname } from "node:os"
-import type { ServerConfig } from "./Config.js"
+import { InvalidConfiguration, type ServerConfig } from "./Config.js"
 import { authenticatorFor } from "./Auth.js"
-import { Identities, ReadinessChecks, ShutdownGate } from "./Runtime.js"
+import { ClientAddresses } from "./ClientAddress.js"
+import { Limits } from "./Limits.js"
+import { Identities, ReadinessChecks, type ReadinessImpact, ShutdownGate } from "./Runtime.js"
 
 /** Identity and policy: plain values every other layer may need. */
 export const Foundation = (config: ServerConfig) =>
@@ -43,15 +55,20 @@ export const Foundation = (config: ServerConfig) =>
       // (or 1,000 records), so a scope's messages share unlogged batches and offsets one commit.
       ...(config.broker.useInMemoryBroker ? {} : { historyBatchWindow: Duration.millis(100), historyBatchSize: 1_000 })
     }),
-    ReadinessChecks.layer
+    ReadinessChecks.layer,
+    Limits.layer(config.limits),
+    ClientAddresses.layer(config.trustedProxies)
   )
 
-/** Registers a readiness check, bound to the services it asks (resolved when the layer is built). */
-const ready = <R>(name: string, check: Effect.Effect<void, DependencyUnavailable, R>) =>
+/**
+ * Registers a readiness check, bound to the services it asks (resolved when the layer is built):
+ * "unready" for what a send needs, "degraded" for what it can do without (see ReadinessImpact).
+ */
+const ready = <R>(name: string, impact: ReadinessImpact, check: Effect.Effect<void, DependencyUnavailable, R>) =>
   Layer.effectDiscard(
     Effect.gen(function*() {
       const context = yield* Effect.context<R>()
-      yield* (yield* ReadinessChecks).register({ name, check: Effect.provide(check, context) })
+      yield* (yield* ReadinessChecks).register({ name, impact, check: Effect.provide(check, context) })
     })
   )
 
@@ -59,8 +76,9 @@ const ready = <R>(name: string, check: Effect.Effect<void, DependencyUnavailable
 const withReadiness = <A, E, R, R2>(
   layer: Layer.Layer<A, E, R>,
   name: string,
+  impact: ReadinessImpact,
   check: Effect.Effect<void, DependencyUnavailable, R2>
-) => Layer.merge(layer, ready(name, check).pipe(Layer.provide(layer)))
+) => Layer.merge(layer, ready(name, impact, check).pipe(Layer.provide(layer)))
 
 /** The log: the embedded, journaled log in the data directory, or Kafka. */
 const EventLog = (config: ServerConfig) => {
@@ -75,10 +93,23 @@ const EventLog = (config: ServerConfig) => {
       topic: config.broker.topicName,
       deadLetterTopic: config.broker.deadLetterTopicName,
       partitions: config.broker.partitions,
-      createTopics: config.broker.createTopics
-    })
+      createTopics: config.broker.createTopics,
+      // the broadcast consumer's group (see broadcastConsumer): one pod's alone, or pods sharing a
+      // POD_NAME would each get only part of the events for their subscribers
+      exclusiveGroup: `${config.broker.broadcastConsumerGroupPrefix}-${config.podId}`
+    }).pipe(
+      Layer.mapError((error) =>
+        error._tag === "ConsumerGroupInUse"
+          ? new InvalidConfiguration({
+            message: `POD_NAME: another live pod already runs as ${config.podId} (${error.message}); ` +
+              "give every pod its own POD_NAME"
+          })
+          : error
+      )
+    )
   const name = config.broker.useInMemoryBroker ? "event-log" : "kafka"
-  return withReadiness(log, name, Effect.flatMap(ChatEventSource, (source) => Effect.asVoid(source.endOffsets)))
+  // a send is an append to the log: without it this pod cannot take a send
+  return withReadiness(log, name, "unready", Effect.flatMap(ChatEventSource, (source) => Effect.asVoid(source.endOffsets)))
 }
 
 /** The history: SQLite in the data directory, or Cassandra/ScyllaDB when contact points are set. */
@@ -98,38 +129,76 @@ const History = (config: ServerConfig) => {
         schemaMigrationTableName: database.schemaMigrationTableName
       })
   })
-  return withReadiness(history, "history-store", Effect.flatMap(ChatHistory, (h) => h.ping))
+  // the history writer retries what the log holds until the store is back: sends go on
+  return withReadiness(history, "history-store", "degraded", Effect.flatMap(ChatHistory, (h) => h.ping))
 }
 
-/** `host:port[,password=…]` (the original's StackExchange form) or a `redis://` URL. */
-export const redisOptionsFrom = (connectionString: string): RedisClientOptions => {
-  if (/^rediss?:\/\//u.test(connectionString)) return { url: connectionString }
-  const [endpoint = "", ...settings] = connectionString.split(",").map((part) => part.trim())
-  const password = settings.find((setting) => setting.toLowerCase().startsWith("password="))?.slice("password=".length)
-  const [host = "127.0.0.1", port = "6379"] = endpoint.split(":")
-  const auth = password === undefined ? "" : `:${encodeURIComponent(password)}@`
-  return { url: `redis://${auth}${host}:${port}` }
-}
+/**
+ * The Redis client of CHATIFY__CACHING__CONNECTIONSTRING: the original's StackExchange form
+ * (`host:port,password=…,user=…,ssl=true`, `[::1]:6379`) or a `redis://` URL. Read from the
+ * environment, a string the parser refuses never gets here (the configuration is refused).
+ */
+const RedisClientFrom = (connectionString: string) =>
+  Either.match(parseRedisConnectionString(connectionString), {
+    onLeft: (error) =>
+      Layer.fail(new InvalidConfiguration({ message: `CHATIFY__CACHING__CONNECTIONSTRING: ${error.message}` })),
+    onRight: (connection) => RedisClient.layer(redisClientOptions(connection))
+  })
 
-/** Rate limits, presence and pod identity: in memory, or shared across pods in Redis. */
+/**
+ * Rate limits, presence, pod identity and send de-duplication: in this process (de-duplication in
+ * SQLite in the data directory), or shared across pods in Redis.
+ */
 const LimitsAndPresence = (config: ServerConfig) =>
   Option.match(config.caching, {
     onNone: () =>
-      Layer.merge(MemoryRateLimiter(config.rateLimit), MemoryPresence({ ttlMillis: Duration.toMillis(config.presenceTtl) })),
+      Layer.mergeAll(
+        MemoryRateLimiter(config.rateLimit),
+        MemoryReadRateLimiter(config.readRateLimit),
+        MemoryPresence({ ttlMillis: Duration.toMillis(config.presenceTtl) }),
+        // sends by clientMessageId: in the data directory, so a repeat is recognized after a restart too
+        SqliteSendDeduplicator.layer({ dataDirectory: config.dataDirectory, windowSeconds: config.idempotencyWindowSeconds })
+      ),
     onSome: ({ connectionString }) => {
-      const client = RedisClient.layer(redisOptionsFrom(connectionString))
+      const client = RedisClientFrom(connectionString)
       return Layer.mergeAll(
         RedisRateLimiter(config.rateLimit),
+        // reads under keys of their own, failing open or closed as sends do
+        RedisReadRateLimiter({ ...config.readRateLimit, failOpen: config.rateLimit.failOpen }),
         RedisPresence({ ttlMillis: Duration.toMillis(config.presenceTtl), podId: config.podId }),
         RedisPodRegistry({ host: hostname() }),
-        ready("redis", Effect.flatMap(RedisClient, (redis) => redis.ping))
+        // sends by clientMessageId, shared by every pod; fails open like the rate limiter
+        RedisSendDeduplicator({ windowSeconds: config.idempotencyWindowSeconds }),
+        // rate limits fail open (or refuse sends, CHATIFY__RATELIMIT__FAILOPEN=false), presence waits
+        ready("redis", "degraded", Effect.flatMap(RedisClient, (redis) => redis.ping))
       ).pipe(Layer.provide(client))
     }
   })
 
-/** The adapters behind the ports, each picked by its configuration. */
+/**
+ * The embedded data directory, held by this process while the journal or the SQLite history use
+ * it: a second process on the same directory refuses to start (see lockDataDirectory).
+ */
+const DataDirectoryLock = (config: ServerConfig) =>
+  config.broker.useInMemoryBroker || Option.isNone(config.database)
+    ? Layer.scopedDiscard(
+      lockDataDirectory(config.dataDirectory).pipe(
+        Effect.catchTag("DataDirectoryLocked", (locked) =>
+          Effect.fail(
+            new InvalidConfiguration({
+              message: `CHATIFY__EMBEDDED__DATADIRECTORY: ${locked.message}; ` +
+                "stop it or give this process a directory of its own"
+            })
+          ))
+      )
+    )
+    : Layer.empty
+
+/** The adapters behind the ports, each picked by its configuration; the data directory locked first. */
 export const Infrastructure = (config: ServerConfig) =>
-  Layer.mergeAll(EventLog(config), History(config), LimitsAndPresence(config))
+  Layer.mergeAll(EventLog(config), History(config), LimitsAndPresence(config)).pipe(
+    Layer.provide(DataDirectoryLock(config))
+  )
 
 /** What every interface needs besides the infrastructure: fan-out, ids, authorization, health. */
 export const ApplicationServices = (config: ServerConfig) =>

@@ -2,9 +2,22 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
 import { withCallerFields } from "./Logging.js"
+import { ShutdownGate } from "./Runtime.js"
 import { ChatServer, NodeServer } from "./Server.js"
 
 const SERVICE = "chatify-chat-api"
+
+/**
+ * Ctrl-C (SIGINT) comes from someone at a terminal, not from an orchestrator: there is no load
+ * balancer to wait for, so shutdown skips the drain delay (also when one already runs after SIGTERM).
+ * SIGTERM keeps it; either signal starts the shutdown itself (NodeRuntime.runMain).
+ */
+const SkipDrainDelayOnCtrlC = Layer.effectDiscard(
+  Effect.flatMap(ShutdownGate, (gate) =>
+    Effect.sync(() => {
+      process.once("SIGINT", () => Effect.runSync(gate.skipDelay))
+    }))
+)
 
 const program = Effect.gen(function*() {
   const config = yield* loadServerConfig
@@ -16,7 +29,9 @@ const program = Effect.gen(function*() {
       "No authentication is configured (CHATIFY__AUTH__*): every connection gets an anonymous identity"
     )
   }
-  return yield* Layer.launch(ChatServer(config).pipe(Layer.provide(NodeServer(config)))).pipe(
+  return yield* Layer.launch(
+    SkipDrainDelayOnCtrlC.pipe(Layer.provideMerge(ChatServer(config)), Layer.provide(NodeServer(config)))
+  ).pipe(
     Effect.annotateLogs({ podId: config.podId })
   )
 }).pipe(

@@ -10,6 +10,7 @@ import { join } from "node:path"
 import { defaultPolicyLimits } from "@chatify/domain"
 import type { AuthSettings } from "./Auth.js"
 import type { ServerConfig } from "./Config.js"
+import { defaultLimitSettings } from "./Limits.js"
 import { ChatServer, NodeServer } from "./Server.js"
 
 export interface TestServer {
@@ -29,7 +30,7 @@ export const makeTempDirectory = (prefix = "chatify-sdk-"): Effect.Effect<string
     (directory) => Effect.promise(() => rm(directory, { recursive: true, force: true }))
   )
 
-/** The embedded server's configuration for tests: no meaningful rate limit, short shutdown grace. */
+/** The embedded server's configuration for tests: no meaningful rate limits, short shutdown grace, no drain delay. */
 export const testServerConfig = (dataDirectory: string, overrides: Partial<ServerConfig> = {}): ServerConfig => ({
   port: 0,
   host: "127.0.0.1",
@@ -45,13 +46,19 @@ export const testServerConfig = (dataDirectory: string, overrides: Partial<Serve
   },
   dataDirectory,
   policy: defaultPolicyLimits,
+  idempotencyWindowSeconds: 300,
   rateLimit: { limit: 1_000_000, windowSeconds: 60, failOpen: true },
+  readRateLimit: { limit: 1_000_000, windowSeconds: 60 },
   caching: Option.none(),
   database: Option.none(),
   presenceTtl: Duration.seconds(300),
   subscriberBufferSize: 8192,
   shutdownGrace: Duration.seconds(5),
+  // no load balancer routes to a test server: shutdown drains at once
+  shutdownDrainDelay: Duration.zero,
   auth: Option.none(),
+  limits: defaultLimitSettings,
+  trustedProxies: [],
   ...overrides
 })
 
@@ -91,5 +98,6 @@ export const hs256TestAuth = (secret: string): AuthSettings => ({
   issuer: undefined,
   audience: undefined,
   algorithms: undefined,
-  clockSkewSeconds: 0
+  clockSkewSeconds: 0,
+  requireExpiration: true
 })

@@ -2,9 +2,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Option, Redacted } from "effect"
+import { ConfigProvider, Effect, FastCheck as fc, Logger, Option, Redacted } from "effect"
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose"
-import { authConfig, type AuthSettings, makeJwtAuthenticator } from "../src/index.js"
+import {
+  authConfig,
+  type AuthSettings,
+  hasQueryAccessToken,
+  makeJwtAuthenticator,
+  withoutQueryAccessToken
+} from "../src/index.js"
 
 const SECRET = "a-development-secret-of-32-bytes!"
 const secretKey = new TextEncoder().encode(SECRET)
@@ -16,7 +22,8 @@ const hs256: AuthSettings = {
   issuer: "https://id.example.test",
   audience: "chatify",
   algorithms: undefined,
-  clockSkewSeconds: 5
+  clockSkewSeconds: 5,
+  requireExpiration: true
 }
 
 const now = () => Math.floor(Date.now() / 1000)
@@ -32,6 +39,24 @@ const token = (
   if (options.nbf !== undefined) jwt = jwt.setNotBefore(options.nbf)
   return Effect.promise(() => jwt.sign(options.key ?? secretKey))
 }
+
+/** As an identity provider that forgets `exp` would issue it: otherwise valid. */
+const tokenWithoutExp = () =>
+  Effect.promise(() =>
+    new SignJWT({ sub: "alice" }).setProtectedHeader({ alg: "HS256" }).setIssuedAt()
+      .setIssuer("https://id.example.test").setAudience("chatify").sign(secretKey)
+  )
+
+/** The lines `effect` logs, each as its level and its message. */
+const logsOf = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const lines: Array<{ readonly level: string; readonly text: string }> = []
+    const recorder = Logger.make(({ logLevel, message }) => {
+      lines.push({ level: logLevel.label, text: Array.isArray(message) ? message.join(" ") : String(message) })
+    })
+    yield* Effect.provide(effect, Logger.replace(Logger.defaultLogger, recorder))
+    return lines
+  })
 
 const reject = (settings: AuthSettings, bearer: string | undefined) =>
   Effect.flatMap(makeJwtAuthenticator(settings), (auth) => Effect.flip(auth.authenticate(bearer, "c1")))
@@ -116,6 +141,63 @@ describe("JWT authentication", () => {
       expect(foreign.message).toContain("signature")
     }))
 
+  it.live("refuses a token without exp by default, as a typed Unauthenticated naming the claim", () =>
+    Effect.gen(function*() {
+      const error = yield* reject(hs256, yield* tokenWithoutExp())
+      expect(error._tag).toBe("Unauthenticated")
+      expect(error.message).toContain("no expiry (exp)")
+      // the same token, once more: a refusal is not cached as an acceptance
+      expect((yield* reject(hs256, yield* tokenWithoutExp()))._tag).toBe("Unauthenticated")
+    }))
+
+  it.live("accepts a token without exp only when requireExpiration is off; it then never expires", () =>
+    Effect.gen(function*() {
+      const auth = yield* makeJwtAuthenticator({ ...hs256, requireExpiration: false })
+      const principal = yield* auth.authenticate(yield* tokenWithoutExp(), "c1")
+      expect(principal).toEqual({ userId: "alice", connectionId: "c1", expiresAtMs: undefined })
+      // exp is still enforced when a token has one
+      expect((yield* Effect.flip(auth.authenticate(yield* token({}, { exp: now() - 60 }), "c1"))).message).toContain("expired")
+    }))
+
+  it.live("warns once at startup when the issuer or the audience is not set, or exp is not required", () =>
+    Effect.gen(function*() {
+      const warnings = (settings: AuthSettings) =>
+        Effect.map(logsOf(makeJwtAuthenticator(settings)), (lines) => lines.filter((line) => line.level === "WARN").map((line) => line.text))
+      expect(yield* warnings(hs256)).toEqual([])
+      const noIssuer = yield* warnings({ ...hs256, issuer: undefined })
+      expect(noIssuer).toHaveLength(1)
+      expect(noIssuer[0]).toContain("CHATIFY__AUTH__ISSUER is not set")
+      const neither = yield* warnings({ ...hs256, issuer: undefined, audience: undefined })
+      expect(neither).toHaveLength(1)
+      expect(neither[0]).toContain("CHATIFY__AUTH__ISSUER and CHATIFY__AUTH__AUDIENCE are not set")
+      const noAudience = yield* warnings({ ...hs256, audience: undefined })
+      expect(noAudience).toEqual([expect.stringContaining("CHATIFY__AUTH__AUDIENCE is not set")])
+      const noExp = yield* warnings({ ...hs256, requireExpiration: false })
+      expect(noExp).toEqual([expect.stringContaining("CHATIFY__AUTH__REQUIREEXPIRATION is false")])
+    }))
+
+  it.live("never puts the token in a refusal's message or in a log line", () =>
+    Effect.gen(function*() {
+      const valid = yield* token()
+      const bearers = [`${valid}x`, yield* tokenWithoutExp(), yield* token({}, { exp: now() - 60 }), valid.split(".").reverse().join(".")]
+      const lines = yield* logsOf(
+        Effect.gen(function*() {
+          const auth = yield* makeJwtAuthenticator({ ...hs256, issuer: undefined })
+          for (const bearer of bearers) {
+            const error = yield* Effect.flip(auth.authenticate(bearer, "c1"))
+            for (const part of bearer.split(".")) expect(error.message).not.toContain(part)
+            yield* Effect.logError("refused", error.message)
+          }
+        })
+      )
+      expect(lines.length).toBeGreaterThan(bearers.length)
+      for (const bearer of bearers) {
+        for (const part of bearer.split(".")) {
+          expect(lines.filter((line) => line.text.includes(part))).toEqual([])
+        }
+      }
+    }))
+
   it.live("fails startup on an unreadable key file, naming the key", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
@@ -144,6 +226,17 @@ describe("auth configuration", () => {
       )
     }))
 
+  it.effect("requires exp unless CHATIFY__AUTH__REQUIREEXPIRATION is false; a value that is no boolean is named", () =>
+    Effect.gen(function*() {
+      const requireExpiration = (extra: Record<string, string>) =>
+        Effect.map(read({ CHATIFY__AUTH__HS256SECRET: SECRET, ...extra }), Option.map((s) => s.requireExpiration))
+      expect(yield* requireExpiration({})).toEqual(Option.some(true))
+      expect(yield* requireExpiration({ CHATIFY__AUTH__REQUIREEXPIRATION: "false" })).toEqual(Option.some(false))
+      expect(yield* requireExpiration({ CHATIFY__AUTH__REQUIREEXPIRATION: "true" })).toEqual(Option.some(true))
+      const bad = yield* Effect.flip(requireExpiration({ CHATIFY__AUTH__REQUIREEXPIRATION: "sometimes" }))
+      expect(String(bad)).toContain("REQUIREEXPIRATION")
+    }))
+
   it.effect("refuses two key sources, a short secret and alg none", () =>
     Effect.gen(function*() {
       const two = yield* Effect.flip(read({ CHATIFY__AUTH__HS256SECRET: SECRET, CHATIFY__AUTH__JWKSFILE: "/x" }))
@@ -153,4 +246,57 @@ describe("auth configuration", () => {
       const none = yield* Effect.flip(read({ CHATIFY__AUTH__HS256SECRET: SECRET, CHATIFY__AUTH__ALGORITHMS: "none" }))
       expect(String(none)).toContain("none")
     }))
+})
+
+describe("access_token in a request URL's query", () => {
+  /** What the WebSocket upgrade reads the query with: the oracle for both functions. */
+  const paramsOf = (url: string) => {
+    const queryAt = url.indexOf("?")
+    return new URLSearchParams(queryAt < 0 ? "" : url.slice(queryAt + 1))
+  }
+  const pathPart = (url: string) => url.slice(0, url.indexOf("?") < 0 ? url.length : url.indexOf("?"))
+
+  const hex = (char: string, upper: boolean) => {
+    const code = char.charCodeAt(0).toString(16).padStart(2, "0")
+    return `%${upper ? code.toUpperCase() : code}`
+  }
+  /**
+   * `access_token`, each character as it is or percent-encoded (either hex case), sometimes after a
+   * "?" (which only the query's first part drops).
+   */
+  const tokenName = fc.tuple(fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }), fc.boolean(), fc.constantFrom("", "", "?"))
+    .map(([encoded, upper, lead]) => lead + Array.from("access_token", (char, i) => (encoded[i] === true ? hex(char, upper) : char)).join(""))
+  /** Token values from their own alphabet, so no other part of a URL can contain one. */
+  const tokenValue = fc.string({ unit: fc.constantFrom(..."QWXYZ0123456789-_."), minLength: 8, maxLength: 40 }).map((v) => `TOK${v}`)
+  /** Other names and values: the characters that change how a query is read, and plain ones. */
+  const text = fc.string({ unit: fc.constantFrom(..."abcdeklmnopst_=+?%2F0#"), maxLength: 14 })
+  const part = fc.oneof(
+    { weight: 3, arbitrary: fc.tuple(text, fc.option(text)).map(([name, value]) => (value === null ? name : `${name}=${value}`)) },
+    { weight: 2, arbitrary: fc.tuple(tokenName, tokenValue).map(([name, value]) => `${name}=${value}`) },
+    { weight: 1, arbitrary: fc.tuple(tokenName, tokenValue).map(([name, value]) => `${name}=${encodeURIComponent(value)}`) }
+  )
+  const url = fc.tuple(
+    fc.constantFrom("/rpc", "/api/chat/send", "/api/chat/scopes/0/general/history", "/"),
+    fc.option(fc.array(part, { maxLength: 6 }).map((parts) => parts.join("&")))
+  ).map(([path, query]) => (query === null ? path : `${path}?${query}`))
+
+  it.prop("hasQueryAccessToken reads the query as the upgrade does", { url }, ({ url }) => {
+    expect(hasQueryAccessToken(url)).toBe(paramsOf(url).has("access_token"))
+  })
+
+  it.prop("withoutQueryAccessToken drops exactly the access_token parameters, and every token with them", { url }, ({ url }) => {
+    const stripped = withoutQueryAccessToken(url)
+    expect(pathPart(stripped)).toBe(pathPart(url))
+    expect(paramsOf(stripped).has("access_token")).toBe(false)
+    expect([...paramsOf(stripped)]).toEqual([...paramsOf(url)].filter(([name]) => name !== "access_token"))
+    for (const value of paramsOf(url).getAll("access_token")) expect(stripped).not.toContain(value)
+    if (!paramsOf(url).has("access_token")) expect(stripped).toBe(url)
+  })
+
+  it("keeps what surrounds a token as it was", () => {
+    expect(withoutQueryAccessToken("/api/chat/send?access_token=abc")).toBe("/api/chat/send")
+    expect(withoutQueryAccessToken("/h?limit=5&access%5Ftoken=abc&before=x%20y")).toBe("/h?limit=5&before=x%20y")
+    expect(withoutQueryAccessToken("/h?access_token=a&?x=1")).toBe("/h?&?x=1")
+    expect(withoutQueryAccessToken("/h?limit=5")).toBe("/h?limit=5")
+  })
 })

@@ -104,3 +104,64 @@ describe("server configuration", () => {
       expect(explicit.broker.useInMemoryBroker).toBe(true)
     }))
 })
+
+describe("configurations the server refuses to start with", () => {
+  // the refusal's message; a configuration that loads shows as "(accepted)" (not flipped: a test
+  // failing on a flipped ServerConfig would have to print it)
+  const refusal = (env: Record<string, string>) =>
+    loadServerConfig.pipe(withEnv(env), Effect.match({ onFailure: (error) => error.message, onSuccess: () => "(accepted)" }))
+
+  it.effect("the embedded log with a Cassandra history: its process-local offsets would collide", () =>
+    Effect.gen(function*() {
+      const message = yield* refusal({ CHATIFY__DATABASE__CONTACTPOINTS: "scylla-a" })
+      expect(message).toMatch(/^CHATIFY__DATABASE__CONTACTPOINTS: .*CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS/u)
+      expect(message.split("\n")).toHaveLength(1)
+      const explicit = yield* refusal({
+        CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: "true",
+        CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "k:9092",
+        CHATIFY__DATABASE__CONTACTPOINTS: "scylla-a"
+      })
+      expect(explicit).toMatch(/^CHATIFY__DATABASE__CONTACTPOINTS: /u)
+      // with Kafka it is the production setup
+      const production = yield* loadServerConfig.pipe(
+        withEnv({ CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "k:9092", CHATIFY__DATABASE__CONTACTPOINTS: "scylla-a" })
+      )
+      expect(Option.isSome(production.database)).toBe(true)
+    }))
+
+  const kafkaAndCassandra = { CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "k:9092", CHATIFY__DATABASE__CONTACTPOINTS: "scylla-a" }
+
+  it.effect("a write consistency level that cannot be used for writes (ANY, SERIAL, LOCAL_SERIAL), or no level at all", () =>
+    Effect.gen(function*() {
+      for (const level of ["ANY", "SERIAL", "LOCAL_SERIAL", "any", "localSerial", "local-serial"]) {
+        const message = yield* refusal({ ...kafkaAndCassandra, CHATIFY__DATABASE__CONSISTENCY: level })
+        expect(message).toMatch(/^CHATIFY__DATABASE__CONSISTENCY: (ANY|SERIAL|LOCAL_SERIAL) cannot be used for the history's writes/u)
+      }
+      expect(yield* refusal({ ...kafkaAndCassandra, CHATIFY__DATABASE__CONSISTENCY: "MOSTLY" })).toBe(
+        "CHATIFY__DATABASE__CONSISTENCY: \"MOSTLY\" is not a consistency level"
+      )
+      for (const level of ["ONE", "QUORUM", "LOCAL_QUORUM", "local_one", "EACH_QUORUM", "ALL"]) {
+        const config = yield* loadServerConfig.pipe(withEnv({ ...kafkaAndCassandra, CHATIFY__DATABASE__CONSISTENCY: level }))
+        expect(Option.map(config.database, (d) => d.consistency)).toEqual(Option.some(level))
+      }
+    }))
+
+  it.effect("a Redis connection string the client would misread: several endpoints, a bare IPv6 address, unknown options", () =>
+    Effect.gen(function*() {
+      const refused = (connectionString: string) => refusal({ CHATIFY__CACHING__CONNECTIONSTRING: connectionString })
+      expect(yield* refused("redis-a:6379,redis-b:6379")).toMatch(
+        /^CHATIFY__CACHING__CONNECTIONSTRING: several endpoints \(redis-a:6379, redis-b:6379\) are not supported/u
+      )
+      expect(yield* refused("::1")).toMatch(/^CHATIFY__CACHING__CONNECTIONSTRING: .*\[::1\]:6379/u)
+      expect(yield* refused("redis:6379,ssl=yes")).toBe("CHATIFY__CACHING__CONNECTIONSTRING: ssl must be true or false")
+      const unknown = yield* refused("redis:6379,password=s3cret,serviceName=mymaster")
+      expect(unknown).toMatch(/^CHATIFY__CACHING__CONNECTIONSTRING: option "serviceName" is not supported/u)
+      expect(unknown).not.toContain("s3cret")
+      expect(yield* refused("redis://:s3cret@redis:6379,other:6379")).not.toContain("s3cret")
+      // what the original design's deployments write is read
+      for (const ok of ["chatify-redis:6379", "[::1]:6379,ssl=true,user=chatify,password=p=w", "redis://127.0.0.1:6379/2"]) {
+        const config = yield* loadServerConfig.pipe(withEnv({ CHATIFY__CACHING__CONNECTIONSTRING: ok }))
+        expect(config.caching).toEqual(Option.some({ connectionString: ok }))
+      }
+    }))
+})

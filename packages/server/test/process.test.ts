@@ -24,7 +24,8 @@ interface Running {
 /** The real entry point, as ./scripts/start.sh runs it (from source, through tsx). */
 const start = (env: Record<string, string>): Running => {
   const child = spawn(process.execPath, ["--conditions=@chatify/source", "--import", "tsx", MAIN], {
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", ...env },
+    // no drain delay unless a test sets one: these tests count on the drain starting at SIGTERM
+    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
   children.push(child)
@@ -71,11 +72,12 @@ const freePort = () =>
 
 describe("the server process", () => {
   it("answers /health/* at once while it still waits for a dependency at startup", async () => {
-    const [port, deadCassandra] = await Promise.all([freePort(), freePort()])
+    const [port, deadKafka, deadCassandra] = await Promise.all([freePort(), freePort(), freePort()])
     const running = start({
       PORT: String(port),
       CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory(),
-      // nothing listens there: startup waits for the history store with backoff
+      // nothing listens there: startup waits for the log and the history store with backoff
+      CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: `127.0.0.1:${deadKafka}`,
       CHATIFY__DATABASE__CONTACTPOINTS: "127.0.0.1",
       CHATIFY__DATABASE__PORT: String(deadCassandra)
     })
@@ -107,6 +109,44 @@ describe("the server process", () => {
     expect(server.output()).toContain("CHATIFY__MESSAGEBROKER__PARTITIONS")
     expect(server.output()).not.toContain("Listening on")
   })
+
+  it("refuses an unsafe combination with one line naming the variable: the embedded log with a Cassandra history", async () => {
+    const server = start({ CHATIFY__DATABASE__CONTACTPOINTS: "127.0.0.1", CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory() })
+    expect(await server.exited).toBe(1)
+    const errors = server.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toContain("CHATIFY__DATABASE__CONTACTPOINTS: a Cassandra history needs the Kafka log")
+    expect(server.output()).not.toContain("Listening on")
+  })
+
+  it("holds its data directory: a second process on it refuses to start, a restart after SIGKILL does not wait", async () => {
+    const dir = dataDirectory()
+    const first = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
+    const base = await first.listening
+    expect((await send(base, "before")).status).toBe(200)
+
+    const second = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-b" })
+    const outcome = await second.listening.then(() => "listening", () => second.exited.then((code) => `exited with ${code}`))
+    expect(outcome).toBe("exited with 1")
+    const errors = second.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatch(
+      new RegExp(`CHATIFY__EMBEDDED__DATADIRECTORY: ${dir} is in use by another Chatify process \\(pid ${first.child.pid} on `, "u")
+    )
+    expect(second.output()).not.toContain("Listening on")
+    // the first one was not disturbed
+    expect((await send(base, "still here")).status).toBe(200)
+
+    // a crash leaves no stale lock behind: the kernel drops it with the process
+    first.child.kill("SIGKILL")
+    await first.exited
+    const third = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
+    const again = await third.listening
+    const page = await fetch(`${again}/api/chat/scopes/0/general/history?limit=10`)
+    expect(page.status).toBe(200)
+    third.child.kill("SIGTERM")
+    expect(await third.exited).toBe(0)
+  }, 90_000)
 
   it("stops gracefully on SIGTERM with every acknowledged message in the history after a restart", async () => {
     const dir = dataDirectory()

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
-import { Exit, FastCheck as fc, Schema } from "effect"
-import { ChatRpcs, EnrichedChatEvent, SendError } from "@chatify/domain"
+import { Arbitrary, Either, Exit, FastCheck as fc, Schema } from "effect"
+import { ChatRpcs, EnrichedChatEvent, SendError, SendPayload } from "@chatify/domain"
 import { enrichedChatEventJson } from "../src/realtime/EventJson.js"
-import { ackedRequestId, sendExitLine } from "../src/realtime/RpcSocketProtocol.js"
+import { ackedRequestId, plainSendPayload, sendExitLine } from "../src/realtime/RpcSocketProtocol.js"
 
 // what RpcServer writes for a Send: the contract's exit schema, encoded, in an Exit message
 const encodeSendExit = Schema.encodeSync(
@@ -26,6 +26,40 @@ describe("the /rpc fast paths write what RpcServer would", () => {
       expect(sendExitLine(requestId, Exit.succeed(event))).toBe(asRpcServerWrites(requestId, Exit.succeed(event)))
       expect(sendExitLine(requestId, Exit.fail(error))).toBe(asRpcServerWrites(requestId, Exit.fail(error)))
     }
+  )
+
+  const decodeSendPayload = Schema.decodeUnknownEither(SendPayload)
+  /** Payloads as they arrive: the contract's own (with or without clientMessageId), near misses, anything. */
+  const sendPayloads = fc.oneof(
+    Arbitrary.make(SendPayload).map((payload) => JSON.parse(JSON.stringify(payload)) as unknown),
+    fc.record(
+      {
+        scopeType: fc.oneof(fc.constantFrom(0, 1, 2, -1, 0.5), fc.string()),
+        scopeId: fc.oneof(fc.string(), fc.integer(), fc.constant(null)),
+        text: fc.oneof(fc.string(), fc.integer(), fc.constant(null)),
+        clientMessageId: fc.oneof(fc.string(), fc.uuid(), fc.integer(), fc.constant(null), fc.boolean()),
+        extra: fc.jsonValue()
+      },
+      { requiredKeys: [] }
+    ),
+    fc.jsonValue()
+  )
+
+  it.prop(
+    "the Send fast path takes a payload only as the contract decodes it (clientMessageId included), and takes every plain one",
+    { payload: sendPayloads },
+    ({ payload }) => {
+      const fast = plainSendPayload(payload)
+      const decoded = decodeSendPayload(payload)
+      // what it takes, the contract takes, as the same value
+      if (fast !== undefined) expect(decoded).toEqual(Either.right(fast))
+      // what the contract takes without dropping anything, it takes too (the rest goes to RpcServer)
+      if (Either.isRight(decoded) && typeof payload === "object" && payload !== null &&
+        Object.keys(payload).length === Object.keys(decoded.right).length) {
+        expect(fast).toEqual(decoded.right)
+      }
+    },
+    { fastCheck: { numRuns: 1000 } }
   )
 
   it.prop(

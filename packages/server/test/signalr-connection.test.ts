@@ -400,6 +400,30 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
       expect(yield* c.next).toEqual({ closed: 1000 })
     }))
 
+  it.effect("a client whose waiting invocations hold more than maxPendingBytes is closed; below it they all run", () =>
+    Effect.gen(function*() {
+      const big = "x".repeat(100)
+      // each waiting Echo record is ~150 code units: two fit in 400, a third does not
+      const fits = yield* connected({ settings: { maxPendingBytes: 400 } })
+      yield* fits.send(invocation("Slow", [], "1") + [2, 3].map((i) => invocation("Echo", [big], String(i))).join(""))
+      // the running one canceled, the waiting ones run
+      yield* fits.send(record({ type: 5, invocationId: "1" }))
+      expect(yield* fits.next).toEqual({ type: 3, invocationId: "1", error: "Invocation canceled by the client." })
+      expect(yield* fits.next).toEqual({ type: 3, invocationId: "2", result: big })
+      expect(yield* fits.next).toEqual({ type: 3, invocationId: "3", result: big })
+      // what ran no longer counts: as many may wait again
+      yield* fits.send(invocation("Slow", [], "5") + [6, 7].map((i) => invocation("Echo", [big], String(i))).join(""))
+      yield* fits.send(record({ type: 5, invocationId: "5" }))
+      expect(yield* fits.next).toEqual({ type: 3, invocationId: "5", error: "Invocation canceled by the client." })
+      expect(yield* fits.next).toEqual({ type: 3, invocationId: "6", result: big })
+      expect(yield* fits.next).toEqual({ type: 3, invocationId: "7", result: big })
+
+      const floods = yield* connected({ settings: { maxPendingBytes: 400 } })
+      yield* floods.send(invocation("Slow", [], "1") + [2, 3, 4].map((i) => invocation("Echo", [big], String(i))).join(""))
+      expect(yield* floods.next).toEqual({ type: 7, error: "Too many pending invocations (more than 400 bytes)." })
+      expect(yield* floods.next).toEqual({ closed: 1000 })
+    }))
+
   it.effect("a Close from the client ends the connection without a reply; the hub's resources are released", () =>
     Effect.gen(function*() {
       const c = yield* connected()
@@ -461,7 +485,8 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
               principal: { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined },
               encodeReceiveMessage: makeReceiveMessageEncoder(),
               gate,
-              services
+              services,
+              maxMemberships: 100
             })(client),
             withItsServices
           )

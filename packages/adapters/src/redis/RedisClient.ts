@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto"
 import { Redis, type RedisOptions } from "ioredis"
-import { Context, Duration, Effect, Layer, Runtime, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Redacted, Runtime, type Scope } from "effect"
 import { DependencyUnavailable } from "@chatify/domain"
+import { formatRedisEndpoint, type RedisConnection } from "./RedisConnectionString.js"
 
 export const REDIS_DEPENDENCY = "redis"
 
@@ -12,6 +13,16 @@ export interface RedisClientOptions {
   readonly host?: string | undefined
   /** Defaults to 6379. */
   readonly port?: number | undefined
+  /** ACL user (Redis 6+); with host/port. */
+  readonly username?: string | undefined
+  /** With host/port. */
+  readonly password?: Redacted.Redacted<string> | undefined
+  /** TLS, with this server name when given (else the host's); with host/port. */
+  readonly tls?: { readonly serverName?: string | undefined } | undefined
+  /** SELECT'ed database; with host/port. */
+  readonly database?: number | undefined
+  /** CLIENT SETNAME; with host/port. */
+  readonly clientName?: string | undefined
   /** Put in front of every key this client's users build; defaults to "chatify:". */
   readonly keyPrefix?: string | undefined
   /** How long one connection attempt may take; defaults to 2 s. */
@@ -53,8 +64,23 @@ export const redisUnavailable = (what: string) => (cause: unknown): DependencyUn
     message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`
   })
 
+/** The client options of a parsed connection string (CHATIFY__CACHING__CONNECTIONSTRING). */
+export const redisClientOptions = (connection: RedisConnection): RedisClientOptions => ({
+  host: connection.host,
+  port: connection.port,
+  username: connection.username,
+  password: connection.password,
+  tls: connection.tls ? { serverName: connection.tlsServerName } : undefined,
+  database: connection.database,
+  clientName: connection.clientName,
+  connectTimeoutMillis: connection.connectTimeoutMillis,
+  commandTimeoutMillis: connection.commandTimeoutMillis
+})
+
 const describeEndpoint = (options: RedisClientOptions): string => {
-  if (options.url === undefined) return `${options.host ?? "127.0.0.1"}:${options.port ?? 6379}`
+  if (options.url === undefined) {
+    return formatRedisEndpoint(options.host ?? "127.0.0.1", options.port ?? 6379) + (options.tls === undefined ? "" : " (tls)")
+  }
   try {
     const url = new URL(options.url)
     return url.host // never the password
@@ -102,7 +128,18 @@ export const makeRedisClient = (
       Effect.sync(() => {
         const client = options.url !== undefined
           ? new Redis(options.url, settings)
-          : new Redis({ ...settings, host: options.host ?? "127.0.0.1", port: options.port ?? 6379 })
+          : new Redis({
+            ...settings,
+            host: options.host ?? "127.0.0.1",
+            port: options.port ?? 6379,
+            ...(options.username === undefined ? {} : { username: options.username }),
+            ...(options.password === undefined ? {} : { password: Redacted.value(options.password) }),
+            ...(options.tls === undefined
+              ? {}
+              : { tls: options.tls.serverName === undefined ? {} : { servername: options.tls.serverName } }),
+            ...(options.database === undefined ? {} : { db: options.database }),
+            ...(options.clientName === undefined ? {} : { connectionName: options.clientName })
+          })
         // ioredis reports every failed reconnect; warn once per outage, not once per attempt (a failed
         // first connection is reported by the connect below)
         let healthy = false

@@ -1,5 +1,5 @@
 import { Clock, Context, Effect, Layer, Metric, Ref } from "effect"
-import { RateLimiter, type RateLimitDecision } from "@chatify/core"
+import { RateLimiter, type RateLimitDecision, ReadRateLimiter } from "@chatify/core"
 import type { DependencyUnavailable } from "@chatify/domain"
 import { RedisClient, redisUnavailable } from "./RedisClient.js"
 import { RedisKeys } from "./RedisKeys.js"
@@ -7,7 +7,7 @@ import { RedisKeys } from "./RedisKeys.js"
 export interface RedisRateLimiterOptions {
   readonly limit: number
   readonly windowSeconds: number
-  /** When Redis cannot answer: true lets the send through (with a warning), false refuses it. */
+  /** When Redis cannot answer: true lets the send (or read) through (with a warning), false refuses it. */
   readonly failOpen: boolean
 }
 
@@ -36,6 +36,12 @@ export const rateLimiterFailOpenTotal = Metric.counter("chatify_rate_limiter_fai
   incremental: true
 })
 
+/** Every read (Subscribe, History, Presence) let through because Redis could not answer, in this process. */
+export const readRateLimiterFailOpenTotal = Metric.counter("chatify_read_rate_limiter_fail_open_total", {
+  description: "Reads allowed without a rate limit check because Redis was unavailable",
+  incremental: true
+})
+
 /** What the Redis rate limiter observed, for health reporting and tests. */
 export class RedisRateLimiterStats extends Context.Tag("chatify/redis/RedisRateLimiterStats")<RedisRateLimiterStats, {
   /** Sends let through unchecked by this limiter since it started. */
@@ -44,21 +50,30 @@ export class RedisRateLimiterStats extends Context.Tag("chatify/redis/RedisRateL
 
 const FAIL_OPEN_WARNING_INTERVAL_MILLIS = 10_000
 
-export const RedisRateLimiter = (
-  options: RedisRateLimiterOptions
-): Layer.Layer<RateLimiter | RedisRateLimiterStats, never, RedisClient> =>
-  Layer.effectContext(Effect.gen(function*() {
+/** What tells a send limiter from a read limiter: its keys, its metric and the words of its warnings. */
+interface CounterKind {
+  readonly key: (userId: string, windowSeconds: number) => string
+  readonly failOpenTotal: Metric.Metric.Counter<number>
+  /** The limiter as its warnings name it, e.g. "Rate limiter". */
+  readonly name: string
+  /** "send" or "read", as in "3 send(s) allowed unchecked". */
+  readonly noun: string
+}
+
+/** A fixed-window limiter on Redis counting under `kind`'s keys, and how many checks it let through unchecked. */
+const makeFixedWindow = (options: RedisRateLimiterOptions, kind: CounterKind) =>
+  Effect.gen(function*() {
     const client = yield* RedisClient
     const run = client.script(CHECK_AND_INCREMENT)
     const windowMillis = options.windowSeconds * 1000
     const failOpenCount = yield* Ref.make(0)
-    // one warning per 10 s of outage, each saying how many sends went unchecked: not one per send
+    // one warning per 10 s of outage, each saying how many checks went unchecked: not one per check
     const lastWarning = yield* Ref.make({ atMillis: Number.NEGATIVE_INFINITY, count: 0 })
 
     const unexpected = redisUnavailable("unexpected rate limit script reply")
-    // the reply is [count, ttl ms], both integers: checked by hand, this runs for every send
+    // the reply is [count, ttl ms], both integers: checked by hand, this runs for every send and read
     const check = (userId: string): Effect.Effect<RateLimitDecision, DependencyUnavailable> =>
-      Effect.flatMap(run([client.key(RedisKeys.rateLimit(userId, options.windowSeconds))], [windowMillis]), (reply) => {
+      Effect.flatMap(run([client.key(kind.key(userId, options.windowSeconds))], [windowMillis]), (reply) => {
         const [count, ttlMillis] = Array.isArray(reply) && reply.length === 2 ? reply : []
         if (!Number.isSafeInteger(count) || !Number.isSafeInteger(ttlMillis)) {
           return Effect.fail(unexpected(JSON.stringify(reply)))
@@ -77,7 +92,7 @@ export const RedisRateLimiter = (
     const failOpen = (error: DependencyUnavailable) =>
       Effect.gen(function*() {
         const count = yield* Ref.updateAndGet(failOpenCount, (n) => n + 1)
-        yield* Metric.increment(rateLimiterFailOpenTotal)
+        yield* Metric.increment(kind.failOpenTotal)
         const now = yield* Clock.currentTimeMillis
         const unwarned = yield* Ref.modify(lastWarning, (last) =>
           now - last.atMillis >= FAIL_OPEN_WARNING_INTERVAL_MILLIS
@@ -85,7 +100,7 @@ export const RedisRateLimiter = (
             : [0, last])
         if (unwarned > 0) {
           yield* Effect.logWarning(
-            `Rate limiter fails open: ${error.message}; ${unwarned} send(s) allowed unchecked since the last warning`
+            `${kind.name} fails open: ${error.message}; ${unwarned} ${kind.noun}(s) allowed unchecked since the last warning`
           )
         }
         const decision: RateLimitDecision = {
@@ -98,8 +113,46 @@ export const RedisRateLimiter = (
         return decision
       })
 
-    return Context.make(RateLimiter, {
-      checkAndIncrement: (userId) =>
-        options.failOpen ? Effect.catchAll(check(userId), failOpen) : check(userId)
-    }).pipe(Context.add(RedisRateLimiterStats, { failOpenCount: Ref.get(failOpenCount) }))
-  }))
+    const limiter: RateLimiter["Type"] = {
+      checkAndIncrement: (userId) => options.failOpen ? Effect.catchAll(check(userId), failOpen) : check(userId)
+    }
+    return { limiter, failOpenCount: Ref.get(failOpenCount) }
+  })
+
+/** Sends per user in a fixed window shared by every pod. */
+export const RedisRateLimiter = (
+  options: RedisRateLimiterOptions
+): Layer.Layer<RateLimiter | RedisRateLimiterStats, never, RedisClient> =>
+  Layer.effectContext(
+    Effect.map(
+      makeFixedWindow(options, {
+        key: RedisKeys.rateLimit,
+        failOpenTotal: rateLimiterFailOpenTotal,
+        name: "Rate limiter",
+        noun: "send"
+      }),
+      ({ failOpenCount, limiter }) =>
+        Context.make(RateLimiter, limiter).pipe(Context.add(RedisRateLimiterStats, { failOpenCount }))
+    )
+  )
+
+/**
+ * Reads (Subscribe, History, Presence) per user in a fixed window shared by every pod, under keys
+ * of their own (see RedisKeys.readRateLimit): never the send limiter's counters. Fails open or
+ * closed as the send limiter does.
+ */
+export const RedisReadRateLimiter = (
+  options: RedisRateLimiterOptions
+): Layer.Layer<ReadRateLimiter, never, RedisClient> =>
+  Layer.effect(
+    ReadRateLimiter,
+    Effect.map(
+      makeFixedWindow(options, {
+        key: RedisKeys.readRateLimit,
+        failOpenTotal: readRateLimiterFailOpenTotal,
+        name: "Read rate limiter",
+        noun: "read"
+      }),
+      ({ limiter }) => limiter
+    )
+  )

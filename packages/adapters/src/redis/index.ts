@@ -1,5 +1,7 @@
 export * from "./RedisClient.js"
+export * from "./RedisConnectionString.js"
 export * from "./RedisKeys.js"
 export * from "./RedisPodRegistry.js"
 export * from "./RedisPresence.js"
 export * from "./RedisRateLimiter.js"
+export * from "./RedisSendDeduplicator.js"

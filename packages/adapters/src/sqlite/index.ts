@@ -1,3 +1,5 @@
 export * from "./SqliteHistory.js"
 export * from "./SqliteLogJournal.js"
 export * from "./SqliteCheckpoints.js"
+export * from "./DataDirectoryLock.js"
+export * from "./SqliteSendDeduplicator.js"

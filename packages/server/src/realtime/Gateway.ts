@@ -9,10 +9,11 @@ import type { IncomingMessage, Server } from "node:http"
 import { STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
-import { type ChatError, PROBLEM_CONTENT_TYPE, problemOf } from "@chatify/domain"
+import { type ChatError, PROBLEM_CONTENT_TYPE, problemOf, RateLimited } from "@chatify/domain"
 import { bearerOfHeader } from "../Auth.js"
 import { CORRELATION_HEADER, validCorrelationId } from "../Http.js"
-
+import { ClientAddresses } from "../ClientAddress.js"
+import { Limits, tooManyConnections } from "../Limits.js"
 
 export interface Upgrade {
   readonly request: IncomingMessage
@@ -21,6 +22,8 @@ export interface Upgrade {
   readonly correlationId: string
   /** The bearer token: the Authorization header, else `access_token` (browsers' WebSockets). */
   readonly bearer: string | undefined
+  /** The client's address (see ClientAddresses). */
+  readonly clientAddress: string
 }
 
 /** What a route does with an upgrade: `accept` it (once), or `refuse` it with a typed error. */
@@ -35,6 +38,11 @@ export type UpgradeHandler = (upgrade: Upgrade, respond: UpgradeResponder) => vo
 export interface GatewayOptions {
   /** The largest frame a client may send; bigger ones close the socket with 1009 before they are buffered. */
   readonly maxPayloadBytes: number
+  /** Open sockets (and upgrades under way) from one client address; more are refused with 429. */
+  readonly maxConnectionsPerAddress: number
+  /** Upgrades from one client address per second; more are refused with 429 and Retry-After. */
+  readonly maxConnectsPerSecondPerAddress: number
+  readonly clientAddressOf: (request: IncomingMessage) => string
 }
 
 /** Routes WebSocket upgrades by path; unclaimed upgrades go to the HTTP server's own handler. */
@@ -68,6 +76,25 @@ export const makeGateway = (options: GatewayOptions) =>
       (server) => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
     )
     const routes = new Map<string, UpgradeHandler>()
+    const connectionsByAddress = new Map<string, number>()
+    // upgrades per address in the current second: a fixed window, dropped whole when the second ends
+    let connectsSecond = 0
+    let connectsByAddress = new Map<string, number>()
+    const connectAllowed = (address: string) => {
+      const second = Math.floor(Date.now() / 1000)
+      if (second !== connectsSecond) {
+        connectsSecond = second
+        connectsByAddress = new Map()
+      }
+      const count = (connectsByAddress.get(address) ?? 0) + 1
+      connectsByAddress.set(address, count)
+      return count <= options.maxConnectsPerSecondPerAddress
+    }
+    const release = (address: string) => {
+      const count = (connectionsByAddress.get(address) ?? 1) - 1
+      if (count <= 0) connectionsByAddress.delete(address)
+      else connectionsByAddress.set(address, count)
+    }
 
     const dispatch = (request: IncomingMessage, socket: Duplex, head: Buffer): boolean => {
       const url = request.url ?? "/"
@@ -78,11 +105,25 @@ export const makeGateway = (options: GatewayOptions) =>
       const query = new URLSearchParams(queryAt < 0 ? "" : url.slice(queryAt + 1))
       const incoming = request.headers[CORRELATION_HEADER]
       const correlationId = typeof incoming === "string" && validCorrelationId.test(incoming) ? incoming : crypto.randomUUID()
+      socket.on("error", () => socket.destroy())
+      const clientAddress = options.clientAddressOf(request)
+      if (!connectAllowed(clientAddress)) {
+        const limit = options.maxConnectsPerSecondPerAddress
+        writeProblem(socket, new RateLimited({ limit, windowSeconds: 1, retryAfterSeconds: 1 }), path, correlationId)
+        return true
+      }
+      const open = connectionsByAddress.get(clientAddress) ?? 0
+      if (open >= options.maxConnectionsPerAddress) {
+        writeProblem(socket, tooManyConnections(options.maxConnectionsPerAddress), path, correlationId)
+        return true
+      }
+      // counted from the upgrade on, until its socket closes (refused, failed or ended)
+      connectionsByAddress.set(clientAddress, open + 1)
+      socket.once("close", () => release(clientAddress))
       const authorization = request.headers["authorization"]
       const bearer = authorization !== undefined ? bearerOfHeader(authorization) : query.get("access_token") ?? undefined
       let answered = false
-      socket.on("error", () => socket.destroy())
-      handler({ request, path, query, correlationId, bearer }, {
+      handler({ request, path, query, correlationId, bearer, clientAddress }, {
         accept: (onOpen) => {
           if (answered) return
           answered = true
@@ -115,12 +156,22 @@ export const makeGateway = (options: GatewayOptions) =>
 
 /**
  * The gateway of `server`: its upgrade events reach a route first, and the HTTP server's own
- * upgrade handling (the platform's) only when no route claims the path.
+ * upgrade handling (the platform's) only when no route claims the path. Frames and connections
+ * per address are bounded by the Limits; addresses are the ClientAddresses'.
  */
-export const layerGateway = (server: Server, options: GatewayOptions) =>
+export const layerGateway = (server: Server) =>
   Layer.scoped(
     WebSocketGateway,
-    Effect.tap(makeGateway(options), (gateway) =>
+    Effect.gen(function*() {
+      const limits = yield* Limits
+      const addresses = yield* ClientAddresses
+      return yield* makeGateway({
+        maxPayloadBytes: limits.maxFrameBytes,
+        maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+        maxConnectsPerSecondPerAddress: limits.maxConnectsPerSecondPerAddress,
+        clientAddressOf: (request) => addresses.of(request.socket.remoteAddress, request.headers["x-forwarded-for"])
+      })
+    }).pipe(Effect.tap((gateway) =>
       Effect.acquireRelease(
         Effect.sync(() => {
           const emit = server.emit
@@ -133,5 +184,5 @@ export const layerGateway = (server: Server, options: GatewayOptions) =>
           return emit
         }),
         (emit) => Effect.sync(() => void (server.emit = emit))
-      ))
+      )))
   )

@@ -36,6 +36,7 @@ import {
   CorrelationId,
   CurrentUser,
   sendMessage,
+  type SendRequest,
   subscribeInto,
   type SubscriptionSink
 } from "@chatify/core"
@@ -50,8 +51,9 @@ import {
   ValidationError
 } from "@chatify/domain"
 import { Authenticator, type Principal } from "../Auth.js"
-import { CORRELATION_HEADER, problemResponse } from "../Http.js"
-import { hideDefects, makeRpcCaller } from "../Rpc.js"
+import { CORRELATION_HEADER, problemResponse, validCorrelationId } from "../Http.js"
+import { CLIENT_ADDRESS_HEADER, hideDefects, makeRpcCaller } from "../Rpc.js"
+import { Limits, tooManySubscriptions } from "../Limits.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
 import { makeFiberStarter } from "./Fibers.js"
 import { encodedOnce, enrichedChatEventJson } from "./EventJson.js"
@@ -60,11 +62,15 @@ import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
 import { Flusher, Outbox, webSocketTransport } from "./Outbox.js"
 
+/** A correlation id as REST and SignalR take it (see Http.ts); anything else is replaced. */
+const validCorrelationIdOrUndefined = (value: string | undefined): string | undefined =>
+  value !== undefined && validCorrelationId.test(value) ? value : undefined
+
 /** The upgrade's headers as every call sees them first; `access_token` arrives as Authorization. */
 const upgradeHeadersOf = (upgrade: Upgrade): ReadonlyArray<[string, string]> => {
   const headers: Array<[string, string]> = []
   for (const [name, value] of Object.entries(upgrade.request.headers)) {
-    if (value !== undefined) headers.push([name, Array.isArray(value) ? value.join(", ") : value])
+    if (value !== undefined && name !== CLIENT_ADDRESS_HEADER) headers.push([name, Array.isArray(value) ? value.join(", ") : value])
   }
   if (upgrade.bearer !== undefined && upgrade.request.headers["authorization"] === undefined) {
     headers.push(["authorization", `Bearer ${upgrade.bearer}`])
@@ -117,15 +123,17 @@ const PONG = `{"_tag":"Pong"}\n`
 const isScopeType = Schema.is(ChatScopeType)
 
 /**
- * A Send payload the fast path takes as it is: exactly the contract's fields with their types.
- * Anything else (extra fields, wrong types) goes to RpcServer, which decodes it and answers.
+ * A Send payload the fast path takes as it is: exactly the contract's fields with their types, the
+ * optional clientMessageId included. Anything else (extra fields, wrong types) goes to RpcServer,
+ * which decodes it and answers.
  */
-const plainSendPayload = (payload: unknown): { scopeType: ChatScopeType; scopeId: string; text: string } | undefined => {
+export const plainSendPayload = (payload: unknown): SendRequest | undefined => {
   if (typeof payload !== "object" || payload === null) return undefined
-  const { scopeId, scopeType, text } = payload as Record<string, unknown>
-  return isScopeType(scopeType) && typeof scopeId === "string" && typeof text === "string" && Object.keys(payload).length === 3
-    ? { scopeType, scopeId, text }
-    : undefined
+  const { clientMessageId, scopeId, scopeType, text } = payload as Record<string, unknown>
+  if (!isScopeType(scopeType) || typeof scopeId !== "string" || typeof text !== "string") return undefined
+  const fields = Object.keys(payload).length
+  if (fields === 3) return clientMessageId === undefined ? { scopeType, scopeId, text } : undefined
+  return fields === 4 && typeof clientMessageId === "string" ? { scopeType, scopeId, text, clientMessageId } : undefined
 }
 
 /** A Send's Exit line as RpcServer writes it: the success spliced from the event's JSON, failures through the contract's schema. */
@@ -167,11 +175,13 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     const runFork = fibers.run
     const services = yield* callerServices
     const { subscriberBufferSize } = yield* CoreSettings
+    const limits = yield* Limits
     const disconnects = yield* Mailbox.make<number>()
     const encodeEvent = encodedOnce((event) => Either.getOrUndefined(enrichedChatEventJson(event)))
     const gate = yield* ShutdownGate
     const identities = yield* Identities
-    const clients = new Map<number, Outbox>()
+    /** Each connection's outbox, and the requests RpcServer runs for it (until their Exit). */
+    const clients = new Map<number, { readonly outbox: Outbox; readonly running: Set<string> }>()
     const gateway = yield* WebSocketGateway
     const authenticator = yield* Authenticator
     // connections end with this layer (server shutdown), before the services they use
@@ -192,7 +202,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       socket: Duplex,
       upgradeHeaders: ReadonlyArray<[string, string]>,
       bearer: string | undefined,
-      expiresAtMs: number | undefined
+      expiresAtMs: number | undefined,
+      clientAddress: string
     ) => {
         const clientId = nextClientId++
         const parser = RpcSerialization.ndjson.unsafeMake()
@@ -201,7 +212,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         const subscriptions = new Map<string, Subscription>()
         let queued: Array<Subscription> = []
         let pendingBytes = 0
-        clients.set(clientId, outbox)
+        const running = new Set<string>()
+        clients.set(clientId, { outbox, running })
 
         const writeLine = (message: unknown) => {
           try {
@@ -284,13 +296,19 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         // Sends in flight on the fast path, for Interrupt; and the caller, authenticated once
         const sends = new Map<string, Fiber.RuntimeFiber<void>>()
         let caller: Principal | undefined
-        const upgradeCorrelationId = upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1]
+        const upgradeCorrelationId = validCorrelationIdOrUndefined(upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1])
+        /** A call's headers as RpcServer's handlers see them: the upgrade's, the call's, the client's address. */
+        const callHeaders = (headers: ReadonlyArray<[string, string]>) =>
+          upgradeHeaders.concat(headers.filter(([name]) => name.toLowerCase() !== CLIENT_ADDRESS_HEADER), [[
+            CLIENT_ADDRESS_HEADER,
+            clientAddress
+          ]])
         const connectionId = identities.connectionIdForClient(clientId)
         // Known at once (anonymous, or a token the upgrade just verified, which the authenticator
         // caches); otherwise every Send of this connection takes RpcServer's path, so a client's
         // sends never take two paths at once and keep their order.
         const authenticated = Effect.runSyncExit(
-          authenticator.authenticate(bearer, connectionId)
+          authenticator.authenticate(bearer, connectionId, clientAddress)
         )
         if (Exit.isSuccess(authenticated)) caller = authenticated.value
 
@@ -307,7 +325,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           for (const [name, value] of request.headers) {
             const lowerName = name.toLowerCase()
             if (lowerName === "authorization") return undefined
-            if (lowerName === CORRELATION_HEADER) correlationId = value
+            if (lowerName === CORRELATION_HEADER) correlationId = validCorrelationIdOrUndefined(value) ?? correlationId
           }
           if (connectionServices === undefined || caller === undefined) return undefined
           if (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs) return undefined
@@ -356,6 +374,12 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
               exit: { _tag: "Failure", cause: { _tag: "Die", defect: encodeDefect(ParseResult.TreeFormatter.formatErrorSync(payload.left)) } }
             })
           }
+          if (subscriptions.size >= limits.maxSubscriptionsPerConnection) {
+            return Either.match(encodeSubscribeExit(Exit.fail(tooManySubscriptions(limits.maxSubscriptionsPerConnection))), {
+              onLeft: (error) => writeLine({ _tag: "Defect", defect: encodeDefect(error.message) }),
+              onRight: (encoded) => writeLine({ _tag: "Exit", requestId, exit: encoded })
+            })
+          }
           const subscription: Subscription = {
             requestId,
             chunkPrefix: `{"_tag":"Chunk","requestId":${JSON.stringify(requestId)},"values":[`,
@@ -378,7 +402,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
             )
           const known = knownCallerServices(request)
           if (known === undefined) {
-            const headers = Headers.fromInput(upgradeHeaders.concat(request.headers))
+            const headers = Headers.fromInput(callHeaders(request.headers))
             runFork(ended(subscribe.pipe(asCaller(clientId, headers), Scope.extend(scope))))
           } else {
             fibers.start(ended(subscribe), Context.add(known, Scope.Scope, scope))
@@ -389,8 +413,10 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           switch (message._tag) {
             case "Request":
               if (message.tag === "Subscribe") return void startSubscription(message)
+              if (sends.size + running.size >= limits.maxConcurrentRequestsPerConnection) return void tooManyRequests()
               if (message.tag === "Send" && startSend(message)) return undefined
-              ;(message as { headers: ReadonlyArray<[string, string]> }).headers = upgradeHeaders.concat(message.headers)
+              ;(message as { headers: ReadonlyArray<[string, string]> }).headers = callHeaders(message.headers)
+              running.add(String(message.id))
               return writeRequest(clientId, message)
             case "Ack": {
               const subscription = subscriptions.get(message.requestId)
@@ -409,6 +435,18 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
             default:
               return writeRequest(clientId, message)
           }
+        }
+
+        /** A client with more requests running than it may have floods us: it is closed (policy violation). */
+        const tooManyRequests = () => {
+          if (!open) return
+          runFork(Effect.logInfo(
+            `Closing an RPC connection with more than ${limits.maxConcurrentRequestsPerConnection} requests running ` +
+              "(CHATIFY__LIMITS__MAXCONCURRENTREQUESTSPERCONNECTION)"
+          ))
+          outbox.flush()
+          ws.close(1008, "too many concurrent requests")
+          release()
         }
 
         const onData = (data: string | Uint8Array): Effect.Effect<void> | undefined => {
@@ -483,7 +521,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           expiresAtMs = checked.right.expiresAtMs
         }
         const headers = upgradeHeadersOf(upgrade)
-        respond.accept((ws, socket) => serve(ws, socket, headers, upgrade.bearer, expiresAtMs))
+        respond.accept((ws, socket) => serve(ws, socket, headers, upgrade.bearer, expiresAtMs, upgrade.clientAddress))
       }).pipe(Effect.annotateLogs({ correlationId: upgrade.correlationId }))
     yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
     // a plain GET (no upgrade) is the client's mistake
@@ -501,8 +539,10 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         disconnects,
         send: (clientId, response) =>
           Effect.sync(() => {
-            const outbox = clients.get(clientId)
-            if (outbox === undefined) return
+            const client = clients.get(clientId)
+            if (client === undefined) return
+            const { outbox } = client
+            if (response._tag === "Exit") client.running.delete(String(response.requestId))
             try {
               outbox.write(JSON.stringify(response) + "\n")
             } catch (cause) {

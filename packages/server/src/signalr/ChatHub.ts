@@ -16,6 +16,7 @@ import {
   type ChatError,
   encodeChatEventJson,
   ChatScopeType,
+  ClientMessageId,
   EnrichedChatEvent,
   problemOf,
   type ScopeRef,
@@ -25,6 +26,7 @@ import {
   Unexpected
 } from "@chatify/domain"
 import type { Principal } from "../Auth.js"
+import { tooManySubscriptions } from "../Limits.js"
 import type { ShutdownGate } from "../Runtime.js"
 import { type Hub, type HubClient, HubError, type HubMethod, hubMethod, type InvocationContext, JsonResult, TOKEN_EXPIRED } from "./Connection.js"
 import { encodedOnce, enrichedChatEventJson } from "../realtime/EventJson.js"
@@ -48,17 +50,23 @@ export interface ChatHubDependencies {
   readonly encodeReceiveMessage: (event: EnrichedChatEvent) => Buffer | undefined
   readonly gate: ShutdownGate["Type"]
   readonly services: Context.Context<ChatHubServices>
+  /** Scopes one connection may have joined at once (CHATIFY__LIMITS__MAXSUBSCRIPTIONSPERCONNECTION). */
+  readonly maxMemberships: number
 }
 
 
 // built once: a hub is built per connection
 const ScopeIdParameter = Schema.Tuple(Schema.String)
 
-/** SendAsync's argument, the original ChatSendRequestDto; a `senderId` in it is ignored (it is the caller). */
+/**
+ * SendAsync's argument, the original ChatSendRequestDto; a `senderId` in it is ignored (it is the
+ * caller). `clientMessageId` is optional, and null counts as absent (as .NET serializers write it).
+ */
 export const ChatSendRequestArgument = Schema.Struct({
   scopeType: ChatScopeType,
   scopeId: Schema.String,
-  text: Schema.String
+  text: Schema.String,
+  clientMessageId: Schema.optionalWith(ClientMessageId, { nullable: true })
 })
 const SendParameter = Schema.Tuple(ChatSendRequestArgument)
 
@@ -88,7 +96,7 @@ export const makeReceiveMessageEncoder = () =>
 /** Builds the chat hub of one connection; memberships close with the connection's scope. */
 export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubClient): Effect.Effect<Hub<InvocationServices>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { encodeReceiveMessage, gate, principal, services } = dependencies
+    const { encodeReceiveMessage, gate, maxMemberships, principal, services } = dependencies
     const connectionScope = yield* Effect.scope
     const memberships = new Map<string, Scope.CloseableScope>()
     // the caller's services, built once per connection rather than merged per invocation
@@ -144,6 +152,7 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
     const join = (scopeId: string) =>
       Effect.gen(function*() {
         if (memberships.has(scopeId)) return
+        if (memberships.size >= maxMemberships) return yield* tooManySubscriptions(maxMemberships)
         const scope: ScopeRef = {
           scopeType: Option.isSome(directMessageMembers(scopeId)) ? ScopeTypes.DirectMessage : ScopeTypes.Channel,
           scopeId

@@ -21,6 +21,8 @@ export interface ConnectionSettings {
   readonly handshakeTimeout: Duration.Duration
   /** Invocations waiting behind the running ones; more and the client floods us: it is closed. */
   readonly maxPendingInvocations: number
+  /** The bytes (UTF-16 code units of their records) those invocations may hold; more closes it too. */
+  readonly maxPendingBytes: number
   /**
    * How many pipelined invocations (sends) of one client may run at once. Other methods run one at
    * a time, as in ASP.NET Core SignalR (MaximumParallelInvocationsPerClient = 1).
@@ -37,6 +39,7 @@ export const defaultConnectionSettings: ConnectionSettings = {
   clientTimeout: Duration.seconds(30),
   handshakeTimeout: Duration.seconds(15),
   maxPendingInvocations: 1024,
+  maxPendingBytes: 1024 * 1024,
   maxPipelinedInvocations: 64,
   maxBufferedBytes: 4 * 1024 * 1024
 }
@@ -210,6 +213,9 @@ export class SignalRConnection<R = never> {
   private hub: Hub<R> | undefined
   private hubScope: Scope.CloseableScope | undefined
   private readonly invocations: Array<Protocol.InvocationMessage> = []
+  /** The size of each queued invocation's record, in queue order, and their sum. */
+  private readonly invocationSizes: Array<number> = []
+  private pendingBytes = 0
   private readonly queuedIds = new Set<string>()
   private readonly canceledIds = new Set<string>()
   /** In start order; more than one only while they are all pipelined. */
@@ -330,6 +336,8 @@ export class SignalRConnection<R = never> {
       const running = [...this.running]
       this.running.clear()
       this.invocations.length = 0
+      this.invocationSizes.length = 0
+      this.pendingBytes = 0
       const scope = this.hubScope
       return Effect.zipRight(
         Effect.forEach(running, ({ fiber }) => fiber.interruptAsFork(fiber.id()), { discard: true }),
@@ -380,11 +388,11 @@ export class SignalRConnection<R = never> {
   private onRecord(record: string) {
     Either.match(Protocol.parseMessage(record), {
       onLeft: (error) => this.protocolError(error),
-      onRight: (message) => this.dispatch(message)
+      onRight: (message) => this.dispatch(message, record.length)
     })
   }
 
-  private dispatch(message: Protocol.HubMessage) {
+  private dispatch(message: Protocol.HubMessage, size: number) {
     switch (message.type) {
       case Protocol.MessageType.Invocation: {
         if (message.streamIds !== undefined && message.streamIds.length > 0) {
@@ -393,13 +401,17 @@ export class SignalRConnection<R = never> {
           }
           return
         }
-        if (this.invocations.length >= this.options.settings.maxPendingInvocations) {
-          return this.close(
-            Protocol.closeRecord({ error: `Too many pending invocations (more than ${this.options.settings.maxPendingInvocations}).` })
-          )
+        const { maxPendingBytes, maxPendingInvocations } = this.options.settings
+        if (this.invocations.length >= maxPendingInvocations) {
+          return this.close(Protocol.closeRecord({ error: `Too many pending invocations (more than ${maxPendingInvocations}).` }))
+        }
+        if (this.pendingBytes + size > maxPendingBytes) {
+          return this.close(Protocol.closeRecord({ error: `Too many pending invocations (more than ${maxPendingBytes} bytes).` }))
         }
         if (message.invocationId !== undefined) this.queuedIds.add(message.invocationId)
         this.invocations.push(message)
+        this.invocationSizes.push(size)
+        this.pendingBytes += size
         return this.runNext()
       }
       case Protocol.MessageType.StreamInvocation:
@@ -441,6 +453,7 @@ export class SignalRConnection<R = never> {
         for (const running of this.running) if (!running.pipelined) return
       }
       this.invocations.shift()
+      this.pendingBytes -= this.invocationSizes.shift() ?? 0
       const { invocationId, target } = message
       if (invocationId !== undefined) {
         this.queuedIds.delete(invocationId)

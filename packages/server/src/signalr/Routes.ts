@@ -5,10 +5,12 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Clock, Duration, Effect, Either, Layer, Schedule } from "effect"
+import { Clock, Duration, Effect, Either, Layer, Option, Schedule } from "effect"
 import { callerServices, CorrelationId } from "@chatify/core"
 import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/domain"
 import { Authenticator, bearerOf, pathOf } from "../Auth.js"
+import { ClientAddresses } from "../ClientAddress.js"
+import { Limits } from "../Limits.js"
 import { problemResponse } from "../Http.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "../realtime/Gateway.js"
@@ -96,9 +98,17 @@ const refuse = (error: ChatError, url: string) =>
 export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {}) =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
-      const options: SignalRHubOptions = { ...defaultSignalRHubOptions, ...overrides }
+      const limits = yield* Limits
+      // a record never exceeds a frame (the gateway closes a larger frame first)
+      const options: SignalRHubOptions = {
+        ...defaultSignalRHubOptions,
+        maxMessageBytes: Math.min(defaultSignalRHubOptions.maxMessageBytes, limits.maxFrameBytes),
+        maxPendingBytes: limits.maxInboundBytes,
+        ...overrides
+      }
       const router = yield* HttpLayerRouter.HttpRouter
       const authenticator = yield* Authenticator
+      const clientAddresses = yield* ClientAddresses
       const identities = yield* Identities
       const gate = yield* ShutdownGate
       const services = yield* callerServices
@@ -112,7 +122,8 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         const version = negotiateVersionOf(searchParamsOf(request.url).get("negotiateVersion"))
         if (Either.isLeft(version)) return yield* refuse(version.left, request.url)
         const connectionId = yield* identities.newConnectionId
-        const principal = yield* Effect.either(authenticator.authenticate(bearerOf(request), connectionId))
+        const clientAddress = clientAddresses.of(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"])
+        const principal = yield* Effect.either(authenticator.authenticate(bearerOf(request), connectionId, clientAddress))
         if (Either.isLeft(principal)) return yield* refuse(principal.left, request.url)
         const token = version.right === 1 ? newConnectionToken() : connectionId
         negotiations.add(token, connectionId, principal.right.userId, yield* Clock.currentTimeMillis)
@@ -157,7 +168,7 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
           }
           const connectionId = negotiated?.connectionId ?? (yield* identities.newConnectionId)
           // authenticated again at the upgrade: the token may have changed or expired since negotiate
-          const principal = yield* Effect.either(authenticator.authenticate(upgrade.bearer, connectionId))
+          const principal = yield* Effect.either(authenticator.authenticate(upgrade.bearer, connectionId, upgrade.clientAddress))
           if (Either.isLeft(principal)) return respond.refuse(principal.left)
           if (negotiated !== undefined && negotiated.userId !== principal.right.userId) {
             return respond.refuse(new Forbidden({ message: "the connection was negotiated by another user" }))
@@ -171,7 +182,13 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
               flusher,
               connectionId,
               expiresAtMs: principal.right.expiresAtMs,
-              makeHub: makeChatHub({ principal: principal.right, encodeReceiveMessage, gate, services }),
+              makeHub: makeChatHub({
+                principal: principal.right,
+                encodeReceiveMessage,
+                gate,
+                services,
+                maxMemberships: limits.maxSubscriptionsPerConnection
+              }),
               runFork,
               startFiber: fibers.start,
               nowMs: Date.now()

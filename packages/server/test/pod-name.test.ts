@@ -1,0 +1,104 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { endpoints, ensureService } from "../../adapters/test/support/services.js"
+
+// Server processes on the real Kafka of scripts/services/kafka.sh: a POD_NAME names the pod's
+// broadcast consumer group, so two live pods with one name would each get only part of the events.
+const MAIN = new URL("../src/main.ts", import.meta.url).pathname
+const TOPIC = "chatify-pod-name"
+const children: Array<ChildProcess> = []
+const directories: Array<string> = []
+
+beforeAll(() => ensureService("kafka"), 300_000)
+afterAll(() => {
+  for (const child of children) child.kill("SIGKILL")
+  for (const dir of directories) rmSync(dir, { recursive: true, force: true })
+})
+
+interface Running {
+  readonly child: ChildProcess
+  readonly output: () => string
+  readonly exited: Promise<number | null>
+  readonly listening: Promise<string>
+}
+
+const start = (podName: string): Running => {
+  const dataDirectory = mkdtempSync(join(tmpdir(), "chatify-pod-name-"))
+  directories.push(dataDirectory)
+  const child = spawn(process.execPath, ["--conditions=@chatify/source", "--import", "tsx", MAIN], {
+    env: {
+      ...process.env,
+      HOST: "127.0.0.1",
+      PORT: "0",
+      POD_NAME: podName,
+      CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
+      CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
+      CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
+      CHATIFY__MESSAGEBROKER__CREATETOPICS: "true"
+    },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  children.push(child)
+  let output = ""
+  const listening = new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /Listening on (http:\/\/[^"\s]+)/u.exec(output)
+      if (match?.[1] !== undefined) resolve(match[1])
+    }
+    child.stdout?.on("data", onData)
+    child.stderr?.on("data", onData)
+    child.on("exit", () => reject(new Error(`exited before listening:\n${output}`)))
+  })
+  listening.catch(() => undefined)
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  return { child, output: () => output, exited, listening }
+}
+
+const ready = async (base: string) => {
+  for (let attempt = 0; attempt < 600; attempt++) {
+    const status = await fetch(`${base}/health/ready`).then((r) => r.status, () => 0)
+    if (status === 200) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`${base} did not become ready`)
+}
+
+const errorLines = (output: string) => output.split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
+
+describe("POD_NAME on Kafka", () => {
+  it("a second live pod with the same POD_NAME refuses to start; the pod's own restart after a crash does not", async () => {
+    const podName = `pod-${crypto.randomUUID().slice(0, 8)}`
+    const first = start(podName)
+    await ready(await first.listening)
+
+    // a live member heartbeats, so it is still there after the session timeout: refused
+    const duplicate = start(podName)
+    const outcome = await duplicate.listening.then(() => "listening", () => duplicate.exited.then((code) => `exited with ${code}`))
+    expect(outcome).toBe("exited with 1")
+    const errors = errorLines(duplicate.output())
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toContain(
+      `POD_NAME: another live pod already runs as ${podName} (the consumer group chatify-broadcast-${podName} has live members (chatify-${podName}@`
+    )
+    expect(duplicate.output()).not.toContain("Listening on")
+    // another name is another group
+    const other = start(`${podName}-b`)
+    await ready(await other.listening)
+
+    // a crashed pod's member is dropped by the coordinator after the session timeout: the restart waits, then runs
+    first.child.kill("SIGKILL")
+    await first.exited
+    const restarted = start(podName)
+    await ready(await restarted.listening)
+    expect(restarted.output()).toContain(`Consumer group chatify-broadcast-${podName} has live members`)
+    expect(errorLines(restarted.output())).toEqual([])
+    for (const running of [restarted, other]) {
+      running.child.kill("SIGTERM")
+      expect(await running.exited).toBe(0)
+    }
+  }, 240_000)
+})
