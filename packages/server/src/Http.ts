@@ -132,8 +132,8 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
         Effect.annotateLogs({ correlationId })
       )
       const withCorrelation = HttpServerResponse.setHeader(response, CORRELATION_HEADER, correlationId)
-      // while draining, clients move to another pod instead of reusing this connection
-      return (yield* gate.isDraining) ? HttpServerResponse.setHeader(withCorrelation, "connection", "close") : withCorrelation
+      // once the pod is leaving (SIGTERM), clients move to another pod instead of reusing this connection
+      return (yield* gate.phase) !== "serving" ? HttpServerResponse.setHeader(withCorrelation, "connection", "close") : withCorrelation
     }),
   { global: true }
 )

@@ -49,7 +49,11 @@ const sendOver = async (base: string, text: string) => {
     body: JSON.stringify({ scopeType: 0, scopeId: "general", text }),
     signal: AbortSignal.timeout(5_000)
   })
-  return { status: response.status, body: (await response.json()) as { chatEvent?: { text: string } } }
+  return {
+    status: response.status,
+    connection: response.headers.get("connection"),
+    body: (await response.json()) as { chatEvent?: { text: string } }
+  }
 }
 const send = (base: string, text: string) => Effect.promise(() => sendOver(base, text))
 
@@ -374,7 +378,9 @@ describe("the server process on SIGTERM", () => {
     const server = start({ CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: String(DELAY_MILLIS / 1_000), CHATIFY__SHUTDOWN__GRACESECONDS: "5" })
     const base = await server.listening
     await untilReady(base)
-    expect((await sendOver(base, "before")).status).toBe(200)
+    const before = await sendOver(base, "before")
+    expect(before.status).toBe(200)
+    expect(before.connection).not.toBe("close")
 
     const signalled = Date.now()
     server.child.kill("SIGTERM")
@@ -394,6 +400,8 @@ describe("the server process on SIGTERM", () => {
       const sent = await sendOver(base, text)
       expect(sent.status).toBe(200)
       expect(sent.body.chatEvent?.text).toBe(text)
+      // keep-alive clients reconnect, through the load balancer, to a pod that stays
+      expect(sent.connection).toBe("close")
       expect((await probe(base)).status).toBe(503)
       await new Promise((resolve) => setTimeout(resolve, 1_000))
     }

@@ -213,13 +213,19 @@ describe("SignalR hub on the wire", () => {
       yield* shapeless.send(record({ type: 1, target: "SendAsync" }))
       expect(yield* shapeless.nextNonPing).toEqual({ type: 7, error: "Invalid message: invalid message of type 1: arguments: is missing." })
 
+      // a message is bounded by CHATIFY__LIMITS__MAXFRAMEBYTES (64 KiB), also when it spans frames
       const flooding = yield* connectRaw(ws)
-      yield* flooding.send("x".repeat(1024 * 1024 + 1))
+      yield* flooding.send("x".repeat(40 * 1024))
+      yield* flooding.send("x".repeat(40 * 1024))
       expect(yield* flooding.nextNonPing).toEqual({
         type: 7,
-        error: "Invalid message: a message exceeded the maximum size of 1048576 bytes."
+        error: "Invalid message: a message exceeded the maximum size of 65536 bytes."
       })
       expect(yield* flooding.next).toEqual({ closed: 1000 })
+      // and a frame beyond it is refused by the WebSocket layer before it is buffered
+      const oversized = yield* connectRaw(ws)
+      yield* oversized.send("x".repeat(64 * 1024 + 1))
+      expect(yield* oversized.next).toEqual({ closed: 1009 })
 
       const wrongProtocol = yield* openRaw(ws)
       if (Either.isLeft(wrongProtocol)) return yield* Effect.dieMessage("refused")
