@@ -106,6 +106,8 @@ const startPod = (podId: string, dataDirectory: string): Promise<Child> =>
       CHATIFY__RATELIMIT__LIMIT: "1000000000",
       // every subscriber of the bench is one anonymous caller (127.0.0.1): its subscriptions are reads
       CHATIFY__RATELIMIT__READLIMIT: "1000000000",
+      // no load balancer to wait for on stop
+      CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0",
       // every client of the bench connects from 127.0.0.1
       CHATIFY__LIMITS__MAXCONNECTIONSPERADDRESS: "1000000",
       CHATIFY__LIMITS__MAXCONNECTSPERSECONDPERADDRESS: "1000000",

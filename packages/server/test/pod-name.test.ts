@@ -37,7 +37,9 @@ const start = (podName: string): Running => {
       CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
       CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
       CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
-      CHATIFY__MESSAGEBROKER__CREATETOPICS: "true"
+      CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
+      // no load balancer to wait for
+      CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0"
     },
     stdio: ["ignore", "pipe", "pipe"]
   })
