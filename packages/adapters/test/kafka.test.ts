@@ -36,6 +36,7 @@ import {
 } from "../src/kafka/index.js"
 import { MemoryFanout } from "../src/memory/index.js"
 import { eventLogContract } from "./contracts/EventLogContract.js"
+import { brokerProxy as makeBrokerProxy, throughProxy } from "./support/brokerProxy.js"
 import { endpoints, ensureService } from "./support/services.js"
 
 // A fresh topic per run of this file, so parallel files and earlier runs do not interfere.
@@ -129,65 +130,7 @@ const withKey = (records: Stream.Stream<LogRecord, unknown>, key: string) =>
 const firstOf = (records: Stream.Stream<LogRecord, unknown>) =>
   Effect.map(Stream.runCollect(Stream.take(records, 1)), Chunk.unsafeHead)
 
-/** A TCP proxy in front of the broker (clients reach it through a socketFactory): it can stall or cut. */
-const brokerProxy = Effect.acquireRelease(
-  Effect.async<{
-    readonly port: number
-    readonly stall: () => void
-    readonly cut: () => void
-    readonly restore: () => void
-    readonly close: () => void
-  }>((resume) => {
-    const [host = "127.0.0.1", port = "9092"] = BROKER.split(":")
-    let mode: "forward" | "stall" | "refuse" = "forward"
-    const open = new Set<net.Socket>()
-    const track = (socket: net.Socket) => {
-      open.add(socket)
-      socket.on("error", () => socket.destroy())
-      socket.on("close", () => open.delete(socket))
-    }
-    const server = net.createServer((client) => {
-      track(client)
-      if (mode === "refuse") return client.destroy()
-      const upstream = net.connect(Number(port), host)
-      track(upstream)
-      client.on("data", (data) => mode === "forward" && upstream.write(data))
-      upstream.on("data", (data) => mode === "forward" && client.write(data))
-      client.on("close", () => upstream.destroy())
-      upstream.on("close", () => client.destroy())
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const destroyAll = () => {
-        for (const socket of open) socket.destroy()
-      }
-      resume(Effect.succeed({
-        port: typeof address === "object" && address !== null ? address.port : 0,
-        stall: () => {
-          mode = "stall"
-        },
-        cut: () => {
-          mode = "refuse"
-          destroyAll()
-        },
-        restore: () => {
-          mode = "forward"
-        },
-        close: () => {
-          destroyAll()
-          server.close()
-        }
-      }))
-    })
-  }),
-  (proxy) => Effect.sync(() => proxy.close())
-)
-
-const throughProxy = (port: number): KafkaOptions["socketFactory"] => ({ onConnect }) => {
-  const socket = net.connect({ host: "127.0.0.1", port }, onConnect)
-  socket.setKeepAlive(true, 60_000)
-  return socket
-}
+const brokerProxy = makeBrokerProxy(BROKER)
 
 eventLogContract("kafka", { makeLayer: () => KafkaLogLayer(options()) })
 
@@ -458,7 +401,7 @@ describe("Kafka adapter", () => {
       proxy.cut()
       const lost = yield* Fiber.join(failed).pipe(Effect.flip, Effect.timeout("20 seconds"))
       expect(lost._tag).toBe("DependencyUnavailable")
-      yield* waitFor("retrying")
+      yield* waitFor("restarting")
 
       proxy.restore()
       yield* sendUntilDelivered("after the outage")

@@ -1,4 +1,4 @@
-import { Chunk, Clock, Context, Duration, Effect, Either, Layer, Ref, Schedule, Stream } from "effect"
+import { Chunk, Clock, Context, Duration, Effect, Either, Layer, Option, Schedule, Stream, SubscriptionRef } from "effect"
 import { type ChatEvent, decodeChatEventJson, EnrichedChatEvent, type StreamPosition } from "@chatify/domain"
 import {
   ChatEventSource,
@@ -11,21 +11,45 @@ import {
 } from "./Ports.js"
 import { CoreSettings } from "./Settings.js"
 
-export type ConsumerState = "starting" | "running" | "retrying" | "stopped"
+/**
+ * What a background consumer is doing: "starting" (its first log consumer is being made),
+ * "running", "retrying" (a step of the running consumer fails and is retried, within
+ * `consumerRetryBudget`), "restarting" (the consumer failed, because the log was lost or a step ran
+ * out of its budget, and a new one is being made with backoff), "stopped".
+ */
+export type ConsumerState = "starting" | "running" | "retrying" | "restarting" | "stopped"
 
 /** What each background consumer is doing, for /health/ready. */
 export class ConsumerHealth extends Context.Tag("chatify/ConsumerHealth")<ConsumerHealth, {
   readonly report: (name: string, state: ConsumerState) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<ReadonlyMap<string, ConsumerState>>
+  /** The states now, then after every report. */
+  readonly changes: Stream.Stream<ReadonlyMap<string, ConsumerState>>
 }>() {
   static readonly layer = Layer.effect(
     ConsumerHealth,
-    Effect.map(Ref.make<ReadonlyMap<string, ConsumerState>>(new Map()), (states) => ({
-      report: (name, state) => Ref.update(states, (current) => new Map(current).set(name, state)),
-      snapshot: Ref.get(states)
+    Effect.map(SubscriptionRef.make<ReadonlyMap<string, ConsumerState>>(new Map()), (states) => ({
+      report: (name, state) => SubscriptionRef.update(states, (current) => new Map(current).set(name, state)),
+      snapshot: SubscriptionRef.get(states),
+      changes: states.changes
     }))
   )
 }
+
+/** Waits until the consumer `name` runs (at once when it does). */
+export const awaitRunning = (name: string): Effect.Effect<void, never, ConsumerHealth> =>
+  Effect.flatMap(ConsumerHealth, (health) =>
+    health.changes.pipe(
+      Stream.takeUntil((states) => states.get(name) === "running"),
+      Stream.runDrain
+    ))
+
+/**
+ * What a supervised consumer keeps across its restarts: `supervise` makes one per consumer and
+ * hands the same one to every run. The broadcast consumer keeps here, per partition, the offset of
+ * the next record it is to hand to this pod's fan-out.
+ */
+export class ResumePositions extends Context.Tag("chatify/ResumePositions")<ResumePositions, Map<number, number>>() {}
 
 const PREVIEW_LENGTH = 200
 export const payloadPreview = (value: string): string =>
@@ -79,8 +103,19 @@ export const transientBackoff = Schedule.exponential("100 millis").pipe(
 )
 
 /**
+ * Retries of one step of a running consumer: backoff from 100 ms, jittered, at most 2 s apart, for
+ * `budget` in all. Then the step's error ends the consumer, and `supervise` makes a new one.
+ */
+export const retryBudget = (budget: Duration.DurationInput) =>
+  Schedule.exponential("100 millis").pipe(
+    Schedule.union(Schedule.spaced("2 seconds")),
+    Schedule.jittered,
+    Schedule.upTo(budget)
+  )
+
+/**
  * Runs a consumer forever: every failure is logged and the consumer restarts with backoff, so a
- * broker or store outage never becomes a crash loop.
+ * broker or store outage never becomes a crash loop. Every run gets the same ResumePositions.
  */
 export const supervise = <E, R>(name: string, program: Effect.Effect<void, E, R>) =>
   Effect.gen(function*() {
@@ -89,11 +124,12 @@ export const supervise = <E, R>(name: string, program: Effect.Effect<void, E, R>
     yield* program.pipe(
       Effect.tapErrorCause((cause) =>
         Effect.zipRight(
-          health.report(name, "retrying"),
+          health.report(name, "restarting"),
           Effect.logError(`${name} failed; restarting with backoff`, cause)
         )
       ),
       Effect.retry(transientBackoff),
+      Effect.provideService(ResumePositions, new Map<number, number>()),
       Effect.ensuring(health.report(name, "stopped")),
       Effect.annotateLogs({ consumer: name })
     )
@@ -105,8 +141,9 @@ export const supervise = <E, R>(name: string, program: Effect.Effect<void, E, R>
  */
 const BROADCAST_BATCH_DELAY_MILLIS = 20
 /**
- * How often the broadcast group commits. Nothing resumes from it (a pod always starts the broadcast
- * from the end of the log), so it only tells operators how far the pod has read.
+ * How often the broadcast group commits. Nothing resumes from it (a pod starts the broadcast from
+ * the end of the log, and a restarted broadcast consumer from the ResumePositions it kept), so it
+ * only tells operators how far the pod has read.
  */
 const BROADCAST_COMMIT_INTERVAL_MILLIS = 1_000
 /**
@@ -146,18 +183,38 @@ const consumeChunks = <E, R>(
     )
   })
 
-/** This pod's broadcast consumer: every event to the local subscribers of its scope. */
+/**
+ * This pod's broadcast consumer: every event to the local subscribers of its scope.
+ *
+ * The first run starts at the end of the log as it is then. A subscription reads the end offsets
+ * after it joined the fan-out (see subscribeInto), so whatever comes at or after them reaches it. A
+ * restarted run (supervise keeps ResumePositions) starts after the last record the failed one handed
+ * to the fan-out, partition by partition: what other pods produced meanwhile reaches the live
+ * subscribers late, in order, and nothing is skipped.
+ */
 export const broadcastConsumer = Effect.gen(function*() {
   const source = yield* ChatEventSource
   const fanout = yield* LocalFanout
   const { podId } = yield* PodIdentity
   const settings = yield* CoreSettings
   const health = yield* ConsumerHealth
+  const next = Option.getOrElse(yield* Effect.serviceOption(ResumePositions), () => new Map<number, number>())
   const groupId = `${settings.broadcastGroupPrefix}-${podId}`
-  yield* Effect.logInfo(`ChatBroadcast starting. ConsumerGroupId: ${groupId}`)
+  if (next.size === 0) {
+    yield* Effect.logInfo(`ChatBroadcast starting. ConsumerGroupId: ${groupId}`)
+    for (const [partition, offset] of yield* source.endOffsets) next.set(partition, offset)
+  } else {
+    yield* Effect.logInfo(`ChatBroadcast resuming where it stopped. ConsumerGroupId: ${groupId}`).pipe(
+      Effect.annotateLogs({ resumeFrom: Object.fromEntries(next) })
+    )
+  }
   yield* Effect.scoped(
     Effect.gen(function*() {
-      const consumer = yield* source.consume({ groupId, startFrom: "latest", maxBatchDelayMillis: BROADCAST_BATCH_DELAY_MILLIS })
+      const consumer = yield* source.consume({
+        groupId,
+        startFrom: { offsets: new Map(next) },
+        maxBatchDelayMillis: BROADCAST_BATCH_DELAY_MILLIS
+      })
       yield* health.report("broadcast", "running")
       // one pass over a batch: events to the fan-out in log order, malformed records logged
       yield* consumeChunks(consumer, (records) =>
@@ -169,7 +226,12 @@ export const broadcastConsumer = Effect.gen(function*() {
             if (decoded._tag === "Event") events.push(decoded.event)
             else malformed.push(logMalformed(record, decoded.reason))
           }
-          const published = fanout.publishAll(events)
+          const published = Effect.zipRight(
+            fanout.publishAll(events),
+            Effect.sync(() => {
+              for (const { offset, partition } of lastPositions(records)) next.set(partition, offset + 1)
+            })
+          )
           return malformed.length === 0 ? published : Effect.zipRight(published, Effect.all(malformed, { discard: true }))
         }), BROADCAST_COMMIT_INTERVAL_MILLIS)
     })
@@ -179,6 +241,9 @@ export const broadcastConsumer = Effect.gen(function*() {
 /**
  * The history writer: batches of events appended idempotently, offsets committed only after the
  * write succeeded, transient store failures retried with backoff, poison records dead-lettered.
+ * A step that still fails after `consumerRetryBudget` ends the writer (a consumer whose log client
+ * crashed can never commit again), and supervise starts a new one from the committed offsets:
+ * what was stored but not committed is read and stored again, which the idempotent append absorbs.
  */
 export const historyWriter = Effect.gen(function*() {
   const source = yield* ChatEventSource
@@ -187,11 +252,30 @@ export const historyWriter = Effect.gen(function*() {
   const settings = yield* CoreSettings
   const health = yield* ConsumerHealth
   yield* Effect.logInfo(`ChatHistoryWriter starting. ConsumerGroupId: ${settings.historyWriterGroup}`)
+  const budget = retryBudget(settings.consumerRetryBudget)
   const retrying = <A, E>(operation: string, effect: Effect.Effect<A, E>) =>
-    effect.pipe(
-      Effect.tapError((error) => Effect.logWarning(`${operation} failed; retrying with backoff`, error)),
-      Effect.retry(transientBackoff)
-    )
+    Effect.suspend(() => {
+      let failed = false
+      return effect.pipe(
+        Effect.tapError((error) => {
+          failed = true
+          return Effect.zipRight(
+            health.report("history-writer", "retrying"),
+            Effect.logWarning(`${operation} failed; retrying with backoff`, error)
+          )
+        }),
+        Effect.retry(budget),
+        Effect.tapBoth({
+          onFailure: (error) =>
+            Effect.logError(
+              `${operation} still failed after ${Duration.format(settings.consumerRetryBudget)}; ` +
+                "restarting the history writer from its committed offsets",
+              error
+            ),
+          onSuccess: () => (failed ? health.report("history-writer", "running") : Effect.void)
+        })
+      )
+    })
   yield* Effect.scoped(
     Effect.gen(function*() {
       const consumer = yield* source.consume({

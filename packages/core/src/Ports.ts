@@ -116,8 +116,13 @@ export interface LogRecord {
 
 export interface ConsumerOptions {
   readonly groupId: string
-  /** "committed-or-earliest": resume the group, or read everything; "latest": only what comes next. */
-  readonly startFrom: "committed-or-earliest" | "latest"
+  /**
+   * "committed-or-earliest": resume the group, or read everything; "latest": only what comes next;
+   * `{ offsets }`: per partition, from this offset (the next record to read) whatever the group
+   * committed, and from the end of the log for a partition it does not name. A consumer that takes
+   * over from a failed one of this process starts there, so nothing between them is skipped.
+   */
+  readonly startFrom: "committed-or-earliest" | "latest" | { readonly offsets: ReadonlyMap<number, number> }
   /**
    * How long the log may hold records back to hand them over in larger batches (fewer fetches from a
    * remote log, at the price of this much latency); absent = as soon as they are there.

@@ -12,6 +12,11 @@ export interface CoreSettingsShape {
   readonly historyWriterGroup: string
   readonly historyBatchSize: number
   readonly historyBatchWindow: Duration.Duration
+  /**
+   * How long a running consumer retries one failing step (a history append, a dead-letter, an offset
+   * commit) before it gives up and is restarted whole: a new log consumer, from the committed offsets.
+   */
+  readonly consumerRetryBudget: Duration.Duration
 }
 
 export class CoreSettings extends Context.Tag("chatify/CoreSettings")<CoreSettings, CoreSettingsShape>() {
@@ -21,7 +26,8 @@ export class CoreSettings extends Context.Tag("chatify/CoreSettings")<CoreSettin
     broadcastGroupPrefix: "chatify-broadcast",
     historyWriterGroup: HISTORY_WRITER_GROUP,
     historyBatchSize: 500,
-    historyBatchWindow: Duration.millis(20)
+    historyBatchWindow: Duration.millis(20),
+    consumerRetryBudget: Duration.seconds(10)
   }
   static readonly layer = (overrides: Partial<CoreSettingsShape> = {}) =>
     Layer.succeed(CoreSettings, { ...CoreSettings.defaults, ...overrides })

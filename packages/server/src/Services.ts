@@ -9,6 +9,7 @@ import {
   DefaultScopePolicy,
   PresenceHeartbeat,
   awaitHistoryDrained,
+  awaitRunning,
   broadcastConsumer,
   historyWriter,
   supervise
@@ -223,6 +224,10 @@ export const ServerServices = (config: ServerConfig) =>
 /**
  * The broadcast consumer and the history writer, supervised. On shutdown the history writer gets
  * a bounded grace to store what the log already holds before it is stopped.
+ *
+ * The layer is built once the broadcast consumer runs (its start offsets fixed, its partitions
+ * assigned), so the routes built after it acknowledge no subscription before: a subscription's
+ * position is then never below where the broadcast starts, and every event after it arrives live.
  */
 export const Consumers = (config: ServerConfig) =>
   Layer.scopedDiscard(
@@ -239,5 +244,6 @@ export const Consumers = (config: ServerConfig) =>
           Effect.ignore
         )
       )
+      yield* awaitRunning("broadcast")
     })
   )

@@ -63,6 +63,12 @@ export const makeKafkaSource = Effect.gen(function*() {
       })
     )
 
+  /** The given offsets, and the end of the log now for each partition they do not name. */
+  const withEndOffsets = (given: ReadonlyMap<number, number>) =>
+    Array.from({ length: settings.partitions }, (_, partition) => given.has(partition)).every(Boolean)
+      ? Effect.succeed(given)
+      : Effect.map(endOffsets, (ends): ReadonlyMap<number, number> => new Map([...ends, ...given]))
+
   const consume = (
     { groupId, maxBatchDelayMillis, startFrom }: ConsumerOptions
   ): Effect.Effect<ConsumerRecords, DependencyUnavailable, Scope.Scope> =>
@@ -73,8 +79,13 @@ export const makeKafkaSource = Effect.gen(function*() {
         strategy: "suspend"
       })
       // "latest" means the end of each partition now, whatever the group committed in an earlier
-      // run: records below these floors are never delivered by this member (see the GROUP_JOIN seek)
-      const floors = startFrom === "latest" ? yield* endOffsets : undefined
+      // run, and given offsets mean those (the end for a partition they do not name): records below
+      // these floors are never delivered by this member (see the GROUP_JOIN seek)
+      const floors = startFrom === "committed-or-earliest"
+        ? undefined
+        : startFrom === "latest"
+        ? yield* endOffsets
+        : yield* withEndOffsets(startFrom.offsets)
       const state: MemberState = { assigned: new Set(), seen: new Set(), crashed: undefined }
 
       const consumer = kafka.consumer({

@@ -264,8 +264,14 @@ export const makeMemoryLog = (
       consume: ({ groupId, startFrom }) =>
         Effect.gen(function*() {
           const group = groupOf(groupId)
-          group.durable = startFrom !== "latest"
+          group.durable = startFrom === "committed-or-earliest"
           const member: Member = { id: nextMemberId++, positions: new Map() }
+          // given offsets, and the end of the log now for a partition they do not name
+          const given = typeof startFrom === "object"
+            ? new Map(partitions.map((state, partition) => [partition, startFrom.offsets.get(partition) ?? state.nextOffset]))
+            : undefined
+          // partitions this member has been given so far: later it resumes them as Kafka does
+          const startedOnce = new Set<number>()
           yield* Effect.acquireRelease(
             Effect.sync(() => {
               // a new member takes over partitions from their committed offsets, as after a rebalance
@@ -284,10 +290,15 @@ export const makeMemoryLog = (
             const known = member.positions.get(partition)
             if (known !== undefined) return known
             const state = partitions[partition]!
-            const start = startFrom === "latest"
+            const floor = given?.get(partition)
+            const start = floor !== undefined
+              // the given offset; after a rebalance, where the group committed beyond it (as on Kafka)
+              ? (startedOnce.has(partition) ? Math.max(floor, group.committed.get(partition) ?? 0) : floor)
+              : startFrom === "latest"
               ? state.nextOffset
               : Math.max(group.committed.get(partition) ?? 0, state.baseOffset)
             member.positions.set(partition, start)
+            startedOnce.add(partition)
             return start
           }
           const poll: Effect.Effect<Chunk.Chunk<LogRecord>> = Effect.suspend(() => {

@@ -94,6 +94,38 @@ export const eventLogContract = (name: string, options: EventLogContractOptions)
         expect(decode(received[0]!.value).text).toBe("after")
       }).pipe(Effect.provide(options.makeLayer())))
 
+    it.scopedLive("a consumer starting at given offsets reads from each, whatever the group committed; another partition from its end", () =>
+      Effect.gen(function*() {
+        const producer = yield* ChatEventProducer
+        const source = yield* ChatEventSource
+        const scope = channel()
+        const partition = partitionForScope(scope, source.partitions)
+        let other = channel()
+        while (partitionForScope(other, source.partitions) === partition) other = channel()
+        const groupId = group()
+        const positions = yield* Effect.forEach(Array.from({ length: 6 }, (_, i) => eventIn(scope, `m${i}`)), (e) =>
+          producer.produce(e))
+        yield* producer.produce(eventIn(other, "before"))
+        // the group committed beyond the offset it is then told to start from
+        yield* Effect.scoped(Effect.gen(function*() {
+          const first = yield* source.consume({ groupId, startFrom: "committed-or-earliest" })
+          const read = yield* take(Stream.filter(first.records, (r) => r.key === scopeKey(scope)), 5)
+          yield* first.commit([{ partition, offset: read[4]!.offset }])
+        }))
+
+        const consumer = yield* source.consume({ groupId, startFrom: { offsets: new Map([[partition, positions[1]!.offset]]) } })
+        const after = yield* producer.produce(eventIn(other, "after"))
+        const read = yield* take(
+          Stream.filter(consumer.records, (r) => r.key === scopeKey(scope) || r.key === scopeKey(other)),
+          6
+        ).pipe(Effect.timeout("20 seconds"))
+        expect(read.filter((r) => r.key === scopeKey(scope)).map((r) => r.offset)).toEqual(
+          positions.slice(1).map((p) => p.offset)
+        )
+        // the partition the offsets do not name starts at its end when the consumer started
+        expect(read.filter((r) => r.key === scopeKey(other)).map((r) => r.offset)).toEqual([after.offset])
+      }).pipe(Effect.provide(options.makeLayer())))
+
     it.scopedLive("splits the partitions of a group between its members: each record reaches one of them", () =>
       Effect.gen(function*() {
         const producer = yield* ChatEventProducer
