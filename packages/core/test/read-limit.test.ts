@@ -27,7 +27,6 @@ import {
 import {
   defaultPolicyLimits,
   DependencyUnavailable,
-  EnrichedChatEvent,
   type QueryError,
   type ScopeRef,
   type SubscribeError
@@ -280,15 +279,5 @@ describe("read rate limit", () => {
         expect(error._tag).toBe("DependencyUnavailable")
       }
       expect(yield* world.work).toEqual(noWork)
-    }))
-
-  it.effect("sends count nothing in the read window", () =>
-    Effect.gen(function*() {
-      const world = yield* makeWorld({ readLimit: 1, sendLimit: 100 })
-      const sent = yield* sendAs(world)
-      expect(sent).toBeInstanceOf(EnrichedChatEvent)
-      yield* sendAs(world)
-      expect(world.readKeys).toEqual([])
-      yield* readAs(world, "history")
     }))
 })

@@ -130,7 +130,7 @@ describe("ChatApi OpenAPI document", () => {
 
   it("every other error response uses application/problem+json", () => {
     const documented: ReadonlyArray<readonly [string, "get" | "post", ReadonlyArray<number>]> = [
-      [send, "post", [401, 403, 429, 500, 503, 504]],
+      [send, "post", [401, 403, 409, 429, 500, 503, 504]],
       [history, "get", [401, 403, 429, 500, 503, 504]],
       [presence, "get", [401, 403, 429, 500, 503]]
     ]

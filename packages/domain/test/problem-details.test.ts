@@ -4,6 +4,7 @@ import {
   ChatError,
   Conflict,
   DependencyUnavailable,
+  LimitExceeded,
   Forbidden,
   NotFound,
   Problem400,
@@ -145,6 +146,15 @@ describe("problemOf: the table, error by error", () => {
     expect(p.retryAfterSeconds).toBe(e.retryAfterSeconds)
   }, { fastCheck: { numRuns } })
 
+  it("RateLimited says which window refused: reads, or messages (also when it does not say)", () => {
+    const of = (kind?: "send" | "read") =>
+      problemOf(new RateLimited({ limit: 600, windowSeconds: 60, retryAfterSeconds: 7, ...(kind === undefined ? {} : { kind }) }))
+    expect(of("read").detail).toBe("At most 600 reads (subscribe, history, presence) per 60 s; retry after 7 s")
+    expect(of("send").detail).toBe("At most 600 messages per 60 s; retry after 7 s")
+    expect(of().detail).toBe(of("send").detail)
+    expect(of("read").type).toBe(of("send").type)
+  })
+
   it.prop("DependencyUnavailable → 503", { e: DependencyUnavailable }, ({ e }) => {
     expect(problemOf(e).status).toBe(503)
   }, { fastCheck: { numRuns: 100 } })
@@ -172,6 +182,7 @@ describe("problemOf: the table, error by error", () => {
       new Conflict({ message: "m" }),
       new SubscriptionLagged({ scopeId: "s", bufferSize: 1 }),
       new RateLimited({ limit: 1, windowSeconds: 1, retryAfterSeconds: 1 }),
+      new LimitExceeded({ limit: "MaxSubscriptionsPerConnection", maximum: 1, message: "m" }),
       new DependencyUnavailable({ dependency: "kafka", message: "m" }),
       new Timeout({ operation: "send" }),
       new Unexpected({ message: "m" })

@@ -23,6 +23,7 @@ describe("server configuration", () => {
       expect(config.dataDirectory).toBe("./data")
       expect(config.policy).toEqual({ maxIdLength: 256, maxTextLength: 4096 })
       expect(config.rateLimit).toEqual({ limit: 100, windowSeconds: 60, failOpen: true })
+      expect(config.readRateLimit).toEqual({ limit: 600, windowSeconds: 60 })
       expect(config.caching).toEqual(Option.none())
       expect(config.database).toEqual(Option.none())
       expect(Duration.toSeconds(config.presenceTtl)).toBe(300)
@@ -43,6 +44,8 @@ describe("server configuration", () => {
         CHATIFY__RATELIMIT__LIMIT: "5",
         CHATIFY__RATELIMIT__WINDOWSECONDS: "10",
         CHATIFY__RATELIMIT__FAILOPEN: "false",
+        CHATIFY__RATELIMIT__READLIMIT: "50",
+        CHATIFY__RATELIMIT__READWINDOWSECONDS: "5",
         CHATIFY__CACHING__CONNECTIONSTRING: "chatify-redis:6379",
         CHATIFY__DATABASE__CONTACTPOINTS: "scylla-a,scylla-b",
         CHATIFY__DATABASE__PORT: "19042",
@@ -66,6 +69,7 @@ describe("server configuration", () => {
       expect(config.dataDirectory).toBe("/var/lib/chatify")
       expect(config.policy).toEqual({ maxIdLength: 64, maxTextLength: 1000 })
       expect(config.rateLimit).toEqual({ limit: 5, windowSeconds: 10, failOpen: false })
+      expect(config.readRateLimit).toEqual({ limit: 50, windowSeconds: 5 })
       expect(config.caching).toEqual(Option.some({ connectionString: "chatify-redis:6379" }))
       expect(config.database).toEqual(Option.some({
         contactPoints: ["scylla-a", "scylla-b"],
@@ -92,6 +96,16 @@ describe("server configuration", () => {
       expect(error.message).toContain("PORT")
       expect(error.message).toContain("CHATIFY__MESSAGEBROKER__PARTITIONS")
       expect(error.message).toContain("CHATIFY__RATELIMIT__LIMIT")
+    }))
+
+  it.effect("refuses a read limit or read window that is not a positive integer, naming the variable", () =>
+    Effect.gen(function*() {
+      const error = yield* loadServerConfig.pipe(
+        withEnv({ CHATIFY__RATELIMIT__READLIMIT: "0", CHATIFY__RATELIMIT__READWINDOWSECONDS: "a minute" }),
+        Effect.flip
+      )
+      expect(error.message).toContain("CHATIFY__RATELIMIT__READLIMIT: must be a positive integer")
+      expect(error.message).toContain("CHATIFY__RATELIMIT__READWINDOWSECONDS")
     }))
 
   it.effect("needs brokers when the in-memory broker is switched off, naming the key", () =>
