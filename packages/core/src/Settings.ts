@@ -11,6 +11,10 @@ export interface CoreSettingsShape {
   readonly broadcastGroupPrefix: string
   readonly historyWriterGroup: string
   readonly historyBatchSize: number
+  /**
+   * After a batch smaller than historyBatchSize, how long the writer lets pass before it asks
+   * again: longer windows store more messages per transaction (and per written page).
+   */
   readonly historyBatchWindow: Duration.Duration
   /**
    * How long a running consumer retries one failing step (a history append, a dead-letter, an offset
@@ -26,7 +30,7 @@ export class CoreSettings extends Context.Tag("chatify/CoreSettings")<CoreSettin
     broadcastGroupPrefix: "chatify-broadcast",
     historyWriterGroup: HISTORY_WRITER_GROUP,
     historyBatchSize: 500,
-    historyBatchWindow: Duration.millis(20),
+    historyBatchWindow: Duration.millis(200),
     consumerRetryBudget: Duration.seconds(10)
   }
   static readonly layer = (overrides: Partial<CoreSettingsShape> = {}) =>
