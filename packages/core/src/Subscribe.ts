@@ -171,6 +171,14 @@ export const subscribeInto = (
 
     // read after joining the fan-out: every event at or after endOffset is certain to arrive live
     const endOffset = (yield* source.endOffsets).get(partition) ?? 0
+    // A position the log has not reached was never handed out by it: the log was recreated or its
+    // data lost. Going live from there would drop every newer event up to that offset, unseen.
+    if (after !== undefined && after.offset > endOffset - 1) {
+      return yield* new Conflict({
+        message: `position ${after.offset} is beyond the end of partition ${partition} (last offset ${endOffset - 1}): ` +
+          "the log does not hold it (recreated, or its data lost); subscribe without a position"
+      })
+    }
     const wentLiveAt = after === undefined && endOffset > 0 ? { position: { partition, offset: endOffset - 1 } } : {}
     // built from checked values: skip the constructor's validation on this per-subscription path
     const marker = new Subscribed({ scopeType: scope.scopeType, scopeId: scope.scopeId, ...wentLiveAt }, true)

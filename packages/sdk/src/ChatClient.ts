@@ -22,6 +22,7 @@ import {
 import {
   type ChatScopeType,
   ChatRpcs,
+  type Conflict,
   type DependencyUnavailable,
   type EnrichedChatEvent,
   type HistoryPage,
@@ -64,8 +65,9 @@ export type RetryableSubscribeError =
 
 /**
  * How a subscription can fail for good: a non-retryable server error (ValidationError, Forbidden,
- * Unauthenticated, Conflict, LimitExceeded, Unexpected), or the last retryable one once the reconnect schedule
- * gives up.
+ * Unauthenticated, Conflict on a subscription without a position, LimitExceeded, Unexpected), or the
+ * last retryable one once the reconnect schedule gives up. (A Conflict over the position it resumes
+ * from is `PositionLost`, and the subscription goes on live.)
  */
 export type SubscriptionError = SubscribeError | RpcClientFailure | SubscriptionEnded
 
@@ -75,6 +77,12 @@ export type SubscriptionUpdate = Data.TaggedEnum<{
   Live: { readonly resumedAfter: Option.Option<StreamPosition> }
   /** The subscription was lost and will be resumed after the schedule's delay. */
   Reconnecting: { readonly reason: RetryableSubscribeError; readonly attempt: number }
+  /**
+   * The server does not know the position the subscription was to resume after (its log was
+   * recreated or its data lost): the subscription goes on live, from now; events between that
+   * position and now may be missing (read the history to see what it holds).
+   */
+  PositionLost: { readonly position: StreamPosition; readonly reason: Conflict }
   Event: { readonly event: EnrichedChatEvent }
 }>
 export const SubscriptionUpdate = Data.taggedEnum<SubscriptionUpdate>()
@@ -397,8 +405,17 @@ export const makeChatClient = (
         const run = (): Stream.Stream<SubscriptionUpdate, SubscriptionError> =>
           Stream.catchAllCause(once, (cause) =>
             Either.match(Cause.failureOrCause(cause), {
-              onLeft: (error) =>
-                Option.match(retryable(error, refreshable && !triedFreshToken), {
+              onLeft: (error) => {
+                const lostPosition = last
+                if (error._tag === "Conflict" && lostPosition !== undefined) {
+                  // the position, not the subscription, is what the server refused: go on live
+                  last = undefined
+                  return Stream.concat(
+                    Stream.succeed(SubscriptionUpdate.PositionLost({ position: lostPosition, reason: error })),
+                    Stream.suspend(run)
+                  )
+                }
+                return Option.match(retryable(error, refreshable && !triedFreshToken), {
                   onNone: () => Stream.failCause(cause),
                   onSome: (reason) => {
                     if (reason._tag === "Unauthenticated") {
@@ -407,7 +424,8 @@ export const makeChatClient = (
                     }
                     return resume(reason)
                   }
-                }),
+                })
+              },
               // The server interrupts open streams when it shuts down; our own interruption never gets here.
               onRight: (other) =>
                 Cause.isInterruptedOnly(other) && !closed

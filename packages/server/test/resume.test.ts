@@ -98,4 +98,29 @@ describe("subscribe with resume", () => {
       expect(error._tag).toBe("Conflict")
     }).pipe(Effect.scoped, Effect.provide(layer))
   })
+
+  it.live("a resume position beyond the log's end (a recreated log) is a typed Conflict, not a silent skip", () => {
+    const dir = mkdtempSync(join(tmpdir(), "chatify-resume-"))
+    directories.push(dir)
+    const layer = ServerServices(configIn(dir))
+    return Effect.gen(function*() {
+      const [sent] = yield* produce(3, "x")
+      const partition = sent!.partition
+      // the last offset the log holds is a valid position to resume after; one past it is not
+      const atEnd = yield* subscribeStream(scope, { partition, offset: sent!.offset + 2 }).pipe(
+        Stream.provideService(CurrentUser, { userId: "bob", connectionId: "c-bob" }),
+        Stream.take(1),
+        Stream.runCollect
+      )
+      expect(Array.from(atEnd).map((item) => item._tag)).toEqual(["Subscribed"])
+      const error = yield* subscribeStream(scope, { partition, offset: sent!.offset + 3 }).pipe(
+        Stream.provideService(CurrentUser, { userId: "bob", connectionId: "c-bob" }),
+        Stream.runDrain,
+        Effect.timeout("10 seconds"),
+        Effect.flip
+      )
+      expect(error._tag).toBe("Conflict")
+      if (error._tag === "Conflict") expect(error.message).toContain("beyond the end of partition")
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
 })
