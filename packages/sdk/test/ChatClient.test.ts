@@ -186,6 +186,8 @@ describe("ChatClient end to end", () => {
           case "Reconnecting":
             reconnectReasons.push(update.reason._tag)
             return Effect.void
+          case "PositionLost":
+            return Effect.dieMessage("no position was lost here")
           case "Event":
             received.push(update.event)
             // Cut the connection from outside twice while events are still streaming in.
@@ -279,6 +281,8 @@ describe("ChatClient end to end", () => {
               return Deferred.succeed(live, undefined)
             case "Reconnecting":
               return Effect.sync(() => reconnectReasons.push(update.reason._tag))
+            case "PositionLost":
+              return Effect.dieMessage("no position was lost here")
             case "Event":
               received.push(update.event)
               // Hold the first event until the fan-out is done: everything behind it piles up.
@@ -329,6 +333,8 @@ describe("ChatClient end to end", () => {
               return Deferred.succeed(live, undefined)
             case "Reconnecting":
               return Effect.sync(() => reconnectReasons.push(update.reason._tag))
+            case "PositionLost":
+              return Effect.dieMessage("no position was lost here")
             case "Event":
               received.push(update.event)
               return received.length === 20 ? Deferred.succeed(firstHalf, undefined) : Effect.void
@@ -498,6 +504,8 @@ describe("ChatClient end to end", () => {
               return Deferred.succeed(live, undefined)
             case "Reconnecting":
               return Effect.sync(() => void reasons.push(update.reason._tag))
+            case "PositionLost":
+              return Effect.dieMessage("no position was lost here")
             case "Event":
               return Effect.sync(() => void received.push(update.event))
           }

@@ -12,7 +12,7 @@ import {
   LocalFanout,
   subscribeStream
 } from "@chatify/core"
-import { ChatEvent, type EnrichedChatEvent, type ScopeRef } from "@chatify/domain"
+import { ChatEvent, type EnrichedChatEvent, type ScopeRef, Subscribed } from "@chatify/domain"
 import { ServerServices } from "../src/index.js"
 import { testServerConfig } from "../src/testing.js"
 
@@ -112,7 +112,7 @@ describe("subscribe with resume", () => {
         Stream.take(1),
         Stream.runCollect
       )
-      expect(Array.from(atEnd).map((item) => item._tag)).toEqual(["Subscribed"])
+      expect(Array.from(atEnd).map((item) => item instanceof Subscribed)).toEqual([true])
       const error = yield* subscribeStream(scope, { partition, offset: sent!.offset + 3 }).pipe(
         Stream.provideService(CurrentUser, { userId: "bob", connectionId: "c-bob" }),
         Stream.runDrain,
