@@ -10,9 +10,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NodeSocket } from "@effect/platform-node"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
-import { describe, expect, it } from "@effect/vitest"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { HttpTransportType, HubConnectionBuilder, LogLevel as SignalRLogLevel } from "@microsoft/signalr"
-import { Deferred, Effect, Fiber, Layer, Logger, LogLevel, Option, Schedule, Schema } from "effect"
+import { ConfigProvider, Deferred, Effect, Fiber, Layer, Logger, LogLevel, Option, Schedule, Schema } from "effect"
 import { SignJWT } from "jose"
 import {
   ChatEventProducer,
@@ -27,7 +27,11 @@ import {
 import { MemorySendDeduplicator, UuidV7IdGenerator } from "@chatify/adapters/memory"
 import { SqliteSendDeduplicator } from "@chatify/adapters/sqlite"
 import { ChatRpcs, defaultPolicyLimits, EnrichedChatEvent, HistoryPage, ProblemDetails } from "@chatify/domain"
+import { loadServerConfig } from "../src/index.js"
 import { hs256TestAuth, startTestServer, type TestServer } from "../src/testing.js"
+import { endpoints, ensureService } from "../../adapters/test/support/services.js"
+
+beforeAll(() => ensureService("redis"), 120_000)
 
 const SECRET = "a-development-secret-of-32-bytes!"
 const auth = hs256TestAuth(SECRET)
@@ -255,6 +259,49 @@ describe("idempotent sends: SignalR", () => {
       expect(reused).toContain("Conflict")
       const invalid = yield* Effect.flip(hub.sendRaw({ ...argument, clientMessageId: "x".repeat(129) }))
       expect(invalid).toContain("clientMessageId")
+    }).pipe(quiet))
+})
+
+describe("idempotent sends: configuration and stores", () => {
+  const withEnv = (env: Record<string, string>) =>
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "__" }))
+
+  it.effect("CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS: 300 by default, a positive number of seconds, refused otherwise by name", () =>
+    Effect.gen(function*() {
+      expect((yield* loadServerConfig.pipe(withEnv({}))).idempotencyWindowSeconds).toBe(300)
+      const set = yield* loadServerConfig.pipe(withEnv({ CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS: "86400" }))
+      expect(set.idempotencyWindowSeconds).toBe(86400)
+      for (const bad of ["0", "-5", "soon"]) {
+        const error = yield* Effect.flip(loadServerConfig.pipe(withEnv({ CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS: bad })))
+        expect(error.message).toContain("CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS")
+      }
+    }))
+
+  it.scopedLive("the embedded server keeps keys for the configured window, then forgets them", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer({ config: { auth: Option.some(auth), idempotencyWindowSeconds: 1 } })
+      const alice = yield* tokenFor("alice")
+      const body = { scopeType: 0, scopeId: room(), text: "window", clientMessageId: randomUUID() }
+      const first = yield* sentBy(server, body, alice)
+      expect(yield* sentBy(server, body, alice)).toEqual(first)
+      yield* Effect.sleep("1500 millis")
+      const later = yield* sentBy(server, body, alice)
+      expect(later.chatEvent.messageId).not.toBe(first.chatEvent.messageId)
+    }).pipe(quiet))
+
+  it.scopedLive("with Redis, pods share the keys: a repeat on another pod returns the first pod's result and writes nothing there", () =>
+    Effect.gen(function*() {
+      const config = { auth: Option.some(auth), caching: Option.some({ connectionString: endpoints.redis }) }
+      const podA = yield* startTestServer({ config: { ...config, podId: "pod-a" } })
+      const podB = yield* startTestServer({ config: { ...config, podId: "pod-b" } })
+      const alice = yield* tokenFor("alice")
+      const body = { scopeType: 0, scopeId: room(), text: "shared", clientMessageId: randomUUID() }
+      const first = yield* sentBy(podA, body, alice)
+      expect(first.chatEvent.originPodId).toBe("pod-a")
+      expect(yield* sentBy(podB, body, alice)).toEqual(first)
+      // pod B's own log (embedded, its own) took nothing for the scope: its first message there is at the offset pod A's was
+      const onB = yield* sentBy(podB, { ...body, text: "only on b", clientMessageId: undefined }, alice)
+      expect(onB.offset).toBe(first.offset)
     }).pipe(quiet))
 })
 

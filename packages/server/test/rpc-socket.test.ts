@@ -32,6 +32,8 @@ describe("the /rpc fast paths write what RpcServer would", () => {
   /** Payloads as they arrive: the contract's own (with or without clientMessageId), near misses, anything. */
   const sendPayloads = fc.oneof(
     Arbitrary.make(SendPayload).map((payload) => JSON.parse(JSON.stringify(payload)) as unknown),
+    // a valid payload but for its clientMessageId, which may be any JSON value
+    fc.record({ scopeType: fc.constantFrom(0, 1), scopeId: fc.string(), text: fc.string(), clientMessageId: fc.jsonValue() }),
     fc.record(
       {
         scopeType: fc.oneof(fc.constantFrom(0, 1, 2, -1, 0.5), fc.string()),

@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import Database from "better-sqlite3"
 import { Clock, Duration, Effect, Either, Layer, Schedule } from "effect"
-import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator } from "@chatify/core"
+import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey } from "@chatify/core"
 import { type ChatEvent, decodeChatEventJson, DependencyUnavailable, encodeChatEventJson, EnrichedChatEvent } from "@chatify/domain"
 import { backgroundCheckpoints } from "./SqliteCheckpoints.js"
 
@@ -62,6 +62,30 @@ type RawClaim =
   | { readonly _tag: "Sent"; readonly eventJson: string; readonly partition: number; readonly offset: number }
   | { readonly _tag: "InProgress" }
 
+/** One operation waiting for the turn's transaction, with the time it was asked at and how to answer it. */
+type Operation =
+  | {
+    readonly _tag: "claim"
+    readonly key: SendKey
+    readonly candidate: ChatEvent
+    readonly now: number
+    readonly resume: (result: Effect.Effect<RawClaim, DependencyUnavailable>) => void
+  }
+  | {
+    readonly _tag: "complete"
+    readonly key: SendKey
+    readonly sent: EnrichedChatEvent
+    readonly now: number
+    readonly resume: (result: Effect.Effect<void, DependencyUnavailable>) => void
+  }
+  | {
+    readonly _tag: "release"
+    readonly key: SendKey
+    readonly owner: string
+    readonly now: number
+    readonly resume: (result: Effect.Effect<void, DependencyUnavailable>) => void
+  }
+
 const make = (options: SqliteSendDeduplicatorOptions) =>
   Effect.gen(function*() {
     const windowMillis = options.windowSeconds * 1000
@@ -89,6 +113,8 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
     )
     yield* backgroundCheckpoints(db)
 
+    const encodeEvent = (event: ChatEvent): string => Either.getOrThrowWith(encodeChatEventJson(event), (error) => error)
+
     const statements = yield* Effect.try({
       try: () => {
         const select = db.prepare<[string, string], Row>(`
@@ -106,6 +132,7 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
         const takeOver = db.prepare<[string, number, string, string]>(
           "UPDATE sent_messages SET owner = ?, lease_until_ms = ? WHERE sender_id = ? AND client_message_id = ?"
         )
+        // the first result stays (unless its row expired)
         const complete = db.prepare<[string, string, string, number, number, number, number]>(`
           INSERT INTO sent_messages
             (sender_id, client_message_id, event_json, owner, lease_until_ms, broker_partition, broker_offset, expires_at_ms)
@@ -121,31 +148,99 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
           WHERE sender_id = ? AND client_message_id = ? AND owner = ? AND broker_offset IS NULL AND expires_at_ms > ?
         `)
         const purge = db.prepare<[number]>("DELETE FROM sent_messages WHERE expires_at_ms <= ?")
-        // IMMEDIATE (below): the write lock first, so a claim is atomic across processes on this file too
-        const claim = db.transaction(
-          (senderId: string, clientMessageId: string, candidate: ChatEvent, candidateJson: () => string, now: number): RawClaim => {
-            const row = select.get(senderId, clientMessageId)
-            if (row === undefined || row.expires_at_ms <= now) {
-              insert.run(senderId, clientMessageId, candidateJson(), candidate.messageId, now + leaseMillis, now + windowMillis)
-              return { _tag: "Claimed", eventJson: undefined }
-            }
-            if (row.broker_partition !== null && row.broker_offset !== null) {
-              return { _tag: "Sent", eventJson: row.event_json, partition: row.broker_partition, offset: row.broker_offset }
-            }
-            if (row.lease_until_ms > now) return { _tag: "InProgress" }
-            takeOver.run(candidate.messageId, now + leaseMillis, senderId, clientMessageId)
-            return { _tag: "Claimed", eventJson: row.event_json }
+
+        const claim = ({ candidate, key, now }: { readonly key: SendKey; readonly candidate: ChatEvent; readonly now: number }): RawClaim => {
+          const row = select.get(key.senderId, key.clientMessageId)
+          if (row === undefined || row.expires_at_ms <= now) {
+            insert.run(
+              key.senderId,
+              key.clientMessageId,
+              encodeEvent(candidate),
+              candidate.messageId,
+              now + leaseMillis,
+              now + windowMillis
+            )
+            return { _tag: "Claimed", eventJson: undefined }
           }
+          if (row.broker_partition !== null && row.broker_offset !== null) {
+            return { _tag: "Sent", eventJson: row.event_json, partition: row.broker_partition, offset: row.broker_offset }
+          }
+          if (row.lease_until_ms > now) return { _tag: "InProgress" }
+          takeOver.run(candidate.messageId, now + leaseMillis, key.senderId, key.clientMessageId)
+          return { _tag: "Claimed", eventJson: row.event_json }
+        }
+        // A turn's operations, in the order they were asked: of two claims of one key, the first wins.
+        // IMMEDIATE (below): the write lock first, so claims are atomic across processes on this file too.
+        const runAll = db.transaction((operations: ReadonlyArray<Operation>): ReadonlyArray<RawClaim | undefined> =>
+          operations.map((operation) => {
+            switch (operation._tag) {
+              case "claim":
+                return claim(operation)
+              case "complete": {
+                const { key, now, sent } = operation
+                complete.run(
+                  key.senderId,
+                  key.clientMessageId,
+                  encodeEvent(sent.chatEvent),
+                  sent.partition,
+                  sent.offset,
+                  now + windowMillis,
+                  now
+                )
+                return undefined
+              }
+              case "release":
+                release.run(operation.key.senderId, operation.key.clientMessageId, operation.owner, operation.now)
+                return undefined
+            }
+          })
         )
-        return { claim, complete, release, purge }
+        return { runAll, purge }
       },
       catch: unavailable("cannot prepare statements")
     })
 
-    const decodeEvent = (json: string) =>
-      Either.mapLeft(decodeChatEventJson(json), unavailable("a stored event does not decode"))
-    const encodeEvent = (event: ChatEvent): string =>
-      Either.getOrThrowWith(encodeChatEventJson(event), (error) => error)
+    // Group commit, as the log journal's: the operations of one event-loop turn (every send that ran
+    // in it) go into one transaction, then each is answered. A claim costs a turn of latency, and a
+    // send two commits shared with every other send of its turns instead of two of its own.
+    let pending: Array<Operation> = []
+    let scheduled: ReturnType<typeof setImmediate> | undefined
+    const flush = () => {
+      scheduled = undefined
+      const batch = pending
+      pending = []
+      if (batch.length === 0) return
+      let results: ReadonlyArray<RawClaim | undefined>
+      try {
+        results = statements.runAll.immediate(batch)
+      } catch (error) {
+        // rolled back: nothing of the batch is stored
+        const failed = Effect.fail(unavailable("cannot store clientMessageIds")(error))
+        for (const operation of batch) operation.resume(failed)
+        return
+      }
+      batch.forEach((operation, i) => {
+        if (operation._tag === "claim") {
+          const raw = results[i]
+          operation.resume(raw === undefined ? Effect.fail(unavailable("claim")("no result")) : Effect.succeed(raw))
+        } else {
+          operation.resume(Effect.void)
+        }
+      })
+    }
+    // whatever is pending when the store closes is still stored and answered, before the file closes
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (scheduled !== undefined) clearImmediate(scheduled)
+        flush()
+      })
+    )
+    const enqueue = (operation: Operation) => {
+      pending.push(operation)
+      scheduled ??= setImmediate(flush)
+    }
+
+    const decodeEvent = (json: string) => Either.mapLeft(decodeChatEventJson(json), unavailable("a stored event does not decode"))
 
     // expired rows go in the background: a claim never pays for them
     yield* Clock.currentTimeMillis.pipe(
@@ -159,11 +254,7 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
       claim: (key, candidate) =>
         Clock.currentTimeMillis.pipe(
           Effect.flatMap((now) =>
-            Effect.try({
-              try: () =>
-                statements.claim.immediate(key.senderId, key.clientMessageId, candidate, () => encodeEvent(candidate), now),
-              catch: unavailable("cannot claim a clientMessageId")
-            })
+            Effect.async<RawClaim, DependencyUnavailable>((resume) => enqueue({ _tag: "claim", key, candidate, now, resume }))
           ),
           Effect.flatMap((raw): Either.Either<SendClaim, DependencyUnavailable> => {
             switch (raw._tag) {
@@ -183,28 +274,10 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
         ),
       complete: (key, sent) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.try({
-            try: () => {
-              statements.complete.run(
-                key.senderId,
-                key.clientMessageId,
-                encodeEvent(sent.chatEvent),
-                sent.partition,
-                sent.offset,
-                now + windowMillis,
-                now
-              )
-            },
-            catch: unavailable("cannot record a send's result")
-          })),
+          Effect.async<void, DependencyUnavailable>((resume) => enqueue({ _tag: "complete", key, sent, now, resume }))),
       release: (key, owner) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.try({
-            try: () => {
-              statements.release.run(key.senderId, key.clientMessageId, owner, now)
-            },
-            catch: unavailable("cannot release a clientMessageId")
-          }))
+          Effect.async<void, DependencyUnavailable>((resume) => enqueue({ _tag: "release", key, owner, now, resume })))
     })
   })
 

@@ -126,6 +126,24 @@ export const sendDeduplicatorContract = (name: string, options: SendDeduplicator
         expect(claimedEvent(yield* store.claim(key, later))).toEqual(later)
       }).pipe(Effect.provide(layer())))
 
+    test("the window counts again from the send's completion", () =>
+      Effect.gen(function*() {
+        const store = yield* SendDeduplicator
+        const key = freshKey()
+        const first = candidateEvent(key)
+        claimedEvent(yield* store.claim(key, first))
+        yield* options.advance(`${WINDOW_SECONDS * 750} millis`)
+        const sent = new EnrichedChatEvent({ chatEvent: first, partition: 1, offset: 5 })
+        yield* store.complete(key, sent)
+        // past the window from the claim, within it from the completion
+        yield* options.advance(`${WINDOW_SECONDS * 500} millis`)
+        expect(sentEvent(yield* store.claim(key, candidateEvent(key)))).toEqual(sent)
+        // past it from the completion too
+        yield* options.advance(`${WINDOW_SECONDS * 550} millis`)
+        const later = candidateEvent(key)
+        expect(claimedEvent(yield* store.claim(key, later))).toEqual(later)
+      }).pipe(Effect.provide(layer())))
+
     test("keys are per sender, and no two (sender, clientMessageId) pairs share one", () =>
       Effect.gen(function*() {
         const store = yield* SendDeduplicator
