@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, HashMap, Layer, Logger, Option, Schedule, Stream } from "effect"
-import { Kafka, logLevel } from "kafkajs"
 import {
   broadcastConsumer,
   ChatEventProducer,
@@ -25,9 +24,10 @@ import {
   type ScopeRef,
   type SubscriptionItem
 } from "@chatify/domain"
-import { KafkaClientLayer, KafkaLogLayer, type KafkaOptions, KafkaProducerLayer, kafkaCall } from "../src/kafka/index.js"
+import { KafkaClientLayer, KafkaLogLayer, type KafkaOptions, KafkaProducerLayer } from "../src/kafka/index.js"
 import { MemoryFanout, MemoryPresence, MemoryReadRateLimiter } from "../src/memory/index.js"
 import { brokerProxy, throughProxy } from "./support/brokerProxy.js"
+import { withAdmin } from "./support/kafkaAdmin.js"
 import { endpoints, ensureService } from "./support/services.js"
 
 // Consumers that lose the broker until kafkajs gives up (CRASH), while another pod keeps producing:
@@ -50,12 +50,6 @@ const options = (overrides: Partial<KafkaOptions> = {}): KafkaOptions => ({
   ...overrides
 })
 
-const withAdmin = <A>(use: (admin: ReturnType<Kafka["admin"]>) => Promise<A>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => new Kafka({ brokers: [BROKER], clientId: "chatify-outage-setup", logLevel: logLevel.NOTHING }).admin()),
-    (admin) => Effect.zipRight(kafkaCall("connect", () => admin.connect()), kafkaCall("admin", () => use(admin))),
-    (admin) => Effect.ignore(kafkaCall("disconnect", () => admin.disconnect()))
-  )
 
 beforeAll(async () => {
   await ensureService("kafka")

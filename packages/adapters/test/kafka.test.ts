@@ -37,6 +37,7 @@ import {
 import { MemoryFanout } from "../src/memory/index.js"
 import { eventLogContract } from "./contracts/EventLogContract.js"
 import { brokerProxy as makeBrokerProxy, throughProxy } from "./support/brokerProxy.js"
+import { withAdmin } from "./support/kafkaAdmin.js"
 import { endpoints, ensureService } from "./support/services.js"
 
 // A fresh topic per run of this file, so parallel files and earlier runs do not interfere.
@@ -61,12 +62,6 @@ const options = (overrides: Partial<KafkaOptions> = {}): KafkaOptions => ({
 
 /** A bare kafkajs admin for test set-up, outside the code under test. */
 const bareKafka = () => new Kafka({ brokers: [BROKER], clientId: "chatify-test-setup", logLevel: logLevel.NOTHING })
-const withAdmin = <A>(use: (admin: ReturnType<Kafka["admin"]>) => Promise<A>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => bareKafka().admin()),
-    (admin) => Effect.zipRight(kafkaCall("connect", () => admin.connect()), kafkaCall("admin", () => use(admin))),
-    (admin) => Effect.ignore(kafkaCall("disconnect", () => admin.disconnect()))
-  )
 
 /** Produces raw bytes with a bare kafkajs producer (what a foreign or broken producer could write). */
 const produceRaw = (key: string, value: Buffer) =>

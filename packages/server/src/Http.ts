@@ -25,7 +25,11 @@ import { Identities, ShutdownGate } from "./Runtime.js"
 export const CORRELATION_HEADER = "x-correlation-id"
 
 /** What a client-chosen correlation id may look like; anything else is replaced by a fresh one. */
-export const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
+const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
+
+/** A client's correlation id when it looks like one (every interface takes the same), else undefined. */
+export const acceptedCorrelationId = (value: string | undefined): string | undefined =>
+  value !== undefined && validCorrelationId.test(value) ? value : undefined
 
 /** The ProblemDetails response of a typed error, with Retry-After for rate limits. */
 export const problemResponse = (error: ChatError, instance: string, correlationId: string | undefined) => {
@@ -73,10 +77,7 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const gate = yield* ShutdownGate
-      const incoming = request.headers[CORRELATION_HEADER]
-      const correlationId = incoming !== undefined && validCorrelationId.test(incoming)
-        ? incoming
-        : crypto.randomUUID()
+      const correlationId = acceptedCorrelationId(request.headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
       const instance = pathOf(request.url)
       const { maxBodyBytes } = yield* Limits
       // A body announced larger than the limit is refused unread, and the connection closes (the

@@ -3,7 +3,7 @@ import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage, sub
 import { ChatRpcs, Unauthenticated, Unexpected } from "@chatify/domain"
 import { Authenticator, bearerOfHeader } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
-import { CORRELATION_HEADER, validCorrelationId } from "./Http.js"
+import { acceptedCorrelationId, CORRELATION_HEADER } from "./Http.js"
 
 /**
  * The client's address on every call of a WebSocket connection, for anonymous rate limits: set by
@@ -25,8 +25,7 @@ export const hideDefects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
  */
 export const makeRpcCaller = (authenticator: Authenticator["Type"], identities: Identities["Type"]) =>
 (clientId: number, headers: Readonly<Record<string, string | undefined>>) => {
-  const requested = headers[CORRELATION_HEADER]
-  const correlationId = requested !== undefined && validCorrelationId.test(requested) ? requested : crypto.randomUUID()
+  const correlationId = acceptedCorrelationId(headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
   const connectionId = identities.connectionIdForClient(clientId)
   const header = headers["authorization"]
   const bearer = header === undefined ? undefined : bearerOfHeader(header)

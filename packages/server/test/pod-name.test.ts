@@ -1,13 +1,13 @@
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
+import { startServerProcess } from "./support/serverProcess.js"
 
 // Server processes on the real Kafka of scripts/services/kafka.sh: a POD_NAME names the pod's
 // broadcast consumer group, so two live pods with one name would each get only part of the events.
-const MAIN = new URL("../src/main.ts", import.meta.url).pathname
 const TOPIC = "chatify-pod-name"
 const children: Array<ChildProcess> = []
 const directories: Array<string> = []
@@ -18,46 +18,18 @@ afterAll(() => {
   for (const dir of directories) rmSync(dir, { recursive: true, force: true })
 })
 
-interface Running {
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<number | null>
-  readonly listening: Promise<string>
-}
-
-const start = (podName: string): Running => {
+const start = (podName: string) => {
   const dataDirectory = mkdtempSync(join(tmpdir(), "chatify-pod-name-"))
   directories.push(dataDirectory)
-  const child = spawn(process.execPath, ["--conditions=@chatify/source", "--import", "tsx", MAIN], {
-    env: {
-      ...process.env,
-      HOST: "127.0.0.1",
-      PORT: "0",
-      POD_NAME: podName,
-      CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
-      CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
-      CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
-      CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
-      // no load balancer to wait for
-      CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0"
-    },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.push(child)
-  let output = ""
-  const listening = new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      const match = /Listening on (http:\/\/[^"\s]+)/u.exec(output)
-      if (match?.[1] !== undefined) resolve(match[1])
-    }
-    child.stdout?.on("data", onData)
-    child.stderr?.on("data", onData)
-    child.on("exit", () => reject(new Error(`exited before listening:\n${output}`)))
-  })
-  listening.catch(() => undefined)
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { child, output: () => output, exited, listening }
+  return startServerProcess({
+    POD_NAME: podName,
+    CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
+    CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
+    CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
+    CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
+    // no load balancer to wait for
+    CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0"
+  }, children)
 }
 
 const ready = async (base: string) => {

@@ -1,11 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { createServer as createNetServer } from "node:net"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
+import { freePort, startServerProcess } from "./support/serverProcess.js"
 
-const MAIN = new URL("../src/main.ts", import.meta.url).pathname
 const children: Array<ChildProcess> = []
 const directories: Array<string> = []
 
@@ -14,37 +13,9 @@ afterEach(() => {
   for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
-interface Running {
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<number | null>
-  readonly listening: Promise<string>
-}
-
-/** The real entry point, as ./scripts/start.sh runs it (from source, through tsx). */
-const start = (env: Record<string, string>): Running => {
-  const child = spawn(process.execPath, ["--conditions=@chatify/source", "--import", "tsx", MAIN], {
-    // no drain delay unless a test sets one: these tests count on the drain starting at SIGTERM
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0", ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.push(child)
-  let output = ""
-  const listening = new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      const match = /Listening on (http:\/\/[^"\s]+)/u.exec(output)
-      if (match?.[1] !== undefined) resolve(match[1].replace("0.0.0.0", "127.0.0.1"))
-    }
-    child.stdout?.on("data", onData)
-    child.stderr?.on("data", onData)
-    child.on("exit", () => reject(new Error(`exited before listening:\n${output}`)))
-  })
-  // not every test waits for it; its rejection is still seen by those that do
-  listening.catch(() => undefined)
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { child, output: () => output, exited, listening }
-}
+/** No drain delay unless a test sets one: these tests count on the drain starting at SIGTERM. */
+const start = (env: Record<string, string>) =>
+  startServerProcess({ CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0", ...env }, children)
 
 const dataDirectory = () => {
   const dir = mkdtempSync(join(tmpdir(), "chatify-process-"))
@@ -59,16 +30,6 @@ const send = (base: string, text: string) =>
     body: JSON.stringify({ scopeType: 0, scopeId: "general", text })
   })
 
-/** A loopback port nothing listens on (bound, then released). */
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createNetServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
 
 describe("the server process", () => {
   it("answers /health/* at once while it still waits for a dependency at startup", async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { ConfigProvider, Context, Duration, Effect, Either, Fiber, Layer, Logger, LogLevel, Option, Schedule } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createConnection, createServer as createNetServer, type Server as NetServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
@@ -20,6 +20,7 @@ import {
   ShutdownGate
 } from "../src/index.js"
 import { awaitReady, makeTempDirectory, startTestServer, testServerConfig } from "../src/testing.js"
+import { freePort, startServerProcess } from "./support/serverProcess.js"
 
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Warning)
 
@@ -66,16 +67,6 @@ const readyUntil = (base: string, until: (ready: Ready) => boolean, within: Dura
     Effect.orDie
   )
 
-/** A loopback port nothing listens on (bound, then released). */
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createNetServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
 
 /** Like startTestServer, with the server's services at hand. */
 const startWithServices = (overrides: Partial<ServerConfig> = {}) =>
@@ -320,7 +311,6 @@ describe("CHATIFY__SHUTDOWN__DRAINDELAYSECONDS", () => {
 
 // ---- the real process, as ./scripts/start.sh runs it ----
 
-const MAIN = new URL("../src/main.ts", import.meta.url).pathname
 const children: Array<ChildProcess> = []
 const directories: Array<string> = []
 
@@ -329,39 +319,10 @@ afterEach(() => {
   for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
-interface Running {
-  readonly child: ChildProcess
-  readonly output: () => string
-  /** When a line matching `pattern` was first written (Date.now()), once it has been. */
-  readonly seenAt: (pattern: RegExp) => number | undefined
-  readonly exited: Promise<number | null>
-  readonly listening: Promise<string>
-}
-
-const start = (env: Record<string, string>): Running => {
+const start = (env: Record<string, string>) => {
   const dataDirectory = mkdtempSync(join(tmpdir(), "chatify-readiness-"))
   directories.push(dataDirectory)
-  const child = spawn(process.execPath, ["--conditions=@chatify/source", "--import", "tsx", MAIN], {
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory, ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.push(child)
-  let output = ""
-  const lines: Array<{ readonly at: number; readonly text: string }> = []
-  const listening = new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      lines.push({ at: Date.now(), text: chunk.toString() })
-      const match = /Listening on (http:\/\/[^"\s]+)/u.exec(output)
-      if (match?.[1] !== undefined) resolve(match[1].replace("0.0.0.0", "127.0.0.1"))
-    }
-    child.stdout?.on("data", onData)
-    child.stderr?.on("data", onData)
-    child.on("exit", () => reject(new Error(`exited before listening:\n${output}`)))
-  })
-  listening.catch(() => undefined)
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { child, output: () => output, seenAt: (pattern) => lines.find((line) => pattern.test(line.text))?.at, exited, listening }
+  return startServerProcess({ CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory, ...env }, children)
 }
 
 const untilReady = async (base: string) => {

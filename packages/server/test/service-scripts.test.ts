@@ -1,10 +1,10 @@
 import { execFile, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
-import { createServer as createNetServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, relative } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { freePort } from "./support/serverProcess.js"
 
 // The repository's shell scripts: shellcheck on all of them, and the service lock of
 // scripts/services/*.sh (two concurrent `start`s leave one process), tried on redis.sh, the cheapest.
@@ -34,16 +34,6 @@ const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Pro
     )
   })
 
-/** A loopback port nothing listens on (bound, then released). */
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createNetServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
 
 /** Every shell script under scripts/ and .ci/, found here independently of scripts/shellcheck.sh. */
 const expectedScripts = (): Array<string> => {

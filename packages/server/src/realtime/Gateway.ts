@@ -11,7 +11,7 @@ import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
 import { type ChatError, PROBLEM_CONTENT_TYPE, problemOf, RateLimited } from "@chatify/domain"
 import { bearerOfHeader } from "../Auth.js"
-import { CORRELATION_HEADER, validCorrelationId } from "../Http.js"
+import { acceptedCorrelationId, CORRELATION_HEADER } from "../Http.js"
 import { ClientAddresses } from "../ClientAddress.js"
 import { Limits, tooManyConnections } from "../Limits.js"
 
@@ -104,7 +104,7 @@ export const makeGateway = (options: GatewayOptions) =>
       if (handler === undefined) return false
       const query = new URLSearchParams(queryAt < 0 ? "" : url.slice(queryAt + 1))
       const incoming = request.headers[CORRELATION_HEADER]
-      const correlationId = typeof incoming === "string" && validCorrelationId.test(incoming) ? incoming : crypto.randomUUID()
+      const correlationId = acceptedCorrelationId(typeof incoming === "string" ? incoming : undefined) ?? crypto.randomUUID()
       socket.on("error", () => socket.destroy())
       const clientAddress = options.clientAddressOf(request)
       if (!connectAllowed(clientAddress)) {

@@ -51,7 +51,7 @@ import {
   ValidationError
 } from "@chatify/domain"
 import { Authenticator, type Principal } from "../Auth.js"
-import { CORRELATION_HEADER, problemResponse, validCorrelationId } from "../Http.js"
+import { acceptedCorrelationId, CORRELATION_HEADER, problemResponse } from "../Http.js"
 import { CLIENT_ADDRESS_HEADER, hideDefects, makeRpcCaller } from "../Rpc.js"
 import { Limits, tooManySubscriptions } from "../Limits.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
@@ -61,10 +61,6 @@ import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
 import { Flusher, Outbox, webSocketTransport } from "./Outbox.js"
-
-/** A correlation id as REST and SignalR take it (see Http.ts); anything else is replaced. */
-const validCorrelationIdOrUndefined = (value: string | undefined): string | undefined =>
-  value !== undefined && validCorrelationId.test(value) ? value : undefined
 
 /** The upgrade's headers as every call sees them first; `access_token` arrives as Authorization. */
 const upgradeHeadersOf = (upgrade: Upgrade): ReadonlyArray<[string, string]> => {
@@ -296,7 +292,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         // Sends in flight on the fast path, for Interrupt; and the caller, authenticated once
         const sends = new Map<string, Fiber.RuntimeFiber<void>>()
         let caller: Principal | undefined
-        const upgradeCorrelationId = validCorrelationIdOrUndefined(upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1])
+        const upgradeCorrelationId = acceptedCorrelationId(upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1])
         /** A call's headers as RpcServer's handlers see them: the upgrade's, the call's, the client's address. */
         const callHeaders = (headers: ReadonlyArray<[string, string]>) =>
           upgradeHeaders.concat(headers.filter(([name]) => name.toLowerCase() !== CLIENT_ADDRESS_HEADER), [[
@@ -325,7 +321,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           for (const [name, value] of request.headers) {
             const lowerName = name.toLowerCase()
             if (lowerName === "authorization") return undefined
-            if (lowerName === CORRELATION_HEADER) correlationId = validCorrelationIdOrUndefined(value) ?? correlationId
+            if (lowerName === CORRELATION_HEADER) correlationId = acceptedCorrelationId(value) ?? correlationId
           }
           if (connectionServices === undefined || caller === undefined) return undefined
           if (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs) return undefined

@@ -33,7 +33,7 @@ import { encodedOnce, enrichedChatEventJson } from "../realtime/EventJson.js"
 import { LogFields } from "../Logging.js"
 import { textFrame } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
-import { CORRELATION_HEADER, validCorrelationId } from "../Http.js"
+import { acceptedCorrelationId, CORRELATION_HEADER } from "../Http.js"
 
 /** The start of the Close error a client gets when it falls too far behind. */
 export const CONNECTION_TOO_SLOW = "Connection too slow"
@@ -108,8 +108,7 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
      * annotation inside it would be a fiber-ref update, and a send pays for every one).
      */
     const servicesFor = (context: InvocationContext): Context.Context<InvocationServices> => {
-      const requested = context.headers[CORRELATION_HEADER]
-      const correlationId = requested !== undefined && validCorrelationId.test(requested) ? requested : crypto.randomUUID()
+      const correlationId = acceptedCorrelationId(context.headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
       // userId and connectionId reach the logs from CurrentUser (see Logging.ts)
       const logFields = { target: context.target, invocationId: context.invocationId ?? "" }
       return Context.add(Context.add(callerServices, CorrelationId, correlationId), LogFields, logFields)
