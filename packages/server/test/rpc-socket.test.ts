@@ -3,7 +3,7 @@ import { Rpc } from "@effect/rpc"
 import { Arbitrary, Either, Exit, FastCheck as fc, Schema } from "effect"
 import { ChatRpcs, EnrichedChatEvent, SendError, SendPayload } from "@chatify/domain"
 import { enrichedChatEventJson } from "../src/realtime/EventJson.js"
-import { ackedRequestId, plainSendPayload, sendExitLine } from "../src/realtime/RpcSocketProtocol.js"
+import { ackedRequestId, ackFrameRequestIds, plainSendPayload, sendExitLine } from "../src/realtime/RpcSocketProtocol.js"
 
 // what RpcServer writes for a Send: the contract's exit schema, encoded, in an Exit message
 const encodeSendExit = Schema.encodeSync(
@@ -80,5 +80,40 @@ describe("the /rpc fast paths write what RpcServer would", () => {
       const read = ackedRequestId(Buffer.from(other))
       if (read !== undefined) expect(other).toBe(JSON.stringify({ _tag: "Ack", requestId: read }) + "\n")
     }
+  )
+
+  /** A client's WebSocket frame (masked, as every client frame is) around `payload`. */
+  const clientFrame = (payload: Buffer, mask: ReadonlyArray<number>, opcode: number, fin: boolean) => {
+    const length = payload.length
+    const header = length < 126 ? [0x80 | length] : [0x80 | 126, length >> 8, length & 0xff]
+    const masked = payload.map((byte, i) => byte ^ mask[i & 3]!)
+    return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, ...header, ...mask]), masked])
+  }
+  const ackLine = (id: string) => Buffer.from(JSON.stringify({ _tag: "Ack", requestId: id }) + "\n")
+  const frames = fc.array(
+    fc.record({
+      ack: fc.boolean(),
+      id: fc.bigInt({ min: 0n, max: 2n ** 63n }).map(String),
+      other: fc.oneof(fc.string({ maxLength: 200 }), fc.constant('{"_tag":"Ping"}\n'), fc.constant('{"_tag":"Ack","requestId":"x"}\n')),
+      mask: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 4, maxLength: 4 }),
+      opcode: fc.constantFrom(1, 1, 1, 2, 9),
+      fin: fc.constantFrom(true, true, true, false)
+    }),
+    { minLength: 1, maxLength: 5 }
+  )
+
+  it.prop(
+    "a socket read of whole Ack frames gives their ids, in order; any other read (another message, a control frame, a fragment, a cut frame) is left to ws",
+    { frames, cut: fc.nat() },
+    ({ cut, frames }) => {
+      const chunk = Buffer.concat(frames.map((f) => clientFrame(f.ack ? ackLine(f.id) : Buffer.from(f.other), f.mask, f.opcode, f.fin)))
+      const allAcks = frames.every((f) => f.ack && f.opcode === 1 && f.fin)
+      const scratch = Buffer.alloc(125)
+      expect(ackFrameRequestIds(chunk, scratch)).toEqual(allAcks ? frames.map((f) => f.id) : undefined)
+      // a read that ends inside a frame is never taken
+      const end = cut % chunk.length
+      if (end > 0) expect(ackFrameRequestIds(chunk.subarray(0, end), scratch)).toBeUndefined()
+    },
+    { fastCheck: { numRuns: 1000 } }
   )
 })

@@ -60,7 +60,7 @@ import { encodedOnce, enrichedChatEventJson } from "./EventJson.js"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
-import { Flusher, Outbox, webSocketTransport } from "./Outbox.js"
+import { Flusher, Outbox, textFrame, webSocketTransport } from "./Outbox.js"
 
 /** The upgrade's headers as every call sees them first; `access_token` arrives as Authorization. */
 const upgradeHeadersOf = (upgrade: Upgrade): ReadonlyArray<[string, string]> => {
@@ -113,6 +113,52 @@ export const ackedRequestId = (frame: Buffer): string | undefined => {
   }
   return frame.toString("latin1", ACK_PREFIX.length, ACK_PREFIX.length + idLength)
 }
+
+const sameValues = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** The longest Ack frame's payload (a 7-bit length): ids have at most 20 digits. */
+const MAX_ACK_LINE = ACK_PREFIX.length + 20 + ACK_SUFFIX.length
+
+/**
+ * The request ids of a chunk read from a client's socket when it holds nothing but whole, masked,
+ * unfragmented text frames that are each one Ack line (as RpcClient writes them); else undefined,
+ * and the chunk is left to `ws`. `scratch` (at least 125 bytes) holds each unmasked payload.
+ */
+export const ackFrameRequestIds = (chunk: Buffer, scratch: Buffer): Array<string> | undefined => {
+  const ids: Array<string> = []
+  let at = 0
+  while (at < chunk.length) {
+    // FIN + text, then the mask bit and a payload length below 126
+    if (chunk.length - at < 6 || chunk[at] !== 0x81) return undefined
+    const second = chunk[at + 1]!
+    const length = second & 0x7f
+    if ((second & 0x80) === 0 || length > MAX_ACK_LINE) return undefined
+    const payloadAt = at + 6
+    if (chunk.length - payloadAt < length) return undefined
+    for (let i = 0; i < length; i++) scratch[i] = chunk[payloadAt + i]! ^ chunk[at + 2 + (i & 3)]!
+    const requestId = ackedRequestId(scratch.subarray(0, length))
+    if (requestId === undefined) return undefined
+    ids.push(requestId)
+    at = payloadAt + length
+  }
+  return ids.length === 0 ? undefined : ids
+}
+
+/** What of `ws`'s receiver tells whether it is between frames with nothing buffered (ws 8 internals). */
+interface WsReceiverState {
+  readonly _state: number
+  readonly _bufferedBytes: number
+  readonly _fragmented: number
+  readonly _errored: boolean
+  readonly writableLength: number
+}
+const receiverIsIdle = (receiver: WsReceiverState | undefined): boolean =>
+  receiver !== undefined && receiver._state === 0 && receiver._bufferedBytes === 0 && receiver._fragmented === 0 &&
+  !receiver._errored && receiver.writableLength === 0
 
 const PONG = `{"_tag":"Pong"}\n`
 
@@ -190,6 +236,16 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       }
     }))
     let nextClientId = 0
+    // A fan-out gives many subscriptions the same values one after the other, and clients number
+    // their requests alike (RpcClient's first is "0" or "1" on every connection): the last chunk's
+    // frame is reused while both match, so each is framed once for all of them.
+    let lastChunk: { readonly prefix: string; readonly values: ReadonlyArray<string>; readonly frame: Buffer } | undefined
+    const chunkFrame = (prefix: string, values: ReadonlyArray<string>): Buffer => {
+      if (lastChunk !== undefined && lastChunk.prefix === prefix && sameValues(lastChunk.values, values)) return lastChunk.frame
+      const frame = textFrame(prefix + values.join(",") + "]}\n")
+      lastChunk = { prefix, values, frame }
+      return frame
+    }
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
 
     /** Serves one connection, driven by its socket's events: no fiber of its own. */
@@ -222,7 +278,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         const moveToOutbox = (subscription: Subscription) => {
           subscription.queued = false
           if (subscription.values.length === 0 || subscription.awaitingAck) return
-          outbox.write(subscription.chunkPrefix + subscription.values.join(",") + "]}\n")
+          outbox.writeFrame(chunkFrame(subscription.chunkPrefix, subscription.values))
           subscription.values = []
           pendingBytes -= subscription.bytes
           subscription.bytes = 0
@@ -498,6 +554,43 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           if (effect !== undefined) runFork(effect)
         })
         ws.once("close", release)
+        takeAcksBeforeWs(ws, () => !midLine, (ids) => {
+          const acked: Array<Subscription> = []
+          for (const requestId of ids) {
+            const subscription = subscriptions.get(requestId)
+            if (subscription === undefined) return false
+            acked.push(subscription)
+          }
+          for (const subscription of acked) acknowledge(subscription)
+          return true
+        })
+    }
+
+    const scratch = Buffer.allocUnsafe(125)
+    /**
+     * Reads the Acks of subscription chunks (one per chunk per subscriber, most of what a
+     * subscriber sends) as they come off the socket, ahead of `ws`'s parsing: a chunk that holds
+     * only whole Ack frames for known subscriptions, read while ws's receiver is between frames, is
+     * taken here, which spares a parse, a Buffer and a 'message' event per Ack. Anything else goes
+     * to the receiver as is. (ws feeds its receiver with `receiver.write` from the socket's 'data'
+     * events and stops when it closes, so wrapping that one method leaves the rest of ws alone.)
+     */
+    const takeAcksBeforeWs = (
+      ws: WebSocket,
+      betweenLines: () => boolean,
+      take: (requestIds: ReadonlyArray<string>) => boolean
+    ) => {
+      const receiver = (ws as unknown as { readonly _receiver?: WsReceiverState & { write: (chunk: Buffer) => boolean } })
+        ._receiver
+      if (receiver === undefined || !receiverIsIdle(receiver)) return
+      const write = receiver.write
+      receiver.write = function(this: unknown, chunk: Buffer) {
+        if (ws.readyState === 1 && Buffer.isBuffer(chunk) && betweenLines() && receiverIsIdle(receiver)) {
+          const ids = ackFrameRequestIds(chunk, scratch)
+          if (ids !== undefined && take(ids)) return true
+        }
+        return write.call(this, chunk)
+      }
     }
 
     // An authenticated connection closes a second after its token expires: by then its streams
