@@ -35,7 +35,13 @@ import {
   RedisReadRateLimiter,
   RedisSendDeduplicator
 } from "@chatify/adapters/redis"
-import { lockDataDirectory, makeSqliteLogJournal, SqliteHistory, SqliteSendDeduplicator } from "@chatify/adapters/sqlite"
+import {
+  lockDataDirectory,
+  makeSqliteLogJournal,
+  SqliteCheckpointer,
+  SqliteHistory,
+  SqliteSendDeduplicator
+} from "@chatify/adapters/sqlite"
 import type { DependencyUnavailable } from "@chatify/domain"
 import { hostname } from "node:os"
 import { InvalidConfiguration, type ServerConfig } from "./Config.js"
@@ -195,10 +201,14 @@ const DataDirectoryLock = (config: ServerConfig) =>
     )
     : Layer.empty
 
-/** The adapters behind the ports, each picked by its configuration; the data directory locked first. */
+/**
+ * The adapters behind the ports, each picked by its configuration; the data directory locked
+ * first. The SQLite databases of the embedded default (log journal, history, idempotency) share
+ * one checkpoint worker, which starts with the first of them.
+ */
 export const Infrastructure = (config: ServerConfig) =>
   Layer.mergeAll(EventLog(config), History(config), LimitsAndPresence(config)).pipe(
-    Layer.provide(DataDirectoryLock(config))
+    Layer.provide(Layer.merge(DataDirectoryLock(config), SqliteCheckpointer.layer))
   )
 
 /** What every interface needs besides the infrastructure: fan-out, ids, authorization, health. */
