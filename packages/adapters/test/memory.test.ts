@@ -15,15 +15,15 @@ import { readRateLimiterContract } from "./contracts/ReadRateLimiterContract.js"
 import { sendDeduplicatorContract } from "./contracts/SendDeduplicatorContract.js"
 
 rateLimiterContract("in-memory fixed window", {
-  makeLayer: () => MemoryRateLimiter({ limit: 5, windowSeconds: 60 }),
+  makeLayer: (windowSeconds) => MemoryRateLimiter({ limit: 5, windowSeconds }),
   limit: 5,
   windowSeconds: 60,
   advance: (d) => TestClock.adjust(d)
 })
 
 readRateLimiterContract("in-memory fixed window", {
-  makeLayer: () =>
-    Layer.merge(MemoryReadRateLimiter({ limit: 5, windowSeconds: 60 }), MemoryRateLimiter({ limit: 5, windowSeconds: 60 })),
+  makeLayer: (windowSeconds) =>
+    Layer.merge(MemoryReadRateLimiter({ limit: 5, windowSeconds }), MemoryRateLimiter({ limit: 5, windowSeconds })),
   limit: 5,
   windowSeconds: 60,
   advance: (d) => TestClock.adjust(d)

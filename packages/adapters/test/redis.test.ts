@@ -36,14 +36,24 @@ const freshPrefix = () => `chatify-test:${randomUUID()}:`
 const client = (options: Partial<RedisClientOptions> = {}) =>
   RedisClient.layer({ url, keyPrefix: freshPrefix(), connectTimeoutMillis: 500, ...options })
 
-/** A loopback port nothing listens on: bound once by us, then released. */
-const unusedPort = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = address !== null && typeof address === "object" ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
+/**
+ * A port nothing can listen on: a connection to port 0 is refused at once. (A free port grabbed and
+ * released could be taken by anything running meanwhile, and the "unreachable" Redis would answer.)
+ */
+const unusedPort = Effect.succeed(0)
+
+/**
+ * A free loopback port below the kernel's ephemeral range (32768 and up on Linux, 49152 and up on
+ * macOS), for a redis-server of a test's own that is stopped and started again on it: no `listen(0)`
+ * and no outgoing connection of another process is given such a port between the two starts.
+ */
+const restartablePort: Effect.Effect<number> = Effect.suspend(() => {
+  const port = 20_000 + Math.floor(Math.random() * 12_000)
+  return Effect.async<boolean>((resume) => {
+    const server = createServer()
+    server.once("error", () => resume(Effect.succeed(false)))
+    server.listen(port, "127.0.0.1", () => server.close(() => resume(Effect.succeed(true))))
+  }).pipe(Effect.flatMap((free) => (free ? Effect.succeed(port) : restartablePort)))
 })
 
 const unreachable = (port: number) =>
@@ -80,10 +90,11 @@ const captureWarnings = () => {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Port contracts against the real server (real time: windows of 1 s, presence TTL of 1.5 s)
+// Port contracts against the real server (real time: a window of 1 s where one must pass, else an
+// hour; presence TTL of 1.5 s)
 
 rateLimiterContract("redis", {
-  makeLayer: () => RedisRateLimiter({ limit: 5, windowSeconds: 1, failOpen: false }).pipe(Layer.provide(client())),
+  makeLayer: (windowSeconds) => RedisRateLimiter({ limit: 5, windowSeconds, failOpen: false }).pipe(Layer.provide(client())),
   limit: 5,
   windowSeconds: 1,
   advance: (d) => Effect.sleep(d),
@@ -92,10 +103,10 @@ rateLimiterContract("redis", {
 
 // the read and the send limiter on one client and key prefix, as a server runs them
 readRateLimiterContract("redis", {
-  makeLayer: () =>
+  makeLayer: (windowSeconds) =>
     Layer.merge(
-      RedisReadRateLimiter({ limit: 5, windowSeconds: 1, failOpen: false }),
-      RedisRateLimiter({ limit: 5, windowSeconds: 1, failOpen: false })
+      RedisReadRateLimiter({ limit: 5, windowSeconds, failOpen: false }),
+      RedisRateLimiter({ limit: 5, windowSeconds, failOpen: false })
     ).pipe(Layer.provide(client())),
   limit: 5,
   windowSeconds: 1,
@@ -206,7 +217,7 @@ describe("RedisRateLimiter", () => {
 
   it.scopedLive("limits again once Redis comes back after an outage (ioredis reconnects)", () =>
     Effect.gen(function*() {
-      const port = yield* unusedPort
+      const port = yield* restartablePort
       const start = Effect.acquireRelease(
         Effect.sync(() =>
           spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
@@ -339,9 +350,13 @@ describe("RedisPresence", () => {
       }
       expect(bobValue).toBe("pod-b:c2")
 
-      // nobody untracks and nobody asks: the scope's keys vanish on their own
-      yield* Effect.sleep("1200 millis")
-      expect(yield* inspect((redis) => redis.exists(connections, users, userKey))).toBe(0)
+      // nobody untracks and nobody asks: the scope's keys vanish on their own, soon after their TTL
+      const remaining = yield* inspect((redis) => redis.exists(connections, users, userKey)).pipe(
+        Effect.repeat({ until: (n) => n === 0, schedule: Schedule.passthrough(Schedule.spaced("50 millis")) }),
+        Effect.timeout("5 seconds"),
+        Effect.orElseSucceed(() => -1)
+      )
+      expect(remaining).toBe(0)
     }))
 
   it.live("fails with DependencyUnavailable while Redis is unreachable", () =>
@@ -402,9 +417,14 @@ describe("RedisPodRegistry", () => {
           const ttl = yield* inspect((redis) => redis.pttl(key))
           expect(ttl).toBeGreaterThan(2_000)
           expect(ttl).toBeLessThanOrEqual(3_000)
-          // refreshed every ttl/3 = 1 s: after 1.3 s the TTL is back near its full length
-          yield* Effect.sleep("1300 millis")
-          expect(yield* inspect((redis) => redis.pttl(key))).toBeGreaterThan(2_000)
+          // refreshed every ttl/3 = 1 s: the TTL, which only runs down by itself, goes back up to
+          // near its full length before the key would have expired
+          const refreshed = yield* inspect((redis) => redis.pttl(key)).pipe(
+            Effect.repeat({ until: (now) => now > ttl, schedule: Schedule.passthrough(Schedule.spaced("50 millis")) }),
+            Effect.timeout("2500 millis"),
+            Effect.orElseSucceed(() => -1)
+          )
+          expect(refreshed).toBeGreaterThan(2_000)
         })
       )
       expect(yield* inspect((redis) => redis.exists(key))).toBe(0)

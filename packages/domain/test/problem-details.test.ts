@@ -10,6 +10,7 @@ import {
   Problem400,
   Problem401,
   Problem403,
+  Problem409,
   Problem429,
   Problem500,
   Problem503,
@@ -95,17 +96,25 @@ describe("problemOf is total", () => {
 
   it.prop("each error's problem matches the documented HTTP contract schema for its status", { error: ChatError }, ({ error }) => {
     const p = problemOf(error, { instance: "/api/chat/send", correlationId: "c-1" })
-    const contract: Partial<Record<number, Schema.Schema.AnyNoContext>> = {
+    // 404 and 413 are answered outside the chat endpoints (an unknown route, a body over the limit),
+    // so the HttpApi contract has no schema of theirs: they are checked as a ProblemDetails of that status
+    const outsideTheContract = (status: 404 | 413) => Schema.Struct({ ...ProblemDetails.fields, status: Schema.Literal(status) })
+    const contract: Record<number, Schema.Schema.AnyNoContext> = {
       400: Problem400,
       401: Problem401,
       403: Problem403,
+      404: outsideTheContract(404),
+      409: Problem409,
+      413: outsideTheContract(413),
       429: Problem429,
       500: Problem500,
       503: Problem503,
       504: Problem504
     }
+    // every status problemOf answers is in the table: a new one fails here until it is documented
+    expect(Object.keys(contract)).toContain(String(p.status))
     const schema = contract[p.status]
-    if (schema !== undefined) expect(Either.isRight(Schema.decodeUnknownEither(schema)(p))).toBe(true)
+    expect(schema !== undefined && Either.isRight(Schema.decodeUnknownEither(schema)(p))).toBe(true)
   }, { fastCheck: { numRuns: 200 } })
 })
 

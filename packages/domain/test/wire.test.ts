@@ -347,26 +347,35 @@ describe("HistoryCursor", () => {
   )
 
   it.prop(
-    "JSON that is not a position, however well encoded, is rejected without throwing",
+    "JSON that is not a position, however well encoded, is rejected without throwing; a position is read back exactly",
     {
       value: FastCheck.oneof(
         FastCheck.jsonValue(),
         FastCheck.record({ createdAtMs: FastCheck.double(), messageId: FastCheck.string() }),
         FastCheck.record({ createdAtMs: FastCheck.integer(), messageId: FastCheck.integer() }),
-        FastCheck.record({ createdAtMs: FastCheck.string(), messageId: FastCheck.uuid() })
+        FastCheck.record({ createdAtMs: FastCheck.string(), messageId: FastCheck.uuid() }),
+        // positions too, so both outcomes are seen
+        FastCheck.record({
+          createdAtMs: FastCheck.oneof(FastCheck.integer(), FastCheck.maxSafeInteger(), FastCheck.double()),
+          messageId: FastCheck.oneof(FastCheck.uuid(), FastCheck.uuid().map((id) => id.toUpperCase()), FastCheck.string())
+        })
       )
     },
     ({ value }) => {
-      const cursor = Buffer.from(JSON.stringify(value) ?? "null", "utf8").toString("base64url")
+      const json = JSON.stringify(value) ?? "null"
+      const cursor = Buffer.from(json, "utf8").toString("base64url")
       const result = decode(cursor)
-      // Either Left, or (for the rare generated valid position) exactly that position.
-      if (Either.isRight(result)) {
-        expect(Schema.is(HistoryCursorPosition)(result.right)).toBe(true)
-      } else {
-        expect(Either.isLeft(result)).toBe(true)
-      }
+      // what the JSON holds, judged without the schema: an object with an integer createdAtMs and a UUID messageId
+      const parsed: unknown = JSON.parse(json)
+      const isPosition = typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) &&
+        "createdAtMs" in parsed && Number.isSafeInteger(parsed.createdAtMs) &&
+        "messageId" in parsed && typeof parsed.messageId === "string" &&
+        /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu.test(parsed.messageId)
+      expect(result).toEqual(
+        isPosition ? Either.right({ createdAtMs: parsed.createdAtMs, messageId: parsed.messageId }) : Either.left(expect.anything())
+      )
     },
-    { fastCheck: { numRuns: 200 } }
+    { fastCheck: { numRuns: 300 } }
   )
 
   it("specific malformed cursors are Left", () => {

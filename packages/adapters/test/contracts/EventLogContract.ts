@@ -131,17 +131,24 @@ export const eventLogContract = (name: string, options: EventLogContractOptions)
         const producer = yield* ChatEventProducer
         const source = yield* ChatEventSource
         const groupId = group()
-        const scopes = Array.from({ length: 12 }, channel)
+        // four scopes on every partition, so whichever partitions a member owns, it has records to read
+        const scopes: Array<ScopeRef> = []
+        for (let partition = 0; partition < source.partitions; partition++) {
+          while (scopes.filter((s) => partitionForScope(s, source.partitions) === partition).length < 4) {
+            const scope = channel()
+            if (partitionForScope(scope, source.partitions) === partition) scopes.push(scope)
+          }
+        }
         const keys = new Set(scopes.map(scopeKey))
         const a = yield* source.consume({ groupId, startFrom: "committed-or-earliest" })
         const b = yield* source.consume({ groupId, startFrom: "committed-or-earliest" })
         const produced = yield* Effect.forEach(scopes, (s) => producer.produce(eventIn(s, "x")))
-        const seen: Array<LogRecord> = []
-        const collect = (records: Stream.Stream<LogRecord, unknown>) =>
+        const seen: Array<LogRecord & { readonly member: "a" | "b" }> = []
+        const collect = (member: "a" | "b", records: Stream.Stream<LogRecord, unknown>) =>
           Stream.runForEach(Stream.filter(records, (r) => r.key !== null && keys.has(r.key)), (r) =>
-            Effect.sync(() => seen.push(r)))
-        yield* Effect.forkScoped(collect(a.records))
-        yield* Effect.forkScoped(collect(b.records))
+            Effect.sync(() => seen.push({ ...r, member })))
+        yield* Effect.forkScoped(collect("a", a.records))
+        yield* Effect.forkScoped(collect("b", b.records))
         yield* Effect.sync(() => seen.length).pipe(
           Effect.repeat({ until: (n) => n >= produced.length, schedule: Schedule.spaced("20 millis") }),
           Effect.timeout("20 seconds")
@@ -149,5 +156,13 @@ export const eventLogContract = (name: string, options: EventLogContractOptions)
         expect(seen.map((r) => `${r.partition}:${r.offset}`).sort()).toEqual(
           produced.map((p) => `${p.partition}:${p.offset}`).sort()
         )
+        // both members got partitions, and each partition was read by one member only
+        const partitionsOf = (member: "a" | "b") =>
+          new Set(seen.filter((r) => r.member === member).map((r) => r.partition))
+        const [ofA, ofB] = [partitionsOf("a"), partitionsOf("b")]
+        expect(ofA.size).toBeGreaterThan(0)
+        expect(ofB.size).toBeGreaterThan(0)
+        expect([...ofA].filter((partition) => ofB.has(partition))).toEqual([])
+        expect([...ofA, ...ofB].sort()).toEqual(Array.from({ length: source.partitions }, (_, partition) => partition))
       }).pipe(Effect.provide(options.makeLayer())))
   })

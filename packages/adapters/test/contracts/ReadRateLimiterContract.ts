@@ -2,15 +2,15 @@ import { randomUUID } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { RateLimiter, ReadRateLimiter } from "@chatify/core"
-import { rateLimiterContract, type RateLimiterContractOptions } from "./RateLimiterContract.js"
+import { COUNTING_WINDOW_SECONDS, rateLimiterContract, type RateLimiterContractOptions } from "./RateLimiterContract.js"
 
 export interface ReadRateLimiterContractOptions extends Omit<RateLimiterContractOptions, "makeLayer"> {
   /**
-   * The read limiter under test (`limit` reads per `windowSeconds`) together with the send limiter
-   * of the same technology (`limit` sends per `windowSeconds`), sharing whatever they would share in
-   * a server (one Redis and key prefix).
+   * The read limiter under test (`limit` reads per window of the given length) together with the
+   * send limiter of the same technology (`limit` sends per window of that length), sharing whatever
+   * they would share in a server (one Redis and key prefix).
    */
-  readonly makeLayer: () => Layer.Layer<ReadRateLimiter | RateLimiter, unknown>
+  readonly makeLayer: (windowSeconds: number) => Layer.Layer<ReadRateLimiter | RateLimiter, unknown>
 }
 
 /**
@@ -21,7 +21,7 @@ export const readRateLimiterContract = (name: string, options: ReadRateLimiterCo
   rateLimiterContract(`${name} (reads)`, {
     ...options,
     // the read limiter under the RateLimiter tag, for the contract every limiter must meet
-    makeLayer: () => Layer.effect(RateLimiter, ReadRateLimiter).pipe(Layer.provide(options.makeLayer()))
+    makeLayer: (windowSeconds) => Layer.effect(RateLimiter, ReadRateLimiter).pipe(Layer.provide(options.makeLayer(windowSeconds)))
   })
 
   describe(`ReadRateLimiter contract: ${name}`, () => {
@@ -46,6 +46,6 @@ export const readRateLimiterContract = (name: string, options: ReadRateLimiterCo
         const read = yield* Effect.forEach(Array.from({ length: options.limit }), () => reads.checkAndIncrement(bob))
         expect(read.every((d) => d.allowed)).toBe(true)
         expect((yield* reads.checkAndIncrement(bob)).allowed).toBe(false)
-      }).pipe(Effect.provide(options.makeLayer())))
+      }).pipe(Effect.provide(options.makeLayer(COUNTING_WINDOW_SECONDS))))
   })
 }
