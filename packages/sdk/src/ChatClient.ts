@@ -147,6 +147,11 @@ export interface ChatClientOptions {
   readonly attemptTimeout?: Duration.DurationInput | undefined
   /** How many message ids each subscription remembers to drop redeliveries (default 10,000). */
   readonly dedupeCapacity?: number | undefined
+  /**
+   * Whether subscriptions drop redeliveries by messageId (default true). `false` hands on whatever
+   * the server sends: for tests of the server's own no-duplicate guarantee, which the dedupe would hide.
+   */
+  readonly dedupe?: boolean | undefined
   /** RPC headers sent with every call, e.g. `x-correlation-id`. */
   readonly headers?: Readonly<Record<string, string>> | undefined
   /**
@@ -244,6 +249,7 @@ export const makeChatClient = (
   Effect.gen(function*() {
     const reconnect = options.reconnect ?? defaultReconnectSchedule
     const dedupeCapacity = options.dedupeCapacity ?? DEFAULT_DEDUPE_CAPACITY
+    const dedupe = options.dedupe ?? true
     const attemptTimeout = Duration.decode(options.attemptTimeout ?? DEFAULT_ATTEMPT_TIMEOUT)
     const headers = options.headers
     const accessToken = options.accessToken
@@ -370,7 +376,7 @@ export const makeChatClient = (
                 )
               }
               return Effect.sync(() => {
-                if (!seen.firstSeen(item.chatEvent.messageId)) return Option.none()
+                if (dedupe && !seen.firstSeen(item.chatEvent.messageId)) return Option.none()
                 last = positionOf(item)
                 return Option.some(SubscriptionUpdate.Event({ event: item }))
               })

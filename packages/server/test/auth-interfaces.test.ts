@@ -3,7 +3,7 @@ import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Logger, LogLevel, Option, Stream } from "effect"
 import { withCallerFields } from "../src/Logging.js"
-import { SignJWT } from "jose"
+import { decodeJwt, SignJWT } from "jose"
 import { WebSocket } from "ws"
 import { ChatRpcs, directMessageScopeId, ProblemDetails } from "@chatify/domain"
 import { Schema } from "effect"
@@ -113,8 +113,11 @@ describe("authentication on the interfaces", () => {
       expect((yield* Effect.flip(carol.History(dm)))._tag).toBe("Forbidden")
       expect((yield* Effect.flip(carol.Presence(dm)))._tag).toBe("Forbidden")
       expect((yield* Effect.flip(Stream.runDrain(carol.Subscribe(dm))))._tag).toBe("Forbidden")
-      // a DM id that is not canonical (unsorted) names no conversation: nobody may use it
-      expect((yield* Effect.flip(alice.Send({ scopeType: 1, scopeId: "dm:bob:alice", text: "x" })))._tag).toBe("Forbidden")
+      // a DM id that is not canonical (unsorted) names no conversation: nobody may use it, and the
+      // refusal names the canonical id (issue 15: was a Forbidden that did not say why)
+      const unsorted = yield* Effect.flip(alice.Send({ scopeType: 1, scopeId: "dm:bob:alice", text: "x" }))
+      expect(unsorted._tag).toBe("ValidationError")
+      if (unsorted._tag === "ValidationError") expect(unsorted.errors[0].message).toContain(`"dm:alice:bob"`)
 
       const rest = yield* Effect.promise(async () =>
         (await fetch(`${server.httpUrl}/api/chat/scopes/1/${encodeURIComponent(dm.scopeId)}/history`, {
@@ -141,17 +144,28 @@ describe("authentication on the interfaces", () => {
       expect(ended._tag === "Unauthenticated" ? ended.message : "").toContain("expired")
     }).pipe(quiet))
 
-  it.scopedLive("the socket of an expired token is closed by the server", () =>
+  it.scopedLive("the socket of an expired token is closed by the server, once the token has expired", () =>
     Effect.gen(function*() {
       const server = yield* startTestServer({ config: { auth: Option.some(auth) } })
-      const token = yield* tokenFor("alice", 1)
-      const closedAfterMs = yield* Effect.async<number>((resume) => {
-        const opened = Date.now()
+      const token = yield* tokenFor("alice", 3)
+      const { exp } = decodeJwt(token)
+      expect(exp).toBeDefined()
+      const expiresAtMs = (exp ?? 0) * 1000
+      // a refused upgrade fires close as well: the socket must have opened, and closed normally
+      const closed = yield* Effect.async<{ readonly opened: boolean; readonly code: number; readonly atMs: number }>((resume) => {
+        let opened = false
         const socket = new WebSocket(`${server.wsUrl}?access_token=${token}`)
-        socket.on("close", () => resume(Effect.succeed(Date.now() - opened)))
+        socket.on("open", () => {
+          opened = true
+        })
+        socket.on("close", (code) => resume(Effect.succeed({ opened, code, atMs: Date.now() })))
         socket.on("error", () => undefined)
       }).pipe(Effect.timeout("10 seconds"))
-      expect(closedAfterMs).toBeLessThan(5_000)
+      expect(closed.opened).toBe(true)
+      expect(closed.code).toBe(1000)
+      // not before the token's expiry (the server closes a second after it), and not long after
+      expect(closed.atMs).toBeGreaterThanOrEqual(expiresAtMs)
+      expect(closed.atMs - expiresAtMs).toBeLessThan(3_000)
     }).pipe(quiet))
 })
 

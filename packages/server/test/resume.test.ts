@@ -55,21 +55,34 @@ describe("subscribe with resume", () => {
       const lastSeen = before[3]!
 
       const received = yield* Ref.make<ReadonlyArray<EnrichedChatEvent>>([])
-      const live = yield* Deferred.make<void>()
+      const subscribed = yield* Deferred.make<void>()
       const subscriber = yield* subscribeStream(scope, lastSeen).pipe(
         Stream.tap((item) =>
-          "_tag" in item ? Deferred.succeed(live, undefined) : Ref.update(received, (all) => [...all, item])
+          "_tag" in item ? Deferred.succeed(subscribed, undefined) : Ref.update(received, (all) => [...all, item])
         ),
         Stream.provideService(CurrentUser, { userId: "bob", connectionId: "c-bob" }),
         Stream.runDrain,
         Effect.forkScoped
       )
-      // the history writer is not running, so the subscription cannot have replayed anything yet
+      // a live-only subscriber on the same scope: once it has the "during" events, the fan-out has
+      // offered them to the resuming subscriber as well
+      const witnessSubscribed = yield* Deferred.make<void>()
+      const witness = yield* subscribeStream(scope, undefined).pipe(
+        Stream.tap((item) => "_tag" in item ? Deferred.succeed(witnessSubscribed, undefined) : Effect.void),
+        Stream.filter((item): item is EnrichedChatEvent => !("_tag" in item)),
+        Stream.take(5),
+        Stream.provideService(CurrentUser, { userId: "carol", connectionId: "c-carol" }),
+        Stream.runCollect,
+        Effect.forkScoped
+      )
+      // Subscribed comes after the subscriber joined the fan-out: the "during" events reach it live
+      yield* Effect.all([Deferred.await(subscribed), Deferred.await(witnessSubscribed)]).pipe(Effect.timeout("10 seconds"))
       const during = yield* produce(5, "during")
+      yield* Fiber.join(witness).pipe(Effect.timeout("10 seconds"))
+      // the history writer is not running, so the gap cannot be replayed: the live events are held back
       expect(yield* Ref.get(received)).toEqual([])
 
       yield* Effect.forkScoped(historyWriter)
-      yield* Deferred.await(live)
       const after = yield* produce(5, "after")
       const expected = [...before.slice(4), ...during, ...after].map((p) => p.offset)
       yield* Ref.get(received).pipe(
