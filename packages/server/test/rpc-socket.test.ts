@@ -106,13 +106,15 @@ describe("the /rpc fast paths write what RpcServer would", () => {
     "a socket read of whole Ack frames gives their ids, in order; any other read (another message, a control frame, a fragment, a cut frame) is left to ws",
     { frames, cut: fc.nat() },
     ({ cut, frames }) => {
-      const chunk = Buffer.concat(frames.map((f) => clientFrame(f.ack ? ackLine(f.id) : Buffer.from(f.other), f.mask, f.opcode, f.fin)))
+      const encoded = frames.map((f) => clientFrame(f.ack ? ackLine(f.id) : Buffer.from(f.other), f.mask, f.opcode, f.fin))
+      const chunk = Buffer.concat(encoded)
       const allAcks = frames.every((f) => f.ack && f.opcode === 1 && f.fin)
       const scratch = Buffer.alloc(125)
       expect(ackFrameRequestIds(chunk, scratch)).toEqual(allAcks ? frames.map((f) => f.id) : undefined)
       // a read that ends inside a frame is never taken
+      const boundaries = new Set(encoded.map((_, i) => encoded.slice(0, i + 1).reduce((sum, frame) => sum + frame.length, 0)))
       const end = cut % chunk.length
-      if (end > 0) expect(ackFrameRequestIds(chunk.subarray(0, end), scratch)).toBeUndefined()
+      if (end > 0 && !boundaries.has(end)) expect(ackFrameRequestIds(chunk.subarray(0, end), scratch)).toBeUndefined()
     },
     { fastCheck: { numRuns: 1000 } }
   )
