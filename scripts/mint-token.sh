@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prints a development access token for a user, signed with CHATIFY__AUTH__HS256SECRET (and with
-# CHATIFY__AUTH__ISSUER / __AUDIENCE when set), valid for ttl-seconds (default 3600).
+# CHATIFY__AUTH__ISSUER / __AUDIENCE when set), valid for ttl-seconds (default 3600; 0 or negative
+# mints an already expired token). --help explains, with the server's clock skew.
 #   CHATIFY__AUTH__HS256SECRET=… ./scripts/mint-token.sh alice [ttl-seconds]
 set -euo pipefail
 source "$(dirname "$0")/lib/setup.sh"

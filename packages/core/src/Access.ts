@@ -1,6 +1,6 @@
 import { Effect, Layer, Option } from "effect"
 import { ChatPolicy, CurrentUser, type Identity, ScopeAuthorizer, type ScopeAction } from "./Ports.js"
-import { directMessageMembers, Forbidden, type ScopeRef, ScopeTypes, validateScopeId } from "@chatify/domain"
+import { directMessageMembers, Forbidden, type ScopeRef, ScopeTypes, validateScope } from "@chatify/domain"
 
 /**
  * The default rule: every identity may use a channel; a direct-message scope only its two members,
@@ -33,7 +33,7 @@ export const checkScopeAccess = (
 export const authorizeScope = (scope: ScopeRef, action: ScopeAction) =>
   Effect.gen(function*() {
     const limits = yield* ChatPolicy
-    yield* validateScopeId(limits, scope.scopeId)
+    yield* validateScope(limits, scope)
     const identity = yield* CurrentUser
     yield* checkScopeAccess(yield* ScopeAuthorizer, identity, scope, action)
     return identity

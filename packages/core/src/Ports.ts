@@ -11,6 +11,7 @@ import type {
   StreamPosition,
   Timeout
 } from "@chatify/domain"
+import { CurrentUser, type Identity } from "@chatify/domain"
 
 /** Mints message ids (UUID v7: time-ordered, so history clustering stays local). */
 export class IdGenerator extends Context.Tag("chatify/IdGenerator")<IdGenerator, {
@@ -198,19 +199,8 @@ export class LocalFanout extends Context.Tag("chatify/LocalFanout")<LocalFanout,
   readonly subscriberCount: Effect.Effect<number>
 }>() {}
 
-/** The identity of the caller, established by the interface (anonymous or from a token). */
-export interface Identity {
-  readonly userId: string
-  readonly connectionId: string
-  /** When the credentials behind this identity stop being valid (epoch ms); live subscriptions end then. */
-  readonly expiresAtMs?: number | undefined
-  /**
-   * Whom the rate limit counts this caller as, when not `userId`: an anonymous caller is a new
-   * identity per request or connection, so it is counted by its client address instead.
-   */
-  readonly rateLimitKey?: string | undefined
-}
-export class CurrentUser extends Context.Tag("chatify/CurrentUser")<CurrentUser, Identity>() {}
+/** The caller (declared in the domain, where the HTTP API's Authentication middleware provides it). */
+export { CurrentUser, type Identity }
 
 export type ScopeAction = "send" | "subscribe" | "read"
 

@@ -1,9 +1,14 @@
 import { Either, ParseResult, Schema } from "effect"
 
+/** What a request with another scopeType is told. */
+export const SCOPE_TYPE_MESSAGE = "must be 0 (channel) or 1 (direct message)"
+
 /** 0 = Channel, 1 = DirectMessage — the numeric wire values of the original ChatScopeTypeEnum. */
 export const ChatScopeType = Schema.Literal(0, 1).annotations({
   identifier: "ChatScopeType",
-  description: "0 = Channel, 1 = DirectMessage"
+  description: "0 = Channel, 1 = DirectMessage",
+  // one message for the union, instead of one "Expected 0 … Expected 1 …" per member
+  message: () => ({ message: SCOPE_TYPE_MESSAGE, override: true })
 })
 export type ChatScopeType = typeof ChatScopeType.Type
 

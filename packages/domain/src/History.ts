@@ -37,8 +37,17 @@ export const HistoryCursor = Schema.transformOrFail(Schema.String, HistoryCursor
   encode: (position) => ParseResult.succeed(base64url.encode(JSON.stringify(position)))
 }).annotations({ identifier: "HistoryCursor", description: "opaque cursor returned as nextCursor" })
 
+const historyLimitMessage = () => ({ message: `must be an integer between 1 and ${MAX_HISTORY_PAGE}`, override: true })
+
 export const HistoryLimit = Schema.Int.pipe(Schema.between(1, MAX_HISTORY_PAGE)).annotations({
-  identifier: "HistoryLimit"
+  identifier: "HistoryLimit",
+  message: historyLimitMessage
+})
+
+/** A page size as a query string (`?limit=`): one message for text that is no number and for one out of range. */
+export const HistoryLimitFromString = Schema.compose(Schema.NumberFromString, HistoryLimit).annotations({
+  message: historyLimitMessage,
+  description: `Page size: an integer from 1 to ${MAX_HISTORY_PAGE} (default ${DEFAULT_HISTORY_PAGE})`
 })
 
 /** A page of a scope's history, newest first; nextCursor is absent on the last page. */

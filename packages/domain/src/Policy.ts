@@ -1,5 +1,6 @@
-import { Either, Schema } from "effect"
-import type { ChatScopeType } from "./ChatEvent.js"
+import { Either, Option, Schema } from "effect"
+import { type ChatScopeType, type ScopeRef, ScopeTypes } from "./ChatEvent.js"
+import { canonicalDirectMessageScopeId, DIRECT_MESSAGE_PREFIX, looksLikeDirectMessageScopeId } from "./DirectMessages.js"
 import { type FieldError, ValidationError } from "./Errors.js"
 
 /** The limits of the original ChatDomainPolicy; configuration with these defaults. */
@@ -53,6 +54,44 @@ const checkId = (field: string, value: string, maxLength: number): ReadonlyArray
   return []
 }
 
+/**
+ * What the scope type says of the id: a channel id never starts with `dm:` (in any case), so no
+ * channel can pass for a direct message; a direct-message id that starts with `dm:` is the
+ * canonical one (directMessageScopeId), or the caller is told which one that is. Other ids of
+ * scopeType 1 are left to the ScopeAuthorizer (the default one admits only canonical DM ids).
+ */
+const checkScopeKind = (scopeType: ChatScopeType, scopeId: string): ReadonlyArray<FieldError> => {
+  const field = "scopeId"
+  if (scopeType === ScopeTypes.Channel) {
+    return looksLikeDirectMessageScopeId(scopeId)
+      ? [{
+        field,
+        message: `must not start with "${DIRECT_MESSAGE_PREFIX}" for a channel (scopeType 0): ` +
+          "that prefix is reserved for direct messages (scopeType 1)"
+      }]
+      : []
+  }
+  if (!scopeId.startsWith(DIRECT_MESSAGE_PREFIX)) return []
+  return Option.match(canonicalDirectMessageScopeId(scopeId), {
+    onNone: () => [{
+      field,
+      message: `must be a direct-message id "${DIRECT_MESSAGE_PREFIX}{member}:{member}" (each member percent-encoded)`
+    }],
+    onSome: (canonical) =>
+      canonical === scopeId ? [] : [{
+        field,
+        message: `must be the canonical direct-message id ${JSON.stringify(canonical)} ` +
+          "(the two members sorted, each percent-encoded; see directMessageScopeId)"
+      }]
+  })
+}
+
+/** A scope id and what its type says of it (checkScopeKind). */
+const checkScope = (scopeType: ChatScopeType, scopeId: string, maxLength: number): ReadonlyArray<FieldError> => {
+  const id = checkId("scopeId", scopeId, maxLength)
+  return id.length > 0 ? id : checkScopeKind(scopeType, scopeId)
+}
+
 const checkText = (value: string, limits: PolicyLimits): ReadonlyArray<FieldError> => {
   const field = "text"
   if (value.length === 0) return [{ field, message: "must not be empty" }]
@@ -95,7 +134,7 @@ export const validateSend = <A extends SendCandidate>(
 ): Either.Either<A, ValidationError> =>
   collect(candidate, [
     ...checkId("senderId", candidate.senderId, limits.maxIdLength),
-    ...checkId("scopeId", candidate.scopeId, limits.maxIdLength),
+    ...checkScope(candidate.scopeType, candidate.scopeId, limits.maxIdLength),
     ...checkText(candidate.text, limits),
     ...checkId("originPodId", candidate.originPodId, limits.maxIdLength),
     ...(candidate.clientMessageId === undefined
@@ -106,6 +145,10 @@ export const validateSend = <A extends SendCandidate>(
 /** Scope ids on their own (subscribe, history, presence) follow the same rule as in a send. */
 export const validateScopeId = (limits: PolicyLimits, scopeId: string): Either.Either<string, ValidationError> =>
   collect(scopeId, checkId("scopeId", scopeId, limits.maxIdLength))
+
+/** A scope on its own (subscribe, history, presence): its id, and what its type says of it, as in a send. */
+export const validateScope = <A extends ScopeRef>(limits: PolicyLimits, scope: A): Either.Either<A, ValidationError> =>
+  collect(scope, checkScope(scope.scopeType, scope.scopeId, limits.maxIdLength))
 
 export const isValidId = (limits: PolicyLimits, value: string): boolean =>
   checkId("id", value, limits.maxIdLength).length === 0

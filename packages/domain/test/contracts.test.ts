@@ -75,8 +75,11 @@ describe("ChatApi OpenAPI document", () => {
   const contentTypes = (path: string, method: "get" | "post", status: number): ReadonlyArray<string> =>
     Object.keys(operation(path, method).responses[status]?.content ?? {})
 
-  it("documents exactly POST /api/chat/send and GET …/history and …/presence", () => {
-    expect(Object.keys(spec.paths).sort()).toEqual([send, history, presence].sort())
+  // the probes are documented too (issue 15): GET /health/live, /health/startup, /health/ready
+  const probes = ["/health/live", "/health/startup", "/health/ready"]
+
+  it("documents exactly POST /api/chat/send and GET …/history and …/presence, and the /health/* probes", () => {
+    expect(Object.keys(spec.paths).sort()).toEqual([send, history, presence, ...probes].sort())
     expect(Object.keys(spec.paths[send] ?? {}).filter((k) => k === "get" || k === "post")).toEqual(["post"])
     expect(Object.keys(spec.paths[history] ?? {}).filter((k) => k === "get" || k === "post")).toEqual(["get"])
     expect(Object.keys(spec.paths[presence] ?? {}).filter((k) => k === "get" || k === "post")).toEqual(["get"])
@@ -147,5 +150,43 @@ describe("ChatApi OpenAPI document", () => {
         })
       }
     }
+  })
+})
+
+describe("ChatApi OpenAPI document for Swagger UI (issue 15)", () => {
+  const spec = OpenApi.fromApi(ChatApi)
+  const chatOperations = [
+    spec.paths["/api/chat/send"]?.post,
+    spec.paths["/api/chat/scopes/{scopeType}/{scopeId}/history"]?.get,
+    spec.paths["/api/chat/scopes/{scopeType}/{scopeId}/presence"]?.get
+  ]
+
+  it("declares a bearer (JWT) security scheme that every chat operation uses, so /docs has an Authorize button", () => {
+    expect(spec.components.securitySchemes["bearer"]).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" })
+    for (const operation of chatOperations) {
+      expect(operation?.security).toEqual([{ bearer: [] }])
+      expect(Object.keys(operation?.responses ?? {})).toContain("401")
+    }
+  })
+
+  it("documents scopeType as the enum 0 / 1, in the path and in the body", () => {
+    for (const operation of chatOperations.slice(1)) {
+      const scopeType = operation?.parameters.find((p) => p.name === "scopeType")
+      expect(scopeType?.schema).toMatchObject({ type: "string", enum: ["0", "1"] })
+      expect(scopeType?.description).toContain("0 = Channel, 1 = DirectMessage")
+    }
+    expect(spec.components.schemas["ChatScopeType"]).toMatchObject({ type: "number", enum: [0, 1] })
+  })
+
+  it("documents /health/live, /health/startup and /health/ready with their report, without security", () => {
+    for (const probe of ["live", "startup", "ready"]) {
+      const operation = spec.paths[`/health/${probe}`]?.get
+      expect(operation, probe).toBeDefined()
+      expect(operation?.security).toEqual([])
+      expect(JSON.stringify(operation?.responses[200])).toContain("#/components/schemas/HealthReport")
+      expect(operation?.responses[400]).toBeUndefined()
+    }
+    expect(Object.keys(spec.paths["/health/ready"]?.get?.responses ?? {}).sort()).toEqual(["200", "503"])
+    expect(spec.components.schemas["HealthReport"]).toBeDefined()
   })
 })

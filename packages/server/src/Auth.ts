@@ -1,6 +1,6 @@
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Clock, Config, ConfigError, Context, Data, Effect, Either, Layer, Option, Redacted } from "effect"
-import { createPublicKey, type KeyObject } from "node:crypto"
+import { createHmac, createPublicKey, type KeyObject, randomBytes } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { createLocalJWKSet, errors as joseErrors, type JWTPayload, jwtVerify } from "jose"
 import type { Identity } from "@chatify/core"
@@ -21,29 +21,61 @@ export class Authenticator extends Context.Tag("chatify/Authenticator")<Authenti
   /**
    * `bearer` is the raw token from `Authorization: Bearer …`, or on a WebSocket upgrade (/rpc,
    * /hubs/chat) the `access_token` query parameter. `clientAddress` (see ClientAddresses) is whom
-   * an anonymous caller's rate limit counts.
+   * an anonymous caller's rate limit counts. `anonymousClient` is the client an anonymous identity
+   * stands for when that is not the connection (REST: `address:{clientAddress}`); see
+   * AnonymousAuthenticator.
    */
   readonly authenticate: (
     bearer: string | undefined,
     connectionId: string,
-    clientAddress?: string
+    clientAddress?: string,
+    anonymousClient?: string
   ) => Effect.Effect<Principal, Unauthenticated>
 }>() {}
 
+/** `anon_` and 20 hex digits: every anonymous identity, on every interface. */
+export const ANONYMOUS_USER_ID = /^anon_[0-9a-f]{20}$/u
+
 /**
- * The original design's behaviour without authentication: `anon_{connectionId}`. Every request or
- * connection is a new identity, so the rate limit counts anonymous callers by their address.
+ * The anonymous user id of a client: `anon_` and 20 hex digits of an HMAC-SHA256 of the client
+ * (a connection id, `address:{ip}`) under a key of this process, so the id is stable for the
+ * process's life and never reveals the address it stands for (a plain hash of an IPv4 address is
+ * undone by trying all 2^32).
  */
-export const AnonymousAuthenticator = Layer.succeed(Authenticator, {
-  enabled: false,
-  authenticate: (_bearer, connectionId, clientAddress) =>
-    Effect.succeed({
-      userId: `anon_${connectionId}`,
-      connectionId,
-      expiresAtMs: undefined,
-      rateLimitKey: clientAddress === undefined ? undefined : `address:${clientAddress}`
-    })
+export const makeAnonymousUserId = (key: Uint8Array) => (client: string): string =>
+  `anon_${createHmac("sha256", key).update(client).digest("hex").slice(0, 20)}`
+
+/**
+ * Without authentication (as the original design) every caller is anonymous, one identity per
+ * client, in one format on every interface (`anon_` + 20 hex digits, see makeAnonymousUserId):
+ * - /rpc and /hubs/chat: per connection, as SignalR's groups and the original's `anon_{connectionId}`
+ *   (a reconnect is a new identity);
+ * - REST: per client address (as ClientAddresses resolves it, behind trusted proxies too), as
+ *   REST has no connection of its own and cookies are not used; clients behind one NAT or an
+ *   untrusted proxy share one identity, as they share one rate limit. Per process: another pod, or
+ *   a restart, gives another id.
+ * The rate limit counts anonymous callers by their address on every interface.
+ */
+export const AnonymousAuthenticator = Layer.sync(Authenticator, () => {
+  const anonymousUserId = makeAnonymousUserId(randomBytes(32))
+  return {
+    enabled: false,
+    authenticate: (_bearer, connectionId, clientAddress, anonymousClient) =>
+      Effect.succeed({
+        userId: anonymousUserId(anonymousClient ?? `connection:${connectionId}`),
+        connectionId,
+        expiresAtMs: undefined,
+        rateLimitKey: clientAddress === undefined ? undefined : `address:${clientAddress}`
+      })
+  }
 })
+
+/**
+ * RFC 6750 §3 `WWW-Authenticate` of a 401: `error="invalid_token"` only when a bearer token was
+ * sent and refused; a request that sent none gets the plain challenge (§3.1).
+ */
+export const bearerChallenge = (bearer: string | undefined): string =>
+  bearer !== undefined && bearer.length > 0 ? `Bearer error="invalid_token"` : "Bearer"
 
 /** The token of an `Authorization: Bearer …` header; "" for any other scheme (so it is refused). */
 export const bearerOfHeader = (header: string): string => /^Bearer\s+(\S+)\s*$/iu.exec(header)?.[1] ?? ""

@@ -5,9 +5,10 @@ import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Cause, Effect, Option, Schema } from "effect"
-import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage } from "@chatify/core"
+import { Cause, Effect, Layer, Option, Schema } from "effect"
+import { CorrelationId, readHistory, readPresence, sendMessage } from "@chatify/core"
 import {
+  Authentication,
   ChatApi,
   type ChatError,
   NotFound,
@@ -17,7 +18,7 @@ import {
   Unexpected,
   ValidationError
 } from "@chatify/domain"
-import { Authenticator, bearerOf, hasQueryAccessToken, pathOf, withoutQueryAccessToken } from "./Auth.js"
+import { Authenticator, bearerChallenge, bearerOf, hasQueryAccessToken, pathOf, withoutQueryAccessToken } from "./Auth.js"
 import { ClientAddresses } from "./ClientAddress.js"
 import { bodyTooLarge, Limits } from "./Limits.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
@@ -31,7 +32,11 @@ const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
 export const acceptedCorrelationId = (value: string | undefined): string | undefined =>
   value !== undefined && validCorrelationId.test(value) ? value : undefined
 
-/** The ProblemDetails response of a typed error, with Retry-After for rate limits. */
+/**
+ * The ProblemDetails response of a typed error, with Retry-After for rate limits and the plain
+ * `WWW-Authenticate: Bearer` challenge for a 401 (ProblemAndCorrelationMiddleware makes it
+ * `error="invalid_token"` when the request sent a token).
+ */
 export const problemResponse = (error: ChatError, instance: string, correlationId: string | undefined) => {
   const problem = problemOf(error, { instance, correlationId })
   return HttpServerResponse.unsafeJson(problem, {
@@ -40,7 +45,7 @@ export const problemResponse = (error: ChatError, instance: string, correlationI
     headers: error._tag === "RateLimited"
       ? { "retry-after": String(error.retryAfterSeconds) }
       : error._tag === "Unauthenticated"
-      ? { "www-authenticate": `Bearer error="invalid_token"` }
+      ? { "www-authenticate": bearerChallenge(undefined) }
       : {}
   })
 }
@@ -132,7 +137,11 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
         Effect.provideService(HttpServerRequest.HttpServerRequest, withoutTokenInUrl(request)),
         Effect.annotateLogs({ correlationId })
       )
-      const withCorrelation = HttpServerResponse.setHeader(response, CORRELATION_HEADER, correlationId)
+      // RFC 6750 §3: every 401 challenges; error="invalid_token" only for a token that was sent (§3.1)
+      const challenged = response.status === 401
+        ? HttpServerResponse.setHeader(response, "www-authenticate", bearerChallenge(bearerOf(request)))
+        : response
+      const withCorrelation = HttpServerResponse.setHeader(challenged, CORRELATION_HEADER, correlationId)
       // once the pod is leaving (SIGTERM), clients move to another pod instead of reusing this connection
       return (yield* gate.phase) !== "serving" ? HttpServerResponse.setHeader(withCorrelation, "connection", "close") : withCorrelation
     }),
@@ -163,26 +172,53 @@ const restBearerOf = (
     : Effect.succeed(bearer)
 }
 
-/** REST handlers of the HttpApi contract: the same use cases as /rpc, errors rendered as ProblemDetails. */
-export const ChatApiHandlers = HttpApiBuilder.group(ChatApi, "chat", (handlers) =>
+/**
+ * The REST caller, before anything of the request is decoded (HttpApi runs the middleware first):
+ * with authentication on, a request without a valid token is a 401 whatever its body or query.
+ * Anonymous callers are one identity per client address (see AnonymousAuthenticator).
+ */
+export const AuthenticationLive = Layer.effect(
+  Authentication,
   Effect.gen(function*() {
     const identities = yield* Identities
     const authenticator = yield* Authenticator
     const clientAddresses = yield* ClientAddresses
+    return Authentication.of({
+      // the token as HttpApiSecurity reads it cannot tell a missing header from another scheme, nor
+      // see a misplaced access_token: the request says
+      bearer: (_token) =>
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const clientAddress = clientAddresses.of(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"])
+          const bearer = yield* restBearerOf(request, authenticator.enabled)
+          const requestId = yield* identities.newConnectionId
+          return yield* authenticator.authenticate(
+            bearer,
+            requestId,
+            clientAddress,
+            clientAddress === undefined ? undefined : `address:${clientAddress}`
+          )
+        }).pipe(
+          Effect.catchAll((error) =>
+            Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+              Effect.flatMap(CorrelationId, (correlationId) =>
+                Effect.fail({ ...problemOf(error, { instance: pathOf(request.url), correlationId }), status: 401 as const })))
+          )
+        )
+    })
+  })
+)
+
+/** REST handlers of the HttpApi contract: the same use cases as /rpc, errors rendered as ProblemDetails. */
+export const ChatApiHandlers = HttpApiBuilder.group(ChatApi, "chat", (handlers) =>
+  Effect.gen(function*() {
     const gate = yield* ShutdownGate
-    const respond = <A, R>(effect: Effect.Effect<A, ChatError, R | CurrentUser>) =>
+    const respond = <A, R>(effect: Effect.Effect<A, ChatError, R>) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const correlationId = yield* CorrelationId
         const instance = pathOf(request.url)
-        const clientAddress = clientAddresses.of(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"])
-        return yield* restBearerOf(request, authenticator.enabled).pipe(
-          Effect.flatMap((bearer) =>
-            Effect.flatMap(identities.newConnectionId, (id) => authenticator.authenticate(bearer, id, clientAddress))
-          ),
-          Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
-          Effect.catchAll((error) => Effect.succeed(problemResponse(error, instance, correlationId)))
-        )
+        return yield* Effect.catchAll(effect, (error) => Effect.succeed(problemResponse(error, instance, correlationId)))
       })
     return handlers
       .handle("send", ({ payload }) => respond(gate.track(sendMessage(payload))))

@@ -1,11 +1,12 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Duration, Effect, Layer, Option } from "effect"
 import { createServer, type IncomingMessage, type Server as NodeHttpServerType, type ServerResponse } from "node:http"
 import { ChatApi } from "@chatify/domain"
 import type { ServerConfig } from "./Config.js"
 import { HealthRoutes } from "./Health.js"
-import { ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
+import { AuthenticationLive, ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
 import { ChatRpcHandlers } from "./Rpc.js"
 import { HttpConnections, ShutdownGate } from "./Runtime.js"
 import { Consumers, ServerServices } from "./Services.js"
@@ -19,7 +20,8 @@ import { SignalRHubRoutes } from "./signalr/index.js"
 const RpcRoute = layerRpcSocket().pipe(Layer.provide(ChatRpcHandlers))
 
 const ApiRoutes = HttpLayerRouter.addHttpApi(ChatApi, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide(ChatApiHandlers)
+  Layer.provide(ChatApiHandlers),
+  Layer.provide(AuthenticationLive)
 )
 
 /**
@@ -131,6 +133,28 @@ const answerWhileNotServing = (server: NodeHttpServerType) => {
     response.end(JSON.stringify(body))
     request.resume()
   }
+}
+
+const LISTEN_FAILURES: Record<string, string> = {
+  EADDRINUSE: "is already in use (EADDRINUSE): another process listens there; stop it, or set PORT to another port (0 picks a free one)",
+  EACCES: "may not be bound by this user (EACCES): ports below 1024 need privileges; set PORT to 1024 or above",
+  EADDRNOTAVAIL: "is not an address of this machine (EADDRNOTAVAIL): set HOST to one of its addresses, or 0.0.0.0"
+}
+
+/**
+ * The one line a failure to listen is reported with (`PORT: 0.0.0.0:8080 is already in use
+ * (EADDRINUSE): …`), naming the address and the system's code; undefined for any other error.
+ */
+export const listenFailureMessage = (
+  error: unknown,
+  address: { readonly host: string; readonly port: number }
+): string | undefined => {
+  if (!(error instanceof HttpServerError.ServeError)) return undefined
+  const cause: unknown = error.cause
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined
+  if (typeof code !== "string") return undefined
+  const what = LISTEN_FAILURES[code] ?? `cannot be listened on (${code})`
+  return `${code === "EADDRNOTAVAIL" ? "HOST" : "PORT"}: ${address.host}:${address.port} ${what}`
 }
 
 /**

@@ -3,7 +3,7 @@ import { Cause, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
 import { withCallerFields } from "./Logging.js"
 import { ShutdownGate } from "./Runtime.js"
-import { ChatServer, NodeServer } from "./Server.js"
+import { ChatServer, listenFailureMessage, NodeServer } from "./Server.js"
 
 const SERVICE = "chatify-chat-api"
 
@@ -19,14 +19,17 @@ const SkipDrainDelayOnCtrlC = Layer.effectDiscard(
     }))
 )
 
+let listenAddress: { readonly host: string; readonly port: number } | undefined
+
 const program = Effect.gen(function*() {
   const config = yield* loadServerConfig
+  listenAddress = { host: config.host, port: config.port }
   yield* Effect.logInfo(
     `Starting on ${config.host}:${config.port} as pod ${config.podId} (embedded broker, data in ${config.dataDirectory})`
   )
   if (Option.isNone(config.auth)) {
     yield* Effect.logWarning(
-      "No authentication is configured (CHATIFY__AUTH__*): every connection gets an anonymous identity"
+      "No authentication is configured (CHATIFY__AUTH__*): every caller is anonymous (one identity per connection, per client address on REST)"
     )
   }
   return yield* Layer.launch(
@@ -37,9 +40,14 @@ const program = Effect.gen(function*() {
 }).pipe(
   Effect.tapErrorCause((cause) =>
     Cause.failureOption(cause).pipe(
-      Option.filter((error) => error._tag === "InvalidConfiguration"),
+      Option.flatMap((error): Option.Option<string> =>
+        error._tag === "InvalidConfiguration"
+          ? Option.some(error.message)
+          : Option.fromNullable(listenAddress === undefined ? undefined : listenFailureMessage(error, listenAddress))
+      ),
       Option.match({
-        onSome: (error) => Effect.logError(error.message),
+        // one line that says what to do, without a stack trace
+        onSome: (message) => Effect.logError(message),
         onNone: () => Effect.logError("Chatify stopped on an error", cause)
       })
     )

@@ -217,7 +217,10 @@ describe("SignalR hub with the official client", () => {
       const scopeId = room()
       yield* client.invoke("JoinScopeAsync", scopeId)
       const sent = yield* send(client, scopeId, "v0")
-      expect(sent.chatEvent.senderId).toBe(`anon_${client.connection.connectionId}`)
+      // one anonymous identity per connection, in the format of every interface (issue 15); no
+      // longer the connection id itself, which SignalR shares with other parties
+      expect(sent.chatEvent.senderId).toMatch(/^anon_[0-9a-f]{20}$/u)
+      expect(sent.chatEvent.senderId).not.toContain(client.connection.connectionId ?? "none")
       expect(yield* client.nextText).toBe("v0")
     }).pipe(quiet))
 

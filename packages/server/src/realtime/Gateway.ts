@@ -10,7 +10,7 @@ import { STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
 import { type ChatError, PROBLEM_CONTENT_TYPE, problemOf, RateLimited } from "@chatify/domain"
-import { bearerOfHeader } from "../Auth.js"
+import { bearerChallenge, bearerOfHeader } from "../Auth.js"
 import { acceptedCorrelationId, CORRELATION_HEADER } from "../Http.js"
 import { ClientAddresses } from "../ClientAddress.js"
 import { Limits, tooManyConnections } from "../Limits.js"
@@ -53,14 +53,17 @@ export class WebSocketGateway extends Context.Tag("@chatify/server/WebSocketGate
   readonly dispatch: (request: IncomingMessage, socket: Duplex, head: Buffer) => boolean
 }>() {}
 
-/** Writes a ProblemDetails response on a socket that was never upgraded, then ends it. */
-const writeProblem = (socket: Duplex, error: ChatError, instance: string, correlationId: string) => {
+/**
+ * Writes a ProblemDetails response on a socket that was never upgraded, then ends it. A 401
+ * challenges with `error="invalid_token"` only when the upgrade sent a token (`bearer`).
+ */
+const writeProblem = (socket: Duplex, error: ChatError, instance: string, correlationId: string, bearer?: string) => {
   const problem = problemOf(error, { instance, correlationId })
   const body = JSON.stringify(problem)
   const extra = error._tag === "RateLimited"
     ? `retry-after: ${error.retryAfterSeconds}\r\n`
     : error._tag === "Unauthenticated"
-    ? `www-authenticate: Bearer error="invalid_token"\r\n`
+    ? `www-authenticate: ${bearerChallenge(bearer)}\r\n`
     : ""
   socket.end(
     `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ""}\r\n` +
@@ -138,7 +141,7 @@ export const makeGateway = (options: GatewayOptions) =>
         refuse: (error) => {
           if (answered) return
           answered = true
-          if (!socket.destroyed) writeProblem(socket, error, path, correlationId)
+          if (!socket.destroyed) writeProblem(socket, error, path, correlationId, bearer)
         }
       })
       return true

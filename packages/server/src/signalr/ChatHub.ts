@@ -3,7 +3,7 @@
  * LeaveScopeAsync manage `subscribe` subscriptions, SendAsync runs `sendMessage`, and events reach
  * the client as `ReceiveMessage` with the ChatEvent wire JSON. No send pipeline of its own.
  */
-import { Context, Effect, Either, ExecutionStrategy, Exit, Option, Schema, Scope } from "effect"
+import { Context, Effect, Either, ExecutionStrategy, Exit, Schema, Scope } from "effect"
 import {
   type CallerServiceRequirements,
   CorrelationId,
@@ -20,7 +20,7 @@ import {
   EnrichedChatEvent,
   problemOf,
   type ScopeRef,
-  directMessageMembers,
+  DIRECT_MESSAGE_PREFIX,
   ScopeTypes,
   type SubscriptionItem,
   Unexpected
@@ -146,14 +146,15 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
     }
 
     // The original groups connections by scopeId alone and its JoinScopeAsync takes only that id: a
-    // canonical direct-message id (dm:…, see directMessageScopeId) joins that DM scope — where the
-    // authorizer admits only its two members — and every other id joins the CHANNEL of that name.
+    // direct-message id (dm:…, see directMessageScopeId) joins that DM scope — where the authorizer
+    // admits only its two members, and a non-canonical one is refused naming the canonical id — and
+    // every other id joins the CHANNEL of that name.
     const join = (scopeId: string) =>
       Effect.gen(function*() {
         if (memberships.has(scopeId)) return
         if (memberships.size >= maxMemberships) return yield* tooManySubscriptions(maxMemberships)
         const scope: ScopeRef = {
-          scopeType: Option.isSome(directMessageMembers(scopeId)) ? ScopeTypes.DirectMessage : ScopeTypes.Channel,
+          scopeType: scopeId.startsWith(DIRECT_MESSAGE_PREFIX) ? ScopeTypes.DirectMessage : ScopeTypes.Channel,
           scopeId
         }
         const membership = yield* Scope.fork(connectionScope, ExecutionStrategy.sequential)
