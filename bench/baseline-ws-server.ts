@@ -7,7 +7,7 @@ const subscribers = new Set<WebSocket>()
 server.on("connection", (socket, request) => {
   if (request.url === "/send") {
     socket.on("message", (data) => {
-      const text = data.toString()
+      const text = (data as Buffer).toString() // ws hands a message over as one Buffer (binaryType nodebuffer)
       for (const subscriber of subscribers) subscriber.send(text)
       socket.send("ack")
     })

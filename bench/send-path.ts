@@ -66,6 +66,7 @@ const config: ServerConfig = testing.testServerConfig(dataDirectory, {
         deadLetterTopicName: "chatify-w3-p6-dlq",
         partitions: 6,
         broadcastConsumerGroupPrefix: "chatify-send-bench",
+        historyWriterConsumerGroup: "chatify-chat-history-writer",
         createTopics: false
       },
       caching: Option.some({ connectionString: "127.0.0.1:6379" }),

@@ -29,10 +29,10 @@ export const startProcess = (args: ReadonlyArray<string>, env: Record<string, st
       const url = pattern.exec(output)?.[1]
       if (url !== undefined) {
         clearTimeout(timer)
-        child.stdout?.off("data", onData)
-        child.stderr?.off("data", onData)
-        child.stdout?.resume()
-        child.stderr?.resume()
+        child.stdout.off("data", onData)
+        child.stderr.off("data", onData)
+        child.stdout.resume()
+        child.stderr.resume()
         resolve({
           process: child,
           pid: child.pid!,
@@ -46,8 +46,8 @@ export const startProcess = (args: ReadonlyArray<string>, env: Record<string, st
         })
       }
     }
-    child.stdout?.on("data", onData)
-    child.stderr?.on("data", onData)
+    child.stdout.on("data", onData)
+    child.stderr.on("data", onData)
     child.once("exit", (code) => reject(new Error(`server exited with ${code}:\n${output}`)))
   })
 

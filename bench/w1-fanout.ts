@@ -136,7 +136,8 @@ const rpcSubscriber = (url: string, recorder: Recorder) =>
           "\n"
       ))
     socket.on("message", (data) => {
-      for (const line of data.toString().split("\n")) {
+      // ws hands a message over as one Buffer (binaryType nodebuffer)
+      for (const line of (data as Buffer).toString().split("\n")) {
         if (line.length === 0) continue
         const message = JSON.parse(line) as { _tag: string; values?: ReadonlyArray<{ _tag?: string; chatEvent?: { text: string } }> }
         if (message._tag !== "Chunk" || message.values === undefined) continue
@@ -154,7 +155,7 @@ const openSocket = (url: string, onMessage: (text: string) => void) =>
   new Promise<WebSocket>((resolve, reject) => {
     const socket = new WebSocket(url)
     socket.on("message", (data) => {
-      const text = data.toString()
+      const text = (data as Buffer).toString() // one Buffer per message (binaryType nodebuffer)
       if (text === "subscribed") resolve(socket)
       else onMessage(text)
     })

@@ -254,9 +254,9 @@ class HistoryReader {
   }
 }
 
-let publishers: Array<Publisher> = []
-let readers: Array<HistoryReader> = []
-let sockets: Array<WebSocket> = []
+const publishers: Array<Publisher> = []
+const readers: Array<HistoryReader> = []
+const sockets: Array<WebSocket> = []
 let scopeIds: Array<string> = []
 let subscribersPerScope = 0
 let podCount = 1

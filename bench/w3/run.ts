@@ -252,7 +252,7 @@ const main = async () => {
           `${pct(kafkaCpu)} | ${pct(cassandraCpu)} | ${pct(redisCpu)} | ${pct(genCpu)} | ${pct(Math.max(0, otherCpu))} | ` +
           `${rss} | ${fmt(healthMax, 0)} |`
       )
-      if (result.firstFailure !== undefined) log(`  (step ${step}: ${result.failed} failed, ${result.skipped} not sent (over ${2} s outstanding); first: ${result.firstFailure})`)
+      if (result.firstFailure !== undefined) log(`  (step ${step}: ${result.failed} failed, ${result.skipped} not sent (over 2 s outstanding); first: ${result.firstFailure})`)
       if (result.deliverP99 > P99_MS || result.acked === 0 || deliveredPct < 99.9) {
         log("")
         log(`stopping: at ${rate} sends/s offered, p99 send→deliver ${fmt(result.deliverP99)} ms (target ${P99_MS} ms), ${fmt(deliveredPct, 2)} % delivered`)

@@ -14,7 +14,7 @@ import { startServerProcess } from "../../packages/server/test/support/serverPro
 const EXAMPLES = fileURLToPath(new URL("../", import.meta.url))
 const ROOT = fileURLToPath(new URL("../../", import.meta.url))
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8")
-const scripts: Record<string, string> = JSON.parse(read("examples/package.json")).scripts
+const scripts = (JSON.parse(read("examples/package.json")) as { scripts: Record<string, string> }).scripts
 
 const SECRET = "an-examples-test-secret-of-32-bytes!"
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

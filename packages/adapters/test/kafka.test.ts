@@ -32,7 +32,8 @@ import {
   KafkaLogLayer,
   type KafkaOptions,
   KafkaProducerLayer,
-  kafkaCall
+  kafkaCall,
+  makeKafkaSource
 } from "../src/kafka/index.js"
 import { MemoryFanout } from "../src/memory/index.js"
 import { eventLogContract } from "./contracts/EventLogContract.js"
@@ -261,7 +262,8 @@ describe("Kafka adapter", () => {
   it.scopedLive("a slow reader: the full buffer holds kafkajs back, the member heartbeats and closes promptly", () =>
     Effect.gen(function*() {
       const producer = yield* ChatEventProducer
-      const source = yield* ChatEventSource
+      // the adapter itself, not the port: its members tell how many records they hold
+      const source = yield* makeKafkaSource
       const scope = channel()
       const key = scopeKey(scope)
       const produceMany = (n: number, prefix: string) =>
@@ -279,14 +281,20 @@ describe("Kafka adapter", () => {
         // an evicted member would have rejoined and read the partition again from the start
         const read = Chunk.toReadonlyArray(records).map((r) => ({ partition: r.partition, offset: r.offset }))
         expect(read).toEqual(positions)
-        // fill the buffer again, so eachBatch is waiting when the scope closes
+        // fill the buffer again: once it holds 5 records, 15 or more of these 20 acknowledged ones are
+        // still to be handed over, so eachBatch is waiting when the scope closes
         yield* produceMany(20, "more")
-        yield* Effect.sleep("300 millis")
+        yield* consumer.buffered.pipe(
+          Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (buffered) => buffered === 5 }),
+          Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("the buffer never filled") })
+        )
         return Date.now()
       }))
       // the finalizer closes the buffer first, so the waiting eachBatch returns and the member leaves
       expect(Date.now() - closedAt).toBeLessThan(3_000)
-    }).pipe(Effect.provide(KafkaLogLayer(options({ consumerBufferSize: 5 })))), { timeout: 30_000 })
+    }).pipe(
+      Effect.provide(KafkaProducerLayer.pipe(Layer.provideMerge(KafkaClientLayer(options({ consumerBufferSize: 5 })))))
+    ), { timeout: 30_000 })
 
   it.scopedLive("startup stops clearly on a missing topic or other partition count; creates topics when allowed", () =>
     Effect.gen(function*() {

@@ -52,7 +52,7 @@ const connectionString = fc.tuple(expected, fc.infiniteStream(fc.tuple(space, sp
       const tokens = shuffled.map(([key, v]) => `${keys[options.findIndex(([k]) => k === key)] ?? key}=${v}`)
       tokens.splice(endpointAt, 0, e.port === undefined ? endpoint : `${endpoint}:${e.port}`)
       const text = tokens.map((token) => {
-        const [before, after] = pad.next().value ?? ["", ""]
+        const [before, after] = (pad.next().value as [string, string] | undefined) ?? ["", ""]
         return `${before}${token}${after}`
       }).join(",")
       return { e, text } as const

@@ -499,7 +499,7 @@ describe("RedisSendDeduplicator", () => {
 })
 
 describe("RedisKeys", () => {
-  const id = FastCheck.oneof(FastCheck.string(), FastCheck.fullUnicodeString(), FastCheck.constantFrom(":", "a:b", "{x}"))
+  const id = FastCheck.oneof(FastCheck.string(), FastCheck.string({ unit: "binary" }), FastCheck.constantFrom(":", "a:b", "{x}"))
 
   it.prop("different users never share a key, of the same kind or another", { a: id, b: id }, ({ a, b }) => {
     const keysOf = (user: string) => [RedisKeys.rateLimit(user, 60), RedisKeys.rateLimit(user, 1), RedisKeys.userPresence(user)]

@@ -72,6 +72,8 @@ const uuidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
  */
 export const encodeChatEventJson = (event: ChatEvent): Either.Either<string, ParseResult.ParseError> =>
   Number.isNaN(event.createdAtUtc.getTime()) || !uuidPattern.test(event.messageId) ||
+    // an instance made without validation may hold anything
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     (event.scopeType !== 0 && event.scopeType !== 1)
     ? encodeChatEventJsonWithSchema(event)
     // A UUID, a number and an ISO date need no escaping; the free-form strings go through JSON.stringify.

@@ -413,12 +413,12 @@ describe("ChatDomainPolicy: look-alike ids (format characters)", () => {
         const [error] = sent.left.errors
         if (id.trim() === "") {
           // U+FEFF alone: ECMAScript whitespace, so the whitespace rule speaks first
-          expect(error?.message).toBe("must not be whitespace only")
+          expect(error.message).toBe("must not be whitespace only")
         } else {
           // the first format character of the id is the one named
           const first = [...id].map((c) => c.codePointAt(0) ?? 0).find(isFormat)
-          expect(error?.message).toContain("invisible format characters")
-          expect(error?.message).toContain(`(found ${hex(first ?? cp)})`)
+          expect(error.message).toContain("invisible format characters")
+          expect(error.message).toContain(`(found ${hex(first ?? cp)})`)
         }
       }
       expect(isValidId(defaultPolicyLimits, id)).toBe(false)

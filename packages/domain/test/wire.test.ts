@@ -87,10 +87,10 @@ describe("ChatEvent wire compatibility", () => {
   })
 
   it("encodes back to the original's camelCase keys, in order, with createdAtUtc as an ISO-8601 string", () => {
-    const original: Record<string, unknown> = JSON.parse(kcatJson)
+    const original = JSON.parse(kcatJson) as Record<string, unknown>
     const event = Schema.decodeUnknownSync(ChatEventJson)(kcatJson)
     const encodedText = Schema.encodeSync(ChatEventJson)(event)
-    const encoded: Record<string, unknown> = JSON.parse(encodedText)
+    const encoded = JSON.parse(encodedText) as Record<string, unknown>
     expect(Object.keys(encoded)).toEqual(Object.keys(original))
     expect(encoded["createdAtUtc"]).toBe("2026-01-15T10:30:00.000Z")
     expect(Date.parse(String(encoded["createdAtUtc"]))).toBe(Date.parse(String(original["createdAtUtc"])))
@@ -138,7 +138,7 @@ describe("ChatEvent wire compatibility", () => {
   it.prop("ChatEventJson: encode(decode(text)) is the same text", { x: ChatEventJson }, ({ x }) => {
     const text = Schema.encodeSync(ChatEventJson)(x)
     expect(Schema.encodeSync(ChatEventJson)(Schema.decodeUnknownSync(ChatEventJson)(text))).toBe(text)
-    const parsed: Record<string, unknown> = JSON.parse(text)
+    const parsed = JSON.parse(text) as Record<string, unknown>
     expect(Object.keys(parsed)).toEqual([
       "messageId",
       "scopeType",
@@ -207,6 +207,8 @@ describe("ChatEvent fast paths", () => {
     expect(() => new EnrichedChatEvent({ chatEvent: valid, partition: -1, offset: 0 })).toThrow(
       /EnrichedChatEvent \(Constructor\)[\s\S]*partition/u
     )
+    // a plain object passed off as a ChatEvent is what the constructor must refuse
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion, @typescript-eslint/no-unsafe-class-instance-assignment
     expect(() => new EnrichedChatEvent({ chatEvent: { ...valid } as ChatEvent, partition: 0, offset: 0 })).toThrow(
       /Expected ChatEvent/u
     )
@@ -362,6 +364,7 @@ describe("HistoryCursor", () => {
       )
     },
     ({ value }) => {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- JSON.stringify(undefined) is undefined
       const json = JSON.stringify(value) ?? "null"
       const cursor = Buffer.from(json, "utf8").toString("base64url")
       const result = decode(cursor)

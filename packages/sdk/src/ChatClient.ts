@@ -179,6 +179,8 @@ export type AccessTokenTransport = "header" | "query"
 
 /** `header` where the runtime's WebSocket can send headers (Node and runtimes compatible with it), else `query`. */
 export const defaultAccessTokenTransport = (): AccessTokenTransport =>
+  // no `process` in a browser, whatever @types/node says
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
   typeof globalThis.process?.versions?.node === "string" ? "header" : "query"
 
 /** The socket URL with the access token as its `access_token` query parameter. */

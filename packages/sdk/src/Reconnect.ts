@@ -24,7 +24,13 @@ export const resetWhenQuiet = <Out, In, R>(
     { inner: self.initial, resumedAt: undefined },
     (now, input, state) => {
       const fresh = state.resumedAt !== undefined && now - state.resumedAt >= quietMillis
-      return Effect.map(self.step(now, input, fresh ? self.initial : state.inner), ([inner, out, decision]) =>
+      // the inner schedule's state is `any` in Effect's types: kept as unknown
+      const step: Effect.Effect<readonly [unknown, Out, ScheduleDecision.ScheduleDecision], never, R> = self.step(
+        now,
+        input,
+        fresh ? self.initial : state.inner
+      )
+      return Effect.map(step, ([inner, out, decision]) =>
         [
           {
             inner,

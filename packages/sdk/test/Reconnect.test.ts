@@ -8,7 +8,10 @@ const delaysAt = <Out>(schedule: Schedule.Schedule<Out, unknown>, times: Readonl
     let state: unknown = schedule.initial
     const delays: Array<number | undefined> = []
     for (const now of times) {
-      const [next, , decision] = yield* schedule.step(now, undefined, state)
+      // the schedule's state is `any` in Effect's types: held as unknown here
+      const step: readonly [unknown, unknown, ScheduleDecision.ScheduleDecision] =
+        yield* schedule.step(now, undefined, state)
+      const [next, , decision] = step
       state = next
       delays.push(ScheduleDecision.isContinue(decision) ? ScheduleIntervals.start(decision.intervals) - now : undefined)
     }
@@ -32,7 +35,9 @@ describe("reconnect schedules", () => {
       let state: unknown = defaultReconnectSchedule.initial
       for (let i = 0; i < 20; i++) {
         times.push(now)
-        const [next, , decision] = yield* defaultReconnectSchedule.step(now, undefined, state)
+        const step: readonly [unknown, unknown, ScheduleDecision.ScheduleDecision] =
+          yield* defaultReconnectSchedule.step(now, undefined, state)
+        const [next, , decision] = step
         state = next
         const delay = ScheduleDecision.isContinue(decision) ? ScheduleIntervals.start(decision.intervals) - now : undefined
         delays.push(delay)

@@ -19,6 +19,9 @@ const MAIN = new URL("../../server/src/main.ts", import.meta.url).pathname
 const RUN = crypto.randomUUID().replaceAll("-", "").slice(0, 12)
 const TOPIC = `chatify-multipod-${RUN}`
 const KEYSPACE = `chatify_multipod_${RUN}`
+// consumer groups of this run's own: no other file's (or earlier run's) pods join or rebalance them
+const HISTORY_GROUP = `chatify-multipod-history-${RUN}`
+const BROADCAST_PREFIX = `chatify-multipod-broadcast-${RUN}`
 const children: Array<ChildProcess> = []
 const directories: Array<string> = []
 
@@ -34,6 +37,9 @@ afterAll(async () => {
     Effect.promise(() => Promise.all(exited)).pipe(
       Effect.timeout("30 seconds"),
       Effect.zipRight(withAdmin((admin) => admin.deleteTopics({ topics: [TOPIC, `${TOPIC}-dlq`] }))),
+      Effect.zipRight(withAdmin((admin) =>
+        admin.deleteGroups([HISTORY_GROUP, `${BROADCAST_PREFIX}-pod-a`, `${BROADCAST_PREFIX}-pod-b`])
+      ).pipe(Effect.ignore)),
       Effect.zipRight(dropKeyspace(KEYSPACE)),
       Effect.catchAllCause((cause) => Effect.logWarning(`Could not remove ${TOPIC} / ${KEYSPACE}`, cause))
     )
@@ -55,6 +61,8 @@ const startPod = (podId: string) =>
         CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
         CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
         CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
+        CHATIFY__MESSAGEBROKER__HISTORYWRITERCONSUMERGROUP: HISTORY_GROUP,
+        CHATIFY__MESSAGEBROKER__BROADCASTCONSUMERGROUPPREFIX: BROADCAST_PREFIX,
         CHATIFY__CACHING__CONNECTIONSTRING: endpoints.redis,
         CHATIFY__DATABASE__CONTACTPOINTS: endpoints.cassandra.host,
         CHATIFY__DATABASE__PORT: String(endpoints.cassandra.port),
@@ -91,6 +99,12 @@ const twoPods = Effect.promise(() =>
     Effect.gen(function*() {
       const [podA, podB] = yield* Effect.all([startPod("pod-a"), startPod("pod-b")], { concurrency: 2 })
       yield* Effect.all([awaitReady(podA), awaitReady(podB)], { concurrency: 2 })
+      // both pods' history writers are members of this run's group (and so of no other)
+      yield* withAdmin((admin) => admin.describeGroups([HISTORY_GROUP])).pipe(
+        Effect.map(({ groups }) => groups.map((g) => [g.state, g.members.length])),
+        Effect.repeat({ schedule: Schedule.spaced("200 millis"), until: (states) => states[0]?.[1] === 2 }),
+        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`${HISTORY_GROUP} never had both pods`) })
+      )
       return [podA, podB] as const
     })
   )
@@ -118,6 +132,13 @@ const rawEvents = (client: Effect.Effect.Success<ReturnType<typeof rawClient>>, 
     Stream.filter((item): item is EnrichedChatEvent => !(item instanceof Subscribed))
   )
 
+/**
+ * A subscription's events up to and including the scope's end marker, sent after every other message
+ * of the scope: a duplicate or stray event arriving before it, after the last message too, is counted.
+ */
+const throughEnd = (end: string) => <E, R>(events: Stream.Stream<EnrichedChatEvent, E, R>) =>
+  Stream.takeUntil(events, (event) => event.chatEvent.text === end)
+
 const kcatProduce = (key: string, value: string) =>
   Effect.async<void, Error>((resume) => {
     const child = execFile(
@@ -138,6 +159,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
       const local = yield* rawClient(podA)
 
       const run = crypto.randomUUID().slice(0, 8)
+      const END = `end-${run}`
       const scopes: ReadonlyArray<ScopeRef> = Array.from({ length: 4 }, (_, i) => ({ scopeType: 0, scopeId: `multipod-${run}-${i}` }))
       const PER_SCOPE = 250
       const received = new Map(scopes.map((s) => [s.scopeId, [] as Array<EnrichedChatEvent>]))
@@ -146,7 +168,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
         Effect.gen(function*() {
           const live = yield* Deferred.make<void>()
           const fiber = yield* rawEvents(rawReader, scope, live).pipe(
-            Stream.take(PER_SCOPE + (scope === kcatScope ? 1 : 0)),
+            throughEnd(END),
             Stream.runForEach((event) => Effect.sync(() => received.get(scope.scopeId)?.push(event))),
             Effect.fork
           )
@@ -158,7 +180,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
       const localLive = yield* Deferred.make<void>()
       const localReceived: Array<EnrichedChatEvent> = []
       const localFiber = yield* rawEvents(local, scopes[1]!, localLive).pipe(
-        Stream.take(PER_SCOPE),
+        throughEnd(END),
         Stream.runForEach((event) => Effect.sync(() => localReceived.push(event))),
         Effect.fork
       )
@@ -185,6 +207,9 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
           originPodId: "test-pod"
         })
       )
+      // last, each scope's end marker (after the kcat event in its partition too)
+      const ends = yield* Effect.forEach(scopes, (scope) => sender.send({ ...scope, text: END }))
+      const acknowledged = [...sent, ...ends]
       yield* Effect.forEach(fibers, (fiber, i) =>
         fiber.await.pipe(
           Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`scope ${i} incomplete`) })
@@ -193,8 +218,11 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
       for (const scope of scopes) {
         const mine = received.get(scope.scopeId) ?? []
         const fromSender = mine.filter((e) => e.chatEvent.originPodId === "pod-a")
-        const expected = sent.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
+        const expected = acknowledged.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
         expect(fromSender.map((e) => e.chatEvent.messageId)).toEqual(expected.map((e) => e.chatEvent.messageId))
+        expect(mine.filter((e) => e.chatEvent.originPodId !== "pod-a").map((e) => e.chatEvent.messageId)).toEqual(
+          scope === kcatScope ? [kcatId] : []
+        )
         expect(new Set(mine.map((e) => e.partition))).toEqual(new Set([partitionForScope(scope, 3)]))
       }
       expect(received.get(kcatScope.scopeId)?.some((e) => e.chatEvent.messageId === kcatId)).toBe(true)
@@ -213,7 +241,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
           Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
           // the history writer runs behind the log
           Effect.filterOrFail(
-            (ids) => ids.length >= PER_SCOPE + (scope === kcatScope ? 1 : 0),
+            (ids) => ids.length >= PER_SCOPE + 1 + (scope === kcatScope ? 1 : 0),
             () => new Error(`history of ${scope.scopeId} incomplete`)
           ),
           Effect.retry(Schedule.spaced("200 millis")),
@@ -221,7 +249,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
         )).pipe(Effect.orDie)
       const all = stored.flat()
       expect(all.length).toBe(new Set(all).size)
-      expect(new Set(all)).toEqual(new Set([...sent.map((e) => e.chatEvent.messageId), kcatId]))
+      expect(new Set(all)).toEqual(new Set([...acknowledged.map((e) => e.chatEvent.messageId), kcatId]))
     }), { timeout: 240_000 })
 
   it.scopedLive("20,000 messages over 100 scopes, sent through both pods: every subscriber on both pods gets its scope's in log order, the history holds each once", () =>
@@ -236,6 +264,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
       const SCOPES = 100
       const TOTAL = 20_000
       const PER_SCOPE = TOTAL / SCOPES
+      const END = `end-${run}`
       const scopes: ReadonlyArray<ScopeRef> = Array.from({ length: SCOPES }, (_, i) => ({ scopeType: 0, scopeId: `load-${run}-${i}` }))
       // one subscriber per scope on each pod
       const received = readers.map(() => new Map(scopes.map((s) => [s.scopeId, [] as Array<EnrichedChatEvent>])))
@@ -246,7 +275,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
             const live = yield* Deferred.make<void>()
             const mine = received[r]!.get(scope.scopeId)!
             const fiber = yield* rawEvents(reader, scope, live).pipe(
-              Stream.take(PER_SCOPE),
+              throughEnd(END),
               Stream.runForEach((event) => Effect.sync(() => mine.push(event))),
               Effect.fork
             )
@@ -263,14 +292,17 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
         { concurrency: 256 }
       )
       expect(new Set(sent.map((e) => e.chatEvent.originPodId))).toEqual(new Set(["pod-a", "pod-b"]))
+      // then each scope's end marker, after every acknowledged message of the scope
+      const ends = yield* Effect.forEach(scopes, (scope, i) => senders[i % 2]!.send({ ...scope, text: END }), { concurrency: 16 })
 
       yield* Effect.forEach(fibers, (fiber) => fiber.await, { discard: true }).pipe(
         Effect.timeoutFail({ duration: "120 seconds", onTimeout: () => new Error("not every subscriber got its scope's messages") }),
         Effect.orDie
       )
       for (const scope of scopes) {
-        const expected = sent.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
-        expect(expected.length).toBe(PER_SCOPE)
+        const messages = sent.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
+        expect(messages.length).toBe(PER_SCOPE)
+        const expected = [...messages, ...ends.filter((e) => e.chatEvent.scopeId === scope.scopeId)]
         for (const perPod of received) {
           // in log order, each acknowledged message once, nothing else
           expect(perPod.get(scope.scopeId)!.map((e) => e.chatEvent.messageId)).toEqual(expected.map((e) => e.chatEvent.messageId))
@@ -282,12 +314,12 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
         readers[0]!.historyAll(scope, { pageSize: 500 }).pipe(
           Stream.runCollect,
           Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
-          Effect.filterOrFail((ids) => ids.length >= PER_SCOPE, () => new Error(`history of ${scope.scopeId} incomplete`)),
+          Effect.filterOrFail((ids) => ids.length >= PER_SCOPE + 1, () => new Error(`history of ${scope.scopeId} incomplete`)),
           Effect.retry(Schedule.spaced("200 millis")),
           Effect.timeout("60 seconds")
         ), { concurrency: 10 }).pipe(Effect.orDie)
       const all = stored.flat()
-      expect(all.length).toBe(TOTAL)
-      expect(new Set(all)).toEqual(new Set(sent.map((e) => e.chatEvent.messageId)))
+      expect(all.length).toBe(TOTAL + SCOPES)
+      expect(new Set(all)).toEqual(new Set([...sent, ...ends].map((e) => e.chatEvent.messageId)))
     }), { timeout: 240_000 })
 })

@@ -2,7 +2,7 @@ import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Clock, Config, ConfigError, Context, Data, Effect, Either, Layer, Option, Redacted } from "effect"
 import { createHmac, createPublicKey, type KeyObject, randomBytes } from "node:crypto"
 import { readFileSync } from "node:fs"
-import { createLocalJWKSet, errors as joseErrors, type JWTPayload, jwtVerify } from "jose"
+import { createLocalJWKSet, errors as joseErrors, type JWK, type JWTPayload, jwtVerify } from "jose"
 import type { Identity } from "@chatify/core"
 import { Unauthenticated } from "@chatify/domain"
 
@@ -221,7 +221,7 @@ const loadKey = (keys: KeySource): Effect.Effect<{ readonly key: Verifier; reado
           if (typeof jwks !== "object" || jwks === null || !("keys" in jwks) || !Array.isArray(jwks.keys)) {
             throw new Error("is not a JWKS document ({\"keys\": [...]})")
           }
-          return { key: createLocalJWKSet({ keys: jwks.keys }), algorithms: ["RS256", "ES256"] }
+          return { key: createLocalJWKSet({ keys: jwks.keys as Array<JWK> }), algorithms: ["RS256", "ES256"] }
         }
       }
     },

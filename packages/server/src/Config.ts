@@ -2,6 +2,7 @@ import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, La
 import { hostname } from "node:os"
 import { consistencyName, parseConsistency } from "@chatify/adapters/cassandra"
 import { parseRedisConnectionString } from "@chatify/adapters/redis"
+import { HISTORY_WRITER_GROUP } from "@chatify/core"
 import { defaultPolicyLimits, type PolicyLimits } from "@chatify/domain"
 import { authConfig, type AuthSettings } from "./Auth.js"
 import { parseTrustedProxy } from "./ClientAddress.js"
@@ -32,6 +33,8 @@ export interface ServerConfig {
     readonly deadLetterTopicName: string
     readonly partitions: number
     readonly broadcastConsumerGroupPrefix: string
+    /** The history writers' consumer group, one for every pod of a deployment. */
+    readonly historyWriterConsumerGroup: string
     /** Create missing topics at startup instead of refusing to start (development). */
     readonly createTopics: boolean
   }
@@ -155,7 +158,8 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
           deadLetterTopicName: Config.option(Config.nonEmptyString("DEADLETTERTOPICNAME")),
           createTopics: Config.boolean("CREATETOPICS").pipe(Config.withDefault(false)),
           partitions: positiveInt("PARTITIONS", 3),
-          broadcastConsumerGroupPrefix: nonEmpty("BROADCASTCONSUMERGROUPPREFIX", "chatify-broadcast")
+          broadcastConsumerGroupPrefix: nonEmpty("BROADCASTCONSUMERGROUPPREFIX", "chatify-broadcast"),
+          historyWriterConsumerGroup: nonEmpty("HISTORYWRITERCONSUMERGROUP", HISTORY_WRITER_GROUP)
         }),
         "MESSAGEBROKER"
       ),
@@ -257,6 +261,7 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
       deadLetterTopicName: Option.getOrElse(chatify.broker.deadLetterTopicName, () => `${chatify.broker.topicName}-dlq`),
       partitions: chatify.broker.partitions,
       broadcastConsumerGroupPrefix: chatify.broker.broadcastConsumerGroupPrefix,
+      historyWriterConsumerGroup: chatify.broker.historyWriterConsumerGroup,
       createTopics: chatify.broker.createTopics
     },
     dataDirectory: chatify.dataDirectory,

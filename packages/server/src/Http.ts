@@ -196,7 +196,7 @@ export const AuthenticationLive = Layer.effect(
             bearer,
             requestId,
             clientAddress,
-            clientAddress === undefined ? undefined : `address:${clientAddress}`
+            `address:${clientAddress}`
           )
         }).pipe(
           Effect.catchAll((error) =>

@@ -58,6 +58,7 @@ export const Foundation = (config: ServerConfig) =>
     CoreSettings.layer({
       subscriberBufferSize: config.subscriberBufferSize,
       broadcastGroupPrefix: config.broker.broadcastConsumerGroupPrefix,
+      historyWriterGroup: config.broker.historyWriterConsumerGroup,
       // On Kafka and Cassandra a write is a network round trip: the history writer gathers 100 ms
       // (or 1,000 records), so a scope's messages share unlogged batches and offsets one commit.
       ...(config.broker.useInMemoryBroker ? {} : { historyBatchWindow: Duration.millis(100), historyBatchSize: 1_000 })

@@ -7,6 +7,7 @@ import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Redacte
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { HISTORY_WRITER_GROUP } from "@chatify/core"
 import { defaultPolicyLimits } from "@chatify/domain"
 import type { AuthSettings } from "./Auth.js"
 import type { ServerConfig } from "./Config.js"
@@ -42,6 +43,7 @@ export const testServerConfig = (dataDirectory: string, overrides: Partial<Serve
     deadLetterTopicName: "chat-events-dlq",
     partitions: 3,
     broadcastConsumerGroupPrefix: "chatify-broadcast",
+    historyWriterConsumerGroup: HISTORY_WRITER_GROUP,
     createTopics: false
   },
   dataDirectory,

@@ -18,6 +18,7 @@ describe("server configuration", () => {
         deadLetterTopicName: "chat-events-dlq",
         partitions: 3,
         broadcastConsumerGroupPrefix: "chatify-broadcast",
+        historyWriterConsumerGroup: "chatify-chat-history-writer",
         createTopics: false
       })
       expect(config.dataDirectory).toBe("./data")
@@ -38,6 +39,7 @@ describe("server configuration", () => {
         CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "kafka-0:9092,kafka-1:9092",
         CHATIFY__MESSAGEBROKER__PARTITIONS: "12",
         CHATIFY__MESSAGEBROKER__BROADCASTCONSUMERGROUPPREFIX: "bc",
+        CHATIFY__MESSAGEBROKER__HISTORYWRITERCONSUMERGROUP: "hw",
         CHATIFY__EMBEDDED__DATADIRECTORY: "/var/lib/chatify",
         CHATIFY__CHAT__MAXIDLENGTH: "64",
         CHATIFY__CHAT__MAXTEXTLENGTH: "1000",
@@ -64,6 +66,7 @@ describe("server configuration", () => {
         deadLetterTopicName: "events-dlq",
         partitions: 12,
         broadcastConsumerGroupPrefix: "bc",
+        historyWriterConsumerGroup: "hw",
         createTopics: false
       })
       expect(config.dataDirectory).toBe("/var/lib/chatify")

@@ -39,7 +39,7 @@ const sendAs = (httpUrl: string, token: string, scopeId: string, text: string) =
       headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
       body: JSON.stringify({ scopeType: 1, scopeId, text })
     })
-    return { status: response.status, body: (await response.json()) as unknown }
+    return { status: response.status, body: await response.json() }
   })
 
 /** The REST path of a scope: the id percent-encoded as one path segment. */

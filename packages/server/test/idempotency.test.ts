@@ -54,7 +54,7 @@ const post = (server: TestServer, body: unknown, token?: string) =>
       headers: { "content-type": "application/json", ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
       body: JSON.stringify(body)
     })
-    return { status: response.status, body: (await response.json()) as unknown }
+    return { status: response.status, body: await response.json() }
   })
 
 const sentBy = (server: TestServer, body: unknown, token?: string) =>
@@ -181,7 +181,7 @@ describe("idempotent sends: REST", () => {
   it.scopedLive("the OpenAPI document describes clientMessageId and the 409", () =>
     Effect.gen(function*() {
       const server = yield* startTestServer()
-      const spec = yield* Effect.promise(() => fetch(`${server.httpUrl}/openapi.json`).then((r) => r.json() as Promise<unknown>))
+      const spec = yield* Effect.promise(() => fetch(`${server.httpUrl}/openapi.json`).then((r) => r.json()))
       const text = JSON.stringify(spec)
       expect(text).toContain("clientMessageId")
       expect(text).toContain("CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS")

@@ -39,7 +39,7 @@ const openSocket = (url: string, headers: Record<string, string> = {}) =>
 const post = (url: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
   Effect.promise(async () => {
     const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body })
-    return { status: response.status, body: (await response.json()) as unknown }
+    return { status: response.status, body: await response.json() }
   })
 
 /**

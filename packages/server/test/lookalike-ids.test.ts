@@ -23,7 +23,7 @@ const decodeProblem = Schema.decodeUnknownSync(ProblemDetails)
 const rest = (url: string, init: RequestInit = {}) =>
   Effect.promise(async () => {
     const response = await fetch(url, init)
-    return { status: response.status, body: (await response.json()) as unknown }
+    return { status: response.status, body: await response.json() }
   })
 
 /** A refused call: 400, and the one error names scopeId with the format-character message. */

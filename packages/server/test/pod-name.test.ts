@@ -9,6 +9,9 @@ import { startServerProcess } from "./support/serverProcess.js"
 // Server processes on the real Kafka of scripts/services/kafka.sh: a POD_NAME names the pod's
 // broadcast consumer group, so two live pods with one name would each get only part of the events.
 const TOPIC = "chatify-pod-name"
+// the history writers' group of this run's pods only (they are killed, and a killed member would
+// stall a shared group for a session timeout)
+const HISTORY_GROUP = `chatify-pod-name-history-${crypto.randomUUID().slice(0, 8)}`
 const children: Array<ChildProcess> = []
 const directories: Array<string> = []
 
@@ -27,6 +30,7 @@ const start = (podName: string) => {
     CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
     CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
     CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
+    CHATIFY__MESSAGEBROKER__HISTORYWRITERCONSUMERGROUP: HISTORY_GROUP,
     // no load balancer to wait for
     CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0"
   }, children)

@@ -26,7 +26,7 @@ const get = (url: string, headers: Record<string, string> = {}) =>
       status: response.status,
       contentType: response.headers.get("content-type") ?? "",
       retryAfter: response.headers.get("retry-after"),
-      body: (await response.json()) as unknown
+      body: await response.json()
     }
   })
 

@@ -25,6 +25,8 @@ const run = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
 const TOPIC = `chatify-resume-${run}`
 const KEYSPACE = `chatify_resume_${run}`
 const GROUP_PREFIX = `chatify-resume-broadcast-${run}`
+// the history writers' group of this run's pods only: no other file's pods join or rebalance it
+const HISTORY_GROUP = `chatify-resume-history-${run}`
 const PODS = [`resume-a-${run}`, `resume-b-${run}`] as const
 
 const children: Array<ChildProcess> = []
@@ -34,8 +36,8 @@ const pods: Array<ServerProcess> = []
 beforeAll(() => Promise.all([ensureService("kafka"), ensureService("cassandra")]), 300_000)
 
 afterAll(async () => {
-  // a graceful stop: the pods leave the shared history-writer group at once instead of stalling it
-  // for a session timeout
+  // a graceful stop: the pods leave their history-writer group at once instead of stalling it for a
+  // session timeout
   for (const pod of pods) pod.child.kill("SIGTERM")
   await Promise.all(pods.map((pod) => Promise.race([pod.exited, new Promise((resolve) => setTimeout(resolve, 20_000))])))
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
@@ -43,7 +45,7 @@ afterAll(async () => {
   await Effect.runPromise(
     withAdmin(async (admin) => {
       await admin.deleteTopics({ topics: [TOPIC] }).catch(() => undefined)
-      await admin.deleteGroups(PODS.map((pod) => `${GROUP_PREFIX}-${pod}`)).catch(() => undefined)
+      await admin.deleteGroups([...PODS.map((pod) => `${GROUP_PREFIX}-${pod}`), HISTORY_GROUP]).catch(() => undefined)
     }).pipe(Effect.ignore)
   )
   const cassandra = new Client({
@@ -65,6 +67,7 @@ const startPod = (podName: string) => {
     CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
     CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
     CHATIFY__MESSAGEBROKER__BROADCASTCONSUMERGROUPPREFIX: GROUP_PREFIX,
+    CHATIFY__MESSAGEBROKER__HISTORYWRITERCONSUMERGROUP: HISTORY_GROUP,
     CHATIFY__DATABASE__CONTACTPOINTS: endpoints.cassandra.host,
     CHATIFY__DATABASE__PORT: String(endpoints.cassandra.port),
     CHATIFY__DATABASE__KEYSPACE: KEYSPACE,

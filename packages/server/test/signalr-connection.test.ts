@@ -117,7 +117,7 @@ const open = (
           writes++
           // one write may hold several frames, and a frame several records: hand them out one by one
           for (const text of textFramesOf(data)) {
-            for (const part of text.split(RS).slice(0, -1)) written.unsafeOffer(JSON.parse(part))
+            for (const part of text.split(RS).slice(0, -1)) written.unsafeOffer(JSON.parse(part) as Written)
           }
         },
         bufferedAmount: () => 0,

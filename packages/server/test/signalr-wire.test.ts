@@ -42,7 +42,8 @@ const openRaw = (url: string, headers: Record<string, string> = {}) =>
       (socket) => Effect.sync(() => socket.terminate())
     )
     ws.on("message", (data) => {
-      for (const message of parseRecords(Buffer.isBuffer(data) ? data.toString("utf8") : String(data))) inbox.unsafeOffer(message)
+      const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)])
+      for (const message of parseRecords(bytes.toString("utf8"))) inbox.unsafeOffer(message)
     })
     ws.on("close", (code) => {
       inbox.unsafeOffer({ closed: code })
@@ -55,7 +56,7 @@ const openRaw = (url: string, headers: Record<string, string> = {}) =>
         response.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8")
           request.destroy()
-          resume(Effect.succeed(Either.left({ status: response.statusCode ?? 0, body: text.length > 0 ? JSON.parse(text) : undefined })))
+          resume(Effect.succeed(Either.left({ status: response.statusCode ?? 0, body: text.length > 0 ? (JSON.parse(text) as unknown) : undefined })))
         })
       })
       ws.once("error", () => resume(Effect.succeed(Either.left({ status: -1, body: undefined }))))

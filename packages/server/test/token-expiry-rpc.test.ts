@@ -39,7 +39,7 @@ const outcome = <A, E extends { readonly _tag: string }, R>(call: Effect.Effect<
     Effect.timeout("3 seconds"),
     Effect.either,
     Effect.map(Either.match({
-      onLeft: (error) => `${error._tag}: ${"message" in error ? String(error.message) : ""}`,
+      onLeft: (error) => `${error._tag}: ${"message" in error ? error.message : ""}`,
       onRight: () => "succeeded"
     }))
   )
@@ -65,7 +65,7 @@ describe("an expired token on /rpc", () => {
       )
       const endedAt = Date.now()
       expect(endedAt).toBeGreaterThanOrEqual(expSeconds * 1000)
-      const expired = Either.match(ended, { onLeft: (e) => `${e._tag}: ${"message" in e ? String(e.message) : ""}`, onRight: () => "ended without error" })
+      const expired = Either.match(ended, { onLeft: (e) => `${e._tag}: ${"message" in e ? e.message : ""}`, onRight: () => "ended without error" })
       expect(expired).toBe("Unauthenticated: the access token expired")
 
       // the socket stays open for a second: every call made meanwhile is refused as the subscription was

@@ -352,6 +352,8 @@ const checkBucketWidth = (settingsTable: string, bucketMillis: number) =>
       { serialConsistency: local ? types.consistencies.localSerial : types.consistencies.serial }
     )
     if (result.wasApplied()) return
+    // first() is null without rows, whatever its type says
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     const stored: unknown = result.first()?.get("value")
     if (stored !== BigInt(bucketMillis)) {
       return yield* new DependencyUnavailable({

@@ -203,6 +203,8 @@ const isExpected = (message: string, log: LogEntry["log"]): boolean =>
 const logAnnotation = (value: unknown): unknown => {
   if (value instanceof Error) return value.message
   if (typeof value !== "object" || value === null) return value
+  // best effort for what JSON cannot hold (cycles, bigints)
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string
   return Either.getOrElse(Either.try(() => JSON.stringify(value)), () => String(value))
 }
 

@@ -1,4 +1,4 @@
-import { Cause, Duration, Effect, Exit, Layer, Mailbox, Runtime, type Scope } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Mailbox, Option, Runtime, type Scope } from "effect"
 import type { EachBatchPayload } from "kafkajs"
 import { ChatEventSource, type ConsumerOptions, type ConsumerRecords, type LogRecord } from "@chatify/core"
 import { DependencyUnavailable, type StreamPosition } from "@chatify/domain"
@@ -10,6 +10,11 @@ const REBALANCE_ERRORS = ["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOW
 
 /** What a fetch waits for when the consumer allows a batch delay. */
 const MIN_BATCH_BYTES = 1024 * 1024
+
+/** A member's records, and how many of them wait in its buffer (at `consumerBufferSize`, eachBatch waits). */
+export interface KafkaConsumerRecords extends ConsumerRecords {
+  readonly buffered: Effect.Effect<number>
+}
 
 interface MemberState {
   /** The partitions of the current generation. */
@@ -71,7 +76,7 @@ export const makeKafkaSource = Effect.gen(function*() {
 
   const consume = (
     { groupId, maxBatchDelayMillis, startFrom }: ConsumerOptions
-  ): Effect.Effect<ConsumerRecords, DependencyUnavailable, Scope.Scope> =>
+  ): Effect.Effect<KafkaConsumerRecords, DependencyUnavailable, Scope.Scope> =>
     Effect.gen(function*() {
       const runtime = yield* Effect.runtime<never>()
       const mailbox = yield* Mailbox.make<LogRecord, DependencyUnavailable>({
@@ -229,10 +234,11 @@ export const makeKafkaSource = Effect.gen(function*() {
           )
         })
 
-      return { records: Mailbox.toStream(mailbox), commit }
+      const buffered = Effect.map(mailbox.size, Option.getOrElse(() => 0))
+      return { records: Mailbox.toStream(mailbox), commit, buffered }
     }).pipe(Effect.annotateLogs({ consumerGroup: groupId }))
 
-  return ChatEventSource.of({ partitions: settings.partitions, consume, endOffsets, committedOffsets })
+  return { partitions: settings.partitions, consume, endOffsets, committedOffsets } satisfies typeof ChatEventSource.Service
 })
 
 export const KafkaSourceLayer: Layer.Layer<ChatEventSource, never, KafkaClient> = Layer.effect(

@@ -74,7 +74,8 @@ const makeFixedWindow = (options: RedisRateLimiterOptions, kind: CounterKind) =>
     // the reply is [count, ttl ms], both integers: checked by hand, this runs for every send and read
     const check = (userId: string): Effect.Effect<RateLimitDecision, DependencyUnavailable> =>
       Effect.flatMap(run([client.key(kind.key(userId, options.windowSeconds))], [windowMillis]), (reply) => {
-        const [count, ttlMillis] = Array.isArray(reply) && reply.length === 2 ? reply : []
+        const fields: ReadonlyArray<unknown> = Array.isArray(reply) && reply.length === 2 ? reply : []
+        const [count, ttlMillis] = fields
         if (!Number.isSafeInteger(count) || !Number.isSafeInteger(ttlMillis)) {
           return Effect.fail(unexpected(JSON.stringify(reply)))
         }

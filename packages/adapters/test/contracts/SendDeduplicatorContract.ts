@@ -152,7 +152,7 @@ export const sendDeduplicatorContract = (name: string, options: SendDeduplicator
         const keys: ReadonlyArray<SendKey> = [
           { senderId: `a:${suffix}`, clientMessageId: "b" },
           { senderId: "a", clientMessageId: `${suffix}:b` },
-          { senderId: `a:${suffix}:b`, clientMessageId: "" + "x" },
+          { senderId: `a:${suffix}:b`, clientMessageId: "x" },
           { senderId: `other-${suffix}`, clientMessageId: "b" }
         ]
         for (const key of keys) {

@@ -177,6 +177,7 @@ export const layerGateway = (server: Server) =>
     }).pipe(Effect.tap((gateway) =>
       Effect.acquireRelease(
         Effect.sync(() => {
+          // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with the server as `this`
           const emit = server.emit
           server.emit = function(this: Server, event: string | symbol, ...args: Array<unknown>) {
             if (event === "upgrade" && gateway.dispatch(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer)) {

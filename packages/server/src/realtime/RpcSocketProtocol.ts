@@ -394,6 +394,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           if (payload === undefined) return false
           const known = knownCallerServices(request)
           if (known === undefined) return false
+          // a client's JSON may carry a number
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
           const requestId = String(request.id)
           if (sends.has(requestId)) return false
           const send = gate.track(sendMessage(payload)).pipe(hideDefects)
@@ -414,6 +416,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         }
 
         const startSubscription = (request: RequestEncoded) => {
+          // a client's JSON may carry a number
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
           const requestId = String(request.id)
           const previous = subscriptions.get(requestId)
           if (previous !== undefined) end(previous, Exit.interrupt(FiberId.none))
@@ -468,6 +472,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
               if (sends.size + running.size >= limits.maxConcurrentRequestsPerConnection) return void tooManyRequests()
               if (message.tag === "Send" && startSend(message)) return undefined
               ;(message as { headers: ReadonlyArray<[string, string]> }).headers = callHeaders(message.headers)
+              // a client's JSON may carry a number
+              // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
               running.add(String(message.id))
               return writeRequest(clientId, message)
             case "Ack": {
@@ -631,6 +637,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
             const client = clients.get(clientId)
             if (client === undefined) return
             const { outbox } = client
+            // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- as it was added: a string
             if (response._tag === "Exit") client.running.delete(String(response.requestId))
             try {
               outbox.write(JSON.stringify(response) + "\n")

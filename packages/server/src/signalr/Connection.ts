@@ -275,6 +275,8 @@ export class SignalRConnection<R = never> {
     for (const record of framed.right.records) {
       if (this.state === "building") this.early.push(record)
       else if (this.state === "handshake") this.handshake(record)
+      // a record before this one may have closed it
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       else if (this.state === "open") this.onRecord(record)
       else return
     }
@@ -381,6 +383,8 @@ export class SignalRConnection<R = never> {
       this.outbox.write(Protocol.writeHandshakeResponse(undefined))
       const early = this.early
       this.early = []
+      // a record before this one may have closed it
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       for (const record of early) if (this.state === "open") this.onRecord(record)
     })
   }

@@ -205,6 +205,7 @@ const parseJson = (record: string): Either.Either<unknown, MalformedMessage> =>
     catch: () => new MalformedMessage({ reason: "the message is not valid JSON" })
   })
 
+// eslint-disable-next-line @typescript-eslint/unbound-method -- only ever called as hasOwn.call(object, key)
 const hasOwn = Object.prototype.hasOwnProperty
 
 /**

@@ -32,8 +32,8 @@ export const startServerProcess = (env: Record<string, string>, children: Array<
       const match = /Listening on (http:\/\/[^"\s]+)/u.exec(output)
       if (match?.[1] !== undefined) resolve(match[1].replace("0.0.0.0", "127.0.0.1"))
     }
-    child.stdout?.on("data", onData)
-    child.stderr?.on("data", onData)
+    child.stdout.on("data", onData)
+    child.stderr.on("data", onData)
     child.on("exit", () => reject(new Error(`exited before listening:\n${output}`)))
   })
   // not every test waits for it; its rejection is still seen by those that do
