@@ -105,7 +105,7 @@ const kcat = (args: ReadonlyArray<string>, input?: string) =>
       ["-b", BROKER, ...args],
       { encoding: "buffer", timeout: 20_000 },
       (error, stdout, stderr) =>
-        resume(error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`kcat: ${error.message} ${stderr}`)))
+        resume(error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`kcat: ${error.message} ${stderr.toString()}`)))
     )
     if (input !== undefined) child.stdin?.end(input)
   })

@@ -80,8 +80,8 @@ const startPod = (podId: string) =>
       const url = /Listening on http:\/\/[^:]+:(\d+)/u.exec(output)?.[1]
       if (url !== undefined) resume(Effect.succeed(`127.0.0.1:${url}`))
     }
-    child.stdout?.on("data", onData)
-    child.stderr?.on("data", onData)
+    child.stdout.on("data", onData)
+    child.stderr.on("data", onData)
     child.on("exit", (code) => resume(Effect.fail(new Error(`${podId} exited with ${code}:\n${output.slice(-4000)}`))))
   })
 
@@ -311,7 +311,7 @@ describe("two pods on Kafka, Redis and Cassandra", () => {
 
       // the history writers (one group over both pods) store each acknowledged message exactly once
       const stored = yield* Effect.forEach(scopes, (scope) =>
-        readers[0]!.historyAll(scope, { pageSize: 500 }).pipe(
+        readers[0].historyAll(scope, { pageSize: 500 }).pipe(
           Stream.runCollect,
           Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
           Effect.filterOrFail((ids) => ids.length >= PER_SCOPE + 1, () => new Error(`history of ${scope.scopeId} incomplete`)),

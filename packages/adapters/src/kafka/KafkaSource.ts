@@ -147,6 +147,8 @@ export const makeKafkaSource = Effect.gen(function*() {
        * resolved (the fetch position), not committed: commits come from `commit` after processing.
        * Fails with the heartbeat's error when the group rebalances meanwhile, so kafkajs rejoins.
        */
+      // kafkajs hands these as closures over the batch: destructuring them is its documented use
+      // eslint-disable-next-line @typescript-eslint/unbound-method
       const deliver = ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) =>
         Effect.suspend(() => {
           const floor = floors?.get(batch.partition) ?? 0
@@ -186,6 +188,7 @@ export const makeKafkaSource = Effect.gen(function*() {
       // kafkajs reads a rejection of eachBatch (the original error) as "rejoin or retry"
       const eachBatch = (payload: EachBatchPayload): Promise<void> =>
         Runtime.runPromiseExit(runtime)(deliver(payload)).then((exit) =>
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- kafkajs must see the original error
           Exit.isSuccess(exit) ? undefined : Promise.reject(Cause.squash(exit.cause))
         )
 
