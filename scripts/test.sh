@@ -7,8 +7,6 @@ install_dependencies
 cd "$CHATIFY_ROOT"
 log "typechecking"
 "${PNPM[@]}" run --silent typecheck
-log "linting"
-"${PNPM[@]}" run --silent lint
 # Integration tests start the real services they need (scripts/services/, idempotent); stop the
 # ones this run started, and leave alone what a developer had running before.
 running_before=()

@@ -42,3 +42,4 @@ sendDeduplicatorContract("in-memory", {
 })
 
 eventLogContract("embedded log", { makeLayer: () => MemoryLogLayer({ partitions: 3 }) })
+

@@ -103,8 +103,7 @@ export class ChatApiGroup extends HttpApiGroup.make("chat")
   )
   .addError(Problem400)
   .addError(Problem500)
-  .middleware(Authentication)
-{}
+  .middleware(Authentication) {}
 
 /**
  * A report of /health/*, as ASP.NET Core's health checks wrote it: `checks` names each check and its
@@ -180,9 +179,7 @@ const documentHealthProbes = (spec: Record<string, unknown>, paths: Record<strin
     paths[path] = item
   }
   const components = spec["components"]
-  if (isRecord(components) && isRecord(components["schemas"])) {
-    Object.assign(components["schemas"], health.components.schemas)
-  }
+  if (isRecord(components) && isRecord(components["schemas"])) Object.assign(components["schemas"], health.components.schemas)
   if (Array.isArray(spec["tags"])) spec["tags"].push(...health.tags)
 }
 

@@ -50,14 +50,7 @@ const DocsRoute = Layer.scopedDiscard(
   })
 )
 
-export const Routes = Layer.mergeAll(
-  RpcRoute,
-  ApiRoutes,
-  DocsRoute,
-  HealthRoutes,
-  ProblemAndCorrelationMiddleware,
-  SignalRHubRoutes
-).pipe(
+export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware, SignalRHubRoutes).pipe(
   Layer.provide(Flusher.layer)
 )
 
@@ -143,8 +136,7 @@ const answerWhileNotServing = (server: NodeHttpServerType) => {
 }
 
 const LISTEN_FAILURES: Record<string, string> = {
-  EADDRINUSE:
-    "is already in use (EADDRINUSE): another process listens there; stop it, or set PORT to another port (0 picks a free one)",
+  EADDRINUSE: "is already in use (EADDRINUSE): another process listens there; stop it, or set PORT to another port (0 picks a free one)",
   EACCES: "may not be bound by this user (EACCES): ports below 1024 need privileges; set PORT to 1024 or above",
   EADDRNOTAVAIL: "is not an address of this machine (EADDRNOTAVAIL): set HOST to one of its addresses, or 0.0.0.0"
 }
