@@ -19,9 +19,13 @@ curl -sS --fail-with-body "${auth[@]}" -X POST "$server/api/chat/send" -H 'conte
      -d '{"scopeType":0,"scopeId":"general","text":"Hello from curl!"}'
 echo
 
-echo "# the scope's history, newest first"
-curl -sS --fail-with-body "${auth[@]}" "$server/api/chat/scopes/0/general/history?limit=3"
-echo
+echo "# the scope's history, newest first (the history writer stores a send a moment after it)"
+for _ in $(seq 50); do
+  history=$(curl -sS --fail-with-body "${auth[@]}" "$server/api/chat/scopes/0/general/history?limit=3")
+  [[ $history == *'Hello from curl!'* ]] && break
+  sleep 0.1
+done
+echo "$history"
 
 echo "# an invalid send: a 400 ProblemDetails naming each offending field"
 curl -sS "${auth[@]}" -w '\nHTTP %{http_code}\n' -X POST "$server/api/chat/send" -H 'content-type: application/json' \
