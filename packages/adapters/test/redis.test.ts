@@ -421,7 +421,8 @@ describe("RedisPodRegistry", () => {
           // near its full length before the key would have expired
           const refreshed = yield* inspect((redis) => redis.pttl(key)).pipe(
             Effect.repeat({ until: (now) => now > ttl, schedule: Schedule.passthrough(Schedule.spaced("50 millis")) }),
-            Effect.timeout("2500 millis"),
+            // the promise is "before the key would have expired": wait up to its remaining TTL
+            Effect.timeout(`${ttl} millis`),
             Effect.orElseSucceed(() => -1)
           )
           expect(refreshed).toBeGreaterThan(2_000)
