@@ -7,18 +7,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Logger, LogLevel, Option, Schedule, Schema } from "effect"
-import { SignJWT } from "jose"
 import { directMessageScopeId, HistoryPage, PROBLEM_CONTENT_TYPE, ProblemDetails, ScopePresence } from "@chatify/domain"
 import { hs256TestAuth, startTestServer } from "../src/testing.js"
+import { hs256Token } from "./support/tokens.js"
 
 const SECRET = "a-direct-message-test-secret-32b!!"
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Error)
 
-const tokenFor = (sub: string) =>
-  Effect.promise(() =>
-    new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).setExpirationTime("10m")
-      .sign(new TextEncoder().encode(SECRET))
-  )
+const tokenFor = (sub: string) => hs256Token(SECRET, sub)
 
 interface Reply {
   readonly status: number

@@ -12,11 +12,11 @@ import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Logger, LogLevel, Option, Schema } from "effect"
-import { SignJWT } from "jose"
 import { ChatEventProducer } from "@chatify/core"
 import { DependencyUnavailable, directMessageScopeId, PROBLEM_CONTENT_TYPE, ProblemDetails, Timeout } from "@chatify/domain"
 import { Consumers, NodeServer, Routes, type ServerConfig, ServerServices } from "../src/index.js"
 import { awaitReady, hs256TestAuth, makeTempDirectory, testServerConfig } from "../src/testing.js"
+import { hs256Token } from "./support/tokens.js"
 
 const SECRET = "a-problem-details-test-secret-32b!"
 const auth = hs256TestAuth(SECRET)
@@ -62,11 +62,7 @@ const startServer = (overrides: Partial<ServerConfig> = {}) =>
     return httpUrl
   })
 
-const tokenFor = (sub: string) =>
-  Effect.promise(() =>
-    new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).setExpirationTime("10m")
-      .sign(new TextEncoder().encode(SECRET))
-  )
+const tokenFor = (sub: string) => hs256Token(SECRET, sub)
 
 interface Reply {
   readonly status: number

@@ -10,10 +10,10 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { createConnection } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Logger, LogLevel, Option, Schedule, Schema } from "effect"
-import { SignJWT } from "jose"
 import { PROBLEM_CONTENT_TYPE, ProblemDetails } from "@chatify/domain"
 import { hs256TestAuth, startTestServer } from "../src/testing.js"
 import { freePort } from "./support/serverProcess.js"
+import { hs256Token } from "./support/tokens.js"
 
 const SECRET = "a-redis-fail-open-test-secret-32b!"
 // the servers warn (fail open, Redis unavailable) on purpose
@@ -63,11 +63,7 @@ const stopRedis = (child: ChildProcess) =>
     child.kill("SIGKILL")
   })
 
-const tokenFor = (sub: string) =>
-  Effect.promise(() =>
-    new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).setExpirationTime("10m")
-      .sign(new TextEncoder().encode(SECRET))
-  )
+const tokenFor = (sub: string) => hs256Token(SECRET, sub)
 
 interface Reply {
   readonly status: number
