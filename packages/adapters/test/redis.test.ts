@@ -419,8 +419,18 @@ describe("RedisPodRegistry", () => {
           expect(ttl).toBeLessThanOrEqual(3_000)
           // refreshed every ttl/3 = 1 s: the TTL, which only runs down by itself, goes back up to
           // near its full length before the key would have expired
+          // a rise between two readings is a refresh (comparing with the first reading misses one that
+          // came just before it, after which the TTL never climbs above that reading again)
+          let previous = ttl
           const refreshed = yield* inspect((redis) => redis.pttl(key)).pipe(
-            Effect.repeat({ until: (now) => now > ttl, schedule: Schedule.passthrough(Schedule.spaced("50 millis")) }),
+            Effect.repeat({
+              until: (now) => {
+                const rose = now > previous
+                previous = now
+                return rose
+              },
+              schedule: Schedule.passthrough(Schedule.spaced("50 millis"))
+            }),
             // the promise is "before the key would have expired": wait up to its remaining TTL
             Effect.timeout(`${ttl} millis`),
             Effect.orElseSucceed(() => -1)
