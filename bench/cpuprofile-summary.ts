@@ -54,7 +54,10 @@ profile.samples.forEach((id, i) => {
   const onStack = new Set<string>()
   for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
     const frame = byId.get(at)
-    if (frame !== undefined && frame.callFrame.url.includes("/work/main/") && !frame.callFrame.url.includes("node_modules")) {
+    if (
+      frame !== undefined && frame.callFrame.url.includes("/work/main/") &&
+      !frame.callFrame.url.includes("node_modules")
+    ) {
       onStack.add(nameOf(frame.callFrame))
     }
   }
@@ -66,7 +69,9 @@ profile.samples.forEach((id, i) => {
 const print = (title: string, entries: Map<string, number>) => {
   console.log(`\n${title} (total ${(total / 1000).toFixed(0)} ms)`)
   for (const [name, micros] of [...entries].sort((a, b) => b[1] - a[1]).slice(0, top)) {
-    console.log(`${(micros / 1000).toFixed(0).padStart(8)} ms ${((100 * micros) / total).toFixed(1).padStart(5)}%  ${name}`)
+    console.log(
+      `${(micros / 1000).toFixed(0).padStart(8)} ms ${((100 * micros) / total).toFixed(1).padStart(5)}%  ${name}`
+    )
   }
 }
 print("Self time per function", perFunction)

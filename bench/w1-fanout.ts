@@ -132,14 +132,23 @@ const rpcSubscriber = (url: string, recorder: Recorder) =>
     const socket = new WebSocket(url)
     socket.on("open", () =>
       socket.send(
-        JSON.stringify({ _tag: "Request", id: "1", tag: "Subscribe", payload: { scopeType: 0, scopeId: "w1" }, headers: [] }) +
+        JSON.stringify({
+          _tag: "Request",
+          id: "1",
+          tag: "Subscribe",
+          payload: { scopeType: 0, scopeId: "w1" },
+          headers: []
+        }) +
           "\n"
       ))
     socket.on("message", (data) => {
       // ws hands a message over as one Buffer (binaryType nodebuffer)
       for (const line of (data as Buffer).toString().split("\n")) {
         if (line.length === 0) continue
-        const message = JSON.parse(line) as { _tag: string; values?: ReadonlyArray<{ _tag?: string; chatEvent?: { text: string } }> }
+        const message = JSON.parse(line) as {
+          _tag: string
+          values?: ReadonlyArray<{ _tag?: string; chatEvent?: { text: string } }>
+        }
         if (message._tag !== "Chunk" || message.values === undefined) continue
         for (const value of message.values) {
           if (value._tag === "Subscribed") resolve(socket)
@@ -163,15 +172,21 @@ const openSocket = (url: string, onMessage: (text: string) => void) =>
   })
 
 const baseline = async (): Promise<Result> => {
-  const server = await startProcess(["--import", "tsx", "bench/baseline-ws-server.ts"], {}, /Listening on (ws:\/\/\S+)/u)
+  const server = await startProcess(
+    ["--import", "tsx", "bench/baseline-ws-server.ts"],
+    {},
+    /Listening on (ws:\/\/\S+)/u
+  )
   const recorder = new Recorder()
   const sockets: Array<WebSocket> = []
   try {
     await settle()
     const rssBefore = rssOf(server.pid)
     for (let i = 0; i < SUBSCRIBERS; i += 50) {
-      const batch = Array.from({ length: Math.min(50, SUBSCRIBERS - i) }, () =>
-        openSocket(`${server.url}/subscribe`, (text) => recorder.record(Number(text))))
+      const batch = Array.from(
+        { length: Math.min(50, SUBSCRIBERS - i) },
+        () => openSocket(`${server.url}/subscribe`, (text) => recorder.record(Number(text)))
+      )
       sockets.push(...(await Promise.all(batch)))
     }
     await settle()
@@ -181,10 +196,12 @@ const baseline = async (): Promise<Result> => {
     const acks: Array<() => void> = []
     sender.on("message", () => acks.shift()?.())
     const startedAt = performance.now()
-    await pump((text) => new Promise<void>((resolve) => {
-      acks.push(resolve)
-      sender.send(text)
-    }))
+    await pump((text) =>
+      new Promise<void>((resolve) => {
+        acks.push(resolve)
+        sender.send(text)
+      })
+    )
     await recorder.finished(PHASE_TIMEOUT_MS)
     sender.close()
     return recorder.summary("bare ws relay (floor)", startedAt, rssPerConnection)
@@ -203,7 +220,9 @@ const main = async () => {
   console.log("|---|---|---|---|---|---|")
   for (const r of results) {
     console.log(
-      `| ${r.name} | ${fmt(r.deliveredPerSecond, 0)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.rssPerConnection / 1024)} KiB | ${r.delivered}/${SUBSCRIBERS * MESSAGES} |`
+      `| ${r.name} | ${fmt(r.deliveredPerSecond, 0)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${
+        fmt(r.rssPerConnection / 1024)
+      } KiB | ${r.delivered}/${SUBSCRIBERS * MESSAGES} |`
     )
   }
   console.log("")

@@ -15,10 +15,10 @@ const program = Effect.gen(function*() {
 
   // 1. Subscribe, printing every event until our own message comes back.
   const subscription = yield* chat.subscribe(general, { onLive: live }).pipe(
-    Stream.tap(({ chatEvent }) => Console.log(`received [${chatEvent.scopeId}] ${chatEvent.senderId}: ${chatEvent.text}`)),
-    Stream.takeUntilEffect(({ chatEvent }) =>
-      Effect.map(Deferred.await(sent), (mine) => mine === chatEvent.messageId)
+    Stream.tap(({ chatEvent }) =>
+      Console.log(`received [${chatEvent.scopeId}] ${chatEvent.senderId}: ${chatEvent.text}`)
     ),
+    Stream.takeUntilEffect(({ chatEvent }) => Effect.map(Deferred.await(sent), (mine) => mine === chatEvent.messageId)),
     Stream.runDrain,
     Effect.fork
   )

@@ -104,7 +104,8 @@ const w1: Workload = {
 
 const ceiling: Workload = {
   name: "ceiling",
-  title: `W1 ceiling: ${w1Subscribers} subscribers in 1 channel, rate stepped up until p99 > ${base.p99LimitMs} ms or loss > 0`,
+  title:
+    `W1 ceiling: ${w1Subscribers} subscribers in 1 channel, rate stepped up until p99 > ${base.p99LimitMs} ms or loss > 0`,
   plan: {
     ...w1.plan,
     // from 10: on a 2-core VM Socket.IO itself tops out near 50 msg/s × 1,000 subscribers

@@ -140,7 +140,13 @@ const subscriberConnection = async (url: string, pod: number, scopeIds: Readonly
   })
   scopeIds.forEach((scopeId, i) => {
     socket.send(
-      JSON.stringify({ _tag: "Request", id: String(i + 1), tag: "Subscribe", payload: { scopeType: 0, scopeId }, headers: [] }) +
+      JSON.stringify({
+        _tag: "Request",
+        id: String(i + 1),
+        tag: "Subscribe",
+        payload: { scopeType: 0, scopeId },
+        headers: []
+      }) +
         "\n"
     )
   })
@@ -185,8 +191,15 @@ class Publisher {
           if (this.sampleNext !== undefined) {
             const take = this.sampleNext
             this.sampleNext = undefined
-            const { value } = (JSON.parse(line) as { exit: { value: { chatEvent: { messageId: string }; offset: number } } }).exit
-            take({ messageId: value.chatEvent.messageId, offset: value.offset, scopeId: pending.scopeId, sentAt: pending.sentAt, pod: this.pod })
+            const { value } =
+              (JSON.parse(line) as { exit: { value: { chatEvent: { messageId: string }; offset: number } } }).exit
+            take({
+              messageId: value.chatEvent.messageId,
+              offset: value.offset,
+              scopeId: pending.scopeId,
+              sentAt: pending.sentAt,
+              pod: this.pod
+            })
           }
         } else {
           this.failed++
@@ -247,7 +260,13 @@ class HistoryReader {
         resolve(offsets.length > 0 && Math.min(...offsets) > offset)
       })
       this.socket.send(
-        JSON.stringify({ _tag: "Request", id, tag: "History", payload: { scopeType: 0, scopeId, limit: 20 }, headers: [] }) +
+        JSON.stringify({
+          _tag: "Request",
+          id,
+          tag: "History",
+          payload: { scopeType: 0, scopeId, limit: 20 },
+          headers: []
+        }) +
           "\n"
       )
     })
@@ -338,7 +357,12 @@ const runStep = async (command: StepCommand): Promise<StepResult> => {
       }
       const publisher = publishers[i % publishers.length]!
       const scopeId = scopeIds[Math.floor(i / publishers.length) % scopeIds.length]!
-      publisher.send(scopeId, `${MARKER}${command.step}~${publisher.pod}~${performance.now().toFixed(3)}~ lorem ipsum dolor sit amet, consectetur adipiscing elit`)
+      publisher.send(
+        scopeId,
+        `${MARKER}${command.step}~${publisher.pod}~${
+          performance.now().toFixed(3)
+        }~ lorem ipsum dolor sit amet, consectetur adipiscing elit`
+      )
       outstanding++
       sent++
     }
@@ -398,7 +422,10 @@ const runStep = async (command: StepCommand): Promise<StepResult> => {
 process.on("message", (message: Command) => {
   const reply = (value: unknown) => process.send?.(value)
   if (message.type === "init") {
-    init(message).then(() => reply({ type: "ready" }), (error: unknown) => reply({ type: "error", message: String(error) }))
+    init(message).then(
+      () => reply({ type: "ready" }),
+      (error: unknown) => reply({ type: "error", message: String(error) })
+    )
   } else if (message.type === "step") {
     runStep(message).then(reply, (error: unknown) => reply({ type: "error", message: String(error) }))
   } else {

@@ -125,7 +125,11 @@ describe("the examples, with authentication (CHATIFY_TOKEN)", () => {
   }, TEST_TIMEOUT)
 
   it("signalr", async () => {
-    expectRoundTrip(await runExample("signalr", { CHATIFY_URL: url, CHATIFY_TOKEN: token }), "alice", "Hello from SignalR!")
+    expectRoundTrip(
+      await runExample("signalr", { CHATIFY_URL: url, CHATIFY_TOKEN: token }),
+      "alice",
+      "Hello from SignalR!"
+    )
   }, TEST_TIMEOUT)
 
   it("rest", async () => {
@@ -156,7 +160,9 @@ describe("the READMEs", () => {
     let backgroundStarts = 0
     for (const path of ["README.md", "packages/sdk/README.md"]) {
       for (const block of fenced(read(path), "(?:bash|sh|shell)")) {
-        const lines = (block ?? "").split("\n").map((line) => line.replace(/\s+#.*$/u, "").trim()).filter((line) => line !== "")
+        const lines = (block ?? "").split("\n").map((line) => line.replace(/\s+#.*$/u, "").trim()).filter((line) =>
+          line !== ""
+        )
         lines.forEach((line, index) => {
           if (!/&$/u.test(line) || !/start\.sh|main\.js|pnpm (run )?start/u.test(line)) return
           backgroundStarts++

@@ -159,8 +159,10 @@ const buildFailure = <ROut, E>(layer: Layer.Layer<ROut, E>) =>
 
 /** Builds a client on the test keyspace and returns its migration report. */
 const startReport = (overrides: Partial<CassandraOptions> = {}) =>
-  Effect.scoped(Effect.map(Layer.build(CassandraClient.layer(options(overrides))), (ctx) =>
-    Context.get(ctx, CassandraClient).migrations))
+  Effect.scoped(
+    Effect.map(Layer.build(CassandraClient.layer(options(overrides))), (ctx) =>
+      Context.get(ctx, CassandraClient).migrations)
+  )
 
 const migrationRows = () =>
   Effect.map(

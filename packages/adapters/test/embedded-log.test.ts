@@ -80,8 +80,10 @@ describe("embedded log journal", () => {
       const last = yield* Effect.gen(function*() {
         const producer = yield* ChatEventProducer
         const source = yield* ChatEventSource
-        const sent = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => event(`m${i}`)), (e) =>
-          producer.produce(e))
+        const sent = yield* Effect.forEach(
+          Array.from({ length: 10 }, (_, i) => event(`m${i}`)),
+          (e) => producer.produce(e)
+        )
         const consumer = yield* source.consume({ groupId: GROUP, startFrom: "committed-or-earliest" })
         yield* Stream.runDrain(Stream.take(consumer.records, 10))
         yield* consumer.commit([sent[9]!])
@@ -105,7 +107,8 @@ describe("embedded log journal", () => {
         for (let i = 0; i < 30; i++) yield* producer.produce(new ChatEvent({ ...event("x"), scopeId: `s${i}` }))
       }).pipe(Effect.scoped, Effect.provide(journaled(dir)))
       const smaller = MemoryLogLayerFrom(
-        Effect.flatMap(makeSqliteLogJournal({ dataDirectory: dir }), (journal) => makeMemoryLog({ partitions: 1, journal }))
+        Effect.flatMap(makeSqliteLogJournal({ dataDirectory: dir }), (journal) =>
+          makeMemoryLog({ partitions: 1, journal }))
       )
       const error = yield* Effect.scoped(Layer.build(smaller)).pipe(Effect.flip)
       expect(error.message).toContain("CHATIFY__MESSAGEBROKER__PARTITIONS")

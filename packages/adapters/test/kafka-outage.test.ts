@@ -50,7 +50,6 @@ const options = (overrides: Partial<KafkaOptions> = {}): KafkaOptions => ({
   ...overrides
 })
 
-
 beforeAll(async () => {
   await ensureService("kafka")
   await Effect.runPromise(withAdmin((admin) =>
@@ -199,8 +198,10 @@ describe("consumers through a broker outage", () => {
 
         yield* Effect.forkScoped(onPod(supervise("broadcast", broadcastConsumer)))
         yield* Effect.forkScoped(onPod(supervise("history-writer", historyWriter)))
-        yield* waitUntil("both consumers run", () => isNow("broadcast", "running")() && isNow("history-writer", "running")())
-        yield* waitUntil("the subscription is acknowledged", () => items.length === 1)
+        yield* waitUntil("both consumers run", () =>
+          isNow("broadcast", "running")() && isNow("history-writer", "running")())
+        yield* waitUntil("the subscription is acknowledged", () =>
+          items.length === 1)
         expect(items[0]).toMatchObject({ _tag: "Subscribed", scopeId: scope.scopeId })
 
         const before = yield* produce("before the outage")
@@ -214,7 +215,8 @@ describe("consumers through a broker outage", () => {
         proxy.cut()
         yield* waitUntil("kafkajs crashed both consumers", () =>
           crashed.includes(settings.historyWriterGroup) && crashed.includes(`${settings.broadcastGroupPrefix}-pod-a`))
-        const during = yield* Effect.forEach([1, 2, 3, 4, 5], (i) => produce(`during the outage ${i}`))
+        const during = yield* Effect.forEach([1, 2, 3, 4, 5], (i) =>
+          produce(`during the outage ${i}`))
         yield* held.release
 
         // the commit fails for good: retried within the budget, then the whole consumer is restarted
@@ -226,11 +228,21 @@ describe("consumers through a broker outage", () => {
         const after = yield* produce("after the outage")
 
         const all = [before, stored, ...during, after]
-        yield* waitUntil("every event is stored", () => all.every(({ text }) => storedText(text)))
-        yield* waitUntil("every event is delivered", () => delivered().length >= all.length)
+        yield* waitUntil("every event is stored", () =>
+          all.every(({ text }) =>
+            storedText(text)
+          ))
+        yield* waitUntil("every event is delivered", () =>
+          delivered().length >= all.length)
         // to this pod's live subscriber: all of them, once each, in log order, and it is still live
         // (a SubscriptionLagged would have ended it)
-        expect(delivered().map((e) => e.offset)).toEqual(all.map((p) => p.offset))
+        expect(
+          delivered().map((e) =>
+            e.offset
+          )
+        ).toEqual(all.map((p) =>
+          p.offset
+        ))
         expect(delivered().map((e) => e.chatEvent.text)).toEqual(all.map((p) => p.text))
         expect(Option.isNone(yield* Fiber.poll(subscription))).toBe(true)
         // the batch stored before the crash was not committed: the new consumer read it again

@@ -105,7 +105,11 @@ const kcat = (args: ReadonlyArray<string>, input?: string) =>
       ["-b", BROKER, ...args],
       { encoding: "buffer", timeout: 20_000 },
       (error, stdout, stderr) =>
-        resume(error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`kcat: ${error.message} ${stderr.toString()}`)))
+        resume(
+          error === null
+            ? Effect.succeed(stdout)
+            : Effect.fail(new Error(`kcat: ${error.message} ${stderr.toString()}`))
+        )
     )
     if (input !== undefined) child.stdin?.end(input)
   })
@@ -259,42 +263,51 @@ describe("Kafka adapter", () => {
       expect(record.offset).toBeGreaterThan(old.offset)
     }).pipe(Effect.provide(KafkaLogLayer(options()))))
 
-  it.scopedLive("a slow reader: the full buffer holds kafkajs back, the member heartbeats and closes promptly", () =>
-    Effect.gen(function*() {
-      const producer = yield* ChatEventProducer
-      // the adapter itself, not the port: its members tell how many records they hold
-      const source = yield* makeKafkaSource
-      const scope = channel()
-      const key = scopeKey(scope)
-      const produceMany = (n: number, prefix: string) =>
-        Effect.forEach(Array.from({ length: n }, (_, i) => eventIn(scope, `${prefix}${i}`)), (e) => producer.produce(e))
-      const positions = yield* produceMany(40, "m")
-      const closedAt = yield* Effect.scoped(Effect.gen(function*() {
-        const groupId = `slow-${randomUUID()}`
-        const consumer = yield* source.consume({ groupId, startFrom: "committed-or-earliest" })
-        // kafkajs fills the 5-record buffer and waits in eachBatch, longer than the 6 s session
-        yield* Effect.sleep("7 seconds")
-        // still a member: the waiting eachBatch heartbeats
-        const { groups } = yield* withAdmin((admin) => admin.describeGroups([groupId]))
-        expect(groups.map((g) => [g.state, g.members.length])).toEqual([["Stable", 1]])
-        const records = yield* Stream.runCollect(Stream.take(withKey(consumer.records, key), 40))
-        // an evicted member would have rejoined and read the partition again from the start
-        const read = Chunk.toReadonlyArray(records).map((r) => ({ partition: r.partition, offset: r.offset }))
-        expect(read).toEqual(positions)
-        // fill the buffer again: once it holds 5 records, 15 or more of these 20 acknowledged ones are
-        // still to be handed over, so eachBatch is waiting when the scope closes
-        yield* produceMany(20, "more")
-        yield* consumer.buffered.pipe(
-          Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (buffered) => buffered === 5 }),
-          Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("the buffer never filled") })
+  it.scopedLive(
+    "a slow reader: the full buffer holds kafkajs back, the member heartbeats and closes promptly",
+    () =>
+      Effect.gen(function*() {
+        const producer = yield* ChatEventProducer
+        // the adapter itself, not the port: its members tell how many records they hold
+        const source = yield* makeKafkaSource
+        const scope = channel()
+        const key = scopeKey(scope)
+        const produceMany = (n: number, prefix: string) =>
+          Effect.forEach(
+            Array.from({ length: n }, (_, i) => eventIn(scope, `${prefix}${i}`)),
+            (e) => producer.produce(e)
+          )
+        const positions = yield* produceMany(40, "m")
+        const closedAt = yield* Effect.scoped(Effect.gen(function*() {
+          const groupId = `slow-${randomUUID()}`
+          const consumer = yield* source.consume({ groupId, startFrom: "committed-or-earliest" })
+          // kafkajs fills the 5-record buffer and waits in eachBatch, longer than the 6 s session
+          yield* Effect.sleep("7 seconds")
+          // still a member: the waiting eachBatch heartbeats
+          const { groups } = yield* withAdmin((admin) => admin.describeGroups([groupId]))
+          expect(groups.map((g) => [g.state, g.members.length])).toEqual([["Stable", 1]])
+          const records = yield* Stream.runCollect(Stream.take(withKey(consumer.records, key), 40))
+          // an evicted member would have rejoined and read the partition again from the start
+          const read = Chunk.toReadonlyArray(records).map((r) => ({ partition: r.partition, offset: r.offset }))
+          expect(read).toEqual(positions)
+          // fill the buffer again: once it holds 5 records, 15 or more of these 20 acknowledged ones are
+          // still to be handed over, so eachBatch is waiting when the scope closes
+          yield* produceMany(20, "more")
+          yield* consumer.buffered.pipe(
+            Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (buffered) => buffered === 5 }),
+            Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("the buffer never filled") })
+          )
+          return Date.now()
+        }))
+        // the finalizer closes the buffer first, so the waiting eachBatch returns and the member leaves
+        expect(Date.now() - closedAt).toBeLessThan(3_000)
+      }).pipe(
+        Effect.provide(
+          KafkaProducerLayer.pipe(Layer.provideMerge(KafkaClientLayer(options({ consumerBufferSize: 5 }))))
         )
-        return Date.now()
-      }))
-      // the finalizer closes the buffer first, so the waiting eachBatch returns and the member leaves
-      expect(Date.now() - closedAt).toBeLessThan(3_000)
-    }).pipe(
-      Effect.provide(KafkaProducerLayer.pipe(Layer.provideMerge(KafkaClientLayer(options({ consumerBufferSize: 5 })))))
-    ), { timeout: 30_000 })
+      ),
+    { timeout: 30_000 }
+  )
 
   it.scopedLive("startup stops clearly on a missing topic or other partition count; creates topics when allowed", () =>
     Effect.gen(function*() {
@@ -360,54 +373,63 @@ describe("Kafka adapter", () => {
       proxy.cut()
     }))
 
-  it.scopedLive("broker loss fails the records Stream typed; supervise restarts the consumer once it is back", () =>
-    Effect.gen(function*() {
-      const proxy = yield* brokerProxy
-      const proxied = options({ socketFactory: throughProxy(proxy.port), retries: 1, produceTimeout: "3 seconds" })
-      const scope = channel()
-      const delivered: Array<EnrichedChatEvent> = []
-      const services = Layer.mergeAll(
-        KafkaLogLayer(proxied),
-        MemoryFanout,
-        ConsumerHealth.layer,
-        CoreSettings.layer({ broadcastGroupPrefix: `chatify-broadcast-${randomUUID()}` }),
-        Layer.succeed(PodIdentity, { podId: "pod-a" })
-      )
-      const context = yield* Layer.build(services)
-      const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, context)
-
-      yield* run(Effect.flatMap(LocalFanout, (fanout) =>
-        fanout.register(scopeKey(scope), { deliver: (event) => delivered.push(event) > 0 })))
-      // the bare port first: a lost broker ends the records Stream with the typed error
-      const direct = yield* run(Effect.flatMap(ChatEventSource, (source) =>
-        source.consume({ groupId: `loss-${randomUUID()}`, startFrom: "latest" })))
-      const failed = yield* Effect.fork(Stream.runDrain(direct.records))
-
-      const supervisor = yield* Effect.forkScoped(run(supervise("broadcast", broadcastConsumer)))
-      const waitFor = (state: string) =>
-        run(Effect.flatMap(ConsumerHealth, (health) => health.snapshot)).pipe(
-          Effect.repeat({
-            until: (states) => states.get("broadcast") === state,
-            schedule: Schedule.spaced("50 millis")
-          }),
-          Effect.timeout("20 seconds")
+  it.scopedLive(
+    "broker loss fails the records Stream typed; supervise restarts the consumer once it is back",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* brokerProxy
+        const proxied = options({ socketFactory: throughProxy(proxy.port), retries: 1, produceTimeout: "3 seconds" })
+        const scope = channel()
+        const delivered: Array<EnrichedChatEvent> = []
+        const services = Layer.mergeAll(
+          KafkaLogLayer(proxied),
+          MemoryFanout,
+          ConsumerHealth.layer,
+          CoreSettings.layer({ broadcastGroupPrefix: `chatify-broadcast-${randomUUID()}` }),
+          Layer.succeed(PodIdentity, { podId: "pod-a" })
         )
-      const sendUntilDelivered = (text: string) =>
-        run(Effect.flatMap(ChatEventProducer, (producer) => producer.produce(eventIn(scope, text)))).pipe(
-          Effect.zipRight(Effect.sleep("200 millis")),
-          Effect.repeat({ until: () => delivered.some((e) => e.chatEvent.text === text) }),
-          Effect.timeout("25 seconds")
-        )
-      yield* waitFor("running")
-      yield* sendUntilDelivered("before the outage")
+        const context = yield* Layer.build(services)
+        const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, context)
 
-      proxy.cut()
-      const lost = yield* Fiber.join(failed).pipe(Effect.flip, Effect.timeout("20 seconds"))
-      expect(lost._tag).toBe("DependencyUnavailable")
-      yield* waitFor("restarting")
+        yield* run(Effect.flatMap(LocalFanout, (fanout) =>
+          fanout.register(scopeKey(scope), {
+            deliver: (event) => delivered.push(event) > 0
+          })))
+        // the bare port first: a lost broker ends the records Stream with the typed error
+        const direct = yield* run(Effect.flatMap(ChatEventSource, (source) =>
+          source.consume({ groupId: `loss-${randomUUID()}`, startFrom: "latest" })))
+        const failed = yield* Effect.fork(Stream.runDrain(direct.records))
 
-      proxy.restore()
-      yield* sendUntilDelivered("after the outage")
-      expect(supervisor.unsafePoll()).toBeNull()
-    }), { timeout: 60_000 })
+        const supervisor = yield* Effect.forkScoped(run(supervise("broadcast", broadcastConsumer)))
+        const waitFor = (state: string) =>
+          run(Effect.flatMap(ConsumerHealth, (health) =>
+            health.snapshot)).pipe(
+              Effect.repeat({
+                until: (states) => states.get("broadcast") === state,
+                schedule: Schedule.spaced("50 millis")
+              }),
+              Effect.timeout("20 seconds")
+            )
+        const sendUntilDelivered = (text: string) =>
+          run(Effect.flatMap(ChatEventProducer, (producer) => producer.produce(eventIn(scope, text)))).pipe(
+            Effect.zipRight(Effect.sleep("200 millis")),
+            Effect.repeat({
+              until: () => delivered.some((e) => e.chatEvent.text === text)
+            }),
+            Effect.timeout("25 seconds")
+          )
+        yield* waitFor("running")
+        yield* sendUntilDelivered("before the outage")
+
+        proxy.cut()
+        const lost = yield* Fiber.join(failed).pipe(Effect.flip, Effect.timeout("20 seconds"))
+        expect(lost._tag).toBe("DependencyUnavailable")
+        yield* waitFor("restarting")
+
+        proxy.restore()
+        yield* sendUntilDelivered("after the outage")
+        expect(supervisor.unsafePoll()).toBeNull()
+      }),
+    { timeout: 60_000 }
+  )
 })

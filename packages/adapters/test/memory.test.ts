@@ -42,4 +42,3 @@ sendDeduplicatorContract("in-memory", {
 })
 
 eventLogContract("embedded log", { makeLayer: () => MemoryLogLayer({ partitions: 3 }) })
-

@@ -35,7 +35,11 @@ const expected = fc.record({
 })
 
 /** Writes a connection string for `e`, options in `order`, keys in random case, random spacing. */
-const connectionString = fc.tuple(expected, fc.infiniteStream(fc.tuple(space, space)), fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }))
+const connectionString = fc.tuple(
+  expected,
+  fc.infiniteStream(fc.tuple(space, space)),
+  fc.array(fc.boolean(), { minLength: 8, maxLength: 8 })
+)
   .chain(([e, spaces, flips]) => {
     const endpoint = e.host.includes(":") ? `[${e.host}]` : e.host
     const options: Array<readonly [string, string]> = []
@@ -71,16 +75,20 @@ const refusal = (text: string): string => {
 }
 
 describe("the Redis connection string", () => {
-  it.prop("reads every endpoint form and option, in any order, key case and spacing", { c: connectionString }, ({ c }) => {
-    const { e, text } = c
-    const connection = parsed(text)
-    expect(connection.host).toBe(e.host)
-    expect(connection.port).toBe(e.port ?? 6379)
-    expect(connection.password === undefined ? undefined : Redacted.value(connection.password)).toBe(e.password)
-    expect(connection.username).toBe(e.user)
-    expect(connection.tls).toBe(e.ssl ?? false)
-    expect(connection.database).toBe(e.database ?? 0)
-  })
+  it.prop(
+    "reads every endpoint form and option, in any order, key case and spacing",
+    { c: connectionString },
+    ({ c }) => {
+      const { e, text } = c
+      const connection = parsed(text)
+      expect(connection.host).toBe(e.host)
+      expect(connection.port).toBe(e.port ?? 6379)
+      expect(connection.password === undefined ? undefined : Redacted.value(connection.password)).toBe(e.password)
+      expect(connection.username).toBe(e.user)
+      expect(connection.tls).toBe(e.ssl ?? false)
+      expect(connection.database).toBe(e.database ?? 0)
+    }
+  )
 
   it.prop("takes an IPv6 address only in brackets, and says so", { host: ipv6, port }, ({ host, port }) => {
     expect(parsed(`[${host}]:${port}`)).toMatchObject({ host, port })
@@ -98,7 +106,9 @@ describe("the Redis connection string", () => {
     ({ endpoints, password }) => {
       const listed = endpoints.map(([h, p]) => `${h}:${p}`)
       const message = refusal([...listed, `password=${password}`].join(","))
-      expect(message).toBe(`several endpoints (${listed.join(", ")}) are not supported: give the one endpoint of the primary`)
+      expect(message).toBe(
+        `several endpoints (${listed.join(", ")}) are not supported: give the one endpoint of the primary`
+      )
     }
   )
 
@@ -106,7 +116,18 @@ describe("the Redis connection string", () => {
     "refuses an option it would not honour, naming the key but never the password",
     {
       key: fc.stringMatching(/^[A-Za-z]{1,16}$/u).filter((k) =>
-        !["password", "user", "ssl", "sslhost", "defaultdatabase", "name", "connecttimeout", "synctimeout", "asynctimeout", "abortconnect"]
+        ![
+          "password",
+          "user",
+          "ssl",
+          "sslhost",
+          "defaultdatabase",
+          "name",
+          "connecttimeout",
+          "synctimeout",
+          "asynctimeout",
+          "abortconnect"
+        ]
           .includes(k.toLowerCase())
       ),
       // digits never occur in the message otherwise
@@ -137,7 +158,9 @@ describe("the Redis connection string", () => {
     },
     ({ database, host, password, port, tls, user }) => {
       const endpoint = host.includes(":") ? `[${host}]` : host
-      const url = `${tls ? "rediss" : "redis"}://${user}:${encodeURIComponent(password)}@${endpoint}:${port}/${database}`
+      const url = `${tls ? "rediss" : "redis"}://${user}:${
+        encodeURIComponent(password)
+      }@${endpoint}:${port}/${database}`
       const connection = parsed(url)
       // a URL's IPv6 address comes back in its canonical form: the same address
       const canonical = host.includes(":") ? new URL(`http://[${host}]`).hostname.slice(1, -1) : host
@@ -148,15 +171,30 @@ describe("the Redis connection string", () => {
   )
 
   it("examples: the original design's, Azure's, and what is refused", () => {
-    expect(parsed("chatify-redis:6379")).toMatchObject({ host: "chatify-redis", port: 6379, tls: false, password: undefined })
+    expect(parsed("chatify-redis:6379")).toMatchObject({
+      host: "chatify-redis",
+      port: 6379,
+      tls: false,
+      password: undefined
+    })
     expect(parsed("cache.redis.cache.windows.net:6380,password=abc=,ssl=True,abortConnect=False")).toMatchObject({
       host: "cache.redis.cache.windows.net",
       port: 6380,
       tls: true
     })
-    expect(parsed("h:1,ssl=true,sslHost=redis.internal,name=chatify,connectTimeout=500,syncTimeout=800,defaultDatabase=3"))
-      .toMatchObject({ tlsServerName: "redis.internal", clientName: "chatify", connectTimeoutMillis: 500, commandTimeoutMillis: 800, database: 3 })
-    expect(redisClientOptions(parsed("h:1,ssl=true,sslHost=redis.internal"))).toMatchObject({ tls: { serverName: "redis.internal" } })
+    expect(
+      parsed("h:1,ssl=true,sslHost=redis.internal,name=chatify,connectTimeout=500,syncTimeout=800,defaultDatabase=3")
+    )
+      .toMatchObject({
+        tlsServerName: "redis.internal",
+        clientName: "chatify",
+        connectTimeoutMillis: 500,
+        commandTimeoutMillis: 800,
+        database: 3
+      })
+    expect(redisClientOptions(parsed("h:1,ssl=true,sslHost=redis.internal"))).toMatchObject({
+      tls: { serverName: "redis.internal" }
+    })
     expect(redisClientOptions(parsed("h:1,ssl=false")).tls).toBeUndefined()
     expect(refusal("password=x")).toBe("no endpoint (host:port) is given")
     expect(refusal("h:0")).toContain("not a TCP port")
@@ -165,6 +203,8 @@ describe("the Redis connection string", () => {
     expect(refusal("h:6379,defaultDatabase=-1")).toContain("defaultDatabase must be an integer")
     expect(refusal("redis://h:6379/?tls=true")).toContain("query parameters")
     expect(refusal("[not-v6]:6379")).toContain("is not an IPv6 address")
-    expect(describeRedisConnection(parsed("h:6379,password=S3cret,user=u,ssl=true,defaultDatabase=2"))).toBe("h:6379, tls, user u, db 2")
+    expect(describeRedisConnection(parsed("h:6379,password=S3cret,user=u,ssl=true,defaultDatabase=2"))).toBe(
+      "h:6379, tls, user u, db 2"
+    )
   })
 })

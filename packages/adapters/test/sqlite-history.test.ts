@@ -53,8 +53,10 @@ const buildFailure = (layer: Layer.Layer<ChatHistory, DependencyUnavailable>) =>
 
 const T0 = Date.UTC(2024, 0, 15, 12)
 
-chatHistoryContract("SqliteHistory", () =>
-  Layer.unwrapScoped(Effect.map(tempDirectory, (dataDirectory) => SqliteHistory.layer({ dataDirectory }))))
+chatHistoryContract(
+  "SqliteHistory",
+  () => Layer.unwrapScoped(Effect.map(tempDirectory, (dataDirectory) => SqliteHistory.layer({ dataDirectory })))
+)
 
 // A bucket of one hour puts every few test messages into a new partition-key bucket.
 chatHistoryContract("SqliteHistory with hourly buckets", () =>
@@ -72,7 +74,10 @@ describe("SqliteHistory", () => {
       const layer = SqliteHistory.layer({ dataDirectory: directory })
 
       yield* Effect.flatMap(ChatHistory, (history) => history.append(events)).pipe(Effect.provide(layer))
-      const slice = yield* Effect.flatMap(ChatHistory, (history) => history.page(scope, { limit: 10, before: undefined }))
+      const slice = yield* Effect.flatMap(
+        ChatHistory,
+        (history) => history.page(scope, { limit: 10, before: undefined })
+      )
         .pipe(Effect.provide(layer))
 
       expect(slice.items).toEqual([...events].reverse())
@@ -104,7 +109,9 @@ describe("SqliteHistory", () => {
         db.prepare<[], { module_name: string; migration_id: string; applied_at_utc: number }>(
           "SELECT module_name, migration_id, applied_at_utc FROM schema_migrations"
         ).all())
-      expect(migrations.map((m) => m.migration_id)).toEqual(["0001_init_chat", "0002_chat_messages_clustered_by_scope"])
+      expect(migrations.map((m) =>
+        m.migration_id
+      )).toEqual(["0001_init_chat", "0002_chat_messages_clustered_by_scope"])
       expect(migrations.every((m) => m.applied_at_utc > 0)).toBe(true)
     }))
 
@@ -134,7 +141,19 @@ describe("SqliteHistory", () => {
             const insert = db.prepare("INSERT INTO chat_messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             for (const { chatEvent: e, offset, partition } of events) {
               const at = e.createdAtUtc.getTime()
-              insert.run(`0:${e.scopeId}`, Math.floor(at / 86_400_000), at, e.messageId, e.scopeType, e.scopeId, e.senderId, e.text, e.originPodId, partition, offset)
+              insert.run(
+                `0:${e.scopeId}`,
+                Math.floor(at / 86_400_000),
+                at,
+                e.messageId,
+                e.scopeType,
+                e.scopeId,
+                e.senderId,
+                e.text,
+                e.originPodId,
+                partition,
+                offset
+              )
             }
           }),
         (db) => Effect.sync(() => db.close())
@@ -150,7 +169,9 @@ describe("SqliteHistory", () => {
       expect(resumed).toEqual(events.slice(1))
 
       const layout = yield* inspect(dbFile(directory), (db) => ({
-        table: db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'chat_messages'").get()?.sql ?? "",
+        table:
+          db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'chat_messages'").get()?.sql ??
+            "",
         indexes: db.prepare<[], { name: string }>(
           "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'chat_messages' ORDER BY name"
         ).all().map((row) => row.name)
@@ -191,7 +212,9 @@ describe("SqliteHistory", () => {
       const scope = channel()
       // Same time and same prefix for all three, so only the last digit decides; appended out of order.
       const prefix = randomUUID().slice(0, 8)
-      const events = ["1", "3", "2"].map((last, i) => eventAt(scope, T0, i, `${prefix}-0000-4000-8000-00000000000${last}`))
+      const events = ["1", "3", "2"].map((last, i) =>
+        eventAt(scope, T0, i, `${prefix}-0000-4000-8000-00000000000${last}`)
+      )
       yield* history.append(events)
 
       const first = yield* history.page(scope, { limit: 2, before: undefined })

@@ -25,7 +25,9 @@ const rowCount = (directory: string) =>
 
 sendDeduplicatorContract("SQLite", {
   makeLayer: (settings) =>
-    Layer.unwrapScoped(Effect.map(tempDirectory, (dataDirectory) => SqliteSendDeduplicator.layer({ dataDirectory, ...settings }))),
+    Layer.unwrapScoped(
+      Effect.map(tempDirectory, (dataDirectory) => SqliteSendDeduplicator.layer({ dataDirectory, ...settings }))
+    ),
   advance: (d) => TestClock.adjust(d)
 })
 
@@ -38,12 +40,18 @@ describe("SqliteSendDeduplicator", () => {
       const sent = new EnrichedChatEvent({ chatEvent: first, partition: 1, offset: 9 })
       yield* Effect.scoped(
         Effect.gen(function*() {
-          const store = Context.get(yield* Layer.build(SqliteSendDeduplicator.layer({ dataDirectory, windowSeconds: 60 })), SendDeduplicator)
+          const store = Context.get(
+            yield* Layer.build(SqliteSendDeduplicator.layer({ dataDirectory, windowSeconds: 60 })),
+            SendDeduplicator
+          )
           yield* store.claim(key, first)
           yield* store.complete(key, sent)
         })
       )
-      const store = Context.get(yield* Layer.build(SqliteSendDeduplicator.layer({ dataDirectory, windowSeconds: 60 })), SendDeduplicator)
+      const store = Context.get(
+        yield* Layer.build(SqliteSendDeduplicator.layer({ dataDirectory, windowSeconds: 60 })),
+        SendDeduplicator
+      )
       expect(yield* store.claim(key, candidateEvent(key))).toEqual({ _tag: "Sent", sent })
     }))
 
@@ -51,7 +59,9 @@ describe("SqliteSendDeduplicator", () => {
     Effect.gen(function*() {
       const dataDirectory = yield* tempDirectory
       const store = Context.get(
-        yield* Layer.build(SqliteSendDeduplicator.layer({ dataDirectory, windowSeconds: 10, purgeInterval: "1 minute" })),
+        yield* Layer.build(
+          SqliteSendDeduplicator.layer({ dataDirectory, windowSeconds: 10, purgeInterval: "1 minute" })
+        ),
         SendDeduplicator
       )
       for (let i = 0; i < 3; i++) {

@@ -26,22 +26,25 @@ export type CallerServiceRequirements = Exclude<SendRequirements | SubscribeRequ
  * its correlation id to a copy of this small context, not of every service the server has. (A tag
  * missing here is a type error: the picked context would not satisfy the requirements.)
  */
-export const callerServices: Effect.Effect<Context.Context<CallerServiceRequirements>, never, CallerServiceRequirements> =
-  Effect.map(
-    Effect.context<CallerServiceRequirements>(),
-    Context.pick(
-      ChatEventProducer,
-      ChatEventSource,
-      ChatHistory,
-      ChatPolicy,
-      CoreSettings,
-      IdGenerator,
-      LocalFanout,
-      PodIdentity,
-      PresenceHeartbeat,
-      RateLimiter,
-      ReadRateLimiter,
-      ScopeAuthorizer,
-      SendDeduplicator
-    )
+export const callerServices: Effect.Effect<
+  Context.Context<CallerServiceRequirements>,
+  never,
+  CallerServiceRequirements
+> = Effect.map(
+  Effect.context<CallerServiceRequirements>(),
+  Context.pick(
+    ChatEventProducer,
+    ChatEventSource,
+    ChatHistory,
+    ChatPolicy,
+    CoreSettings,
+    IdGenerator,
+    LocalFanout,
+    PodIdentity,
+    PresenceHeartbeat,
+    RateLimiter,
+    ReadRateLimiter,
+    ScopeAuthorizer,
+    SendDeduplicator
   )
+)

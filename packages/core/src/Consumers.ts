@@ -1,4 +1,16 @@
-import { Chunk, Clock, Context, Duration, Effect, Either, Layer, Option, Schedule, Stream, SubscriptionRef } from "effect"
+import {
+  Chunk,
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Layer,
+  Option,
+  Schedule,
+  Stream,
+  SubscriptionRef
+} from "effect"
 import { type ChatEvent, decodeChatEventJson, EnrichedChatEvent, type StreamPosition } from "@chatify/domain"
 import {
   ChatEventSource,
@@ -232,7 +244,9 @@ export const broadcastConsumer = Effect.gen(function*() {
               for (const { offset, partition } of lastPositions(records)) next.set(partition, offset + 1)
             })
           )
-          return malformed.length === 0 ? published : Effect.zipRight(published, Effect.all(malformed, { discard: true }))
+          return malformed.length === 0
+            ? published
+            : Effect.zipRight(published, Effect.all(malformed, { discard: true }))
         }), BROADCAST_COMMIT_INTERVAL_MILLIS)
     })
   )

@@ -10,17 +10,18 @@ import { type Identity, ReadRateLimiter } from "./Ports.js"
 export const checkReadRate = (
   identity: Identity
 ): Effect.Effect<void, RateLimited | DependencyUnavailable, ReadRateLimiter> =>
-  Effect.flatMap(ReadRateLimiter, (limiter) => limiter.checkAndIncrement(identity.rateLimitKey ?? identity.userId)).pipe(
-    Effect.flatMap((decision) =>
-      decision.allowed
-        ? Effect.void
-        : Effect.fail(
-          new RateLimited({
-            limit: decision.limit,
-            windowSeconds: decision.windowSeconds,
-            retryAfterSeconds: decision.retryAfterSeconds,
-            kind: "read"
-          })
-        )
+  Effect.flatMap(ReadRateLimiter, (limiter) => limiter.checkAndIncrement(identity.rateLimitKey ?? identity.userId))
+    .pipe(
+      Effect.flatMap((decision) =>
+        decision.allowed
+          ? Effect.void
+          : Effect.fail(
+            new RateLimited({
+              limit: decision.limit,
+              windowSeconds: decision.windowSeconds,
+              retryAfterSeconds: decision.retryAfterSeconds,
+              kind: "read"
+            })
+          )
+      )
     )
-  )

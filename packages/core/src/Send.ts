@@ -67,7 +67,9 @@ const send = (request: SendRequest) =>
     // validateSend checked the scope id by the rule authorizeScope applies.
     yield* checkScopeAccess(Context.get(services, ScopeAuthorizer), identity, request, "send")
 
-    const decision = yield* Context.get(services, RateLimiter).checkAndIncrement(identity.rateLimitKey ?? identity.userId)
+    const decision = yield* Context.get(services, RateLimiter).checkAndIncrement(
+      identity.rateLimitKey ?? identity.userId
+    )
     if (!decision.allowed) {
       return yield* new RateLimited({
         limit: decision.limit,
@@ -91,7 +93,11 @@ const send = (request: SendRequest) =>
       originPodId: candidate.originPodId
     }, true)
     if (request.clientMessageId !== undefined) {
-      return yield* sendOnce(services, { senderId: identity.userId, clientMessageId: request.clientMessageId }, chatEvent)
+      return yield* sendOnce(
+        services,
+        { senderId: identity.userId, clientMessageId: request.clientMessageId },
+        chatEvent
+      )
     }
     const position = yield* Context.get(services, ChatEventProducer).produce(chatEvent)
     // chatEvent was validated just above, and the log's positions are non-negative integers.
@@ -147,7 +153,9 @@ const sendOnce = (services: Context.Context<SendRequirements>, key: SendKey, can
       if (!sameMessage(event, candidate)) return Effect.zipRight(release, Effect.fail(reusedKey(key)))
       return Context.get(services, ChatEventProducer).produce(event).pipe(
         Effect.onError(() => release),
-        Effect.map((position) => new EnrichedChatEvent({ chatEvent: event, partition: position.partition, offset: position.offset }, true)),
+        Effect.map((position) =>
+          new EnrichedChatEvent({ chatEvent: event, partition: position.partition, offset: position.offset }, true)
+        ),
         // the message is in the log: a result that could not be recorded is logged, not failed (the
         // key's lease runs out, and a repeat then produces the same event again: one message in the history)
         Effect.tap((sent) =>

@@ -15,7 +15,15 @@ import {
   Unexpected
 } from "@chatify/domain"
 import { authorizeScope } from "./Access.js"
-import { ChatEventSource, ChatHistory, ChatPolicy, CurrentUser, LocalFanout, ReadRateLimiter, ScopeAuthorizer } from "./Ports.js"
+import {
+  ChatEventSource,
+  ChatHistory,
+  ChatPolicy,
+  CurrentUser,
+  LocalFanout,
+  ReadRateLimiter,
+  ScopeAuthorizer
+} from "./Ports.js"
 import { PresenceHeartbeat } from "./PresenceHeartbeat.js"
 import { checkReadRate } from "./ReadLimit.js"
 import { CoreSettings } from "./Settings.js"
@@ -60,18 +68,21 @@ const awaitHistoryUpTo = (partition: number, endOffset: number) =>
 
 /** The scope's events after `from` up to and including `lastOffset`, read from history page by page. */
 const replay = (scope: ScopeRef, from: StreamPosition, lastOffset: number) =>
-  Stream.paginateChunkEffect(from, (position) =>
-    Effect.flatMap(ChatHistory, (history) => history.after(scope, position, REPLAY_PAGE)).pipe(
-      Effect.map((events) => {
-        const wanted = events.filter((e) => e.offset <= lastOffset)
-        const last = wanted.at(-1)
-        const more = last !== undefined && events.length === REPLAY_PAGE && last.offset < lastOffset
-        return [
-          Chunk.unsafeFromArray(wanted),
-          more ? Option.some({ partition: from.partition, offset: last.offset }) : Option.none()
-        ] as const
-      })
-    ))
+  Stream.paginateChunkEffect(
+    from,
+    (position) =>
+      Effect.flatMap(ChatHistory, (history) => history.after(scope, position, REPLAY_PAGE)).pipe(
+        Effect.map((events) => {
+          const wanted = events.filter((e) => e.offset <= lastOffset)
+          const last = wanted.at(-1)
+          const more = last !== undefined && events.length === REPLAY_PAGE && last.offset < lastOffset
+          return [
+            Chunk.unsafeFromArray(wanted),
+            more ? Option.some({ partition: from.partition, offset: last.offset }) : Option.none()
+          ] as const
+        })
+      )
+  )
 
 /**
  * Where a subscription's items go. `push` is called synchronously from the fan-out, so it must
@@ -124,10 +135,13 @@ export const subscribeInto = (
       ended = true
       sink.fail(error)
     }
-    const lagged = () => end(new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: settings.subscriberBufferSize }))
-    yield* Effect.addFinalizer(() => Effect.sync(() => {
-      ended = true
-    }))
+    const lagged = () =>
+      end(new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: settings.subscriberBufferSize }))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        ended = true
+      })
+    )
     let lastDelivered = after?.offset ?? -1
     const deliverNow = (event: EnrichedChatEvent): boolean => {
       if (ended) return false
@@ -175,7 +189,8 @@ export const subscribeInto = (
     // data lost. Going live from there would drop every newer event up to that offset, unseen.
     if (after !== undefined && after.offset > endOffset - 1) {
       return yield* new Conflict({
-        message: `position ${after.offset} is beyond the end of partition ${partition} (last offset ${endOffset - 1}): ` +
+        message:
+          `position ${after.offset} is beyond the end of partition ${partition} (last offset ${endOffset - 1}): ` +
           "the log does not hold it (recreated, or its data lost); subscribe without a position"
       })
     }

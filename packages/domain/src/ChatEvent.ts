@@ -101,9 +101,13 @@ export const decodeChatEventJson = (text: string): Either.Either<ChatEvent, Pars
     return decodeChatEventJsonWithSchema(text)
   }
   if (typeof json !== "object" || json === null) return decodeChatEventJsonWithSchema(text)
-  const { createdAtUtc, messageId, originPodId, scopeId, scopeType, senderId, text: body } = json as Record<string, unknown>
+  const { createdAtUtc, messageId, originPodId, scopeId, scopeType, senderId, text: body } = json as Record<
+    string,
+    unknown
+  >
   if (
-    !isString(messageId) || !uuidPattern.test(messageId) || (scopeType !== 0 && scopeType !== 1) || !isString(scopeId) ||
+    !isString(messageId) || !uuidPattern.test(messageId) || (scopeType !== 0 && scopeType !== 1) ||
+    !isString(scopeId) ||
     !isString(senderId) || !isString(body) || !isString(createdAtUtc) || !isString(originPodId)
   ) return decodeChatEventJsonWithSchema(text)
   const createdAt = new Date(createdAtUtc)

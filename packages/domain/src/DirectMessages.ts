@@ -18,8 +18,13 @@ export const directMessageMembers = (scopeId: string): Option.Option<readonly [s
   const parts = scopeId.slice(PREFIX.length).split(":")
   if (parts.length !== 2) return Option.none()
   const decoded = Option.all(parts.map((part) => Option.liftThrowable(decodeURIComponent)(part)))
-  return Option.flatMap(decoded, ([a, b]) =>
-    a !== undefined && b !== undefined && directMessageScopeId(a, b) === scopeId ? Option.some([a, b] as const) : Option.none())
+  return Option.flatMap(
+    decoded,
+    ([a, b]) =>
+      a !== undefined && b !== undefined && directMessageScopeId(a, b) === scopeId
+        ? Option.some([a, b] as const)
+        : Option.none()
+  )
 }
 
 /** Whether a scope id starts like a direct-message id (`dm:`, in any letter case). */

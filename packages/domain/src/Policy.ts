@@ -1,6 +1,10 @@
 import { Either, Option, Schema } from "effect"
 import { type ChatScopeType, type ScopeRef, ScopeTypes } from "./ChatEvent.js"
-import { canonicalDirectMessageScopeId, DIRECT_MESSAGE_PREFIX, looksLikeDirectMessageScopeId } from "./DirectMessages.js"
+import {
+  canonicalDirectMessageScopeId,
+  DIRECT_MESSAGE_PREFIX,
+  looksLikeDirectMessageScopeId
+} from "./DirectMessages.js"
 import { type FieldError, ValidationError } from "./Errors.js"
 
 /** The limits of the original ChatDomainPolicy; configuration with these defaults. */

@@ -53,7 +53,9 @@ export const problemOf = (error: ChatError, context: ProblemContext = {}): Probl
           "rate-limited",
           "Too many requests",
           429,
-          `At most ${e.limit} ${e.kind === "read" ? "reads (subscribe, history, presence)" : "messages"} per ${e.windowSeconds} s; retry after ${e.retryAfterSeconds} s`
+          `At most ${e.limit} ${
+            e.kind === "read" ? "reads (subscribe, history, presence)" : "messages"
+          } per ${e.windowSeconds} s; retry after ${e.retryAfterSeconds} s`
         ),
         retryAfterSeconds: e.retryAfterSeconds
       }),

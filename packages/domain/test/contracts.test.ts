@@ -50,9 +50,10 @@ describe("ChatRpcs", () => {
       true
     )
     expect(Either.isRight(decode("Subscribe", { scopeType: 1, scopeId: "dm" }))).toBe(true)
-    expect(Either.isRight(decode("Subscribe", { scopeType: 1, scopeId: "dm", after: { partition: 0, offset: 5 } }))).toBe(
-      true
-    )
+    expect(Either.isRight(decode("Subscribe", { scopeType: 1, scopeId: "dm", after: { partition: 0, offset: 5 } })))
+      .toBe(
+        true
+      )
     expect(Either.isRight(decode("History", { scopeType: 0, scopeId: "general", limit: 50 }))).toBe(true)
     expect(Either.isLeft(decode("History", { scopeType: 0, scopeId: "general", limit: 0 }))).toBe(true)
     expect(Either.isRight(decode("Presence", { scopeType: 0, scopeId: "general" }))).toBe(true)
@@ -104,11 +105,13 @@ describe("ChatApi OpenAPI document", () => {
   })
 
   it("the 400 response documents the Problem400 schema", () => {
-    for (const [path, method] of [
-      [send, "post"],
-      [history, "get"],
-      [presence, "get"]
-    ] as const) {
+    for (
+      const [path, method] of [
+        [send, "post"],
+        [history, "get"],
+        [presence, "get"]
+      ] as const
+    ) {
       expect(JSON.stringify(operation(path, method).responses[400]?.content ?? {})).toContain(
         "#/components/schemas/Problem400"
       )
@@ -118,11 +121,13 @@ describe("ChatApi OpenAPI document", () => {
 
   it("the 400 response uses application/problem+json", () => {
     expect(PROBLEM_CONTENT_TYPE).toBe("application/problem+json")
-    for (const [path, method] of [
-      [send, "post"],
-      [history, "get"],
-      [presence, "get"]
-    ] as const) {
+    for (
+      const [path, method] of [
+        [send, "post"],
+        [history, "get"],
+        [presence, "get"]
+      ] as const
+    ) {
       expect(operation(path, method).responses[400]).toBeDefined()
       expect({ path, contentTypes: contentTypes(path, method, 400) }).toEqual({
         path,
@@ -162,7 +167,11 @@ describe("ChatApi OpenAPI document for Swagger UI (issue 15)", () => {
   ]
 
   it("declares a bearer (JWT) security scheme that every chat operation uses, so /docs has an Authorize button", () => {
-    expect(spec.components.securitySchemes["bearer"]).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" })
+    expect(spec.components.securitySchemes["bearer"]).toMatchObject({
+      type: "http",
+      scheme: "bearer",
+      bearerFormat: "JWT"
+    })
     for (const operation of chatOperations) {
       expect(operation?.security).toEqual([{ bearer: [] }])
       expect(Object.keys(operation?.responses ?? {})).toContain("401")

@@ -6,11 +6,15 @@ import { directMessageMembers, directMessageScopeId } from "../src/index.js"
 const userId = FastCheck.string({ unit: FastCheck.constantFrom(..."ab:%3A25 é/"), minLength: 1, maxLength: 8 })
 
 describe("directMessageScopeId", () => {
-  it.prop("is the same whoever asks, and its members read back from it, sorted", { a: userId, b: userId }, ({ a, b }) => {
-    const id = directMessageScopeId(a, b)
-    expect(directMessageScopeId(b, a)).toBe(id)
-    expect(directMessageMembers(id)).toEqual(Option.some([a, b].sort()))
-  })
+  it.prop(
+    "is the same whoever asks, and its members read back from it, sorted",
+    { a: userId, b: userId },
+    ({ a, b }) => {
+      const id = directMessageScopeId(a, b)
+      expect(directMessageScopeId(b, a)).toBe(id)
+      expect(directMessageMembers(id)).toEqual(Option.some([a, b].sort()))
+    }
+  )
 
   it.prop("two different pairs never share an id (each member is percent-encoded: ':' only separates)", {
     p: FastCheck.tuple(userId, userId),
@@ -28,7 +32,10 @@ describe("directMessageScopeId", () => {
     expect(directMessageScopeId(`${x}:${y}`, z) === directMessageScopeId(x, `${y}:${z}`)).toBe(samePair)
   })
 
-  it.prop("holds exactly two ':' (the prefix's and the separator), and nothing that decodes differently", { a: userId, b: userId }, ({ a, b }) => {
+  it.prop("holds exactly two ':' (the prefix's and the separator), and nothing that decodes differently", {
+    a: userId,
+    b: userId
+  }, ({ a, b }) => {
     const id = directMessageScopeId(a, b)
     expect(id.split(":").length).toBe(3)
     expect(id.slice(3).split(":").map(decodeURIComponent).sort()).toEqual([a, b].sort())

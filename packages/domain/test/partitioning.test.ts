@@ -16,8 +16,8 @@ const referenceMurmur2 = (key: string): number => {
   const length4 = Math.floor(length / 4)
   for (let i = 0; i < length4; i++) {
     const i4 = i * 4
-    let k =
-      BigInt(data[i4]!) + (BigInt(data[i4 + 1]!) << 8n) + (BigInt(data[i4 + 2]!) << 16n) + (BigInt(data[i4 + 3]!) << 24n)
+    let k = BigInt(data[i4]!) + (BigInt(data[i4 + 1]!) << 8n) + (BigInt(data[i4 + 2]!) << 16n) +
+      (BigInt(data[i4 + 3]!) << 24n)
     k = mul(k, m)
     k ^= k >> 24n
     k = mul(k, m)

@@ -47,9 +47,10 @@ describe("scope kinds: channels and direct messages", () => {
     // the same members under another percent-encoding
     expect(refusal({ scopeType: 1, scopeId: "dm:%61lice:bob" })).toContain("\"dm:alice:bob\"")
     const canonical = directMessageScopeId("zoë", "a:b")
-    expect(refusal({ scopeType: 1, scopeId: `dm:${encodeURIComponent("zoë")}:${encodeURIComponent("a:b")}` })).toContain(
-      JSON.stringify(canonical)
-    )
+    expect(refusal({ scopeType: 1, scopeId: `dm:${encodeURIComponent("zoë")}:${encodeURIComponent("a:b")}` }))
+      .toContain(
+        JSON.stringify(canonical)
+      )
     for (const scopeId of ["dm:alice", "dm:a:b:c", "dm:%E0%A4%A:bob"]) {
       expect(refusal({ scopeType: 1, scopeId }), scopeId).toBe(
         "must be a direct-message id \"dm:{member}:{member}\" (each member percent-encoded)"

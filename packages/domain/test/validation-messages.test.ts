@@ -5,12 +5,20 @@
 import * as HttpApiError from "@effect/platform/HttpApiError"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, ParseResult, Schema } from "effect"
-import { ChatScopeType, ChatSendRequest, HistoryLimit, HistoryLimitFromString, HistoryUrlParams, ScopePath } from "../src/index.js"
+import {
+  ChatScopeType,
+  ChatSendRequest,
+  HistoryLimit,
+  HistoryLimitFromString,
+  HistoryUrlParams,
+  ScopePath
+} from "../src/index.js"
 
 /** Every issue of a failed decode as `path: message`, as a ValidationError lists them. */
 const issuesOf = <A, I>(schema: Schema.Schema<A, I>, value: unknown): ReadonlyArray<string> =>
   Either.match(Schema.decodeUnknownEither(schema, { errors: "all" })(value), {
-    onLeft: (error) => ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".")}: ${i.message}`),
+    onLeft: (error) =>
+      ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".")}: ${i.message}`),
     onRight: () => []
   })
 
@@ -20,7 +28,9 @@ const LIMIT = "limit: must be an integer between 1 and 500"
 describe("validation messages", () => {
   it("scopeType: one message whatever the value", () => {
     for (const scopeType of [2, -1, "0", "x", null, 0.5]) {
-      expect(issuesOf(ChatSendRequest, { scopeType, scopeId: "general", text: "hi" }), String(scopeType)).toEqual([SCOPE_TYPE])
+      expect(issuesOf(ChatSendRequest, { scopeType, scopeId: "general", text: "hi" }), String(scopeType)).toEqual([
+        SCOPE_TYPE
+      ])
     }
     expect(issuesOf(Schema.Struct({ scopeType: ChatScopeType }), { scopeType: 1 })).toEqual([])
   })

@@ -255,7 +255,11 @@ export const makeChatClient = (
     const attemptTimeout = Duration.decode(options.attemptTimeout ?? DEFAULT_ATTEMPT_TIMEOUT)
     const headers = options.headers
     const accessToken = options.accessToken
-    const tokenOf = accessToken === undefined ? undefined : typeof accessToken === "string" ? Effect.succeed(accessToken) : accessToken
+    const tokenOf = accessToken === undefined
+      ? undefined
+      : typeof accessToken === "string"
+      ? Effect.succeed(accessToken)
+      : accessToken
     // a constant token cannot be refreshed: once refused, it stays refused
     const refreshable = accessToken !== undefined && typeof accessToken !== "string"
 
@@ -268,7 +272,9 @@ export const makeChatClient = (
       : Socket.fromWebSocket(
         Effect.acquireRelease(
           Effect.map(tokenOf, (token) =>
-            new NodeWebSocket(options.url, { headers: { authorization: `Bearer ${token}` } }) as unknown as globalThis.WebSocket),
+            new NodeWebSocket(options.url, {
+              headers: { authorization: `Bearer ${token}` }
+            }) as unknown as globalThis.WebSocket),
           (ws) => Effect.sync(() => ws.close(1000))
         )
       )
@@ -347,50 +353,53 @@ export const makeChatClient = (
           return attemptWith(fresh === undefined ? headers : { ...headers, authorization: `Bearer ${fresh}` })
         }))
 
-        const attemptWith = (attemptHeaders: Readonly<Record<string, string>> | undefined) => Stream.suspend(() => {
-          const after = last
-          let live = false
-          // Bounds an attempt that never becomes live, e.g. a request queued behind a socket that cannot connect.
-          const liveInTime = Effect.sleep(attemptTimeout).pipe(
-            Effect.zipRight(
-              Effect.suspend(() => live ? Effect.never : Effect.fail(new Timeout({ operation: "subscribe" })))
+        const attemptWith = (attemptHeaders: Readonly<Record<string, string>> | undefined) =>
+          Stream.suspend(() => {
+            const after = last
+            let live = false
+            // Bounds an attempt that never becomes live, e.g. a request queued behind a socket that cannot connect.
+            const liveInTime = Effect.sleep(attemptTimeout).pipe(
+              Effect.zipRight(
+                Effect.suspend(() => live ? Effect.never : Effect.fail(new Timeout({ operation: "subscribe" })))
+              )
             )
-          )
-          return rpc.Subscribe(
-            { scopeType: scope.scopeType, scopeId: scope.scopeId, ...(after === undefined ? {} : { after }) },
-            { headers: attemptHeaders, streamBufferSize: SUBSCRIBE_BUFFER }
-          ).pipe(
-            Stream.mapEffect((item): Effect.Effect<Option.Option<SubscriptionUpdate>> => {
-              if (item instanceof Subscribed) {
-                // Live again: the next loss starts the backoff from its first delay.
-                return Effect.as(
-                  Effect.zipRight(
-                    backoff.reset,
-                    Effect.sync(() => {
-                      live = true
-                      attempt = 0
-                      triedFreshToken = false
-                      // nothing delivered yet: a later resume starts where this subscription went live
-                      if (last === undefined) last = item.position
-                    })
-                  ),
-                  Option.some(SubscriptionUpdate.Live({ resumedAfter: Option.fromNullable(after) }))
+            return rpc.Subscribe(
+              { scopeType: scope.scopeType, scopeId: scope.scopeId, ...(after === undefined ? {} : { after }) },
+              { headers: attemptHeaders, streamBufferSize: SUBSCRIBE_BUFFER }
+            ).pipe(
+              Stream.mapEffect((item): Effect.Effect<Option.Option<SubscriptionUpdate>> => {
+                if (item instanceof Subscribed) {
+                  // Live again: the next loss starts the backoff from its first delay.
+                  return Effect.as(
+                    Effect.zipRight(
+                      backoff.reset,
+                      Effect.sync(() => {
+                        live = true
+                        attempt = 0
+                        triedFreshToken = false
+                        // nothing delivered yet: a later resume starts where this subscription went live
+                        if (last === undefined) last = item.position
+                      })
+                    ),
+                    Option.some(SubscriptionUpdate.Live({ resumedAfter: Option.fromNullable(after) }))
+                  )
+                }
+                return Effect.sync(() => {
+                  if (dedupe && !seen.firstSeen(item.chatEvent.messageId)) return Option.none()
+                  last = positionOf(item)
+                  return Option.some(SubscriptionUpdate.Event({ event: item }))
+                })
+              }),
+              Stream.filterMap(identity),
+              Stream.interruptWhen(liveInTime),
+              // A subscription has no natural end: a clean end means the server let go of it.
+              Stream.concat(
+                Stream.suspend(() =>
+                  Stream.fail(new SubscriptionEnded({ message: "the server ended the subscription" }))
                 )
-              }
-              return Effect.sync(() => {
-                if (dedupe && !seen.firstSeen(item.chatEvent.messageId)) return Option.none()
-                last = positionOf(item)
-                return Option.some(SubscriptionUpdate.Event({ event: item }))
-              })
-            }),
-            Stream.filterMap(identity),
-            Stream.interruptWhen(liveInTime),
-            // A subscription has no natural end: a clean end means the server let go of it.
-            Stream.concat(
-              Stream.suspend(() => Stream.fail(new SubscriptionEnded({ message: "the server ended the subscription" })))
+              )
             )
-          )
-        })
+          })
 
         const resume = (reason: RetryableSubscribeError): Stream.Stream<SubscriptionUpdate, SubscriptionError> =>
           Stream.concat(

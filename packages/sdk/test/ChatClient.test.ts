@@ -35,7 +35,12 @@ import {
 } from "@chatify/domain"
 // By package name, as another workspace package would import it (a self-reference through "exports").
 import { ChatClient } from "@chatify/sdk"
-import { type ChatClientService, defaultAccessTokenTransport, makeChatClient, type SubscriptionUpdate } from "../src/index.js"
+import {
+  type ChatClientService,
+  defaultAccessTokenTransport,
+  makeChatClient,
+  type SubscriptionUpdate
+} from "../src/index.js"
 import { startTcpProxy } from "./support/TcpProxy.js"
 import { hs256TestAuth, makeTempDirectory, startTestServer } from "@chatify/server/testing"
 
@@ -148,7 +153,9 @@ describe("ChatClient end to end", () => {
 
       const sent = yield* sendMany(sender, scope, 50, 8)
       const end = yield* sender.send({ ...scope, text: END })
-      const [gotAlice, gotBob] = yield* Fiber.join(Fiber.zip(forAlice, forBob)).pipe(within("10 seconds", "both subscribers"))
+      const [gotAlice, gotBob] = yield* Fiber.join(Fiber.zip(forAlice, forBob)).pipe(
+        within("10 seconds", "both subscribers")
+      )
 
       // The end marker is sent after every other send returned, so it is last in the log too.
       const expected = [...ids(byOffset(sent)), end.chatEvent.messageId]
@@ -426,7 +433,11 @@ describe("ChatClient end to end", () => {
       const firstPage = yield* client.history({ ...scope, limit: 50 })
       expect(firstPage.items.length).toBe(50)
       expect(firstPage.nextCursor).toBeDefined()
-      const second = yield* client.history({ ...scope, limit: 50, ...(firstPage.nextCursor === undefined ? {} : { before: firstPage.nextCursor }) })
+      const second = yield* client.history({
+        ...scope,
+        limit: 50,
+        ...(firstPage.nextCursor === undefined ? {} : { before: firstPage.nextCursor })
+      })
       expect(second.items.length).toBe(50)
 
       const all = Chunk.toReadonlyArray(yield* client.historyAll(scope, { pageSize: 50 }).pipe(Stream.runCollect))
@@ -517,8 +528,14 @@ describe("ChatClient end to end", () => {
       expect(minted).toBeGreaterThanOrEqual(1)
 
       // a call whose own token the server refuses fails with a typed Unauthenticated, and writes nothing
-      const forged = yield* makeChatClient({ url: server.wsUrl, accessToken, headers: { authorization: "Bearer not-a-jwt" } })
-      const refused = yield* Effect.flip(forged.send({ ...scope, text: "who am I" })).pipe(within("5 seconds", "the refusal"))
+      const forged = yield* makeChatClient({
+        url: server.wsUrl,
+        accessToken,
+        headers: { authorization: "Bearer not-a-jwt" }
+      })
+      const refused = yield* Effect.flip(forged.send({ ...scope, text: "who am I" })).pipe(
+        within("5 seconds", "the refusal")
+      )
       expect(refused._tag).toBe("Unauthenticated")
       const history = yield* alice.history({ ...scope })
       expect(history.items.map((e) => e.chatEvent.text)).toEqual(["signed"])
@@ -560,7 +577,10 @@ describe("ChatClient end to end", () => {
       })
       const scope = freshScope()
       const subscriber = yield* makeChatClient({ url: server.wsUrl, accessToken: shortLived, dedupe: false })
-      const sender = yield* makeChatClient({ url: server.wsUrl, accessToken: yield* Effect.promise(() => sign("bob", 600)) })
+      const sender = yield* makeChatClient({
+        url: server.wsUrl,
+        accessToken: yield* Effect.promise(() => sign("bob", 600))
+      })
 
       const live = yield* Deferred.make<void>()
       const received: Array<EnrichedChatEvent> = []
@@ -610,8 +630,15 @@ describe("ChatClient end to end", () => {
       // a constant token, and a provider that keeps handing out the same one
       for (const constant of [true, false]) {
         const token = yield* shortLived
-        const client = yield* makeChatClient({ url: server.wsUrl, accessToken: constant ? token : Effect.succeed(token) })
-        const error = yield* client.subscribe(freshScope()).pipe(Stream.runDrain, Effect.flip, within("10 seconds", "the refusal"))
+        const client = yield* makeChatClient({
+          url: server.wsUrl,
+          accessToken: constant ? token : Effect.succeed(token)
+        })
+        const error = yield* client.subscribe(freshScope()).pipe(
+          Stream.runDrain,
+          Effect.flip,
+          within("10 seconds", "the refusal")
+        )
         expect(error._tag).toBe("Unauthenticated")
       }
     }).pipe(quiet))
@@ -668,7 +695,7 @@ describe("HTTP problem details", () => {
       const { body, response } = yield* Effect.promise(async () => {
         const response = await fetch(`${server.httpUrl}/no/such/route`, { headers: { "x-correlation-id": "corr-404" } })
         const body: unknown = await response.json()
-          return { response, body }
+        return { response, body }
       })
       expect(response.status).toBe(404)
       expect(response.headers.get("content-type")).toContain(PROBLEM_CONTENT_TYPE)
@@ -685,7 +712,10 @@ describe("the access token on the WebSocket upgrade", () => {
     const upgrades: Array<{ readonly url: string; readonly authorization: string | undefined }> = []
     const wss = yield* Effect.acquireRelease(
       Effect.async<WebSocketServer>((resume) => {
-        const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () => resume(Effect.succeed(server)))
+        const server: WebSocketServer = new WebSocketServer(
+          { host: "127.0.0.1", port: 0 },
+          () => resume(Effect.succeed(server))
+        )
       }),
       (server) => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
     )

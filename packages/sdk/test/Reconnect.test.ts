@@ -9,8 +9,11 @@ const delaysAt = <Out>(schedule: Schedule.Schedule<Out, unknown>, times: Readonl
     const delays: Array<number | undefined> = []
     for (const now of times) {
       // the schedule's state is `any` in Effect's types: held as unknown here
-      const step: readonly [unknown, unknown, ScheduleDecision.ScheduleDecision] =
-        yield* schedule.step(now, undefined, state)
+      const step: readonly [unknown, unknown, ScheduleDecision.ScheduleDecision] = yield* schedule.step(
+        now,
+        undefined,
+        state
+      )
       const [next, , decision] = step
       state = next
       delays.push(ScheduleDecision.isContinue(decision) ? ScheduleIntervals.start(decision.intervals) - now : undefined)
@@ -35,11 +38,13 @@ describe("reconnect schedules", () => {
       let state: unknown = defaultReconnectSchedule.initial
       for (let i = 0; i < 20; i++) {
         times.push(now)
-        const step: readonly [unknown, unknown, ScheduleDecision.ScheduleDecision] =
-          yield* defaultReconnectSchedule.step(now, undefined, state)
+        const step: readonly [unknown, unknown, ScheduleDecision.ScheduleDecision] = yield* defaultReconnectSchedule
+          .step(now, undefined, state)
         const [next, , decision] = step
         state = next
-        const delay = ScheduleDecision.isContinue(decision) ? ScheduleIntervals.start(decision.intervals) - now : undefined
+        const delay = ScheduleDecision.isContinue(decision)
+          ? ScheduleIntervals.start(decision.intervals) - now
+          : undefined
         delays.push(delay)
         now += delay ?? 0
       }

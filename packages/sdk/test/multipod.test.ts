@@ -37,9 +37,11 @@ afterAll(async () => {
     Effect.promise(() => Promise.all(exited)).pipe(
       Effect.timeout("30 seconds"),
       Effect.zipRight(withAdmin((admin) => admin.deleteTopics({ topics: [TOPIC, `${TOPIC}-dlq`] }))),
-      Effect.zipRight(withAdmin((admin) =>
-        admin.deleteGroups([HISTORY_GROUP, `${BROADCAST_PREFIX}-pod-a`, `${BROADCAST_PREFIX}-pod-b`])
-      ).pipe(Effect.ignore)),
+      Effect.zipRight(
+        withAdmin((admin) =>
+          admin.deleteGroups([HISTORY_GROUP, `${BROADCAST_PREFIX}-pod-a`, `${BROADCAST_PREFIX}-pod-b`])
+        ).pipe(Effect.ignore)
+      ),
       Effect.zipRight(dropKeyspace(KEYSPACE)),
       Effect.catchAllCause((cause) => Effect.logWarning(`Could not remove ${TOPIC} / ${KEYSPACE}`, cause))
     )
@@ -103,7 +105,10 @@ const twoPods = Effect.promise(() =>
       yield* withAdmin((admin) => admin.describeGroups([HISTORY_GROUP])).pipe(
         Effect.map(({ groups }) => groups.map((g) => [g.state, g.members.length])),
         Effect.repeat({ schedule: Schedule.spaced("200 millis"), until: (states) => states[0]?.[1] === 2 }),
-        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`${HISTORY_GROUP} never had both pods`) })
+        Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error(`${HISTORY_GROUP} never had both pods`)
+        })
       )
       return [podA, podB] as const
     })
@@ -126,7 +131,11 @@ const rawClient = (address: string) =>
   })
 
 /** The events of a raw subscription, every one the server sent; `live` completes with `Subscribed`. */
-const rawEvents = (client: Effect.Effect.Success<ReturnType<typeof rawClient>>, scope: ScopeRef, live: Deferred.Deferred<void>) =>
+const rawEvents = (
+  client: Effect.Effect.Success<ReturnType<typeof rawClient>>,
+  scope: ScopeRef,
+  live: Deferred.Deferred<void>
+) =>
   client.Subscribe({ scopeType: scope.scopeType, scopeId: scope.scopeId }).pipe(
     Stream.tap((item) => (item instanceof Subscribed ? Deferred.succeed(live, undefined) : Effect.void)),
     Stream.filter((item): item is EnrichedChatEvent => !(item instanceof Subscribed))
@@ -150,176 +159,202 @@ const kcatProduce = (key: string, value: string) =>
   })
 
 describe("two pods on Kafka, Redis and Cassandra", () => {
-  it.scopedLive("messages sent through pod-a reach pod-b's subscribers in per-scope order and land in Cassandra once", () =>
-    Effect.gen(function*() {
-      const [podA, podB] = yield* twoPods
-      const sender = yield* makeChatClient({ url: `ws://${podA}/rpc` })
-      const reader = yield* makeChatClient({ url: `ws://${podB}/rpc` })
-      const rawReader = yield* rawClient(podB)
-      const local = yield* rawClient(podA)
+  it.scopedLive(
+    "messages sent through pod-a reach pod-b's subscribers in per-scope order and land in Cassandra once",
+    () =>
+      Effect.gen(function*() {
+        const [podA, podB] = yield* twoPods
+        const sender = yield* makeChatClient({ url: `ws://${podA}/rpc` })
+        const reader = yield* makeChatClient({ url: `ws://${podB}/rpc` })
+        const rawReader = yield* rawClient(podB)
+        const local = yield* rawClient(podA)
 
-      const run = crypto.randomUUID().slice(0, 8)
-      const END = `end-${run}`
-      const scopes: ReadonlyArray<ScopeRef> = Array.from({ length: 4 }, (_, i) => ({ scopeType: 0, scopeId: `multipod-${run}-${i}` }))
-      const PER_SCOPE = 250
-      const received = new Map(scopes.map((s) => [s.scopeId, [] as Array<EnrichedChatEvent>]))
-      const kcatScope = scopes[0]!
-      const fibers = yield* Effect.forEach(scopes, (scope) =>
-        Effect.gen(function*() {
-          const live = yield* Deferred.make<void>()
-          const fiber = yield* rawEvents(rawReader, scope, live).pipe(
-            throughEnd(END),
-            Stream.runForEach((event) => Effect.sync(() => received.get(scope.scopeId)?.push(event))),
-            Effect.fork
-          )
-          yield* Deferred.await(live)
-          return fiber
-        }))
-
-      // a subscriber on the sending pod as well: both pods fan out from their own broadcast group
-      const localLive = yield* Deferred.make<void>()
-      const localReceived: Array<EnrichedChatEvent> = []
-      const localFiber = yield* rawEvents(local, scopes[1]!, localLive).pipe(
-        throughEnd(END),
-        Stream.runForEach((event) => Effect.sync(() => localReceived.push(event))),
-        Effect.fork
-      )
-      yield* Deferred.await(localLive)
-
-      const sent = yield* Effect.forEach(
-        Array.from({ length: PER_SCOPE * scopes.length }, (_, i) => i),
-        (i) => sender.send({ ...scopes[i % scopes.length]!, text: `m-${i}` }),
-        { concurrency: 16 }
-      )
-      expect(new Set(sent.map((e) => e.chatEvent.originPodId))).toEqual(new Set(["pod-a"]))
-
-      // and one event produced with kcat in the original design's JSON, on the same topic
-      const kcatId = crypto.randomUUID()
-      yield* kcatProduce(
-        `0:${kcatScope.scopeId}`,
-        JSON.stringify({
-          messageId: kcatId,
-          scopeType: 0,
-          scopeId: kcatScope.scopeId,
-          senderId: "test-user",
-          text: "Hello from kcat",
-          createdAtUtc: "2026-01-15T10:30:00Z",
-          originPodId: "test-pod"
-        })
-      )
-      // last, each scope's end marker (after the kcat event in its partition too)
-      const ends = yield* Effect.forEach(scopes, (scope) => sender.send({ ...scope, text: END }))
-      const acknowledged = [...sent, ...ends]
-      yield* Effect.forEach(fibers, (fiber, i) =>
-        fiber.await.pipe(
-          Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`scope ${i} incomplete`) })
-        ), { discard: true }).pipe(Effect.orDie)
-
-      for (const scope of scopes) {
-        const mine = received.get(scope.scopeId) ?? []
-        const fromSender = mine.filter((e) => e.chatEvent.originPodId === "pod-a")
-        const expected = acknowledged.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
-        expect(fromSender.map((e) => e.chatEvent.messageId)).toEqual(expected.map((e) => e.chatEvent.messageId))
-        expect(mine.filter((e) => e.chatEvent.originPodId !== "pod-a").map((e) => e.chatEvent.messageId)).toEqual(
-          scope === kcatScope ? [kcatId] : []
+        const run = crypto.randomUUID().slice(0, 8)
+        const END = `end-${run}`
+        const scopes: ReadonlyArray<ScopeRef> = Array.from(
+          { length: 4 },
+          (_, i) => ({ scopeType: 0, scopeId: `multipod-${run}-${i}` })
         )
-        expect(new Set(mine.map((e) => e.partition))).toEqual(new Set([partitionForScope(scope, 3)]))
-      }
-      expect(received.get(kcatScope.scopeId)?.some((e) => e.chatEvent.messageId === kcatId)).toBe(true)
-      yield* localFiber.await.pipe(Effect.timeout("30 seconds"), Effect.orDie)
-      expect(localReceived.map((e) => e.chatEvent.messageId)).toEqual(
-        (received.get(scopes[1]!.scopeId) ?? []).map((e) => e.chatEvent.messageId)
-      )
-
-      // every acknowledged message, and the kcat one, is in Cassandra, and nothing else: a lost message,
-      // a second message id or a page read twice fails here. A second write of the same message cannot
-      // (the primary key absorbs it, by design): that the writer writes each once, and commits only
-      // after writing, is tested where writes can be counted, core's history-writer.test.ts
-      const stored = yield* Effect.forEach(scopes, (scope) =>
-        reader.historyAll(scope, { pageSize: 200 }).pipe(
-          Stream.runCollect,
-          Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
-          // the history writer runs behind the log
-          Effect.filterOrFail(
-            (ids) => ids.length >= PER_SCOPE + 1 + (scope === kcatScope ? 1 : 0),
-            () => new Error(`history of ${scope.scopeId} incomplete`)
-          ),
-          Effect.retry(Schedule.spaced("200 millis")),
-          Effect.timeout("30 seconds")
-        )).pipe(Effect.orDie)
-      const all = stored.flat()
-      expect(all.length).toBe(new Set(all).size)
-      expect(new Set(all)).toEqual(new Set([...acknowledged.map((e) => e.chatEvent.messageId), kcatId]))
-    }), { timeout: 240_000 })
-
-  it.scopedLive("20,000 messages over 100 scopes, sent through both pods: every subscriber on both pods gets its scope's in log order, the history holds each once", () =>
-    Effect.gen(function*() {
-      const [podA, podB] = yield* twoPods
-      const pods = [podA, podB] as const
-      const senders = yield* Effect.forEach(pods, (pod) => makeChatClient({ url: `ws://${pod}/rpc` }))
-      const readers = yield* Effect.forEach(pods, (pod) => makeChatClient({ url: `ws://${pod}/rpc` }))
-      const rawReaders = yield* Effect.forEach(pods, rawClient)
-
-      const run = crypto.randomUUID().slice(0, 8)
-      const SCOPES = 100
-      const TOTAL = 20_000
-      const PER_SCOPE = TOTAL / SCOPES
-      const END = `end-${run}`
-      const scopes: ReadonlyArray<ScopeRef> = Array.from({ length: SCOPES }, (_, i) => ({ scopeType: 0, scopeId: `load-${run}-${i}` }))
-      // one subscriber per scope on each pod
-      const received = readers.map(() => new Map(scopes.map((s) => [s.scopeId, [] as Array<EnrichedChatEvent>])))
-      const fibers = yield* Effect.forEach(
-        rawReaders.flatMap((reader, r) => scopes.map((scope) => ({ reader, r, scope }))),
-        ({ r, reader, scope }) =>
+        const PER_SCOPE = 250
+        const received = new Map(scopes.map((s) => [s.scopeId, [] as Array<EnrichedChatEvent>]))
+        const kcatScope = scopes[0]!
+        const fibers = yield* Effect.forEach(scopes, (scope) =>
           Effect.gen(function*() {
             const live = yield* Deferred.make<void>()
-            const mine = received[r]!.get(scope.scopeId)!
-            const fiber = yield* rawEvents(reader, scope, live).pipe(
+            const fiber = yield* rawEvents(rawReader, scope, live).pipe(
               throughEnd(END),
-              Stream.runForEach((event) => Effect.sync(() => mine.push(event))),
+              Stream.runForEach((event) => Effect.sync(() => received.get(scope.scopeId)?.push(event))),
               Effect.fork
             )
             yield* Deferred.await(live)
             return fiber
-          }),
-        { concurrency: 20 }
-      )
+          }))
 
-      // message i goes to scope i % SCOPES through pod i % 2, so each scope gets sends from both pods
-      const sent = yield* Effect.forEach(
-        Array.from({ length: TOTAL }, (_, i) => i),
-        (i) => senders[i % 2]!.send({ ...scopes[i % SCOPES]!, text: `load-${i}` }),
-        { concurrency: 256 }
-      )
-      expect(new Set(sent.map((e) => e.chatEvent.originPodId))).toEqual(new Set(["pod-a", "pod-b"]))
-      // then each scope's end marker, after every acknowledged message of the scope
-      const ends = yield* Effect.forEach(scopes, (scope, i) => senders[i % 2]!.send({ ...scope, text: END }), { concurrency: 16 })
+        // a subscriber on the sending pod as well: both pods fan out from their own broadcast group
+        const localLive = yield* Deferred.make<void>()
+        const localReceived: Array<EnrichedChatEvent> = []
+        const localFiber = yield* rawEvents(local, scopes[1]!, localLive).pipe(
+          throughEnd(END),
+          Stream.runForEach((event) => Effect.sync(() => localReceived.push(event))),
+          Effect.fork
+        )
+        yield* Deferred.await(localLive)
 
-      yield* Effect.forEach(fibers, (fiber) => fiber.await, { discard: true }).pipe(
-        Effect.timeoutFail({ duration: "120 seconds", onTimeout: () => new Error("not every subscriber got its scope's messages") }),
-        Effect.orDie
-      )
-      for (const scope of scopes) {
-        const messages = sent.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
-        expect(messages.length).toBe(PER_SCOPE)
-        const expected = [...messages, ...ends.filter((e) => e.chatEvent.scopeId === scope.scopeId)]
-        for (const perPod of received) {
-          // in log order, each acknowledged message once, nothing else
-          expect(perPod.get(scope.scopeId)!.map((e) => e.chatEvent.messageId)).toEqual(expected.map((e) => e.chatEvent.messageId))
+        const sent = yield* Effect.forEach(
+          Array.from({ length: PER_SCOPE * scopes.length }, (_, i) => i),
+          (i) => sender.send({ ...scopes[i % scopes.length]!, text: `m-${i}` }),
+          { concurrency: 16 }
+        )
+        expect(new Set(sent.map((e) => e.chatEvent.originPodId))).toEqual(new Set(["pod-a"]))
+
+        // and one event produced with kcat in the original design's JSON, on the same topic
+        const kcatId = crypto.randomUUID()
+        yield* kcatProduce(
+          `0:${kcatScope.scopeId}`,
+          JSON.stringify({
+            messageId: kcatId,
+            scopeType: 0,
+            scopeId: kcatScope.scopeId,
+            senderId: "test-user",
+            text: "Hello from kcat",
+            createdAtUtc: "2026-01-15T10:30:00Z",
+            originPodId: "test-pod"
+          })
+        )
+        // last, each scope's end marker (after the kcat event in its partition too)
+        const ends = yield* Effect.forEach(scopes, (scope) => sender.send({ ...scope, text: END }))
+        const acknowledged = [...sent, ...ends]
+        yield* Effect.forEach(fibers, (fiber, i) =>
+          fiber.await.pipe(
+            Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`scope ${i} incomplete`) })
+          ), { discard: true }).pipe(Effect.orDie)
+
+        for (const scope of scopes) {
+          const mine = received.get(scope.scopeId) ?? []
+          const fromSender = mine.filter((e) => e.chatEvent.originPodId === "pod-a")
+          const expected = acknowledged.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) =>
+            a.offset - b.offset
+          )
+          expect(fromSender.map((e) => e.chatEvent.messageId)).toEqual(expected.map((e) => e.chatEvent.messageId))
+          expect(mine.filter((e) => e.chatEvent.originPodId !== "pod-a").map((e) => e.chatEvent.messageId)).toEqual(
+            scope === kcatScope ? [kcatId] : []
+          )
+          expect(new Set(mine.map((e) => e.partition))).toEqual(new Set([partitionForScope(scope, 3)]))
         }
-      }
+        expect(received.get(kcatScope.scopeId)?.some((e) => e.chatEvent.messageId === kcatId)).toBe(true)
+        yield* localFiber.await.pipe(Effect.timeout("30 seconds"), Effect.orDie)
+        expect(localReceived.map((e) => e.chatEvent.messageId)).toEqual(
+          (received.get(scopes[1]!.scopeId) ?? []).map((e) => e.chatEvent.messageId)
+        )
 
-      // the history writers (one group over both pods) store each acknowledged message exactly once
-      const stored = yield* Effect.forEach(scopes, (scope) =>
-        readers[0].historyAll(scope, { pageSize: 500 }).pipe(
-          Stream.runCollect,
-          Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
-          Effect.filterOrFail((ids) => ids.length >= PER_SCOPE + 1, () => new Error(`history of ${scope.scopeId} incomplete`)),
-          Effect.retry(Schedule.spaced("200 millis")),
-          Effect.timeout("60 seconds")
-        ), { concurrency: 10 }).pipe(Effect.orDie)
-      const all = stored.flat()
-      expect(all.length).toBe(TOTAL + SCOPES)
-      expect(new Set(all)).toEqual(new Set([...sent, ...ends].map((e) => e.chatEvent.messageId)))
-    }), { timeout: 240_000 })
+        // every acknowledged message, and the kcat one, is in Cassandra, and nothing else: a lost message,
+        // a second message id or a page read twice fails here. A second write of the same message cannot
+        // (the primary key absorbs it, by design): that the writer writes each once, and commits only
+        // after writing, is tested where writes can be counted, core's history-writer.test.ts
+        const stored = yield* Effect.forEach(scopes, (scope) =>
+          reader.historyAll(scope, { pageSize: 200 }).pipe(
+            Stream.runCollect,
+            Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
+            // the history writer runs behind the log
+            Effect.filterOrFail(
+              (ids) => ids.length >= PER_SCOPE + 1 + (scope === kcatScope ? 1 : 0),
+              () => new Error(`history of ${scope.scopeId} incomplete`)
+            ),
+            Effect.retry(Schedule.spaced("200 millis")),
+            Effect.timeout("30 seconds")
+          )).pipe(Effect.orDie)
+        const all = stored.flat()
+        expect(all.length).toBe(new Set(all).size)
+        expect(new Set(all)).toEqual(new Set([...acknowledged.map((e) => e.chatEvent.messageId), kcatId]))
+      }),
+    { timeout: 240_000 }
+  )
+
+  it.scopedLive(
+    "20,000 messages over 100 scopes, sent through both pods: every subscriber on both pods gets its scope's in log order, the history holds each once",
+    () =>
+      Effect.gen(function*() {
+        const [podA, podB] = yield* twoPods
+        const pods = [podA, podB] as const
+        const senders = yield* Effect.forEach(pods, (pod) => makeChatClient({ url: `ws://${pod}/rpc` }))
+        const readers = yield* Effect.forEach(pods, (pod) => makeChatClient({ url: `ws://${pod}/rpc` }))
+        const rawReaders = yield* Effect.forEach(pods, rawClient)
+
+        const run = crypto.randomUUID().slice(0, 8)
+        const SCOPES = 100
+        const TOTAL = 20_000
+        const PER_SCOPE = TOTAL / SCOPES
+        const END = `end-${run}`
+        const scopes: ReadonlyArray<ScopeRef> = Array.from(
+          { length: SCOPES },
+          (_, i) => ({ scopeType: 0, scopeId: `load-${run}-${i}` })
+        )
+        // one subscriber per scope on each pod
+        const received = readers.map(() => new Map(scopes.map((s) => [s.scopeId, [] as Array<EnrichedChatEvent>])))
+        const fibers = yield* Effect.forEach(
+          rawReaders.flatMap((reader, r) => scopes.map((scope) => ({ reader, r, scope }))),
+          ({ r, reader, scope }) =>
+            Effect.gen(function*() {
+              const live = yield* Deferred.make<void>()
+              const mine = received[r]!.get(scope.scopeId)!
+              const fiber = yield* rawEvents(reader, scope, live).pipe(
+                throughEnd(END),
+                Stream.runForEach((event) => Effect.sync(() => mine.push(event))),
+                Effect.fork
+              )
+              yield* Deferred.await(live)
+              return fiber
+            }),
+          { concurrency: 20 }
+        )
+
+        // message i goes to scope i % SCOPES through pod i % 2, so each scope gets sends from both pods
+        const sent = yield* Effect.forEach(
+          Array.from({ length: TOTAL }, (_, i) => i),
+          (i) => senders[i % 2]!.send({ ...scopes[i % SCOPES]!, text: `load-${i}` }),
+          { concurrency: 256 }
+        )
+        expect(new Set(sent.map((e) => e.chatEvent.originPodId))).toEqual(new Set(["pod-a", "pod-b"]))
+        // then each scope's end marker, after every acknowledged message of the scope
+        const ends = yield* Effect.forEach(scopes, (scope, i) => senders[i % 2]!.send({ ...scope, text: END }), {
+          concurrency: 16
+        })
+
+        yield* Effect.forEach(fibers, (fiber) => fiber.await, { discard: true }).pipe(
+          Effect.timeoutFail({
+            duration: "120 seconds",
+            onTimeout: () => new Error("not every subscriber got its scope's messages")
+          }),
+          Effect.orDie
+        )
+        for (const scope of scopes) {
+          const messages = sent.filter((e) => e.chatEvent.scopeId === scope.scopeId).sort((a, b) => a.offset - b.offset)
+          expect(messages.length).toBe(PER_SCOPE)
+          const expected = [...messages, ...ends.filter((e) => e.chatEvent.scopeId === scope.scopeId)]
+          for (const perPod of received) {
+            // in log order, each acknowledged message once, nothing else
+            expect(perPod.get(scope.scopeId)!.map((e) => e.chatEvent.messageId)).toEqual(
+              expected.map((e) => e.chatEvent.messageId)
+            )
+          }
+        }
+
+        // the history writers (one group over both pods) store each acknowledged message exactly once
+        const stored = yield* Effect.forEach(scopes, (scope) =>
+          readers[0].historyAll(scope, { pageSize: 500 }).pipe(
+            Stream.runCollect,
+            Effect.map((chunk) => Array.from(chunk, (e) => e.chatEvent.messageId)),
+            Effect.filterOrFail(
+              (ids) => ids.length >= PER_SCOPE + 1,
+              () => new Error(`history of ${scope.scopeId} incomplete`)
+            ),
+            Effect.retry(Schedule.spaced("200 millis")),
+            Effect.timeout("60 seconds")
+          ), { concurrency: 10 }).pipe(Effect.orDie)
+        const all = stored.flat()
+        expect(all.length).toBe(TOTAL + SCOPES)
+        expect(new Set(all)).toEqual(new Set([...sent, ...ends].map((e) => e.chatEvent.messageId)))
+      }),
+    { timeout: 240_000 }
+  )
 })

@@ -11,7 +11,8 @@ import { BlockList, isIP } from "node:net"
 export class ClientAddresses extends Context.Tag("@chatify/server/ClientAddresses")<ClientAddresses, {
   readonly of: (peerAddress: string | undefined, forwardedFor: string | ReadonlyArray<string> | undefined) => string
 }>() {
-  static readonly layer = (trustedProxies: ReadonlyArray<string>) => Layer.succeed(ClientAddresses, clientAddresses(trustedProxies))
+  static readonly layer = (trustedProxies: ReadonlyArray<string>) =>
+    Layer.succeed(ClientAddresses, clientAddresses(trustedProxies))
 }
 
 /** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) is 10.0.0.1. */
@@ -21,7 +22,9 @@ const normalize = (address: string): string => {
 }
 
 /** Addresses and CIDR ranges (IPv4 or IPv6); undefined for an entry that is neither. */
-export const parseTrustedProxy = (entry: string): { readonly address: string; readonly prefix: number | undefined } | undefined => {
+export const parseTrustedProxy = (
+  entry: string
+): { readonly address: string; readonly prefix: number | undefined } | undefined => {
   const [address = "", prefixText, ...rest] = entry.trim().split("/")
   const family = isIP(address)
   if (family === 0 || rest.length > 0) return undefined

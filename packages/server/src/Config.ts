@@ -88,7 +88,10 @@ const nonEmpty = (name: string, fallback: string) =>
 const seconds = (name: string, fallback: number) =>
   Config.nested(
     Config.number().pipe(
-      Config.validate({ message: "must be a number of seconds, 0 or more", validation: (n) => Number.isFinite(n) && n >= 0 })
+      Config.validate({
+        message: "must be a number of seconds, 0 or more",
+        validation: (n) => Number.isFinite(n) && n >= 0
+      })
     ),
     name
   ).pipe(Config.withDefault(fallback), Config.map(Duration.seconds))
@@ -224,7 +227,10 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
             "MAXSUBSCRIPTIONSPERCONNECTION",
             defaultLimitSettings.maxSubscriptionsPerConnection
           ),
-          maxConnectionsPerAddress: positiveInt("MAXCONNECTIONSPERADDRESS", defaultLimitSettings.maxConnectionsPerAddress),
+          maxConnectionsPerAddress: positiveInt(
+            "MAXCONNECTIONSPERADDRESS",
+            defaultLimitSettings.maxConnectionsPerAddress
+          ),
           maxConnectsPerSecondPerAddress: positiveInt(
             "MAXCONNECTSPERSECONDPERADDRESS",
             defaultLimitSettings.maxConnectsPerSecondPerAddress
@@ -255,10 +261,16 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     podId,
     broker: {
       // unset: Kafka exactly when brokers are configured (unset endpoints mean the embedded default)
-      useInMemoryBroker: Option.getOrElse(chatify.broker.useInMemoryBroker, () => Option.isNone(chatify.broker.bootstrapServers)),
+      useInMemoryBroker: Option.getOrElse(
+        chatify.broker.useInMemoryBroker,
+        () => Option.isNone(chatify.broker.bootstrapServers)
+      ),
       bootstrapServers: Option.getOrElse(chatify.broker.bootstrapServers, () => []),
       topicName: chatify.broker.topicName,
-      deadLetterTopicName: Option.getOrElse(chatify.broker.deadLetterTopicName, () => `${chatify.broker.topicName}-dlq`),
+      deadLetterTopicName: Option.getOrElse(
+        chatify.broker.deadLetterTopicName,
+        () => `${chatify.broker.topicName}-dlq`
+      ),
       partitions: chatify.broker.partitions,
       broadcastConsumerGroupPrefix: chatify.broker.broadcastConsumerGroupPrefix,
       historyWriterConsumerGroup: chatify.broker.historyWriterConsumerGroup,

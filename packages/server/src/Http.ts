@@ -18,7 +18,14 @@ import {
   Unexpected,
   ValidationError
 } from "@chatify/domain"
-import { Authenticator, bearerChallenge, bearerOf, hasQueryAccessToken, pathOf, withoutQueryAccessToken } from "./Auth.js"
+import {
+  Authenticator,
+  bearerChallenge,
+  bearerOf,
+  hasQueryAccessToken,
+  pathOf,
+  withoutQueryAccessToken
+} from "./Auth.js"
 import { ClientAddresses } from "./ClientAddress.js"
 import { bodyTooLarge, Limits } from "./Limits.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
@@ -65,7 +72,9 @@ const decodeApiDecodeError = Schema.decodeUnknownOption(Schema.parseJson(HttpApi
 const textDecoder = new TextDecoder()
 
 /** HttpApi answers a request that does not match its schema with its own body; ours is ProblemDetails. */
-const asDecodeError = (response: HttpServerResponse.HttpServerResponse): Option.Option<HttpApiError.HttpApiDecodeError> =>
+const asDecodeError = (
+  response: HttpServerResponse.HttpServerResponse
+): Option.Option<HttpApiError.HttpApiDecodeError> =>
   response.status === 400 && response.body._tag === "Uint8Array"
     ? decodeApiDecodeError(textDecoder.decode(response.body.body))
     : Option.none()
@@ -108,7 +117,11 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
           const failure = Cause.failureOption(cause)
           if (Option.isSome(failure) && failure.value instanceof HttpServerError.RouteNotFound) {
             return Effect.succeed(
-              problemResponse(new NotFound({ message: `No route for ${request.method} ${instance}` }), instance, correlationId)
+              problemResponse(
+                new NotFound({ message: `No route for ${request.method} ${instance}` }),
+                instance,
+                correlationId
+              )
             )
           }
           // a request the server could not read (bad JSON) is the client's error
@@ -143,7 +156,9 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
         : response
       const withCorrelation = HttpServerResponse.setHeader(challenged, CORRELATION_HEADER, correlationId)
       // once the pod is leaving (SIGTERM), clients move to another pod instead of reusing this connection
-      return (yield* gate.phase) !== "serving" ? HttpServerResponse.setHeader(withCorrelation, "connection", "close") : withCorrelation
+      return (yield* gate.phase) !== "serving"
+        ? HttpServerResponse.setHeader(withCorrelation, "connection", "close")
+        : withCorrelation
     }),
   { global: true }
 )
@@ -189,7 +204,10 @@ export const AuthenticationLive = Layer.effect(
       bearer: (_token) =>
         Effect.gen(function*() {
           const request = yield* HttpServerRequest.HttpServerRequest
-          const clientAddress = clientAddresses.of(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"])
+          const clientAddress = clientAddresses.of(
+            Option.getOrUndefined(request.remoteAddress),
+            request.headers["x-forwarded-for"]
+          )
           const bearer = yield* restBearerOf(request, authenticator.enabled)
           const requestId = yield* identities.newConnectionId
           return yield* authenticator.authenticate(
@@ -202,7 +220,10 @@ export const AuthenticationLive = Layer.effect(
           Effect.catchAll((error) =>
             Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
               Effect.flatMap(CorrelationId, (correlationId) =>
-                Effect.fail({ ...problemOf(error, { instance: pathOf(request.url), correlationId }), status: 401 as const })))
+                Effect.fail({
+                  ...problemOf(error, { instance: pathOf(request.url), correlationId }),
+                  status: 401 as const
+                })))
           )
         )
     })
@@ -218,7 +239,10 @@ export const ChatApiHandlers = HttpApiBuilder.group(ChatApi, "chat", (handlers) 
         const request = yield* HttpServerRequest.HttpServerRequest
         const correlationId = yield* CorrelationId
         const instance = pathOf(request.url)
-        return yield* Effect.catchAll(effect, (error) => Effect.succeed(problemResponse(error, instance, correlationId)))
+        return yield* Effect.catchAll(
+          effect,
+          (error) => Effect.succeed(problemResponse(error, instance, correlationId))
+        )
       })
     return handlers
       .handle("send", ({ payload }) => respond(gate.track(sendMessage(payload))))

@@ -14,7 +14,9 @@ export class LogFields extends Context.Reference<LogFields>()("chatify/LogFields
 }) {}
 
 /** `logger`, with the caller's fields from each line's fiber context added to its annotations. */
-export const withCallerFields = <Message, Output>(logger: Logger.Logger<Message, Output>): Logger.Logger<Message, Output> =>
+export const withCallerFields = <Message, Output>(
+  logger: Logger.Logger<Message, Output>
+): Logger.Logger<Message, Output> =>
   Logger.mapInputOptions(logger, (options) => {
     const context = FiberRefs.getOrDefault(options.context, FiberRef.currentContext)
     let annotations = options.annotations

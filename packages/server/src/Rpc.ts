@@ -11,11 +11,16 @@ import { acceptedCorrelationId, CORRELATION_HEADER } from "./Http.js"
  */
 export const CLIENT_ADDRESS_HEADER = "x-chatify-client-address"
 
-
 /** Defects never reach a client: they are logged and become a typed Unexpected. */
 export const hideDefects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.catchAllDefect(effect, (defect) =>
-    Effect.zipRight(Effect.logError("Unexpected failure in an RPC", Cause.die(defect)), Effect.fail(new Unexpected({ message: "unexpected" }))))
+  Effect.catchAllDefect(
+    effect,
+    (defect) =>
+      Effect.zipRight(
+        Effect.logError("Unexpected failure in an RPC", Cause.die(defect)),
+        Effect.fail(new Unexpected({ message: "unexpected" }))
+      )
+  )
 
 /**
  * Runs an RPC as its caller: the connection's identity from the Authorization header (the
@@ -23,19 +28,22 @@ export const hideDefects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
  * parameter arrives as its Authorization header, see RpcSocketProtocol), and the
  * call's correlation id.
  */
-export const makeRpcCaller = (authenticator: Authenticator["Type"], identities: Identities["Type"]) =>
-(clientId: number, headers: Readonly<Record<string, string | undefined>>) => {
-  const correlationId = acceptedCorrelationId(headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
-  const connectionId = identities.connectionIdForClient(clientId)
-  const header = headers["authorization"]
-  const bearer = header === undefined ? undefined : bearerOfHeader(header)
-  return <A, E, R>(effect: Effect.Effect<A, E, R | CurrentUser>): Effect.Effect<A, E | Unauthenticated, Exclude<R, CurrentUser>> =>
-    // the logger reads the caller and the correlation id from the context (see Logging.ts)
-    authenticator.authenticate(bearer, connectionId, headers[CLIENT_ADDRESS_HEADER]).pipe(
-      Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
-      Effect.provideService(CorrelationId, correlationId)
-    )
-}
+export const makeRpcCaller =
+  (authenticator: Authenticator["Type"], identities: Identities["Type"]) =>
+  (clientId: number, headers: Readonly<Record<string, string | undefined>>) => {
+    const correlationId = acceptedCorrelationId(headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
+    const connectionId = identities.connectionIdForClient(clientId)
+    const header = headers["authorization"]
+    const bearer = header === undefined ? undefined : bearerOfHeader(header)
+    return <A, E, R>(
+      effect: Effect.Effect<A, E, R | CurrentUser>
+    ): Effect.Effect<A, E | Unauthenticated, Exclude<R, CurrentUser>> =>
+      // the logger reads the caller and the correlation id from the context (see Logging.ts)
+      authenticator.authenticate(bearer, connectionId, headers[CLIENT_ADDRESS_HEADER]).pipe(
+        Effect.flatMap((principal) => Effect.provideService(effect, CurrentUser, principal)),
+        Effect.provideService(CorrelationId, correlationId)
+      )
+  }
 
 /**
  * /rpc handlers: the same use cases as REST, on one connection identity per WebSocket. Over the
@@ -47,7 +55,8 @@ export const ChatRpcHandlers = ChatRpcs.toLayer(
     const asCaller = makeRpcCaller(yield* Authenticator, yield* Identities)
     const gate = yield* ShutdownGate
     return {
-      Send: (payload, { clientId, headers }) => gate.track(sendMessage(payload)).pipe(hideDefects, asCaller(clientId, headers)),
+      Send: (payload, { clientId, headers }) =>
+        gate.track(sendMessage(payload)).pipe(hideDefects, asCaller(clientId, headers)),
       Subscribe: ({ after, scopeId, scopeType }, { clientId, headers }) =>
         subscribe({ scopeType, scopeId }, after).pipe(hideDefects, asCaller(clientId, headers)),
       History: ({ before, limit, scopeId, scopeType }, { clientId, headers }) =>

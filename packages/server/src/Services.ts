@@ -92,8 +92,10 @@ const withReadiness = <A, E, R, R2>(
 const EventLog = (config: ServerConfig) => {
   const log = config.broker.useInMemoryBroker
     ? MemoryLogLayerFrom(
-      Effect.flatMap(makeSqliteLogJournal({ dataDirectory: config.dataDirectory }), (journal) =>
-        makeMemoryLog({ partitions: config.broker.partitions, journal }))
+      Effect.flatMap(
+        makeSqliteLogJournal({ dataDirectory: config.dataDirectory }),
+        (journal) => makeMemoryLog({ partitions: config.broker.partitions, journal })
+      )
     )
     : KafkaLogLayer({
       brokers: config.broker.bootstrapServers,
@@ -117,7 +119,12 @@ const EventLog = (config: ServerConfig) => {
     )
   const name = config.broker.useInMemoryBroker ? "event-log" : "kafka"
   // a send is an append to the log: without it this pod cannot take a send
-  return withReadiness(log, name, "unready", Effect.flatMap(ChatEventSource, (source) => Effect.asVoid(source.endOffsets)))
+  return withReadiness(
+    log,
+    name,
+    "unready",
+    Effect.flatMap(ChatEventSource, (source) => Effect.asVoid(source.endOffsets))
+  )
 }
 
 /** The history: SQLite in the data directory, or Cassandra/ScyllaDB when contact points are set. */
@@ -165,7 +172,10 @@ const LimitsAndPresence = (config: ServerConfig) =>
         MemoryReadRateLimiter(config.readRateLimit),
         MemoryPresence({ ttlMillis: Duration.toMillis(config.presenceTtl) }),
         // sends by clientMessageId: in the data directory, so a repeat is recognized after a restart too
-        SqliteSendDeduplicator.layer({ dataDirectory: config.dataDirectory, windowSeconds: config.idempotencyWindowSeconds })
+        SqliteSendDeduplicator.layer({
+          dataDirectory: config.dataDirectory,
+          windowSeconds: config.idempotencyWindowSeconds
+        })
       ),
     onSome: ({ connectionString }) => {
       const client = RedisClientFrom(connectionString)

@@ -34,7 +34,10 @@ const post = (url: string, body: unknown, token?: string) =>
   Effect.promise(async () => {
     const response = await fetch(url, {
       method: "POST",
-      headers: { "content-type": "application/json", ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+      headers: {
+        "content-type": "application/json",
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` })
+      },
       body: JSON.stringify(body)
     })
     return { status: response.status, headers: response.headers, body: await response.json() }
@@ -42,12 +45,17 @@ const post = (url: string, body: unknown, token?: string) =>
 
 /** A token as a provider that forgets `exp` would issue it. */
 const tokenWithoutExp = (sub: string) =>
-  Effect.promise(() => new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).sign(new TextEncoder().encode(SECRET)))
+  Effect.promise(() =>
+    new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).sign(new TextEncoder().encode(SECRET))
+  )
 
 const decodeProblem = Schema.decodeUnknownSync(ProblemDetails)
 
 /** A REST call as a browser might make it: `init.headers` as given, the body (if any) as JSON. */
-const call = (url: string, init: { readonly method?: string; readonly headers?: Record<string, string>; readonly body?: unknown } = {}) =>
+const call = (
+  url: string,
+  init: { readonly method?: string; readonly headers?: Record<string, string>; readonly body?: unknown } = {}
+) =>
   Effect.promise(async () => {
     const response = await fetch(url, {
       method: init.method ?? "GET",
@@ -125,9 +133,17 @@ describe("authentication on the interfaces", () => {
         })).status
       )
       expect(rest).toBe(403)
-      const forbiddenSend = yield* post(`${server.httpUrl}/api/chat/send`, { ...dm, text: "x" }, yield* tokenFor("carol"))
+      const forbiddenSend = yield* post(
+        `${server.httpUrl}/api/chat/send`,
+        { ...dm, text: "x" },
+        yield* tokenFor("carol")
+      )
       expect(forbiddenSend.status).toBe(403)
-      const memberSend = yield* post(`${server.httpUrl}/api/chat/send`, { ...dm, text: "hi alice" }, yield* tokenFor("bob"))
+      const memberSend = yield* post(
+        `${server.httpUrl}/api/chat/send`,
+        { ...dm, text: "hi alice" },
+        yield* tokenFor("bob")
+      )
       expect(memberSend.status).toBe(200)
     }).pipe(quiet))
 
@@ -152,15 +168,17 @@ describe("authentication on the interfaces", () => {
       expect(exp).toBeDefined()
       const expiresAtMs = (exp ?? 0) * 1000
       // a refused upgrade fires close as well: the socket must have opened, and closed normally
-      const closed = yield* Effect.async<{ readonly opened: boolean; readonly code: number; readonly atMs: number }>((resume) => {
-        let opened = false
-        const socket = new WebSocket(`${server.wsUrl}?access_token=${token}`)
-        socket.on("open", () => {
-          opened = true
-        })
-        socket.on("close", (code) => resume(Effect.succeed({ opened, code, atMs: Date.now() })))
-        socket.on("error", () => undefined)
-      }).pipe(Effect.timeout("10 seconds"))
+      const closed = yield* Effect.async<{ readonly opened: boolean; readonly code: number; readonly atMs: number }>(
+        (resume) => {
+          let opened = false
+          const socket = new WebSocket(`${server.wsUrl}?access_token=${token}`)
+          socket.on("open", () => {
+            opened = true
+          })
+          socket.on("close", (code) => resume(Effect.succeed({ opened, code, atMs: Date.now() })))
+          socket.on("error", () => undefined)
+        }
+      ).pipe(Effect.timeout("10 seconds"))
       expect(closed.opened).toBe(true)
       expect(closed.code).toBe(1000)
       // not before the token's expiry (the server closes a second after it), and not long after
@@ -176,7 +194,11 @@ describe("tokens without exp, and access_token in the query", () => {
       const noExp = yield* tokenWithoutExp("alice")
       const hub = `${server.httpUrl}/hubs/chat`
 
-      const rest = yield* post(`${server.httpUrl}/api/chat/send`, { scopeType: 0, scopeId: "general", text: "x" }, noExp)
+      const rest = yield* post(
+        `${server.httpUrl}/api/chat/send`,
+        { scopeType: 0, scopeId: "general", text: "x" },
+        noExp
+      )
       expect(rest.status).toBe(401)
       expect(rest.headers.get("www-authenticate")).toContain("Bearer")
       expect(decodeProblem(rest.body).detail).toContain("no expiry (exp)")
@@ -191,7 +213,10 @@ describe("tokens without exp, and access_token in the query", () => {
       expect(refused._tag).toBe("Unauthenticated")
       expect(refused._tag === "Unauthenticated" ? refused.message : "").toContain("no expiry (exp)")
 
-      const negotiate = yield* call(`${hub}/negotiate?negotiateVersion=1`, { method: "POST", headers: { authorization: `Bearer ${noExp}` } })
+      const negotiate = yield* call(`${hub}/negotiate?negotiateVersion=1`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${noExp}` }
+      })
       expect(negotiate.status).toBe(401)
       expect(decodeProblem(negotiate.body).detail).toContain("no expiry (exp)")
       expect(yield* upgradeStatus(`${hub.replace(/^http/u, "ws")}?access_token=${noExp}`)).toBe(401)
@@ -200,7 +225,11 @@ describe("tokens without exp, and access_token in the query", () => {
   it.scopedLive("with CHATIFY__AUTH__REQUIREEXPIRATION off, a token without exp is accepted", () =>
     Effect.gen(function*() {
       const server = yield* startTestServer({ config: { auth: Option.some({ ...auth, requireExpiration: false }) } })
-      const sent = yield* post(`${server.httpUrl}/api/chat/send`, { scopeType: 0, scopeId: "general", text: "x" }, yield* tokenWithoutExp("alice"))
+      const sent = yield* post(
+        `${server.httpUrl}/api/chat/send`,
+        { scopeType: 0, scopeId: "general", text: "x" },
+        yield* tokenWithoutExp("alice")
+      )
       expect(sent.status).toBe(200)
       expect(yield* upgradeStatus(`${server.wsUrl}?access_token=${yield* tokenWithoutExp("alice")}`)).toBe(101)
     }).pipe(quiet))
@@ -228,7 +257,10 @@ describe("tokens without exp, and access_token in the query", () => {
         body: message
       })
       expect(both.status).toBe(200)
-      const negotiated = yield* call(`${hub}/negotiate?negotiateVersion=1`, { method: "POST", headers: { authorization: `Bearer ${token}` } })
+      const negotiated = yield* call(`${hub}/negotiate?negotiateVersion=1`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` }
+      })
       expect(negotiated.status).toBe(200)
 
       expect(yield* upgradeStatus(`${server.wsUrl}?access_token=${token}`)).toBe(101)
@@ -284,15 +316,27 @@ describe("tokens are never logged", () => {
         const tokens = [valid, shortLived, shortLivedHub, noExp, forged]
 
         // REST: query tokens (ignored), a refused header, an unknown route and an unreadable body
-        yield* call(`${server.httpUrl}/api/chat/send?access_token=${valid}`, { method: "POST", body: { scopeType: 0, scopeId: "general", text: "x" } })
-        yield* call(`${server.httpUrl}/api/chat/scopes/0/general/history?limit=x&access_token=${valid}`, { headers: { authorization: `Bearer ${valid}` } })
+        yield* call(`${server.httpUrl}/api/chat/send?access_token=${valid}`, {
+          method: "POST",
+          body: { scopeType: 0, scopeId: "general", text: "x" }
+        })
+        yield* call(`${server.httpUrl}/api/chat/scopes/0/general/history?limit=x&access_token=${valid}`, {
+          headers: { authorization: `Bearer ${valid}` }
+        })
         yield* call(`${server.httpUrl}/no/such/route?access_token=${valid}`)
         yield* Effect.promise(() =>
-          fetch(`${server.httpUrl}/api/chat/send?access_token=${valid}`, { method: "POST", headers: { authorization: `Bearer ${valid}`, "content-type": "application/json" }, body: "{" })
+          fetch(`${server.httpUrl}/api/chat/send?access_token=${valid}`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${valid}`, "content-type": "application/json" },
+            body: "{"
+          })
         )
         yield* post(`${server.httpUrl}/api/chat/send`, { scopeType: 0, scopeId: "general", text: "x" }, forged)
         yield* call(`${hub}/negotiate?negotiateVersion=1&access_token=${valid}`, { method: "POST" })
-        yield* call(`${hub}/negotiate?negotiateVersion=1`, { method: "POST", headers: { authorization: `Bearer ${noExp}` } })
+        yield* call(`${hub}/negotiate?negotiateVersion=1`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${noExp}` }
+        })
         // WebSockets: accepted, refused and expiring tokens in the query
         for (const token of [valid, noExp, forged]) {
           yield* upgradeStatus(`${server.wsUrl}?access_token=${token}`)

@@ -31,7 +31,13 @@ const now = () => Math.floor(Date.now() / 1000)
 /** A token as an identity provider would issue it; each test changes one thing. */
 const token = (
   claims: Record<string, unknown> = {},
-  options: { readonly key?: Uint8Array; readonly iss?: string; readonly aud?: string; readonly exp?: number; readonly nbf?: number } = {}
+  options: {
+    readonly key?: Uint8Array
+    readonly iss?: string
+    readonly aud?: string
+    readonly exp?: number
+    readonly nbf?: number
+  } = {}
 ) => {
   let jwt = new SignJWT({ sub: "alice", ...claims }).setProtectedHeader({ alg: "HS256" }).setIssuedAt()
     .setIssuer(options.iss ?? "https://id.example.test").setAudience(options.aud ?? "chatify")
@@ -84,7 +90,9 @@ describe("JWT authentication", () => {
       const forged = yield* token({}, { key: new TextEncoder().encode("another-secret-of-at-least-32-bytes") })
       const unsigned = [
         Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url"),
-        Buffer.from(JSON.stringify({ sub: "alice", iss: hs256.issuer, aud: "chatify", exp: now() + 600 })).toString("base64url"),
+        Buffer.from(JSON.stringify({ sub: "alice", iss: hs256.issuer, aud: "chatify", exp: now() + 600 })).toString(
+          "base64url"
+        ),
         ""
       ].join(".")
       const cases: ReadonlyArray<readonly [string | undefined, string]> = [
@@ -129,12 +137,22 @@ describe("JWT authentication", () => {
           new SignJWT({ sub: `${alg}-user` }).setProtectedHeader({ alg, ...(kid === undefined ? {} : { kid }) })
             .setExpirationTime(now() + 600).sign(key)
         )
-      const viaPem = yield* makeJwtAuthenticator({ ...hs256, issuer: undefined, audience: undefined, keys: { _tag: "PublicKeyFile", path: pem } })
+      const viaPem = yield* makeJwtAuthenticator({
+        ...hs256,
+        issuer: undefined,
+        audience: undefined,
+        keys: { _tag: "PublicKeyFile", path: pem }
+      })
       expect((yield* viaPem.authenticate(yield* sign("RS256", rsa.privateKey), "c1")).userId).toBe("RS256-user")
       const hsAgainstRsa = yield* Effect.flip(viaPem.authenticate(yield* token(), "c1"))
       expect(hsAgainstRsa.message).toContain("algorithm")
 
-      const viaJwks = yield* makeJwtAuthenticator({ ...hs256, issuer: undefined, audience: undefined, keys: { _tag: "JwksFile", path: jwks } })
+      const viaJwks = yield* makeJwtAuthenticator({
+        ...hs256,
+        issuer: undefined,
+        audience: undefined,
+        keys: { _tag: "JwksFile", path: jwks }
+      })
       expect((yield* viaJwks.authenticate(yield* sign("ES256", ec.privateKey, "k1"), "c1")).userId).toBe("ES256-user")
       const otherKey = yield* Effect.promise(() => generateKeyPair("ES256"))
       const foreign = yield* Effect.flip(viaJwks.authenticate(yield* sign("ES256", otherKey.privateKey, "k1"), "c1"))
@@ -156,13 +174,18 @@ describe("JWT authentication", () => {
       const principal = yield* auth.authenticate(yield* tokenWithoutExp(), "c1")
       expect(principal).toEqual({ userId: "alice", connectionId: "c1", expiresAtMs: undefined })
       // exp is still enforced when a token has one
-      expect((yield* Effect.flip(auth.authenticate(yield* token({}, { exp: now() - 60 }), "c1"))).message).toContain("expired")
+      expect((yield* Effect.flip(auth.authenticate(yield* token({}, { exp: now() - 60 }), "c1"))).message).toContain(
+        "expired"
+      )
     }))
 
   it.live("warns once at startup when the issuer or the audience is not set, or exp is not required", () =>
     Effect.gen(function*() {
       const warnings = (settings: AuthSettings) =>
-        Effect.map(logsOf(makeJwtAuthenticator(settings)), (lines) => lines.filter((line) => line.level === "WARN").map((line) => line.text))
+        Effect.map(
+          logsOf(makeJwtAuthenticator(settings)),
+          (lines) => lines.filter((line) => line.level === "WARN").map((line) => line.text)
+        )
       expect(yield* warnings(hs256)).toEqual([])
       const noIssuer = yield* warnings({ ...hs256, issuer: undefined })
       expect(noIssuer).toHaveLength(1)
@@ -179,7 +202,12 @@ describe("JWT authentication", () => {
   it.live("never puts the token in a refusal's message or in a log line", () =>
     Effect.gen(function*() {
       const valid = yield* token()
-      const bearers = [`${valid}x`, yield* tokenWithoutExp(), yield* token({}, { exp: now() - 60 }), valid.split(".").reverse().join(".")]
+      const bearers = [
+        `${valid}x`,
+        yield* tokenWithoutExp(),
+        yield* token({}, { exp: now() - 60 }),
+        valid.split(".").reverse().join(".")
+      ]
       const lines = yield* logsOf(
         Effect.gen(function*() {
           const auth = yield* makeJwtAuthenticator({ ...hs256, issuer: undefined })
@@ -266,16 +294,30 @@ describe("access_token in a request URL's query", () => {
    * `access_token`, each character as it is or percent-encoded (either hex case), sometimes after a
    * "?" (which only the query's first part drops).
    */
-  const tokenName = fc.tuple(fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }), fc.boolean(), fc.constantFrom("", "", "?"))
-    .map(([encoded, upper, lead]) => lead + Array.from("access_token", (char, i) => (encoded[i] === true ? hex(char, upper) : char)).join(""))
+  const tokenName = fc.tuple(
+    fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }),
+    fc.boolean(),
+    fc.constantFrom("", "", "?")
+  )
+    .map(([encoded, upper, lead]) =>
+      lead + Array.from("access_token", (char, i) => (encoded[i] === true ? hex(char, upper) : char)).join("")
+    )
   /** Token values from their own alphabet, so no other part of a URL can contain one. */
-  const tokenValue = fc.string({ unit: fc.constantFrom(..."QWXYZ0123456789-_."), minLength: 8, maxLength: 40 }).map((v) => `TOK${v}`)
+  const tokenValue = fc.string({ unit: fc.constantFrom(..."QWXYZ0123456789-_."), minLength: 8, maxLength: 40 }).map((
+    v
+  ) => `TOK${v}`)
   /** Other names and values: the characters that change how a query is read, and plain ones. */
   const text = fc.string({ unit: fc.constantFrom(..."abcdeklmnopst_=+?%2F0#"), maxLength: 14 })
   const part = fc.oneof(
-    { weight: 3, arbitrary: fc.tuple(text, fc.option(text)).map(([name, value]) => (value === null ? name : `${name}=${value}`)) },
+    {
+      weight: 3,
+      arbitrary: fc.tuple(text, fc.option(text)).map(([name, value]) => (value === null ? name : `${name}=${value}`))
+    },
     { weight: 2, arbitrary: fc.tuple(tokenName, tokenValue).map(([name, value]) => `${name}=${value}`) },
-    { weight: 1, arbitrary: fc.tuple(tokenName, tokenValue).map(([name, value]) => `${name}=${encodeURIComponent(value)}`) }
+    {
+      weight: 1,
+      arbitrary: fc.tuple(tokenName, tokenValue).map(([name, value]) => `${name}=${encodeURIComponent(value)}`)
+    }
   )
   const url = fc.tuple(
     fc.constantFrom("/rpc", "/api/chat/send", "/api/chat/scopes/0/general/history", "/"),
@@ -286,14 +328,18 @@ describe("access_token in a request URL's query", () => {
     expect(hasQueryAccessToken(url)).toBe(paramsOf(url).has("access_token"))
   })
 
-  it.prop("withoutQueryAccessToken drops exactly the access_token parameters, and every token with them", { url }, ({ url }) => {
-    const stripped = withoutQueryAccessToken(url)
-    expect(pathPart(stripped)).toBe(pathPart(url))
-    expect(paramsOf(stripped).has("access_token")).toBe(false)
-    expect([...paramsOf(stripped)]).toEqual([...paramsOf(url)].filter(([name]) => name !== "access_token"))
-    for (const value of paramsOf(url).getAll("access_token")) expect(stripped).not.toContain(value)
-    if (!paramsOf(url).has("access_token")) expect(stripped).toBe(url)
-  })
+  it.prop(
+    "withoutQueryAccessToken drops exactly the access_token parameters, and every token with them",
+    { url },
+    ({ url }) => {
+      const stripped = withoutQueryAccessToken(url)
+      expect(pathPart(stripped)).toBe(pathPart(url))
+      expect(paramsOf(stripped).has("access_token")).toBe(false)
+      expect([...paramsOf(stripped)]).toEqual([...paramsOf(url)].filter(([name]) => name !== "access_token"))
+      for (const value of paramsOf(url).getAll("access_token")) expect(stripped).not.toContain(value)
+      if (!paramsOf(url).has("access_token")) expect(stripped).toBe(url)
+    }
+  )
 
   it("keeps what surrounds a token as it was", () => {
     expect(withoutQueryAccessToken("/api/chat/send?access_token=abc")).toBe("/api/chat/send")

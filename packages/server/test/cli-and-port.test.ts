@@ -26,7 +26,8 @@ afterEach(() => {
 
 const mint = (args: ReadonlyArray<string>, env: Record<string, string> = { CHATIFY__AUTH__HS256SECRET: SECRET }) =>
   new Promise<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }>((resolve) => {
-    const { CHATIFY__AUTH__HS256SECRET: _, CHATIFY__AUTH__ISSUER: __, CHATIFY__AUTH__AUDIENCE: ___, ...rest } = process.env
+    const { CHATIFY__AUTH__HS256SECRET: _, CHATIFY__AUTH__ISSUER: __, CHATIFY__AUTH__AUDIENCE: ___, ...rest } =
+      process.env
     const child = spawn(process.execPath, ["--import", "tsx", MINT, ...args], { env: { ...rest, ...env } })
     children.push(child)
     let stdout = ""
@@ -50,7 +51,11 @@ const verdict = (token: string) =>
         clockSkewSeconds: 30,
         requireExpiration: true
       }),
-      (auth) => Effect.match(auth.authenticate(token, "c1"), { onFailure: (e) => e.message, onSuccess: (p) => `accepted ${p.userId}` })
+      (auth) =>
+        Effect.match(auth.authenticate(token, "c1"), {
+          onFailure: (e) => e.message,
+          onSuccess: (p) => `accepted ${p.userId}`
+        })
     ).pipe(Effect.orDie, Logger.withMinimumLogLevel(LogLevel.Error))
   )
 
@@ -119,7 +124,9 @@ describe("a busy port (item 8)", () => {
     expect(code).not.toBeNull()
     const errors = server.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
     expect(errors, server.output()).toHaveLength(1)
-    const message = Option.getOrThrow(Option.fromNullable((JSON.parse(errors[0] ?? "{}") as { readonly message?: string }).message))
+    const message = Option.getOrThrow(
+      Option.fromNullable((JSON.parse(errors[0] ?? "{}") as { readonly message?: string }).message)
+    )
     expect(message).toBe(
       `PORT: 127.0.0.1:${port} is already in use (EADDRINUSE): another process listens there; stop it, or set PORT to another ` +
         "port (0 picks a free one)"

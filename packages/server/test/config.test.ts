@@ -113,10 +113,16 @@ describe("server configuration", () => {
 
   it.effect("needs brokers when the in-memory broker is switched off, naming the key", () =>
     Effect.gen(function*() {
-      const error = yield* loadServerConfig.pipe(withEnv({ CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: "false" }), Effect.flip)
+      const error = yield* loadServerConfig.pipe(
+        withEnv({ CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: "false" }),
+        Effect.flip
+      )
       expect(error.message).toContain("CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS")
       const explicit = yield* loadServerConfig.pipe(
-        withEnv({ CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: "true", CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "k:9092" })
+        withEnv({
+          CHATIFY__MESSAGEBROKER__USEINMEMORYBROKER: "true",
+          CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "k:9092"
+        })
       )
       expect(explicit.broker.useInMemoryBroker).toBe(true)
     }))
@@ -126,7 +132,10 @@ describe("configurations the server refuses to start with", () => {
   // the refusal's message; a configuration that loads shows as "(accepted)" (not flipped: a test
   // failing on a flipped ServerConfig would have to print it)
   const refusal = (env: Record<string, string>) =>
-    loadServerConfig.pipe(withEnv(env), Effect.match({ onFailure: (error) => error.message, onSuccess: () => "(accepted)" }))
+    loadServerConfig.pipe(
+      withEnv(env),
+      Effect.match({ onFailure: (error) => error.message, onSuccess: () => "(accepted)" })
+    )
 
   it.effect("the embedded log with a Cassandra history: its process-local offsets would collide", () =>
     Effect.gen(function*() {
@@ -146,19 +155,26 @@ describe("configurations the server refuses to start with", () => {
       expect(Option.isSome(production.database)).toBe(true)
     }))
 
-  const kafkaAndCassandra = { CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "k:9092", CHATIFY__DATABASE__CONTACTPOINTS: "scylla-a" }
+  const kafkaAndCassandra = {
+    CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: "k:9092",
+    CHATIFY__DATABASE__CONTACTPOINTS: "scylla-a"
+  }
 
   it.effect("a write consistency level that cannot be used for writes (ANY, SERIAL, LOCAL_SERIAL), or no level at all", () =>
     Effect.gen(function*() {
       for (const level of ["ANY", "SERIAL", "LOCAL_SERIAL", "any", "localSerial", "local-serial"]) {
         const message = yield* refusal({ ...kafkaAndCassandra, CHATIFY__DATABASE__CONSISTENCY: level })
-        expect(message).toMatch(/^CHATIFY__DATABASE__CONSISTENCY: (ANY|SERIAL|LOCAL_SERIAL) cannot be used for the history's writes/u)
+        expect(message).toMatch(
+          /^CHATIFY__DATABASE__CONSISTENCY: (ANY|SERIAL|LOCAL_SERIAL) cannot be used for the history's writes/u
+        )
       }
       expect(yield* refusal({ ...kafkaAndCassandra, CHATIFY__DATABASE__CONSISTENCY: "MOSTLY" })).toBe(
         "CHATIFY__DATABASE__CONSISTENCY: \"MOSTLY\" is not a consistency level"
       )
       for (const level of ["ONE", "QUORUM", "LOCAL_QUORUM", "local_one", "EACH_QUORUM", "ALL"]) {
-        const config = yield* loadServerConfig.pipe(withEnv({ ...kafkaAndCassandra, CHATIFY__DATABASE__CONSISTENCY: level }))
+        const config = yield* loadServerConfig.pipe(
+          withEnv({ ...kafkaAndCassandra, CHATIFY__DATABASE__CONSISTENCY: level })
+        )
         expect(Option.map(config.database, (d) => d.consistency)).toEqual(Option.some(level))
       }
     }))
@@ -176,7 +192,9 @@ describe("configurations the server refuses to start with", () => {
       expect(unknown).not.toContain("s3cret")
       expect(yield* refused("redis://:s3cret@redis:6379,other:6379")).not.toContain("s3cret")
       // what the original design's deployments write is read
-      for (const ok of ["chatify-redis:6379", "[::1]:6379,ssl=true,user=chatify,password=p=w", "redis://127.0.0.1:6379/2"]) {
+      for (
+        const ok of ["chatify-redis:6379", "[::1]:6379,ssl=true,user=chatify,password=p=w", "redis://127.0.0.1:6379/2"]
+      ) {
         const config = yield* loadServerConfig.pipe(withEnv({ CHATIFY__CACHING__CONNECTIONSTRING: ok }))
         expect(config.caching).toEqual(Option.some({ connectionString: ok }))
       }

@@ -25,7 +25,11 @@ interface Reply {
 const get = (url: string, token: string) =>
   Effect.promise(async (): Promise<Reply> => {
     const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } })
-    return { status: response.status, contentType: response.headers.get("content-type") ?? "", body: await response.json() }
+    return {
+      status: response.status,
+      contentType: response.headers.get("content-type") ?? "",
+      body: await response.json()
+    }
   })
 
 const sendAs = (httpUrl: string, token: string, scopeId: string, text: string) =>
@@ -56,7 +60,9 @@ describe("direct messages on REST history and presence", () => {
       const run = crypto.randomUUID().slice(0, 8)
       const bob = `bob-${run}`
       // each conversation: its two members, then users whose ids an unencoded id would confuse with theirs
-      const conversations: ReadonlyArray<{ readonly members: readonly [string, string]; readonly outsiders: ReadonlyArray<string> }> = [
+      const conversations: ReadonlyArray<
+        { readonly members: readonly [string, string]; readonly outsiders: ReadonlyArray<string> }
+      > = [
         { members: ["ann:x", bob], outsiders: ["ann", "x", `x:${bob}`, "ann%3Ax", "carol"] },
         { members: ["ann", `x:${bob}`], outsiders: ["ann:x", "x", bob] },
         { members: ["50%", bob], outsiders: ["50", "50%25", "5"] },
@@ -76,14 +82,20 @@ describe("direct messages on REST history and presence", () => {
           const token = yield* tokenFor(member)
           // the history writer runs behind the log: the other member's read waits for the message
           const history = yield* get(`${scopeUrl(server.httpUrl, scopeId)}/history`, token).pipe(
-            Effect.filterOrFail((reply) => reply.status !== 200 || Schema.decodeUnknownSync(HistoryPage)(reply.body).items.length > 0),
+            Effect.filterOrFail((reply) =>
+              reply.status !== 200 || Schema.decodeUnknownSync(HistoryPage)(reply.body).items.length > 0
+            ),
             Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 500 }),
             Effect.timeout("10 seconds"),
             Effect.orDie
           )
           expect(history.status, `${member} reads ${scopeId}: ${JSON.stringify(history.body)}`).toBe(200)
           const page = Schema.decodeUnknownSync(HistoryPage)(history.body)
-          expect(page.items.map((e) => [e.chatEvent.scopeId, e.chatEvent.senderId, e.chatEvent.text])).toEqual([[scopeId, first, text]])
+          expect(page.items.map((e) => [e.chatEvent.scopeId, e.chatEvent.senderId, e.chatEvent.text])).toEqual([[
+            scopeId,
+            first,
+            text
+          ]])
 
           const presence = yield* get(`${scopeUrl(server.httpUrl, scopeId)}/presence`, token)
           expect(presence.status, `${member} asks who is in ${scopeId}`).toBe(200)

@@ -21,7 +21,15 @@ const subscribes = (url: string) =>
   Effect.async<boolean, Error>((resume) => {
     const ws = new WebSocket(url)
     ws.on("open", () =>
-      ws.send(JSON.stringify({ _tag: "Request", id: "1", tag: "Subscribe", payload: { scopeType: 0, scopeId: "general" }, headers: [] }) + "\n"))
+      ws.send(
+        JSON.stringify({
+          _tag: "Request",
+          id: "1",
+          tag: "Subscribe",
+          payload: { scopeType: 0, scopeId: "general" },
+          headers: []
+        }) + "\n"
+      ))
     ws.on("message", (data: Buffer) => {
       if (data.toString().includes(`"Subscribed"`)) {
         ws.close()

@@ -34,11 +34,21 @@ const call = (url: string, init: RequestInit = {}) =>
     } catch {
       body = undefined
     }
-    return { status: response.status, contentType: response.headers.get("content-type") ?? "", headers: response.headers, body, text }
+    return {
+      status: response.status,
+      contentType: response.headers.get("content-type") ?? "",
+      headers: response.headers,
+      body,
+      text
+    }
   })
 
 const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
-  call(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(payload) })
+  call(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(payload)
+  })
 
 const problem = (reply: Reply) => {
   expect(reply.contentType).toContain(PROBLEM_CONTENT_TYPE)
@@ -68,7 +78,9 @@ describe("REST interface", () => {
       )
       expect(all.items.length).toBe(5)
 
-      const first = Schema.decodeUnknownSync(HistoryPage)((yield* call(`${server.httpUrl}/api/chat/scopes/0/${scope}/history?limit=3`)).body)
+      const first = Schema.decodeUnknownSync(HistoryPage)(
+        (yield* call(`${server.httpUrl}/api/chat/scopes/0/${scope}/history?limit=3`)).body
+      )
       expect(first.items.length).toBe(3)
       const times = first.items.map((e) => e.chatEvent.createdAtUtc.getTime())
       expect([...times].sort((a, b) => b - a)).toEqual(times)
@@ -95,7 +107,14 @@ describe("REST interface", () => {
         [post(`${server.httpUrl}/api/chat/send`, { scopeType: 0, scopeId: "general", text: "x".repeat(4097) }), "text"],
         [post(`${server.httpUrl}/api/chat/send`, { scopeType: 7, scopeId: "general", text: "hi" }), "scopeType"],
         [post(`${server.httpUrl}/api/chat/send`, { scopeType: 0, text: "hi" }), "scopeId"],
-        [call(`${server.httpUrl}/api/chat/send`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" }), "body"],
+        [
+          call(`${server.httpUrl}/api/chat/send`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: "{not json"
+          }),
+          "body"
+        ],
         [call(`${server.httpUrl}/api/chat/scopes/0/general/history?limit=0`), "limit"],
         [call(`${server.httpUrl}/api/chat/scopes/0/general/history?before=not-a-cursor`), "before"],
         [call(`${server.httpUrl}/api/chat/scopes/5/general/history`), "scopeType"],
@@ -106,7 +125,9 @@ describe("REST interface", () => {
         expect(reply.status, `${field}: ${reply.text}`).toBe(400)
         const body = problem(reply)
         expect(body.status).toBe(400)
-        expect(body.errors?.map((e) => e.field).some((f) => f === field || f.startsWith(`${field}.`) || f.endsWith(field))).toBe(true)
+        expect(
+          body.errors?.map((e) => e.field).some((f) => f === field || f.startsWith(`${field}.`) || f.endsWith(field))
+        ).toBe(true)
         expect(reply.headers.get("x-correlation-id")).toBeTruthy()
       }
     }).pipe(quiet))
@@ -134,7 +155,11 @@ describe("REST interface", () => {
     }).pipe(quiet))
 
   it("renders a rate limit as 429 ProblemDetails with Retry-After", () => {
-    const response = problemResponse(new RateLimited({ limit: 100, windowSeconds: 60, retryAfterSeconds: 17 }), "/api/chat/send", "c-1")
+    const response = problemResponse(
+      new RateLimited({ limit: 100, windowSeconds: 60, retryAfterSeconds: 17 }),
+      "/api/chat/send",
+      "c-1"
+    )
     expect(response.status).toBe(429)
     expect(response.headers["retry-after"]).toBe("17")
     expect(response.body._tag === "Uint8Array" ? response.body.contentType : "no body").toBe(PROBLEM_CONTENT_TYPE)

@@ -51,7 +51,10 @@ const post = (server: TestServer, body: unknown, token?: string) =>
   Effect.promise(async () => {
     const response = await fetch(`${server.httpUrl}/api/chat/send`, {
       method: "POST",
-      headers: { "content-type": "application/json", ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+      headers: {
+        "content-type": "application/json",
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` })
+      },
       body: JSON.stringify(body)
     })
     return { status: response.status, body: await response.json() }
@@ -74,7 +77,10 @@ const historyThrough = (server: TestServer, scopeId: string, last: string, token
     })
     return Schema.decodeUnknownSync(HistoryPage)(await response.json()).items
   }).pipe(
-    Effect.filterOrFail((items) => items.some((e) => e.chatEvent.text === last), () => new Error(`${last} never reached the history`)),
+    Effect.filterOrFail(
+      (items) => items.some((e) => e.chatEvent.text === last),
+      () => new Error(`${last} never reached the history`)
+    ),
     Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 500 })
   )
 
@@ -114,7 +120,10 @@ const rpcClient = (server: TestServer, token?: string) =>
 const hubClient = (server: TestServer, token: string) =>
   Effect.gen(function*() {
     const connection = new HubConnectionBuilder()
-      .withUrl(`${server.httpUrl}/hubs/chat`, { transport: HttpTransportType.WebSockets, accessTokenFactory: () => token })
+      .withUrl(`${server.httpUrl}/hubs/chat`, {
+        transport: HttpTransportType.WebSockets,
+        accessTokenFactory: () => token
+      })
       .configureLogging(SignalRLogLevel.None)
       .build()
     yield* Effect.acquireRelease(
@@ -141,7 +150,12 @@ describe("idempotent sends: REST", () => {
       const first = yield* sentBy(server, body, alice)
       const again = yield* sentBy(server, body, alice)
       expect(again).toEqual(first)
-      yield* expectWrittenOnce(server, first, (text) => sentBy(server, { ...body, text, clientMessageId: undefined }, alice), alice)
+      yield* expectWrittenOnce(
+        server,
+        first,
+        (text) => sentBy(server, { ...body, text, clientMessageId: undefined }, alice),
+        alice
+      )
 
       // the same key from another sender is another message
       const bob = yield* sentBy(server, body, yield* tokenFor("bob"))
@@ -154,9 +168,12 @@ describe("idempotent sends: REST", () => {
       const server = yield* startTestServer({ config: { auth: Option.some(auth) } })
       const alice = yield* tokenFor("alice")
       const body = { scopeType: 0, scopeId: room(), text: `together-${randomUUID()}`, clientMessageId: randomUUID() }
-      const results = yield* Effect.all(Array.from({ length: 8 }, () => sentBy(server, body, alice)), { concurrency: "unbounded" })
+      const results = yield* Effect.all(Array.from({ length: 8 }, () => sentBy(server, body, alice)), {
+        concurrency: "unbounded"
+      })
       for (const result of results) expect(result).toEqual(results[0])
-      yield* expectWrittenOnce(server, results[0]!, (text) => sentBy(server, { ...body, text, clientMessageId: undefined }, alice), alice)
+      yield* expectWrittenOnce(server, results[0]!, (text) =>
+        sentBy(server, { ...body, text, clientMessageId: undefined }, alice), alice)
     }).pipe(quiet))
 
   it.scopedLive("a key reused for another text is 409 Conflict; an invalid key is 400 naming clientMessageId", () =>
@@ -195,20 +212,34 @@ describe("idempotent sends: RPC", () => {
       const server = yield* startTestServer({ config: { auth: Option.some(auth) } })
       const alice = yield* tokenFor("alice")
       const client = yield* rpcClient(server, alice)
-      const payload = { scopeType: 0 as const, scopeId: room(), text: `rpc-${randomUUID()}`, clientMessageId: randomUUID() }
+      const payload = {
+        scopeType: 0 as const,
+        scopeId: room(),
+        text: `rpc-${randomUUID()}`,
+        clientMessageId: randomUUID()
+      }
       // no headers of its own: the /rpc fast path
       const first = yield* client.Send(payload)
       // an Authorization header of its own: RpcServer's path
       const general = yield* client.Send(payload, { headers: { authorization: `Bearer ${alice}` } })
       expect(general).toEqual(first)
-      const concurrent = yield* Effect.all(Array.from({ length: 6 }, () => client.Send(payload)), { concurrency: "unbounded" })
+      const concurrent = yield* Effect.all(Array.from({ length: 6 }, () => client.Send(payload)), {
+        concurrency: "unbounded"
+      })
       for (const result of concurrent) expect(result).toEqual(first)
-      yield* expectWrittenOnce(server, first, (text) => client.Send({ ...payload, text, clientMessageId: randomUUID() }), alice)
+      yield* expectWrittenOnce(
+        server,
+        first,
+        (text) => client.Send({ ...payload, text, clientMessageId: randomUUID() }),
+        alice
+      )
 
       const reused = yield* Effect.flip(client.Send({ ...payload, text: "another text" }))
       expect(reused._tag).toBe("Conflict")
       const invalid = yield* Effect.flip(client.Send({ ...payload, clientMessageId: "a\u0000b" }))
-      expect(invalid._tag === "ValidationError" ? invalid.errors.map((e) => e.field) : invalid._tag).toEqual(["clientMessageId"])
+      expect(invalid._tag === "ValidationError" ? invalid.errors.map((e) => e.field) : invalid._tag).toEqual([
+        "clientMessageId"
+      ])
     }).pipe(quiet))
 
   it.scopedLive("concurrent first sends with one key (fast path) make one message", () =>
@@ -216,20 +247,31 @@ describe("idempotent sends: RPC", () => {
       const server = yield* startTestServer({ config: { auth: Option.some(auth) } })
       const alice = yield* tokenFor("alice")
       const clients = yield* Effect.all([rpcClient(server, alice), rpcClient(server, alice)])
-      const payload = { scopeType: 0 as const, scopeId: room(), text: `race-${randomUUID()}`, clientMessageId: randomUUID() }
+      const payload = {
+        scopeType: 0 as const,
+        scopeId: room(),
+        text: `race-${randomUUID()}`,
+        clientMessageId: randomUUID()
+      }
       const results = yield* Effect.all(
         Array.from({ length: 10 }, (_, i) => clients[i % 2]!.Send(payload)),
         { concurrency: "unbounded" }
       )
       for (const result of results) expect(result).toEqual(results[0])
-      yield* expectWrittenOnce(server, results[0]!, (text) => clients[0].Send({ ...payload, text, clientMessageId: randomUUID() }), alice)
+      yield* expectWrittenOnce(server, results[0]!, (text) =>
+        clients[0].Send({ ...payload, text, clientMessageId: randomUUID() }), alice)
     }).pipe(quiet))
 
   it.scopedLive("anonymous, a repeat on the same connection is recognized (the identity is the connection's)", () =>
     Effect.gen(function*() {
       const server = yield* startTestServer()
       const client = yield* rpcClient(server)
-      const payload = { scopeType: 0 as const, scopeId: room(), text: `anon-${randomUUID()}`, clientMessageId: randomUUID() }
+      const payload = {
+        scopeType: 0 as const,
+        scopeId: room(),
+        text: `anon-${randomUUID()}`,
+        clientMessageId: randomUUID()
+      }
       const first = yield* client.Send(payload)
       expect(yield* client.Send(payload)).toEqual(first)
       yield* expectWrittenOnce(server, first, (text) => client.Send({ ...payload, text, clientMessageId: undefined }))
@@ -245,7 +287,9 @@ describe("idempotent sends: SignalR", () => {
       const argument = { scopeType: 0, scopeId: room(), text: `hub-${randomUUID()}`, clientMessageId: randomUUID() }
       const first = yield* hub.send(argument)
       expect(yield* hub.send(argument)).toEqual(first)
-      const concurrent = yield* Effect.all(Array.from({ length: 6 }, () => hub.send(argument)), { concurrency: "unbounded" })
+      const concurrent = yield* Effect.all(Array.from({ length: 6 }, () => hub.send(argument)), {
+        concurrency: "unbounded"
+      })
       for (const result of concurrent) expect(result).toEqual(first)
       yield* expectWrittenOnce(server, first, (text) => hub.send({ ...argument, text, clientMessageId: null }), alice)
 
@@ -272,7 +316,9 @@ describe("idempotent sends: configuration and stores", () => {
       const set = yield* loadServerConfig.pipe(withEnv({ CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS: "86400" }))
       expect(set.idempotencyWindowSeconds).toBe(86400)
       for (const bad of ["0", "-5", "soon"]) {
-        const error = yield* Effect.flip(loadServerConfig.pipe(withEnv({ CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS: bad })))
+        const error = yield* Effect.flip(
+          loadServerConfig.pipe(withEnv({ CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS: bad }))
+        )
         expect(error.message).toContain("CHATIFY__CHAT__IDEMPOTENCYWINDOWSECONDS")
       }
     }))
@@ -314,7 +360,9 @@ describe("idempotent sends: the pipeline on each embedded store, with a slow pro
     ["in memory", MemorySendDeduplicator({ windowSeconds: 60 })],
     [
       "SQLite",
-      Layer.unwrapScoped(Effect.map(tempDirectory, (dataDirectory) => SqliteSendDeduplicator.layer({ dataDirectory, windowSeconds: 60 })))
+      Layer.unwrapScoped(
+        Effect.map(tempDirectory, (dataDirectory) => SqliteSendDeduplicator.layer({ dataDirectory, windowSeconds: 60 }))
+      )
     ]
   ]
   for (const [name, store] of stores) {

@@ -38,7 +38,11 @@ const openSocket = (url: string, headers: Record<string, string> = {}) =>
 
 const post = (url: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
   Effect.promise(async () => {
-    const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body })
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body
+    })
     return { status: response.status, body: await response.json() }
   })
 
@@ -48,7 +52,10 @@ const post = (url: string, body: string | Uint8Array, headers: Record<string, st
  */
 const postChunked = (url: string, chunks: ReadonlyArray<string>) =>
   Effect.async<number | "cut off">((resume) => {
-    const request = httpRequest(url, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } })
+    const request = httpRequest(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "transfer-encoding": "chunked" }
+    })
     request.on("response", (response) => {
       response.resume()
       response.on("end", () => resume(Effect.succeed(response.statusCode ?? 0)))
@@ -87,7 +94,9 @@ describe("limits on every input", () => {
       expect(decodeProblem(announced.body)).toMatchObject({ type: "urn:chatify:problem:limit-exceeded", status: 413 })
       expect(decodeProblem(announced.body).detail).toContain("CHATIFY__LIMITS__MAXBODYBYTES")
 
-      const text = (length: number) => [`{"scopeType":0,"scopeId":"general","text":"`, "y".repeat(length / 2), "y".repeat(length / 2), `"}`]
+      const text = (
+        length: number
+      ) => [`{"scopeType":0,"scopeId":"general","text":"`, "y".repeat(length / 2), "y".repeat(length / 2), `"}`]
       expect(yield* postChunked(url, text(1600))).toBe("cut off")
       expect(yield* postChunked(url, text(800))).toBe(200)
 
@@ -120,7 +129,9 @@ describe("limits on every input", () => {
           return fiber
         }))
       const third = yield* Effect.exit(subscribed("c"))
-      expect(Exit.isFailure(third) && third.cause._tag === "Fail" ? third.cause.error._tag : third).toBe("LimitExceeded")
+      expect(Exit.isFailure(third) && third.cause._tag === "Fail" ? third.cause.error._tag : third).toBe(
+        "LimitExceeded"
+      )
       yield* Effect.forEach(held.slice(0, 1), (fiber) => fiber.interruptAsFork(fiber.id()))
       // the server lets go of the ended one: a new subscription fits (waiting on the condition, bounded)
       yield* subscribed("c").pipe(
@@ -134,7 +145,9 @@ describe("limits on every input", () => {
         .build()
       yield* Effect.acquireRelease(Effect.promise(() => hub.start()), () => Effect.promise(() => hub.stop()))
       const invoke = (method: string, scopeId: string) =>
-        Effect.promise(() => hub.invoke<unknown>(method, scopeId).then(() => "accepted", (error: unknown) => String(error)))
+        Effect.promise(() =>
+          hub.invoke<unknown>(method, scopeId).then(() => "accepted", (error: unknown) => String(error))
+        )
       expect(yield* invoke("JoinScopeAsync", "a")).toBe("accepted")
       expect(yield* invoke("JoinScopeAsync", "b")).toBe("accepted")
       expect(yield* invoke("JoinScopeAsync", "a")).toBe("accepted") // already a member: nothing new
@@ -150,8 +163,16 @@ describe("limits on every input", () => {
       const server = yield* withLimits({ maxConcurrentRequestsPerConnection: 3 })
       // sends in one frame all run at once: each waits for the journal's commit at the end of the turn
       const frame = (count: number) =>
-        Array.from({ length: count }, (_, i) =>
-          JSON.stringify({ _tag: "Request", id: String(i + 1), tag: "Send", payload: { scopeType: 0, scopeId: "general", text: `m${i}` }, headers: [] }) + "\n"
+        Array.from(
+          { length: count },
+          (_, i) =>
+            JSON.stringify({
+              _tag: "Request",
+              id: String(i + 1),
+              tag: "Send",
+              payload: { scopeType: 0, scopeId: "general", text: `m${i}` },
+              headers: []
+            }) + "\n"
         ).join("")
       const within = yield* openSocket(server.wsUrl)
       const answered = new Promise<number>((resolve) => {
@@ -186,7 +207,9 @@ describe("limits on every input", () => {
       )
       expect(again.status).toBe(101)
 
-      const proxied = yield* withLimits({ maxConnectionsPerAddress: 1 }, { config: { trustedProxies: ["127.0.0.1", "::1"] } })
+      const proxied = yield* withLimits({ maxConnectionsPerAddress: 1 }, {
+        config: { trustedProxies: ["127.0.0.1", "::1"] }
+      })
       const via = (client: string) => openSocket(proxied.wsUrl, { "x-forwarded-for": `${client}, 127.0.0.1` })
       expect((yield* via("203.0.113.1")).status).toBe(101)
       expect((yield* via("203.0.113.2")).status).toBe(101)
@@ -197,7 +220,10 @@ describe("limits on every input", () => {
     Effect.gen(function*() {
       const server = yield* withLimits({ maxConnectsPerSecondPerAddress: 3 })
       const firstSecond = Math.floor(Date.now() / 1000)
-      const statuses = yield* Effect.forEach(Array.from({ length: 10 }), () => Effect.map(openSocket(server.wsUrl), (s) => s.status))
+      const statuses = yield* Effect.forEach(
+        Array.from({ length: 10 }),
+        () => Effect.map(openSocket(server.wsUrl), (s) => s.status)
+      )
       const windows = Math.floor(Date.now() / 1000) - firstSecond + 1
       // each one-second window lets three through
       expect(statuses.filter((status) => status === 101).length).toBeLessThanOrEqual(3 * windows)
@@ -211,7 +237,10 @@ describe("limits on every input", () => {
         config: { rateLimit: { limit: 3, windowSeconds: 60, failOpen: true }, trustedProxies: ["127.0.0.1", "::1"] }
       })
       const url = `${server.httpUrl}/api/chat/send`
-      const statuses = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.map(post(url, sendBody("general")), (r) => r.status))
+      const statuses = yield* Effect.forEach(
+        [1, 2, 3, 4, 5],
+        () => Effect.map(post(url, sendBody("general")), (r) => r.status)
+      )
       expect(statuses).toEqual([200, 200, 200, 429, 429])
       // another client behind the trusted proxy has its own window
       const other = yield* post(url, sendBody("general"), { "x-forwarded-for": "203.0.113.7" })

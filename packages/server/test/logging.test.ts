@@ -27,7 +27,13 @@ describe("log lines carry the caller from the context", () => {
           Effect.logInfo("annotated").pipe(Effect.annotateLogs({ correlationId: "explicit" }), Effect.provide(caller))
         )
       )
-      expect(lines[0]).toEqual({ correlationId: "corr-1", userId: "alice", connectionId: "c-1", target: "SendAsync", invocationId: "7" })
+      expect(lines[0]).toEqual({
+        correlationId: "corr-1",
+        userId: "alice",
+        connectionId: "c-1",
+        target: "SendAsync",
+        invocationId: "7"
+      })
       expect(lines[1]).toMatchObject({ correlationId: "explicit", userId: "alice" })
     }))
 

@@ -27,78 +27,95 @@ const rest = (url: string, init: RequestInit = {}) =>
   })
 
 /** A refused call: 400, and the one error names scopeId with the format-character message. */
-const expectRefusedScopeId = (what: string, errors: ReadonlyArray<{ readonly field: string; readonly message: string }> | undefined) => {
+const expectRefusedScopeId = (
+  what: string,
+  errors: ReadonlyArray<{ readonly field: string; readonly message: string }> | undefined
+) => {
   expect(errors?.map((e) => e.field), what).toEqual(["scopeId"])
   expect(errors?.[0]?.message, what).toContain(MESSAGE)
 }
 
 describe("look-alike scope ids on every interface", () => {
-  it.scopedLive("REST, RPC and SignalR refuse them on send, subscribe, history and presence", () =>
-    Effect.gen(function*() {
-      const server = yield* startTestServer()
+  it.scopedLive(
+    "REST, RPC and SignalR refuse them on send, subscribe, history and presence",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* startTestServer()
 
-      // RPC over /rpc
-      const context = yield* Layer.build(
-        RpcClient.layerProtocolSocket().pipe(
-          Layer.provide(NodeSocket.layerWebSocket(server.wsUrl)),
-          Layer.provide(RpcSerialization.layerNdjson)
+        // RPC over /rpc
+        const context = yield* Layer.build(
+          RpcClient.layerProtocolSocket().pipe(
+            Layer.provide(NodeSocket.layerWebSocket(server.wsUrl)),
+            Layer.provide(RpcSerialization.layerNdjson)
+          )
         )
-      )
-      const rpc = yield* RpcClient.make(ChatRpcs).pipe(Effect.provide(context))
+        const rpc = yield* RpcClient.make(ChatRpcs).pipe(Effect.provide(context))
 
-      // SignalR, with the official client
-      const hub = new HubConnectionBuilder()
-        .withUrl(`${server.httpUrl}/hubs/chat`, { transport: HttpTransportType.WebSockets })
-        .configureLogging(LogLevel.None)
-        .build()
-      yield* Effect.acquireRelease(Effect.promise(() => hub.start()), () => Effect.promise(() => hub.stop()))
-      const invoke = (method: string, ...args: ReadonlyArray<unknown>) =>
-        Effect.promise(() => hub.invoke<unknown>(method, ...args).then(() => "accepted", (error: unknown) => String(error)))
+        // SignalR, with the official client
+        const hub = new HubConnectionBuilder()
+          .withUrl(`${server.httpUrl}/hubs/chat`, { transport: HttpTransportType.WebSockets })
+          .configureLogging(LogLevel.None)
+          .build()
+        yield* Effect.acquireRelease(Effect.promise(() => hub.start()), () => Effect.promise(() => hub.stop()))
+        const invoke = (method: string, ...args: ReadonlyArray<unknown>) =>
+          Effect.promise(() =>
+            hub.invoke<unknown>(method, ...args).then(() => "accepted", (error: unknown) => String(error))
+          )
 
-      // the plain id works everywhere
-      const ok = yield* rest(`${server.httpUrl}/api/chat/send`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ scopeType: 0, scopeId: "general", text: "hi" })
-      })
-      expect(ok.status).toBe(200)
-      expect(yield* invoke("JoinScopeAsync", "general")).toBe("accepted")
-
-      for (const scopeId of LOOK_ALIKES) {
-        const shown = JSON.stringify(scopeId)
-
-        // REST
-        const sent = yield* rest(`${server.httpUrl}/api/chat/send`, {
+        // the plain id works everywhere
+        const ok = yield* rest(`${server.httpUrl}/api/chat/send`, {
           method: "POST",
           headers: { "content-type": "application/json" },
-          body: JSON.stringify({ scopeType: 0, scopeId, text: "hi" })
+          body: JSON.stringify({ scopeType: 0, scopeId: "general", text: "hi" })
         })
-        expect(sent.status, shown).toBe(400)
-        expectRefusedScopeId(`REST send ${shown}`, decodeProblem(sent.body).errors)
-        for (const path of ["history", "presence"]) {
-          const read = yield* rest(`${server.httpUrl}/api/chat/scopes/0/${encodeURIComponent(scopeId)}/${path}`)
-          expect(read.status, `${path} ${shown}`).toBe(400)
-          expectRefusedScopeId(`REST ${path} ${shown}`, decodeProblem(read.body).errors)
-        }
+        expect(ok.status).toBe(200)
+        expect(yield* invoke("JoinScopeAsync", "general")).toBe("accepted")
 
-        // RPC
-        const refusals = [
-          ["Send", yield* Effect.flip(rpc.Send({ scopeType: 0, scopeId, text: "hi" }))],
-          ["Subscribe", yield* Effect.flip(Stream.runHead(rpc.Subscribe({ scopeType: 0, scopeId })))],
-          ["History", yield* Effect.flip(rpc.History({ scopeType: 0, scopeId }))],
-          ["Presence", yield* Effect.flip(rpc.Presence({ scopeType: 0, scopeId }))]
-        ] as const
-        for (const [method, error] of refusals) {
-          expect(error._tag, `${method} ${shown}`).toBe("ValidationError")
-          if (error._tag === "ValidationError") expectRefusedScopeId(`RPC ${method} ${shown}`, error.errors)
-        }
+        for (const scopeId of LOOK_ALIKES) {
+          const shown = JSON.stringify(scopeId)
 
-        // SignalR: the invocation is rejected with the ProblemDetails text, the connection stays
-        for (const [method, argument] of [["JoinScopeAsync", scopeId], ["SendAsync", { scopeType: 0, scopeId, text: "hi" }]] as const) {
-          const answer = yield* invoke(method, argument)
-          expect(answer, `${method} ${shown}`).toContain(`scopeId: ${MESSAGE}`)
+          // REST
+          const sent = yield* rest(`${server.httpUrl}/api/chat/send`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ scopeType: 0, scopeId, text: "hi" })
+          })
+          expect(sent.status, shown).toBe(400)
+          expectRefusedScopeId(`REST send ${shown}`, decodeProblem(sent.body).errors)
+          for (const path of ["history", "presence"]) {
+            const read = yield* rest(`${server.httpUrl}/api/chat/scopes/0/${encodeURIComponent(scopeId)}/${path}`)
+            expect(read.status, `${path} ${shown}`).toBe(400)
+            expectRefusedScopeId(`REST ${path} ${shown}`, decodeProblem(read.body).errors)
+          }
+
+          // RPC
+          const refusals = [
+            ["Send", yield* Effect.flip(rpc.Send({ scopeType: 0, scopeId, text: "hi" }))],
+            ["Subscribe", yield* Effect.flip(Stream.runHead(rpc.Subscribe({ scopeType: 0, scopeId })))],
+            ["History", yield* Effect.flip(rpc.History({ scopeType: 0, scopeId }))],
+            ["Presence", yield* Effect.flip(rpc.Presence({ scopeType: 0, scopeId }))]
+          ] as const
+          for (const [method, error] of refusals) {
+            expect(error._tag, `${method} ${shown}`).toBe("ValidationError")
+            if (error._tag === "ValidationError") expectRefusedScopeId(`RPC ${method} ${shown}`, error.errors)
+          }
+
+          // SignalR: the invocation is rejected with the ProblemDetails text, the connection stays
+          for (
+            const [method, argument] of [["JoinScopeAsync", scopeId], ["SendAsync", {
+              scopeType: 0,
+              scopeId,
+              text: "hi"
+            }]] as const
+          ) {
+            const answer = yield* invoke(method, argument)
+            expect(answer, `${method} ${shown}`).toContain(`scopeId: ${MESSAGE}`)
+          }
         }
-      }
-      expect(yield* invoke("SendAsync", { scopeType: 0, scopeId: "general", text: "still connected" })).toBe("accepted")
-    }).pipe(quiet), 60_000)
+        expect(yield* invoke("SendAsync", { scopeType: 0, scopeId: "general", text: "still connected" })).toBe(
+          "accepted"
+        )
+      }).pipe(quiet),
+    60_000
+  )
 })

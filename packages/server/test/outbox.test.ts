@@ -10,7 +10,9 @@ interface FrameReceiver {
   on(event: "error", listener: (error: Error) => void): this
 }
 // ws exports it at run time; its type declarations do not
-const { Receiver } = ws as unknown as { readonly Receiver: new(options: { readonly isServer: boolean }) => FrameReceiver }
+const { Receiver } = ws as unknown as {
+  readonly Receiver: new(options: { readonly isServer: boolean }) => FrameReceiver
+}
 
 /** What a client reads from these bytes: each message's text, or the error it closes with. */
 const clientReads = (bytes: Buffer) => {
@@ -27,11 +29,15 @@ const clientReads = (bytes: Buffer) => {
 const boundaryLength = fc.constantFrom(0, 1, 125, 126, 127, 65_535, 65_536, 70_000)
 const payload = fc.oneof(
   fc.string({ unit: "grapheme", maxLength: 300 }),
-  fc.tuple(boundaryLength, fc.string({ unit: "grapheme", maxLength: 4 })).map(([length, tail]) => "a".repeat(length) + tail)
+  fc.tuple(boundaryLength, fc.string({ unit: "grapheme", maxLength: 4 })).map(([length, tail]) =>
+    "a".repeat(length) + tail
+  )
 )
 
 describe("textFrame", () => {
-  it.prop("a client reads back every text, framed from a string or from its bytes", [fc.array(payload, { minLength: 1, maxLength: 5 })], ([texts]) => {
+  it.prop("a client reads back every text, framed from a string or from its bytes", [
+    fc.array(payload, { minLength: 1, maxLength: 5 })
+  ], ([texts]) => {
     const frames = texts.map((text, i) => (i % 2 === 0 ? textFrame(text) : textFrame(Buffer.from(text, "utf8"))))
     expect(clientReads(Buffer.concat(frames))).toEqual({ texts, errors: [] })
   }, { fastCheck: { numRuns: 150 } })

@@ -48,35 +48,42 @@ const ready = async (base: string) => {
 const errorLines = (output: string) => output.split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
 
 describe("POD_NAME on Kafka", () => {
-  it("a second live pod with the same POD_NAME refuses to start; the pod's own restart after a crash does not", async () => {
-    const podName = `pod-${crypto.randomUUID().slice(0, 8)}`
-    const first = start(podName)
-    await ready(await first.listening)
+  it(
+    "a second live pod with the same POD_NAME refuses to start; the pod's own restart after a crash does not",
+    async () => {
+      const podName = `pod-${crypto.randomUUID().slice(0, 8)}`
+      const first = start(podName)
+      await ready(await first.listening)
 
-    // a live member heartbeats, so it is still there after the session timeout: refused
-    const duplicate = start(podName)
-    const outcome = await duplicate.listening.then(() => "listening", () => duplicate.exited.then((code) => `exited with ${code}`))
-    expect(outcome).toBe("exited with 1")
-    const errors = errorLines(duplicate.output())
-    expect(errors).toHaveLength(1)
-    expect(errors[0]).toContain(
-      `POD_NAME: another live pod already runs as ${podName} (the consumer group chatify-broadcast-${podName} has live members (chatify-${podName}@`
-    )
-    expect(duplicate.output()).not.toContain("Listening on")
-    // another name is another group
-    const other = start(`${podName}-b`)
-    await ready(await other.listening)
+      // a live member heartbeats, so it is still there after the session timeout: refused
+      const duplicate = start(podName)
+      const outcome = await duplicate.listening.then(
+        () => "listening",
+        () => duplicate.exited.then((code) => `exited with ${code}`)
+      )
+      expect(outcome).toBe("exited with 1")
+      const errors = errorLines(duplicate.output())
+      expect(errors).toHaveLength(1)
+      expect(errors[0]).toContain(
+        `POD_NAME: another live pod already runs as ${podName} (the consumer group chatify-broadcast-${podName} has live members (chatify-${podName}@`
+      )
+      expect(duplicate.output()).not.toContain("Listening on")
+      // another name is another group
+      const other = start(`${podName}-b`)
+      await ready(await other.listening)
 
-    // a crashed pod's member is dropped by the coordinator after the session timeout: the restart waits, then runs
-    first.child.kill("SIGKILL")
-    await first.exited
-    const restarted = start(podName)
-    await ready(await restarted.listening)
-    expect(restarted.output()).toContain(`Consumer group chatify-broadcast-${podName} has live members`)
-    expect(errorLines(restarted.output())).toEqual([])
-    for (const running of [restarted, other]) {
-      running.child.kill("SIGTERM")
-      expect(await running.exited).toBe(0)
-    }
-  }, 240_000)
+      // a crashed pod's member is dropped by the coordinator after the session timeout: the restart waits, then runs
+      first.child.kill("SIGKILL")
+      await first.exited
+      const restarted = start(podName)
+      await ready(await restarted.listening)
+      expect(restarted.output()).toContain(`Consumer group chatify-broadcast-${podName} has live members`)
+      expect(errorLines(restarted.output())).toEqual([])
+      for (const running of [restarted, other]) {
+        running.child.kill("SIGTERM")
+        expect(await running.exited).toBe(0)
+      }
+    },
+    240_000
+  )
 })

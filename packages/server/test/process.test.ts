@@ -40,7 +40,9 @@ const send = (base: string, text: string) =>
 const expectDrained = (dir: string, acknowledged: ReadonlyArray<string>) => {
   const data = readEmbeddedData(dir)
   expect(data.logEndOffsets.size).toBeGreaterThan(0)
-  expect(Object.fromEntries(data.committedOffsets(HISTORY_WRITER_GROUP))).toEqual(Object.fromEntries(data.logEndOffsets))
+  expect(Object.fromEntries(data.committedOffsets(HISTORY_WRITER_GROUP))).toEqual(
+    Object.fromEntries(data.logEndOffsets)
+  )
   const stored = new Set(data.historyMessageIds)
   expect(data.logMessageIds.filter((id) => !stored.has(id))).toEqual([])
   expect(acknowledged.filter((id) => !stored.has(id))).toEqual([])
@@ -80,14 +82,20 @@ describe("the server process", () => {
   }, 90_000)
 
   it("refuses to start on a bad configuration value and names the key", async () => {
-    const server = start({ CHATIFY__MESSAGEBROKER__PARTITIONS: "many", CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory() })
+    const server = start({
+      CHATIFY__MESSAGEBROKER__PARTITIONS: "many",
+      CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory()
+    })
     expect(await server.exited).toBe(1)
     expect(server.output()).toContain("CHATIFY__MESSAGEBROKER__PARTITIONS")
     expect(server.output()).not.toContain("Listening on")
   })
 
   it("refuses an unsafe combination with one line naming the variable: the embedded log with a Cassandra history", async () => {
-    const server = start({ CHATIFY__DATABASE__CONTACTPOINTS: "127.0.0.1", CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory() })
+    const server = start({
+      CHATIFY__DATABASE__CONTACTPOINTS: "127.0.0.1",
+      CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory()
+    })
     expect(await server.exited).toBe(1)
     const errors = server.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
     expect(errors).toHaveLength(1)
@@ -95,34 +103,44 @@ describe("the server process", () => {
     expect(server.output()).not.toContain("Listening on")
   })
 
-  it("holds its data directory: a second process on it refuses to start, a restart after SIGKILL does not wait", async () => {
-    const dir = dataDirectory()
-    const first = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
-    const base = await first.listening
-    expect((await send(base, "before")).status).toBe(200)
+  it(
+    "holds its data directory: a second process on it refuses to start, a restart after SIGKILL does not wait",
+    async () => {
+      const dir = dataDirectory()
+      const first = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
+      const base = await first.listening
+      expect((await send(base, "before")).status).toBe(200)
 
-    const second = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-b" })
-    const outcome = await second.listening.then(() => "listening", () => second.exited.then((code) => `exited with ${code}`))
-    expect(outcome).toBe("exited with 1")
-    const errors = second.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
-    expect(errors).toHaveLength(1)
-    expect(errors[0]).toMatch(
-      new RegExp(`CHATIFY__EMBEDDED__DATADIRECTORY: ${dir} is in use by another Chatify process \\(pid ${first.child.pid} on `, "u")
-    )
-    expect(second.output()).not.toContain("Listening on")
-    // the first one was not disturbed
-    expect((await send(base, "still here")).status).toBe(200)
+      const second = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-b" })
+      const outcome = await second.listening.then(
+        () => "listening",
+        () => second.exited.then((code) => `exited with ${code}`)
+      )
+      expect(outcome).toBe("exited with 1")
+      const errors = second.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
+      expect(errors).toHaveLength(1)
+      expect(errors[0]).toMatch(
+        new RegExp(
+          `CHATIFY__EMBEDDED__DATADIRECTORY: ${dir} is in use by another Chatify process \\(pid ${first.child.pid} on `,
+          "u"
+        )
+      )
+      expect(second.output()).not.toContain("Listening on")
+      // the first one was not disturbed
+      expect((await send(base, "still here")).status).toBe(200)
 
-    // a crash leaves no stale lock behind: the kernel drops it with the process
-    first.child.kill("SIGKILL")
-    await first.exited
-    const third = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
-    const again = await third.listening
-    const page = await fetch(`${again}/api/chat/scopes/0/general/history?limit=10`)
-    expect(page.status).toBe(200)
-    third.child.kill("SIGTERM")
-    expect(await third.exited).toBe(0)
-  }, 90_000)
+      // a crash leaves no stale lock behind: the kernel drops it with the process
+      first.child.kill("SIGKILL")
+      await first.exited
+      const third = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a" })
+      const again = await third.listening
+      const page = await fetch(`${again}/api/chat/scopes/0/general/history?limit=10`)
+      expect(page.status).toBe(200)
+      third.child.kill("SIGTERM")
+      expect(await third.exited).toBe(0)
+    },
+    90_000
+  )
 
   it("stops gracefully on SIGTERM with every acknowledged message in the history after a restart", async () => {
     const dir = dataDirectory()
@@ -130,7 +148,9 @@ describe("the server process", () => {
     const base = await first.listening
     const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => send(base, `message ${i}`)))
     expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200))
-    const acknowledged = await Promise.all(responses.map(async (r) => ((await r.json()) as { chatEvent: { messageId: string } }).chatEvent.messageId))
+    const acknowledged = await Promise.all(
+      responses.map(async (r) => ((await r.json()) as { chatEvent: { messageId: string } }).chatEvent.messageId)
+    )
     first.child.kill("SIGTERM")
     expect(await first.exited).toBe(0)
     expect(first.output()).toContain("Shutting down")
@@ -148,7 +168,11 @@ describe("the server process", () => {
 
   it("keeps every acknowledged send when SIGTERM arrives while sends are in flight", async () => {
     const dir = dataDirectory()
-    const first = start({ CHATIFY__EMBEDDED__DATADIRECTORY: dir, POD_NAME: "pod-a", CHATIFY__RATELIMIT__LIMIT: "100000" })
+    const first = start({
+      CHATIFY__EMBEDDED__DATADIRECTORY: dir,
+      POD_NAME: "pod-a",
+      CHATIFY__RATELIMIT__LIMIT: "100000"
+    })
     const base = await first.listening
     const acknowledged: Array<string> = []
     // apart: the statuses the process answered with, and the sends it did not answer (connections

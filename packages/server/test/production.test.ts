@@ -12,7 +12,11 @@ beforeAll(() => Promise.all([ensureService("redis"), ensureService("cassandra")]
 
 const keyspace = `chatify_server_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`
 afterAll(async () => {
-  const client = new Client({ contactPoints: [endpoints.cassandra.host], protocolOptions: { port: endpoints.cassandra.port }, localDataCenter: "datacenter1" })
+  const client = new Client({
+    contactPoints: [endpoints.cassandra.host],
+    protocolOptions: { port: endpoints.cassandra.port },
+    localDataCenter: "datacenter1"
+  })
   await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined)
   await client.shutdown()
 }, 120_000)
@@ -61,8 +65,10 @@ describe("production adapters in the server", () => {
       const podA = yield* startTestServer({ config: production("pod-a", limit) })
       const podB = yield* startTestServer({ config: production("pod-b", limit) })
       const token = yield* tokenFor(`user-${crypto.randomUUID()}`)
-      const statuses = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), (i) =>
-        Effect.map(send(i % 2 === 0 ? podA.httpUrl : podB.httpUrl, token, "general", `m${i}`), (r) => r.status))
+      const statuses = yield* Effect.forEach(
+        Array.from({ length: 10 }, (_, i) => i),
+        (i) => Effect.map(send(i % 2 === 0 ? podA.httpUrl : podB.httpUrl, token, "general", `m${i}`), (r) => r.status)
+      )
       expect(statuses.filter((s) => s === 200).length).toBe(5)
       expect(statuses.filter((s) => s === 429).length).toBe(5)
     }).pipe(quiet))
@@ -75,18 +81,28 @@ describe("production adapters in the server", () => {
         const server = yield* startTestServer({ config: production("pod-a") })
         const ready = yield* Effect.promise(async () => (await fetch(`${server.httpUrl}/health/ready`)).json())
         expect(ready).toMatchObject({ status: "Healthy", checks: { redis: "ok", "history-store": "ok" } })
-        const ids = yield* Effect.forEach([1, 2, 3], (i) => Effect.map(send(server.httpUrl, token, scopeId, `m${i}`), (r) => r.body.chatEvent?.messageId))
+        const ids = yield* Effect.forEach(
+          [1, 2, 3],
+          (i) => Effect.map(send(server.httpUrl, token, scopeId, `m${i}`), (r) => r.body.chatEvent?.messageId)
+        )
         // the history writer runs behind the log: wait until Cassandra has all three
         yield* Effect.promise(async () => {
-          const page = await fetch(`${server.httpUrl}/api/chat/scopes/0/${scopeId}/history`, { headers: { authorization: `Bearer ${token}` } })
+          const page = await fetch(`${server.httpUrl}/api/chat/scopes/0/${scopeId}/history`, {
+            headers: { authorization: `Bearer ${token}` }
+          })
           return ((await page.json()) as { items: ReadonlyArray<unknown> }).items.length
-        }).pipe(Effect.repeat({ until: (n) => n === 3, schedule: Schedule.spaced("50 millis") }), Effect.timeout("20 seconds"))
+        }).pipe(
+          Effect.repeat({ until: (n) => n === 3, schedule: Schedule.spaced("50 millis") }),
+          Effect.timeout("20 seconds")
+        )
         return ids
       }))
       // a new server on another data directory: only Cassandra can answer
       const again = yield* startTestServer({ config: production("pod-b") })
       const page = yield* Effect.promise(async () => {
-        const response = await fetch(`${again.httpUrl}/api/chat/scopes/0/${scopeId}/history`, { headers: { authorization: `Bearer ${token}` } })
+        const response = await fetch(`${again.httpUrl}/api/chat/scopes/0/${scopeId}/history`, {
+          headers: { authorization: `Bearer ${token}` }
+        })
         return (await response.json()) as { items: ReadonlyArray<{ chatEvent: { messageId: string } }> }
       })
       expect(page.items.map((i) => i.chatEvent.messageId).sort()).toEqual([...sent].sort())

@@ -104,7 +104,9 @@ describe("read rate limit", () => {
         .build()
       yield* Effect.acquireRelease(Effect.promise(() => hub.start()), () => Effect.promise(() => hub.stop()))
       const invoke = (method: string, argument: unknown) =>
-        Effect.promise(() => hub.invoke<unknown>(method, argument).then(() => "accepted", (error: unknown) => String(error)))
+        Effect.promise(() =>
+          hub.invoke<unknown>(method, argument).then(() => "accepted", (error: unknown) => String(error))
+        )
       expect(yield* invoke("JoinScopeAsync", "a")).toBe("accepted")
       expect(yield* invoke("JoinScopeAsync", "b")).toBe("accepted")
       const refused = yield* invoke("JoinScopeAsync", "c")
@@ -143,7 +145,12 @@ describe("read rate limit on Redis", () => {
       const authorization = { authorization: `Bearer ${token}` }
       const statuses = yield* Effect.forEach(Array.from({ length: 6 }, (_, i) => i), (i) =>
         Effect.map(
-          get(`${i % 2 === 0 ? podA.httpUrl : podB.httpUrl}/api/chat/scopes/0/general/${i % 3 === 0 ? "presence" : "history"}`, authorization),
+          get(
+            `${i % 2 === 0 ? podA.httpUrl : podB.httpUrl}/api/chat/scopes/0/general/${
+              i % 3 === 0 ? "presence" : "history"
+            }`,
+            authorization
+          ),
           (reply) => reply.status
         ))
       expect(statuses).toEqual([200, 200, 200, 429, 429, 429])

@@ -1,6 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as HttpServer from "@effect/platform/HttpServer"
-import { ConfigProvider, Context, Duration, Effect, Either, Fiber, Layer, Logger, LogLevel, Option, Schedule } from "effect"
+import {
+  ConfigProvider,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Option,
+  Schedule
+} from "effect"
 import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createConnection, createServer as createNetServer, type Server as NetServer, type Socket } from "node:net"
@@ -67,12 +79,13 @@ const readyUntil = (base: string, until: (ready: Ready) => boolean, within: Dura
     Effect.orDie
   )
 
-
 /** Like startTestServer, with the server's services at hand. */
 const startWithServices = (overrides: Partial<ServerConfig> = {}) =>
   Effect.gen(function*() {
     const config = testServerConfig(yield* makeTempDirectory(), overrides)
-    const context = yield* Layer.build(ChatServer(config).pipe(Layer.provideMerge(NodeServer(config)))).pipe(Effect.orDie)
+    const context = yield* Layer.build(ChatServer(config).pipe(Layer.provideMerge(NodeServer(config)))).pipe(
+      Effect.orDie
+    )
     const address = Context.get(context, HttpServer.HttpServer).address
     if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("not on TCP")
     const httpUrl = `http://127.0.0.1:${address.port}`
@@ -112,7 +125,12 @@ describe("readiness: what a send needs", () => {
         expect(ready.status).toBe(200)
         expect(ready.millis).toBeLessThan(1_000)
         expect(ready.body.status).toBe("Degraded")
-        expect(ready.body.checks).toMatchObject({ redis: "unavailable", "event-log": "ok", "history-store": "ok", shutdown: "no" })
+        expect(ready.body.checks).toMatchObject({
+          redis: "unavailable",
+          "event-log": "ok",
+          "history-store": "ok",
+          shutdown: "no"
+        })
         expect(Object.keys(ready.body.degraded ?? {})).toEqual(["redis"])
         expect(ready.body.degraded?.["redis"]).toContain(`127.0.0.1:${dead}`)
         expect(ready.body.unavailable).toBeUndefined()
@@ -131,7 +149,10 @@ describe("readiness: what a send needs", () => {
   it.scopedLive("a failing log check is 503 with the reason; a failing degraded check is 200 Degraded", () =>
     Effect.gen(function*() {
       const { context, httpUrl } = yield* startWithServices()
-      expect((yield* readyOf(httpUrl)).body).toMatchObject({ status: "Healthy", checks: { "event-log": "ok", shutdown: "no" } })
+      expect((yield* readyOf(httpUrl)).body).toMatchObject({
+        status: "Healthy",
+        checks: { "event-log": "ok", shutdown: "no" }
+      })
       const readiness = Context.get(context, ReadinessChecks)
       yield* readiness.register({
         name: "cache",
@@ -159,7 +180,11 @@ describe("readiness: what a send needs", () => {
   it.scopedLive("a slow check counts as unavailable and never holds /health/ready past 1 s", () =>
     Effect.gen(function*() {
       const { context, httpUrl } = yield* startWithServices()
-      yield* Context.get(context, ReadinessChecks).register({ name: "slow-log", impact: "unready", check: Effect.never })
+      yield* Context.get(context, ReadinessChecks).register({
+        name: "slow-log",
+        impact: "unready",
+        check: Effect.never
+      })
       const ready = yield* readyUntil(httpUrl, (r) => r.status === 503)
       expect(ready.body.unavailable?.["slow-log"]).toMatch(/no answer within/u)
       for (let i = 0; i < 5; i++) expect((yield* readyOf(httpUrl)).millis).toBeLessThan(1_000)
@@ -212,28 +237,36 @@ const proxy = (port: number, target: { readonly host: string; readonly port: num
   )
 
 describe("readiness with a real Redis (scripts/services/redis.sh)", () => {
-  it.scopedLive("goes Degraded → Healthy when Redis comes, and back to Degraded when it goes", () =>
-    Effect.gen(function*() {
-      yield* Effect.promise(() => ensureService("redis"))
-      const [host = "127.0.0.1", redisPort = "6379"] = endpoints.redis.split(":")
-      const port = yield* Effect.promise(freePort)
-      const server = yield* startTestServer({ config: { caching: Option.some({ connectionString: `127.0.0.1:${port}` }) } })
-      const before = yield* readyUntil(server.httpUrl, (ready) => ready.body.status === "Degraded")
-      expect(before.status).toBe(200)
+  it.scopedLive(
+    "goes Degraded → Healthy when Redis comes, and back to Degraded when it goes",
+    () =>
+      Effect.gen(function*() {
+        yield* Effect.promise(() => ensureService("redis"))
+        const [host = "127.0.0.1", redisPort = "6379"] = endpoints.redis.split(":")
+        const port = yield* Effect.promise(freePort)
+        const server = yield* startTestServer({
+          config: { caching: Option.some({ connectionString: `127.0.0.1:${port}` }) }
+        })
+        const before = yield* readyUntil(server.httpUrl, (ready) => ready.body.status === "Degraded")
+        expect(before.status).toBe(200)
 
-      const route = yield* Effect.forkScoped(Effect.scoped(Effect.zipRight(proxy(port, { host, port: Number(redisPort) }), Effect.never)))
-      const healthy = yield* readyUntil(server.httpUrl, (ready) => ready.body.status === "Healthy")
-      expect(healthy.status).toBe(200)
-      expect(healthy.body.checks["redis"]).toBe("ok")
-      expect(healthy.body.degraded).toBeUndefined()
-      expect((yield* send(server.httpUrl, "redis is up")).status).toBe(200)
+        const route = yield* Effect.forkScoped(
+          Effect.scoped(Effect.zipRight(proxy(port, { host, port: Number(redisPort) }), Effect.never))
+        )
+        const healthy = yield* readyUntil(server.httpUrl, (ready) => ready.body.status === "Healthy")
+        expect(healthy.status).toBe(200)
+        expect(healthy.body.checks["redis"]).toBe("ok")
+        expect(healthy.body.degraded).toBeUndefined()
+        expect((yield* send(server.httpUrl, "redis is up")).status).toBe(200)
 
-      yield* Fiber.interrupt(route)
-      const after = yield* readyUntil(server.httpUrl, (ready) => ready.body.status === "Degraded")
-      expect(after.status).toBe(200)
-      expect(after.body.degraded?.["redis"]).toBeDefined()
-      expect((yield* send(server.httpUrl, "redis is gone again")).status).toBe(200)
-    }).pipe(quiet), 120_000)
+        yield* Fiber.interrupt(route)
+        const after = yield* readyUntil(server.httpUrl, (ready) => ready.body.status === "Degraded")
+        expect(after.status).toBe(200)
+        expect(after.body.degraded?.["redis"]).toBeDefined()
+        expect((yield* send(server.httpUrl, "redis is gone again")).status).toBe(200)
+      }).pipe(quiet),
+    120_000
+  )
 })
 
 describe("the shutdown gate", () => {
@@ -296,16 +329,22 @@ describe("the shutdown gate", () => {
 
 describe("CHATIFY__SHUTDOWN__DRAINDELAYSECONDS", () => {
   const load = (env: Record<string, string>) =>
-    loadServerConfig.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "__" })))
+    loadServerConfig.pipe(
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "__" }))
+    )
 
   it.effect("defaults to 5 s, takes 0 and fractions, refuses a negative value naming the key", () =>
     Effect.gen(function*() {
       expect(Duration.toMillis((yield* load({})).shutdownDrainDelay)).toBe(5_000)
       expect(Duration.toMillis((yield* load({ CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0" })).shutdownDrainDelay)).toBe(0)
-      expect(Duration.toMillis((yield* load({ CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0.5" })).shutdownDrainDelay)).toBe(500)
+      expect(Duration.toMillis((yield* load({ CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0.5" })).shutdownDrainDelay)).toBe(
+        500
+      )
       const refused = yield* Effect.either(load({ CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "-1" }))
       expect(Either.isLeft(refused)).toBe(true)
-      expect(Either.isLeft(refused) ? refused.left.message : "started").toContain("CHATIFY__SHUTDOWN__DRAINDELAYSECONDS")
+      expect(Either.isLeft(refused) ? refused.left.message : "started").toContain(
+        "CHATIFY__SHUTDOWN__DRAINDELAYSECONDS"
+      )
     }))
 })
 
@@ -334,50 +373,57 @@ const untilReady = async (base: string) => {
 }
 
 describe("the server process on SIGTERM", () => {
-  it("answers /health/ready 503 at once, keeps serving for the drain delay, then drains and exits cleanly", async () => {
-    const DELAY_MILLIS = 3_000
-    const server = start({ CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: String(DELAY_MILLIS / 1_000), CHATIFY__SHUTDOWN__GRACESECONDS: "5" })
-    const base = await server.listening
-    await untilReady(base)
-    const before = await sendOver(base, "before")
-    expect(before.status).toBe(200)
-    expect(before.connection).not.toBe("close")
+  it(
+    "answers /health/ready 503 at once, keeps serving for the drain delay, then drains and exits cleanly",
+    async () => {
+      const DELAY_MILLIS = 3_000
+      const server = start({
+        CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: String(DELAY_MILLIS / 1_000),
+        CHATIFY__SHUTDOWN__GRACESECONDS: "5"
+      })
+      const base = await server.listening
+      await untilReady(base)
+      const before = await sendOver(base, "before")
+      expect(before.status).toBe(200)
+      expect(before.connection).not.toBe("close")
 
-    const signalled = Date.now()
-    server.child.kill("SIGTERM")
-    let ready = await probe(base)
-    for (let attempt = 0; attempt < 20 && ready.status === 200; attempt++) ready = await probe(base)
-    const notReadyAfter = Date.now() - signalled
-    expect(ready.status).toBe(503)
-    expect(notReadyAfter).toBeLessThan(500)
-    expect(ready.body).toMatchObject({ status: "Unhealthy", checks: { shutdown: "draining" } })
-    expect(ready.body.unavailable?.["shutdown"]).toMatch(/stop routing here/u)
+      const signalled = Date.now()
+      server.child.kill("SIGTERM")
+      let ready = await probe(base)
+      for (let attempt = 0; attempt < 20 && ready.status === 200; attempt++) ready = await probe(base)
+      const notReadyAfter = Date.now() - signalled
+      expect(ready.status).toBe(503)
+      expect(notReadyAfter).toBeLessThan(500)
+      expect(ready.body).toMatchObject({ status: "Unhealthy", checks: { shutdown: "draining" } })
+      expect(ready.body.unavailable?.["shutdown"]).toMatch(/stop routing here/u)
 
-    // the delay: liveness and sends as usual, readiness 503 throughout
-    for (const text of ["during the delay", "later in the delay"]) {
-      const live = await probe(base, "/health/live")
-      expect(live.status).toBe(200)
-      expect(live.body.status).toBe("Healthy")
-      const sent = await sendOver(base, text)
-      expect(sent.status).toBe(200)
-      expect(sent.body.chatEvent?.text).toBe(text)
-      // keep-alive clients reconnect, through the load balancer, to a pod that stays
-      expect(sent.connection).toBe("close")
-      expect((await probe(base)).status).toBe(503)
-      await new Promise((resolve) => setTimeout(resolve, 1_000))
-    }
-    expect(Date.now() - signalled).toBeLessThan(DELAY_MILLIS)
+      // the delay: liveness and sends as usual, readiness 503 throughout
+      for (const text of ["during the delay", "later in the delay"]) {
+        const live = await probe(base, "/health/live")
+        expect(live.status).toBe(200)
+        expect(live.body.status).toBe("Healthy")
+        const sent = await sendOver(base, text)
+        expect(sent.status).toBe(200)
+        expect(sent.body.chatEvent?.text).toBe(text)
+        // keep-alive clients reconnect, through the load balancer, to a pod that stays
+        expect(sent.connection).toBe("close")
+        expect((await probe(base)).status).toBe(503)
+        await new Promise((resolve) => setTimeout(resolve, 1_000))
+      }
+      expect(Date.now() - signalled).toBeLessThan(DELAY_MILLIS)
 
-    expect(await server.exited).toBe(0)
-    const exitedAfter = Date.now() - signalled
-    expect(exitedAfter).toBeGreaterThanOrEqual(DELAY_MILLIS)
-    expect(exitedAfter).toBeLessThan(DELAY_MILLIS + 10_000)
-    // the drain started once the delay was over
-    const drainStarted = server.seenAt(/Shutting down: draining in-flight sends/u)
-    expect(drainStarted).toBeDefined()
-    expect((drainStarted ?? 0) - signalled).toBeGreaterThanOrEqual(DELAY_MILLIS - 100)
-    expect(server.output()).toContain("Shutting down: /health/ready is 503")
-  }, 60_000)
+      expect(await server.exited).toBe(0)
+      const exitedAfter = Date.now() - signalled
+      expect(exitedAfter).toBeGreaterThanOrEqual(DELAY_MILLIS)
+      expect(exitedAfter).toBeLessThan(DELAY_MILLIS + 10_000)
+      // the drain started once the delay was over
+      const drainStarted = server.seenAt(/Shutting down: draining in-flight sends/u)
+      expect(drainStarted).toBeDefined()
+      expect((drainStarted ?? 0) - signalled).toBeGreaterThanOrEqual(DELAY_MILLIS - 100)
+      expect(server.output()).toContain("Shutting down: /health/ready is 503")
+    },
+    60_000
+  )
 
   it("skips the drain delay on Ctrl-C (SIGINT): nobody routes to a terminal's server", async () => {
     const server = start({ CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "30" })

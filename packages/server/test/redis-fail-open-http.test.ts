@@ -50,7 +50,10 @@ const startRedis = (port: number) =>
     )
     yield* redisAnswers(port).pipe(
       Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (answered) => answered }),
-      Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error(`redis-server on ${port} did not start`) }),
+      Effect.timeoutFail({
+        duration: "10 seconds",
+        onTimeout: () => new Error(`redis-server on ${port} did not start`)
+      }),
       Effect.orDie
     )
     return child
@@ -76,11 +79,19 @@ const call = (url: string, token: string, body?: unknown) =>
   Effect.promise(async (): Promise<Reply> => {
     const response = await fetch(url, {
       method: body === undefined ? "GET" : "POST",
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" })
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) })
     })
     const text = await response.text()
-    return { status: response.status, contentType: response.headers.get("content-type") ?? "", body: JSON.parse(text), text }
+    return {
+      status: response.status,
+      contentType: response.headers.get("content-type") ?? "",
+      body: JSON.parse(text),
+      text
+    }
   })
 
 /** /health/ready's word on Redis: "ok", "unavailable", … */
@@ -109,75 +120,84 @@ const expectRedisUnavailable = (reply: Reply, what: string) => {
 }
 
 describe("Redis fail-open and fail-closed over HTTP", () => {
-  it.scopedLive("with Redis gone, the fail-open server serves sends past the limit and history, the fail-closed one answers 503; both limit again once it is back", () =>
-    Effect.gen(function*() {
-      const port = yield* Effect.promise(freePort)
-      const redis = yield* startRedis(port)
-      const limits = (failOpen: boolean) => ({
-        auth: Option.some(hs256TestAuth(SECRET)),
-        caching: Option.some({ connectionString: `127.0.0.1:${port}` }),
-        rateLimit: { limit: 2, windowSeconds: 60, failOpen },
-        readRateLimit: { limit: 1_000, windowSeconds: 60 }
-      })
-      const open = yield* startTestServer({ config: { ...limits(true), podId: "pod-open" } })
-      const closed = yield* startTestServer({ config: { ...limits(false), podId: "pod-closed" } })
-      const run = crypto.randomUUID().slice(0, 8)
-      const users = { open: yield* tokenFor(`open-${run}`), closed: yield* tokenFor(`closed-${run}`) }
-      const scopeId = `room-${run}`
-      const message = { scopeType: 0, scopeId, text: "hi" }
-      const sendTo = (httpUrl: string, token: string) => call(`${httpUrl}/api/chat/send`, token, message)
-      const history = (httpUrl: string, token: string) => call(`${httpUrl}/api/chat/scopes/0/${scopeId}/history`, token)
-      const presence = (httpUrl: string, token: string) => call(`${httpUrl}/api/chat/scopes/0/${scopeId}/presence`, token)
-      const servers = [[open.httpUrl, users.open], [closed.httpUrl, users.closed]] as const
+  it.scopedLive(
+    "with Redis gone, the fail-open server serves sends past the limit and history, the fail-closed one answers 503; both limit again once it is back",
+    () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(freePort)
+        const redis = yield* startRedis(port)
+        const limits = (failOpen: boolean) => ({
+          auth: Option.some(hs256TestAuth(SECRET)),
+          caching: Option.some({ connectionString: `127.0.0.1:${port}` }),
+          rateLimit: { limit: 2, windowSeconds: 60, failOpen },
+          readRateLimit: { limit: 1_000, windowSeconds: 60 }
+        })
+        const open = yield* startTestServer({ config: { ...limits(true), podId: "pod-open" } })
+        const closed = yield* startTestServer({ config: { ...limits(false), podId: "pod-closed" } })
+        const run = crypto.randomUUID().slice(0, 8)
+        const users = { open: yield* tokenFor(`open-${run}`), closed: yield* tokenFor(`closed-${run}`) }
+        const scopeId = `room-${run}`
+        const message = { scopeType: 0, scopeId, text: "hi" }
+        const sendTo = (httpUrl: string, token: string) => call(`${httpUrl}/api/chat/send`, token, message)
+        const history = (httpUrl: string, token: string) =>
+          call(`${httpUrl}/api/chat/scopes/0/${scopeId}/history`, token)
+        const presence = (httpUrl: string, token: string) =>
+          call(`${httpUrl}/api/chat/scopes/0/${scopeId}/presence`, token)
+        const servers = [[open.httpUrl, users.open], [closed.httpUrl, users.closed]] as const
 
-      // Redis up: both limit sends (2 a minute) and serve reads
-      for (const [httpUrl, token] of servers) {
-        yield* awaitRedisCheck(httpUrl, "ok")
-        expect((yield* sendTo(httpUrl, token)).status).toBe(200)
-        expect((yield* sendTo(httpUrl, token)).status).toBe(200)
-        expect((yield* sendTo(httpUrl, token)).status).toBe(429)
-        expect((yield* history(httpUrl, token)).status).toBe(200)
-        expect((yield* presence(httpUrl, token)).status).toBe(200)
-      }
+        // Redis up: both limit sends (2 a minute) and serve reads
+        for (const [httpUrl, token] of servers) {
+          yield* awaitRedisCheck(httpUrl, "ok")
+          expect((yield* sendTo(httpUrl, token)).status).toBe(200)
+          expect((yield* sendTo(httpUrl, token)).status).toBe(200)
+          expect((yield* sendTo(httpUrl, token)).status).toBe(429)
+          expect((yield* history(httpUrl, token)).status).toBe(200)
+          expect((yield* presence(httpUrl, token)).status).toBe(200)
+        }
 
-      yield* stopRedis(redis)
-      // the servers have seen it go (their readiness checks run once a second)
-      for (const [httpUrl] of servers) yield* awaitRedisCheck(httpUrl, "unavailable")
+        yield* stopRedis(redis)
+        // the servers have seen it go (their readiness checks run once a second)
+        for (const [httpUrl] of servers) yield* awaitRedisCheck(httpUrl, "unavailable")
 
-      // fail open: sends go through unchecked, past the limit this user has used up; history too
-      for (let i = 0; i < 3; i++) {
-        const sent = yield* sendTo(open.httpUrl, users.open)
-        expect(sent.status, sent.text).toBe(200)
-        expect(sent.body).toMatchObject({ chatEvent: { senderId: `open-${run}`, scopeId } })
-      }
-      expect((yield* history(open.httpUrl, users.open)).status).toBe(200)
-      // presence lives in Redis: no answer to give
-      expectRedisUnavailable(yield* presence(open.httpUrl, users.open), "presence, fail open")
+        // fail open: sends go through unchecked, past the limit this user has used up; history too
+        for (let i = 0; i < 3; i++) {
+          const sent = yield* sendTo(open.httpUrl, users.open)
+          expect(sent.status, sent.text).toBe(200)
+          expect(sent.body).toMatchObject({ chatEvent: { senderId: `open-${run}`, scopeId } })
+        }
+        expect((yield* history(open.httpUrl, users.open)).status).toBe(200)
+        // presence lives in Redis: no answer to give
+        expectRedisUnavailable(yield* presence(open.httpUrl, users.open), "presence, fail open")
 
-      // fail closed: sends and reads are refused with a 503 naming Redis, and nothing is sent
-      expectRedisUnavailable(yield* sendTo(closed.httpUrl, users.closed), "send, fail closed")
-      expectRedisUnavailable(yield* history(closed.httpUrl, users.closed), "history, fail closed")
-      expectRedisUnavailable(yield* presence(closed.httpUrl, users.closed), "presence, fail closed")
+        // fail closed: sends and reads are refused with a 503 naming Redis, and nothing is sent
+        expectRedisUnavailable(yield* sendTo(closed.httpUrl, users.closed), "send, fail closed")
+        expectRedisUnavailable(yield* history(closed.httpUrl, users.closed), "history, fail closed")
+        expectRedisUnavailable(yield* presence(closed.httpUrl, users.closed), "presence, fail closed")
 
-      // Redis back (empty: a fresh window): both limit again, the fail-closed one serves again
-      yield* startRedis(port)
-      for (const [httpUrl, token] of servers) {
-        yield* awaitRedisCheck(httpUrl, "ok")
-        const statuses = yield* Effect.forEach([1, 2, 3], () => Effect.map(sendTo(httpUrl, token), (reply) => reply.status))
-        expect(statuses, httpUrl).toEqual([200, 200, 429])
-        expect((yield* history(httpUrl, token)).status).toBe(200)
-      }
-      // each server has its own embedded log and history: the fail-open one holds 2 + 3 + 2 sends, the
-      // fail-closed one 2 + 2 (what it refused was never sent)
-      const stored = (httpUrl: string, token: string, expected: number) =>
-        history(httpUrl, token).pipe(
-          Effect.map((reply) => (reply.body as { readonly items: ReadonlyArray<unknown> }).items.length),
-          Effect.filterOrFail((n) => n >= expected, () => "not yet"),
-          Effect.retry(Schedule.spaced("50 millis")),
-          Effect.timeout("10 seconds"),
-          Effect.orDie
-        )
-      expect(yield* stored(open.httpUrl, users.open, 7)).toBe(7)
-      expect(yield* stored(closed.httpUrl, users.closed, 4)).toBe(4)
-    }).pipe(silent), { timeout: 90_000 })
+        // Redis back (empty: a fresh window): both limit again, the fail-closed one serves again
+        yield* startRedis(port)
+        for (const [httpUrl, token] of servers) {
+          yield* awaitRedisCheck(httpUrl, "ok")
+          const statuses = yield* Effect.forEach(
+            [1, 2, 3],
+            () => Effect.map(sendTo(httpUrl, token), (reply) => reply.status)
+          )
+          expect(statuses, httpUrl).toEqual([200, 200, 429])
+          expect((yield* history(httpUrl, token)).status).toBe(200)
+        }
+        // each server has its own embedded log and history: the fail-open one holds 2 + 3 + 2 sends, the
+        // fail-closed one 2 + 2 (what it refused was never sent)
+        const stored = (httpUrl: string, token: string, expected: number) =>
+          history(httpUrl, token).pipe(
+            Effect.map((reply) => (reply.body as { readonly items: ReadonlyArray<unknown> }).items.length),
+            Effect.filterOrFail((n) => n >= expected, () => "not yet"),
+            Effect.retry(Schedule.spaced("50 millis")),
+            Effect.timeout("10 seconds"),
+            Effect.orDie
+          )
+        expect(yield* stored(open.httpUrl, users.open, 7)).toBe(7)
+        expect(yield* stored(closed.httpUrl, users.closed, 4)).toBe(4)
+      }).pipe(silent),
+    { timeout: 90_000 }
+  )
 })

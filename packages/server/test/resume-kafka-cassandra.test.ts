@@ -39,7 +39,9 @@ afterAll(async () => {
   // a graceful stop: the pods leave their history-writer group at once instead of stalling it for a
   // session timeout
   for (const pod of pods) pod.child.kill("SIGTERM")
-  await Promise.all(pods.map((pod) => Promise.race([pod.exited, new Promise((resolve) => setTimeout(resolve, 20_000))])))
+  await Promise.all(
+    pods.map((pod) => Promise.race([pod.exited, new Promise((resolve) => setTimeout(resolve, 20_000))]))
+  )
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
   for (const dir of directories) rmSync(dir, { recursive: true, force: true })
   await Effect.runPromise(
@@ -121,7 +123,9 @@ const record = (base: string, scopeId: string, after: StreamPosition | undefined
     const items = yield* Ref.make<ReadonlyArray<SubscriptionItem>>([])
     const first = yield* Deferred.make<SubscriptionItem>()
     yield* client.Subscribe({ scopeType: 0, scopeId, ...(after === undefined ? {} : { after }) }).pipe(
-      Stream.runForEach((item) => Effect.zipRight(Ref.update(items, (all) => [...all, item]), Deferred.succeed(first, item))),
+      Stream.runForEach((item) =>
+        Effect.zipRight(Ref.update(items, (all) => [...all, item]), Deferred.succeed(first, item))
+      ),
       Effect.forkScoped
     )
     return { items, first: Deferred.await(first) }
@@ -142,74 +146,82 @@ const awaitEvent = (items: Ref.Ref<ReadonlyArray<SubscriptionItem>>, messageId: 
   )
 
 describe("resume on Kafka and Cassandra, two pods", () => {
-  it.scopedLive("a subscriber that saw part of a scope on pod A resumes on pod B: every later event once, in log order, none twice", () =>
-    Effect.gen(function*() {
-      const [podA, podB] = PODS.map(startPod) as [ServerProcess, ServerProcess]
-      const [a, b] = yield* Effect.all([Effect.promise(() => podA.listening), Effect.promise(() => podB.listening)], {
-        concurrency: 2
-      })
-      yield* Effect.all([awaitReady(a), awaitReady(b)], { concurrency: 2 })
-      const scopeId = `resume-${run}`
-      const sent: Array<EnrichedChatEvent> = []
-      const sendMany = (count: number, label: string) =>
-        Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>
-          Effect.map(send(i % 2 === 0 ? a : b, scopeId, `${label}-${i}`), (event) => {
-            sent.push(event)
-            return event
-          }), { concurrency: 4 })
+  it.scopedLive(
+    "a subscriber that saw part of a scope on pod A resumes on pod B: every later event once, in log order, none twice",
+    () =>
+      Effect.gen(function*() {
+        const [podA, podB] = PODS.map(startPod) as [ServerProcess, ServerProcess]
+        const [a, b] = yield* Effect.all([Effect.promise(() => podA.listening), Effect.promise(() => podB.listening)], {
+          concurrency: 2
+        })
+        yield* Effect.all([awaitReady(a), awaitReady(b)], { concurrency: 2 })
+        const scopeId = `resume-${run}`
+        const sent: Array<EnrichedChatEvent> = []
+        const sendMany = (count: number, label: string) =>
+          Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>
+            Effect.map(send(i % 2 === 0 ? a : b, scopeId, `${label}-${i}`), (event) => {
+              sent.push(event)
+              return event
+            }), { concurrency: 4 })
 
-      // a live subscriber on pod B from the start: it tells when pod B's fan-out has seen an event
-      const watcher = yield* record(b, scopeId, undefined)
-      expect(yield* watcher.first).toBeInstanceOf(Subscribed)
+        // a live subscriber on pod B from the start: it tells when pod B's fan-out has seen an event
+        const watcher = yield* record(b, scopeId, undefined)
+        expect(yield* watcher.first).toBeInstanceOf(Subscribed)
 
-      // 1. a subscriber on pod A sees the first 20, live; it keeps the position of the 10th it saw
-      const seen = yield* Effect.scoped(Effect.gen(function*() {
-        const first = yield* record(a, scopeId, undefined)
-        expect(yield* first.first).toBeInstanceOf(Subscribed)
-        const early = yield* sendMany(20, "early")
-        const last = early.reduce((x, y) => (y.offset > x.offset ? y : x))
-        yield* awaitEvent(first.items, last.chatEvent.messageId, "the 20th live event")
-        const events = eventsOf(yield* Ref.get(first.items))
-        expect(events.map((e) => e.chatEvent.messageId)).toEqual(
-          [...early].sort((x, y) => x.offset - y.offset).map((e) => e.chatEvent.messageId)
+        // 1. a subscriber on pod A sees the first 20, live; it keeps the position of the 10th it saw
+        const seen = yield* Effect.scoped(Effect.gen(function*() {
+          const first = yield* record(a, scopeId, undefined)
+          expect(yield* first.first).toBeInstanceOf(Subscribed)
+          const early = yield* sendMany(20, "early")
+          const last = early.reduce((x, y) => (y.offset > x.offset ? y : x))
+          yield* awaitEvent(first.items, last.chatEvent.messageId, "the 20th live event")
+          const events = eventsOf(yield* Ref.get(first.items))
+          expect(events.map((e) =>
+            e.chatEvent.messageId
+          )).toEqual(
+            [...early].sort((x, y) =>
+              x.offset - y.offset
+            ).map((e) => e.chatEvent.messageId)
+          )
+          return events[9]!
+        }))
+        const after: StreamPosition = { partition: seen.partition, offset: seen.offset }
+
+        // 2. while it is away, 30 more, all of them fanned out on pod B already: only the history can
+        // give them to the resumed subscription (none is still on its way to pod B's fan-out)
+        const away = yield* sendMany(30, "away")
+        const lastAway = away.reduce((x, y) => (y.offset > x.offset ? y : x))
+        yield* awaitEvent(watcher.items, lastAway.chatEvent.messageId, "the last event sent while away, on pod B")
+
+        // 3. it resumes on pod B; once it is subscribed (the log's end read, the replay waiting for the
+        // history writer), 30 more arrive live and wait behind the replay
+        const resumed = yield* record(b, scopeId, after)
+        expect(yield* resumed.first).toBeInstanceOf(Subscribed)
+        yield* sendMany(30, "during")
+
+        // 4. a last one: when it arrives, everything before it has (a duplicate would be before it too)
+        const sentinel = yield* send(a, scopeId, "sentinel")
+        yield* awaitEvent(resumed.items, sentinel.chatEvent.messageId, "the sentinel")
+
+        const items = yield* Ref.get(resumed.items)
+        expect(items.filter((item) => item instanceof Subscribed)).toHaveLength(1)
+        expect(items[0]).toBeInstanceOf(Subscribed)
+        expect(items.length).toBe(eventsOf(items).length + 1)
+        const events = eventsOf(items)
+        const expected = [...sent, sentinel]
+          .filter((e) => e.partition === after.partition && e.offset > after.offset)
+          .sort((x, y) => x.offset - y.offset)
+        // 10 seen before the disconnect but after the position, 30 while away, 30 during, the sentinel
+        expect(expected).toHaveLength(71)
+        expect(new Set(sent.map((e) => e.partition))).toEqual(new Set([after.partition]))
+        // every raw item once: as many as expected, no messageId twice, offsets strictly increasing
+        expect(events.length).toBe(expected.length)
+        expect(new Set(events.map((e) => e.chatEvent.messageId)).size).toBe(events.length)
+        expect(events.map((e) => [e.partition, e.offset, e.chatEvent.messageId])).toEqual(
+          expected.map((e) => [e.partition, e.offset, e.chatEvent.messageId])
         )
-        return events[9]!
-      }))
-      const after: StreamPosition = { partition: seen.partition, offset: seen.offset }
-
-      // 2. while it is away, 30 more, all of them fanned out on pod B already: only the history can
-      // give them to the resumed subscription (none is still on its way to pod B's fan-out)
-      const away = yield* sendMany(30, "away")
-      const lastAway = away.reduce((x, y) => (y.offset > x.offset ? y : x))
-      yield* awaitEvent(watcher.items, lastAway.chatEvent.messageId, "the last event sent while away, on pod B")
-
-      // 3. it resumes on pod B; once it is subscribed (the log's end read, the replay waiting for the
-      // history writer), 30 more arrive live and wait behind the replay
-      const resumed = yield* record(b, scopeId, after)
-      expect(yield* resumed.first).toBeInstanceOf(Subscribed)
-      yield* sendMany(30, "during")
-
-      // 4. a last one: when it arrives, everything before it has (a duplicate would be before it too)
-      const sentinel = yield* send(a, scopeId, "sentinel")
-      yield* awaitEvent(resumed.items, sentinel.chatEvent.messageId, "the sentinel")
-
-      const items = yield* Ref.get(resumed.items)
-      expect(items.filter((item) => item instanceof Subscribed)).toHaveLength(1)
-      expect(items[0]).toBeInstanceOf(Subscribed)
-      expect(items.length).toBe(eventsOf(items).length + 1)
-      const events = eventsOf(items)
-      const expected = [...sent, sentinel]
-        .filter((e) => e.partition === after.partition && e.offset > after.offset)
-        .sort((x, y) => x.offset - y.offset)
-      // 10 seen before the disconnect but after the position, 30 while away, 30 during, the sentinel
-      expect(expected).toHaveLength(71)
-      expect(new Set(sent.map((e) => e.partition))).toEqual(new Set([after.partition]))
-      // every raw item once: as many as expected, no messageId twice, offsets strictly increasing
-      expect(events.length).toBe(expected.length)
-      expect(new Set(events.map((e) => e.chatEvent.messageId)).size).toBe(events.length)
-      expect(events.map((e) => [e.partition, e.offset, e.chatEvent.messageId])).toEqual(
-        expected.map((e) => [e.partition, e.offset, e.chatEvent.messageId])
-      )
-      expect(events.map((e) => e.chatEvent.text)).toEqual(expected.map((e) => e.chatEvent.text))
-    }), { timeout: 240_000 })
+        expect(events.map((e) => e.chatEvent.text)).toEqual(expected.map((e) => e.chatEvent.text))
+      }),
+    { timeout: 240_000 }
+  )
 })

@@ -26,18 +26,21 @@ const configIn = (dataDirectory: string) =>
 
 const scope: ScopeRef = { scopeType: 0, scopeId: "general" }
 const produce = (n: number, label: string) =>
-  Effect.flatMap(ChatEventProducer, (producer) =>
-    Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
-      producer.produce(
-        new ChatEvent({
-          messageId: crypto.randomUUID(),
-          ...scope,
-          senderId: "alice",
-          text: `${label}-${i}`,
-          createdAtUtc: new Date(),
-          originPodId: "pod-resume"
-        })
-      )))
+  Effect.flatMap(
+    ChatEventProducer,
+    (producer) =>
+      Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
+        producer.produce(
+          new ChatEvent({
+            messageId: crypto.randomUUID(),
+            ...scope,
+            senderId: "alice",
+            text: `${label}-${i}`,
+            createdAtUtc: new Date(),
+            originPodId: "pod-resume"
+          })
+        ))
+  )
 
 describe("subscribe with resume", () => {
   it.live("fills the gap from history once the writer has caught up, then goes live: no gap, no duplicate", () => {
@@ -76,7 +79,9 @@ describe("subscribe with resume", () => {
         Effect.forkScoped
       )
       // Subscribed comes after the subscriber joined the fan-out: the "during" events reach it live
-      yield* Effect.all([Deferred.await(subscribed), Deferred.await(witnessSubscribed)]).pipe(Effect.timeout("10 seconds"))
+      yield* Effect.all([Deferred.await(subscribed), Deferred.await(witnessSubscribed)]).pipe(
+        Effect.timeout("10 seconds")
+      )
       const during = yield* produce(5, "during")
       yield* Fiber.join(witness).pipe(Effect.timeout("10 seconds"))
       // the history writer is not running, so the gap cannot be replayed: the live events are held back

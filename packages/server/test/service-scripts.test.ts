@@ -34,7 +34,6 @@ const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Pro
     )
   })
 
-
 /** Every shell script under scripts/ and .ci/, found here independently of scripts/shellcheck.sh. */
 const expectedScripts = (): Array<string> => {
   const found: Array<string> = []
@@ -42,7 +41,9 @@ const expectedScripts = (): Array<string> => {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name)
       if (statSync(path).isDirectory()) walk(path)
-      else if (name.endsWith(".sh") || /^#!.*[/ ](ba|da)?sh( |$)/mu.test(readFileSync(path, "utf8").split("\n")[0] ?? "")) {
+      else if (
+        name.endsWith(".sh") || /^#!.*[/ ](ba|da)?sh( |$)/mu.test(readFileSync(path, "utf8").split("\n")[0] ?? "")
+      ) {
         found.push(relative(ROOT, path))
       }
     }

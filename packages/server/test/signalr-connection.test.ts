@@ -6,7 +6,22 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Deferred, Duration, Effect, Exit, Logger, LogLevel, Option, Queue, Ref, Runtime, Schema, type Scope } from "effect"
+import {
+  Chunk,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Logger,
+  LogLevel,
+  Option,
+  Queue,
+  Ref,
+  Runtime,
+  Schema,
+  type Scope
+} from "effect"
 import { ChatEventProducer, LocalFanout } from "@chatify/core"
 import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
 import { ServerServices, ShutdownGate } from "../src/index.js"
@@ -97,8 +112,20 @@ const open = (
             ["Fail", hubMethod(Schema.Tuple(), () => Effect.fail(new HubError({ message: "Forbidden: not yours" })))],
             ["Boom", hubMethod(Schema.Tuple(), () => Effect.die(new Error("secret internals at db.ts:42")))],
             ["BigInt", hubMethod(Schema.Tuple(), () => Effect.succeed(1n))],
-            ["Notify", hubMethod(Schema.Tuple(Schema.String), ([text]) => Effect.sync(() => client.send([{ target: "Note", arguments: [text] }])))],
-            ["WhoAmI", hubMethod(Schema.Tuple(), () => Effect.map(Effect.serviceOption(Invocation), Option.getOrElse(() => "nobody")))]
+            [
+              "Notify",
+              hubMethod(
+                Schema.Tuple(Schema.String),
+                ([text]) => Effect.sync(() => client.send([{ target: "Note", arguments: [text] }]))
+              )
+            ],
+            [
+              "WhoAmI",
+              hubMethod(
+                Schema.Tuple(),
+                () => Effect.map(Effect.serviceOption(Invocation), Option.getOrElse(() => "nobody"))
+              )
+            ]
           ]),
           // what each invocation's fiber starts with
           servicesFor: (context) => Context.make(Invocation, `${context.target}/${context.invocationId ?? "-"}`)
@@ -164,7 +191,10 @@ const open = (
         Effect.repeat({ until: (message) => !("type" in message && message["type"] === 6) })
       ),
       /** What was written so far (after this turn's flush). */
-      drained: Effect.zipRight(Effect.promise(() => new Promise((resolve) => setImmediate(resolve))), Effect.map(Queue.takeAll(written), Chunk.toReadonlyArray)),
+      drained: Effect.zipRight(
+        Effect.promise(() => new Promise((resolve) => setImmediate(resolve))),
+        Effect.map(Queue.takeAll(written), Chunk.toReadonlyArray)
+      ),
       /** Frames written so far. */
       writes: () => writes,
       hubBuilt,
@@ -238,13 +268,16 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
       expect(yield* errorOf(invocation("Fail", [], "4"))).toBe("Forbidden: not yours")
       const boom = yield* errorOf(invocation("Boom", [], "5"))
       expect(boom).toBe("An unexpected error occurred invoking 'Boom' on the server.")
-      expect(yield* errorOf(invocation("BigInt", [], "6"))).toBe("An unexpected error occurred invoking 'BigInt' on the server.")
+      expect(yield* errorOf(invocation("BigInt", [], "6"))).toBe(
+        "An unexpected error occurred invoking 'BigInt' on the server."
+      )
       expect(yield* errorOf(record({ type: 4, invocationId: "7", target: "Echo", arguments: ["a"] }))).toBe(
         "'Echo' is not a streaming hub method."
       )
-      expect(yield* errorOf(record({ type: 1, invocationId: "8", target: "Echo", arguments: [], streamIds: ["s"] }))).toBe(
-        "'Echo' does not accept streams from the client."
-      )
+      expect(yield* errorOf(record({ type: 1, invocationId: "8", target: "Echo", arguments: [], streamIds: ["s"] })))
+        .toBe(
+          "'Echo' does not accept streams from the client."
+        )
       yield* c.send(invocation("Echo", ["still here"], "9"))
       expect(yield* c.next).toEqual({ type: 3, invocationId: "9", result: "still here" })
       expect(logged).toContain("A SignalR hub method failed unexpectedly")
@@ -280,15 +313,22 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
       const pipelinedHub = () =>
         Effect.succeed<Hub>({
           methods: new Map([
-            ["Send", hubMethod(Schema.Tuple(Schema.String), ([name]) =>
-              Effect.zipRight(Queue.offer(started, name), Effect.as(Deferred.await(release), name)), { pipelined: true })],
+            [
+              "Send",
+              hubMethod(
+                Schema.Tuple(Schema.String),
+                ([name]) => Effect.zipRight(Queue.offer(started, name), Effect.as(Deferred.await(release), name)),
+                { pipelined: true }
+              )
+            ],
             ["Join", hubMethod(Schema.Tuple(Schema.String), ([name]) => Effect.as(Queue.offer(started, name), name))]
           ]),
           servicesFor: () => Context.empty()
         })
       const c = yield* connected({ makeHub: pipelinedHub, settings: { maxPipelinedInvocations: 2 } })
       yield* c.send(
-        ["a", "b", "c"].map((name) => invocation("Send", [name], name)).join("") + invocation("Join", ["join"], "join") +
+        ["a", "b", "c"].map((name) => invocation("Send", [name], name)).join("") +
+          invocation("Join", ["join"], "join") +
           invocation("Send", ["d"], "d")
       )
       // a and b run together; c waits for room, the Join for all of them, d for the Join
@@ -381,7 +421,10 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
       const c = yield* connected({ settings: { maxMessageBytes: 64 } })
       yield* c.send("x".repeat(40))
       yield* c.send("x".repeat(25))
-      expect(yield* c.next).toEqual({ type: 7, error: "Invalid message: a message exceeded the maximum size of 64 bytes." })
+      expect(yield* c.next).toEqual({
+        type: 7,
+        error: "Invalid message: a message exceeded the maximum size of 64 bytes."
+      })
       expect(yield* c.next).toEqual({ closed: 1000 })
     }))
 
@@ -419,7 +462,9 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
       expect(yield* fits.next).toEqual({ type: 3, invocationId: "7", result: big })
 
       const floods = yield* connected({ settings: { maxPendingBytes: 400 } })
-      yield* floods.send(invocation("Slow", [], "1") + [2, 3, 4].map((i) => invocation("Echo", [big], String(i))).join(""))
+      yield* floods.send(
+        invocation("Slow", [], "1") + [2, 3, 4].map((i) => invocation("Echo", [big], String(i))).join("")
+      )
       expect(yield* floods.next).toEqual({ type: 7, error: "Too many pending invocations (more than 400 bytes)." })
       expect(yield* floods.next).toEqual({ closed: 1000 })
     }))
@@ -461,14 +506,17 @@ afterEach(() => {
 const withItsServices = <R>(hub: Hub<R>): Hub => ({
   methods: new Map(Array.from(hub.methods, ([name, method]) => [name, {
     ...method,
-    invoke: (args: ReadonlyArray<unknown>, context: InvocationContext) => Effect.provide(method.invoke(args, context), hub.servicesFor(context))
+    invoke: (args: ReadonlyArray<unknown>, context: InvocationContext) =>
+      Effect.provide(method.invoke(args, context), hub.servicesFor(context))
   }])),
   servicesFor: () => Context.empty()
 })
 
 describe("ChatHub on the embedded services (in-memory socket)", () => {
   const withHub = (
-    test: (io: Effect.Effect.Success<ReturnType<typeof open>>) => Effect.Effect<void, unknown, ChatHubServices | Scope.Scope>,
+    test: (
+      io: Effect.Effect.Success<ReturnType<typeof open>>
+    ) => Effect.Effect<void, unknown, ChatHubServices | Scope.Scope>,
     settings: Partial<ConnectionSettings> = {}
   ) => {
     const dir = mkdtempSync(join(tmpdir(), "chatify-hub-"))
@@ -565,5 +613,6 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
         yield* io.disconnect
         yield* io.ended
         expect(yield* fanout.subscriberCount).toBe(0)
-      })))
+      })
+    ))
 })

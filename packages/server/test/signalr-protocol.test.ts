@@ -7,7 +7,11 @@ const MAX = 1024 * 1024
 
 const jsonArgument = fc.jsonValue({ maxDepth: 3 })
 const id = fc.string({ minLength: 1, maxLength: 12 })
-const headers = fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => k !== "__proto__"), fc.string({ maxLength: 8 }), { maxKeys: 3 })
+const headers = fc.dictionary(
+  fc.string({ maxLength: 8 }).filter((k) => k !== "__proto__"),
+  fc.string({ maxLength: 8 }),
+  { maxKeys: 3 }
+)
 
 /** Valid hub messages as a client could send them (JSON values only). */
 const hubMessage: fc.Arbitrary<Protocol.HubMessage> = fc.oneof(
@@ -23,7 +27,12 @@ const hubMessage: fc.Arbitrary<Protocol.HubMessage> = fc.oneof(
   ),
   fc.record({ type: fc.constant(Protocol.MessageType.StreamItem), invocationId: fc.string(), item: jsonArgument }),
   fc.record(
-    { type: fc.constant(Protocol.MessageType.Completion), invocationId: fc.string(), result: jsonArgument, error: fc.string() },
+    {
+      type: fc.constant(Protocol.MessageType.Completion),
+      invocationId: fc.string(),
+      result: jsonArgument,
+      error: fc.string()
+    },
     { requiredKeys: ["type", "invocationId"] }
   ),
   fc.record({
@@ -91,7 +100,12 @@ describe("SignalR framing and parsing (pure)", () => {
         hubMessage,
         // near misses: a plain invocation with one field wrong, missing or added
         fc.tuple(
-          fc.record({ type: fc.constant(1), invocationId: id, target: id, arguments: fc.array(jsonArgument, { maxLength: 3 }) }),
+          fc.record({
+            type: fc.constant(1),
+            invocationId: id,
+            target: id,
+            arguments: fc.array(jsonArgument, { maxLength: 3 })
+          }),
           fc.constantFrom("type", "invocationId", "target", "arguments", "streamIds", "headers", "extra"),
           fc.constantFrom<unknown>(undefined, "", "1", 1, 4, null, [], {}, ["s"], { h: "v" }, { h: 5 })
         ).map(([invocation, field, value]) => {
@@ -155,7 +169,14 @@ describe("SignalR framing and parsing (pure)", () => {
         fc.string({ unit: "binary" }),
         fc.string({ unit: "grapheme-ascii" }),
         fc.jsonValue().map((v) => JSON.stringify(v)),
-        fc.constantFrom("{\"type\":1}", "{\"type\":3,\"invocationId\":5}", "null", "[]", "{\"type\":\"1\"}", "{\"type\":99}")
+        fc.constantFrom(
+          "{\"type\":1}",
+          "{\"type\":3,\"invocationId\":5}",
+          "null",
+          "[]",
+          "{\"type\":\"1\"}",
+          "{\"type\":99}"
+        )
       ),
       cuts: fc.array(fc.nat(), { maxLength: 6 })
     },
@@ -208,7 +229,9 @@ describe("SignalR framing and parsing (pure)", () => {
     expect(check("{\"protocol\":\"json\",\"version\":1}")).toBeUndefined()
     expect(check("{\"protocol\":\"json\",\"version\":2}")).toBeUndefined()
     expect(check("{\"protocol\":\"messagepack\",\"version\":1}")).toBe("The protocol 'messagepack' is not supported.")
-    expect(check("{\"protocol\":\"json\",\"version\":3}")).toBe("The server does not support version 3 of the 'json' protocol.")
+    expect(check("{\"protocol\":\"json\",\"version\":3}")).toBe(
+      "The server does not support version 3 of the 'json' protocol."
+    )
     expect(check("{\"protocol\":\"json\"}")).toContain("version: is missing")
     expect(check("not json")).toBe("the message is not valid JSON")
     expect(Protocol.writeHandshakeResponse(undefined)).toBe("{}\u001e")
@@ -216,7 +239,8 @@ describe("SignalR framing and parsing (pure)", () => {
   })
 
   it("malformed messages say what is wrong", () => {
-    const reason = (record: string) => Either.match(Protocol.parseMessage(record), { onLeft: (e) => e.reason, onRight: () => "ok" })
+    const reason = (record: string) =>
+      Either.match(Protocol.parseMessage(record), { onLeft: (e) => e.reason, onRight: () => "ok" })
     expect(reason("{")).toBe("the message is not valid JSON")
     expect(reason("[1]")).toBe("the message is not an object with a numeric 'type'")
     expect(reason("{\"type\":42}")).toBe("unknown message type 42")

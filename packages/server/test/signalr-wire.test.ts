@@ -30,7 +30,9 @@ interface Refused {
   readonly body: unknown
 }
 
-const decodeRecord = Schema.decodeUnknownSync(Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown })))
+const decodeRecord = Schema.decodeUnknownSync(
+  Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+)
 const parseRecords = (text: string): Array<Received> => text.split(RS).slice(0, -1).map((part) => decodeRecord(part))
 
 /** Opens a raw WebSocket; a refused upgrade comes back as its HTTP status and body. */
@@ -56,7 +58,14 @@ const openRaw = (url: string, headers: Record<string, string> = {}) =>
         response.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8")
           request.destroy()
-          resume(Effect.succeed(Either.left({ status: response.statusCode ?? 0, body: text.length > 0 ? (JSON.parse(text) as unknown) : undefined })))
+          resume(
+            Effect.succeed(
+              Either.left({
+                status: response.statusCode ?? 0,
+                body: text.length > 0 ? (JSON.parse(text) as unknown) : undefined
+              })
+            )
+          )
         })
       })
       ws.once("error", () => resume(Effect.succeed(Either.left({ status: -1, body: undefined }))))
@@ -81,8 +90,10 @@ const connectRaw = (url: string, headers: Record<string, string> = {}) =>
   })
 
 const refusalOf = (url: string, headers: Record<string, string> = {}) =>
-  Effect.flatMap(openRaw(url, headers), (opened) =>
-    Either.isLeft(opened) ? Effect.succeed(opened.left) : Effect.dieMessage("the upgrade was not refused"))
+  Effect.flatMap(
+    openRaw(url, headers),
+    (opened) => Either.isLeft(opened) ? Effect.succeed(opened.left) : Effect.dieMessage("the upgrade was not refused")
+  )
 
 const negotiate = (url: string, query: string, headers: Record<string, string> = {}) =>
   Effect.promise(async () => {
@@ -105,7 +116,12 @@ describe("SignalR hub on the wire", () => {
 
       const v1 = yield* negotiate(url, "?negotiateVersion=1")
       expect(v1.status).toBe(200)
-      expect(Object.keys(v1.body).sort()).toEqual(["availableTransports", "connectionId", "connectionToken", "negotiateVersion"])
+      expect(Object.keys(v1.body).sort()).toEqual([
+        "availableTransports",
+        "connectionId",
+        "connectionToken",
+        "negotiateVersion"
+      ])
       expect(v1.body).toMatchObject({ negotiateVersion: 1, availableTransports: transports })
       expect(v1.body["connectionToken"]).not.toBe(v1.body["connectionId"])
       expect(String(v1.body["connectionToken"])).toMatch(/^[A-Za-z0-9_-]{22}$/u)
@@ -145,9 +161,14 @@ describe("SignalR hub on the wire", () => {
       const v0 = (yield* negotiate(http, "?negotiateVersion=0")).body
       yield* connectRaw(`${ws}?id=${String(v0["connectionId"])}`)
 
-      const plain = yield* Effect.promise(() => fetch(http).then(async (r) => ({ status: r.status, body: await r.json() })))
+      const plain = yield* Effect.promise(() =>
+        fetch(http).then(async (r) => ({ status: r.status, body: await r.json() }))
+      )
       expect(plain.status).toBe(400)
-      expect(plain.body).toMatchObject({ status: 400, errors: [{ field: "request", message: "expected a WebSocket upgrade (the only transport offered)" }] })
+      expect(plain.body).toMatchObject({
+        status: 400,
+        errors: [{ field: "request", message: "expected a WebSocket upgrade (the only transport offered)" }]
+      })
     }).pipe(quiet))
 
   it.scopedLive("several messages per frame, a message split across frames, non-blocking invocations; ReceiveMessage and the SendAsync result are the domain's wire JSON", () =>
@@ -178,7 +199,11 @@ describe("SignalR hub on the wire", () => {
       expect(completion).toMatchObject({ invocationId: "send-1" })
       const sent = Schema.decodeUnknownSync(EnrichedChatEvent)(completion?.["result"])
       expect(completion?.["result"]).toEqual(Schema.encodeSync(EnrichedChatEvent)(sent))
-      expect(message).toEqual({ type: 1, target: "ReceiveMessage", arguments: [Schema.encodeSync(EnrichedChatEvent)(sent).chatEvent] })
+      expect(message).toEqual({
+        type: 1,
+        target: "ReceiveMessage",
+        arguments: [Schema.encodeSync(EnrichedChatEvent)(sent).chatEvent]
+      })
 
       // without an invocationId: delivered, never answered
       received.length = 0
@@ -187,9 +212,13 @@ describe("SignalR hub on the wire", () => {
           invocation("SendAsync", [{ scopeType: 0, scopeId, text: "" }])
       )
       yield* client.send(invocation("SendAsync", [{ scopeType: 0, scopeId, text: "answered" }], "send-2"))
-      yield* until(() => received.some((m) => m["invocationId"] === "send-2") && received.filter((m) => m["type"] === 1).length === 2)
+      yield* until(() =>
+        received.some((m) => m["invocationId"] === "send-2") && received.filter((m) => m["type"] === 1).length === 2
+      )
       expect(received.filter((m) => m["type"] === 3).map((m) => m["invocationId"])).toEqual(["send-2"])
-      const texts = received.filter((m) => m["type"] === 1).map((m) => (m["arguments"] as Array<Record<string, unknown>>)[0]?.["text"])
+      const texts = received.filter((m) => m["type"] === 1).map((m) =>
+        (m["arguments"] as Array<Record<string, unknown>>)[0]?.["text"]
+      )
       expect(texts).toEqual([
         "fire and forget",
         "answered"
@@ -212,7 +241,10 @@ describe("SignalR hub on the wire", () => {
 
       const shapeless = yield* connectRaw(ws)
       yield* shapeless.send(record({ type: 1, target: "SendAsync" }))
-      expect(yield* shapeless.nextNonPing).toEqual({ type: 7, error: "Invalid message: invalid message of type 1: arguments: is missing." })
+      expect(yield* shapeless.nextNonPing).toEqual({
+        type: 7,
+        error: "Invalid message: invalid message of type 1: arguments: is missing."
+      })
 
       // a message is bounded by CHATIFY__LIMITS__MAXFRAMEBYTES (64 KiB), also when it spans frames
       const flooding = yield* connectRaw(ws)
@@ -261,7 +293,9 @@ describe("SignalR hub on the wire, with JWT authentication", () => {
       expect(missing.status).toBe(401)
       expect(missing.body).toMatchObject({ status: 401, detail: "a bearer access token is required" })
 
-      const expired = yield* refusalOf(`${ws}?access_token=${yield* tokenFor("alice", Math.floor(Date.now() / 1000) - 10)}`)
+      const expired = yield* refusalOf(
+        `${ws}?access_token=${yield* tokenFor("alice", Math.floor(Date.now() / 1000) - 10)}`
+      )
       expect(expired.status).toBe(401)
       expect(expired.body).toMatchObject({ detail: "the access token expired" })
 

@@ -11,7 +11,19 @@ import {
   type IHttpConnectionOptions,
   LogLevel
 } from "@microsoft/signalr"
-import { Chunk, Data, Deferred, Effect, Exit, Logger, LogLevel as EffectLogLevel, Option, Queue, Schema, Scope } from "effect"
+import {
+  Chunk,
+  Data,
+  Deferred,
+  Effect,
+  Exit,
+  Logger,
+  LogLevel as EffectLogLevel,
+  Option,
+  Queue,
+  Schema,
+  Scope
+} from "effect"
 import { SignJWT } from "jose"
 import { directMessageScopeId } from "@chatify/domain"
 import { EnrichedChatEvent } from "@chatify/domain"
@@ -192,10 +204,16 @@ describe("SignalR hub with the official client", () => {
         Effect.map(Effect.flip(client.invoke(method, ...args)), (error) => error.message)
 
       expect(yield* errorOf("NoSuchMethod", 1)).toBe("Unknown hub method 'NoSuchMethod'.")
-      expect(yield* errorOf("SendAsync")).toBe("Failed to invoke 'SendAsync': it takes 1 argument(s), the invocation provides 0.")
-      expect(yield* errorOf("JoinScopeAsync", 42)).toBe("Failed to invoke 'JoinScopeAsync': argument 1: Expected string, actual 42")
+      expect(yield* errorOf("SendAsync")).toBe(
+        "Failed to invoke 'SendAsync': it takes 1 argument(s), the invocation provides 0."
+      )
+      expect(yield* errorOf("JoinScopeAsync", 42)).toBe(
+        "Failed to invoke 'JoinScopeAsync': argument 1: Expected string, actual 42"
+      )
       expect(yield* errorOf("SendAsync", { scopeType: 7, scopeId, text: "hi" })).toContain("argument 1 (scopeType)")
-      expect(yield* errorOf("SendAsync", { scopeType: 0, scopeId, text: "" })).toBe("Validation failed: text: must not be empty")
+      expect(yield* errorOf("SendAsync", { scopeType: 0, scopeId, text: "" })).toBe(
+        "Validation failed: text: must not be empty"
+      )
       expect(yield* errorOf("SendAsync", { scopeType: 0, scopeId, text: "x".repeat(4097) })).toBe(
         "Validation failed: text: must be at most 4096 characters"
       )
@@ -283,7 +301,10 @@ describe("SignalR hub with JWT authentication", () => {
       const negotiate = yield* Effect.promise(() => fetch(`${url}/negotiate?negotiateVersion=1`, { method: "POST" }))
       expect(negotiate.status).toBe(401)
       expect(negotiate.headers.get("content-type")).toContain("application/problem+json")
-      expect(yield* Effect.promise(() => negotiate.json())).toMatchObject({ status: 401, detail: "a bearer access token is required" })
+      expect(yield* Effect.promise(() => negotiate.json())).toMatchObject({
+        status: 401,
+        detail: "a bearer access token is required"
+      })
 
       const anonymous = yield* build(url)
       const refused = yield* Effect.flip(Effect.tryPromise(() => anonymous.connection.start()))
@@ -352,7 +373,9 @@ describe("SignalR hub with JWT authentication", () => {
 
       const joinRefused = yield* Effect.flip(carol.invoke("JoinScopeAsync", dm))
       expect(String(joinRefused)).toContain("Forbidden")
-      const sendRefused = yield* Effect.flip(carol.invoke("SendAsync", { scopeType: 1, scopeId: dm, text: "let me in" }))
+      const sendRefused = yield* Effect.flip(
+        carol.invoke("SendAsync", { scopeType: 1, scopeId: dm, text: "let me in" })
+      )
       expect(String(sendRefused)).toContain("Forbidden")
 
       yield* alice.invoke("JoinScopeAsync", dm)

@@ -60,23 +60,33 @@ describe("an expired token on /rpc", () => {
       expect(Date.now()).toBeLessThan(expSeconds * 1000)
 
       const ended = yield* Fiber.join(subscription).pipe(
-        Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("the subscription outlived its token") }),
+        Effect.timeoutFail({
+          duration: "10 seconds",
+          onTimeout: () => new Error("the subscription outlived its token")
+        }),
         Effect.orDie
       )
       const endedAt = Date.now()
       expect(endedAt).toBeGreaterThanOrEqual(expSeconds * 1000)
-      const expired = Either.match(ended, { onLeft: (e) => `${e._tag}: ${"message" in e ? e.message : ""}`, onRight: () => "ended without error" })
+      const expired = Either.match(ended, {
+        onLeft: (e) => `${e._tag}: ${"message" in e ? e.message : ""}`,
+        onRight: () => "ended without error"
+      })
       expect(expired).toBe("Unauthenticated: the access token expired")
 
       // the socket stays open for a second: every call made meanwhile is refused as the subscription was
       const later = yield* Effect.all({
         send: outcome(client.Send({ ...scope, text: "after" })),
         sendWithKey: outcome(client.Send({ ...scope, text: "after, keyed", clientMessageId: crypto.randomUUID() })),
-        sendWithCorrelation: outcome(client.Send({ ...scope, text: "after, correlated" }, { headers: { "x-correlation-id": "c-late" } })),
+        sendWithCorrelation: outcome(
+          client.Send({ ...scope, text: "after, correlated" }, { headers: { "x-correlation-id": "c-late" } })
+        ),
         history: outcome(client.History(scope)),
         presence: outcome(client.Presence(scope)),
         subscribe: outcome(Stream.runDrain(client.Subscribe(scope))),
-        resume: outcome(Stream.runDrain(client.Subscribe({ ...scope, after: { partition: partitionForScope(scope, 3), offset: 0 } })))
+        resume: outcome(
+          Stream.runDrain(client.Subscribe({ ...scope, after: { partition: partitionForScope(scope, 3), offset: 0 } }))
+        )
       }, { concurrency: "unbounded" })
       // all answered before the server closed the socket (a second after the expiry)
       expect(Date.now() - endedAt).toBeLessThan(1_000)

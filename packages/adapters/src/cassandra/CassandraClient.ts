@@ -271,7 +271,10 @@ export const makeCassandraClient = (
               ? client.execute(write.query, [...write.params], options)
               : write.length === 1
               ? client.execute(write[0]!.query, [...write[0]!.params], options)
-              : client.batch(write.map(({ params, query }) => ({ query, params: [...params] })), { ...options, logged: false })
+              : client.batch(write.map(({ params, query }) => ({ query, params: [...params] })), {
+                ...options,
+                logged: false
+              })
             request.then(
               () => {
                 running--

@@ -238,12 +238,34 @@ const make = (options: CassandraHistoryOptions) =>
           const size = e.text.length + e.senderId.length + e.originPodId.length + 2 * key.length + 100
           push(messages, scopeBucket, {
             query: cql.insertMessage,
-            params: [key, bucket, createdAt, e.messageId, e.scopeType, e.senderId, e.text, e.originPodId, partition, BigInt(offset)],
+            params: [
+              key,
+              bucket,
+              createdAt,
+              e.messageId,
+              e.scopeType,
+              e.senderId,
+              e.text,
+              e.originPodId,
+              partition,
+              BigInt(offset)
+            ],
             size
           })
           push(byOffset, offsetBucketKey, {
             query: cql.insertByOffset,
-            params: [key, partition, offsetBucket, BigInt(offset), createdAt, e.messageId, e.scopeType, e.senderId, e.text, e.originPodId],
+            params: [
+              key,
+              partition,
+              offsetBucket,
+              BigInt(offset),
+              createdAt,
+              e.messageId,
+              e.scopeType,
+              e.senderId,
+              e.text,
+              e.originPodId
+            ],
             size
           })
         }

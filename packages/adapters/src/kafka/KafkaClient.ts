@@ -265,7 +265,8 @@ export const ensureTopic = (
         admin.createTopics({ topics: [{ topic, numPartitions, ...replication }], waitForLeaders: true }))
       yield* Effect.logInfo(`Created Kafka topic ${topic} with ${numPartitions} partitions`)
     }
-    const metadata = yield* kafkaCall(`describe topic ${topic}`, () => admin.fetchTopicMetadata({ topics: [topic] }))
+    const metadata = yield* kafkaCall(`describe topic ${topic}`, () =>
+      admin.fetchTopicMetadata({ topics: [topic] }))
     const actual = metadata.topics.find((t) => t.name === topic)?.partitions.length ?? 0
     if (partitions !== undefined && actual !== partitions) {
       return yield* new KafkaTopicError({

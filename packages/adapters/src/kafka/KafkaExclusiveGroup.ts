@@ -57,5 +57,7 @@ export const awaitExclusiveGroup = (
   })
 
 /** awaitExclusiveGroup as a layer, built with the Kafka client. */
-export const KafkaExclusiveGroupLayer = (groupId: string): Layer.Layer<never, ConsumerGroupInUse | DependencyUnavailable, KafkaClient> =>
+export const KafkaExclusiveGroupLayer = (
+  groupId: string
+): Layer.Layer<never, ConsumerGroupInUse | DependencyUnavailable, KafkaClient> =>
   Layer.effectDiscard(awaitExclusiveGroup(groupId))

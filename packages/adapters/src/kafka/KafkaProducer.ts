@@ -149,7 +149,11 @@ export const makeProduceBatcher = (
   }
 
   return {
-    produce: (key: string, value: string, partition: number): Effect.Effect<StreamPosition, DependencyUnavailable | Timeout> =>
+    produce: (
+      key: string,
+      value: string,
+      partition: number
+    ): Effect.Effect<StreamPosition, DependencyUnavailable | Timeout> =>
       Effect.async<StreamPosition, DependencyUnavailable | Timeout>((resume) => {
         const waiting: Waiting = { key, value, partition, deadline: Date.now() + settings.produceTimeoutMs, resume }
         queue.push(waiting)

@@ -13,7 +13,9 @@ export const uuidV7 = (nowMs: number, random: Uint8Array, at = 0): string => {
   const r = (i: number) => HEX[random[at + i]!]!
   const version = HEX[0x70 | (random[at]! & 0x0f)]!
   const variant = HEX[0x80 | (random[at + 2]! & 0x3f)]!
-  return `${timestamp.slice(0, 8)}-${timestamp.slice(8)}-${version}${r(1)}-${variant}${r(3)}-${r(4)}${r(5)}${r(6)}${r(7)}${r(8)}${r(9)}`
+  return `${timestamp.slice(0, 8)}-${timestamp.slice(8)}-${version}${r(1)}-${variant}${r(3)}-${r(4)}${r(5)}${r(6)}${
+    r(7)
+  }${r(8)}${r(9)}`
 }
 
 const RANDOM_BYTES = 10

@@ -268,7 +268,9 @@ export const makeMemoryLog = (
           const member: Member = { id: nextMemberId++, positions: new Map() }
           // given offsets, and the end of the log now for a partition they do not name
           const given = typeof startFrom === "object"
-            ? new Map(partitions.map((state, partition) => [partition, startFrom.offsets.get(partition) ?? state.nextOffset]))
+            ? new Map(
+              partitions.map((state, partition) => [partition, startFrom.offsets.get(partition) ?? state.nextOffset])
+            )
             : undefined
           // partitions this member has been given so far: later it resumes them as Kafka does
           const startedOnce = new Set<number>()
@@ -312,7 +314,9 @@ export const makeMemoryLog = (
               member.positions.set(partition, to)
               if (batch.length >= maxBatch) break
             }
-            return batch.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(batch)) : Effect.zipRight(waitForChange(seen), poll)
+            return batch.length > 0
+              ? Effect.succeed(Chunk.unsafeFromArray(batch))
+              : Effect.zipRight(waitForChange(seen), poll)
           })
           return {
             records: Stream.repeatEffectChunk(poll),
@@ -323,7 +327,10 @@ export const makeMemoryLog = (
                     (group.committed.get(partition) ?? 0) <= offset
                   )
                   if (group.durable && advanced.length > 0) {
-                    journal?.commit(groupId, advanced.map(({ offset, partition }) => ({ partition, nextOffset: offset + 1 })))
+                    journal?.commit(
+                      groupId,
+                      advanced.map(({ offset, partition }) => ({ partition, nextOffset: offset + 1 }))
+                    )
                   }
                   for (const { offset, partition } of advanced) {
                     group.committed.set(partition, offset + 1)

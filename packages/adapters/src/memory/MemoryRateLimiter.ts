@@ -37,7 +37,8 @@ const makeFixedWindow = (settings: RateLimitSettings): RateLimiter["Type"] => {
 }
 
 /** Sends per user in a fixed window, in this process. */
-export const MemoryRateLimiter = (settings: RateLimitSettings) => Layer.sync(RateLimiter, () => makeFixedWindow(settings))
+export const MemoryRateLimiter = (settings: RateLimitSettings) =>
+  Layer.sync(RateLimiter, () => makeFixedWindow(settings))
 
 /** Reads (Subscribe, History, Presence) per user in a fixed window, in this process: counters of their own. */
 export const MemoryReadRateLimiter = (settings: RateLimitSettings) =>

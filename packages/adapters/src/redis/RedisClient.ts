@@ -79,7 +79,8 @@ export const redisClientOptions = (connection: RedisConnection): RedisClientOpti
 
 const describeEndpoint = (options: RedisClientOptions): string => {
   if (options.url === undefined) {
-    return formatRedisEndpoint(options.host ?? "127.0.0.1", options.port ?? 6379) + (options.tls === undefined ? "" : " (tls)")
+    return formatRedisEndpoint(options.host ?? "127.0.0.1", options.port ?? 6379) +
+      (options.tls === undefined ? "" : " (tls)")
   }
   try {
     const url = new URL(options.url)
@@ -192,7 +193,9 @@ export const makeRedisClient = (
       }),
       Effect.catchAll(() =>
         Effect.logWarning(
-          `Redis at ${endpoint} is not reachable (${lastError ?? "no answer"}); continuing degraded while ioredis keeps reconnecting`
+          `Redis at ${endpoint} is not reachable (${
+            lastError ?? "no answer"
+          }); continuing degraded while ioredis keeps reconnecting`
         )
       )
     )

@@ -33,7 +33,8 @@ type Parsed<A> = Either.Either<A, InvalidRedisConnectionString>
 const refuse = (message: string): Parsed<never> => Either.left(new InvalidRedisConnectionString({ message }))
 
 // a DNS name (or a container/service name): letters, digits, "-", "_" and dots between labels
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/u
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/u
 
 const parsePort = (text: string, endpoint: string): Parsed<number> => {
   const port = /^\d{1,5}$/u.test(text) ? Number(text) : Number.NaN
@@ -84,7 +85,18 @@ const parseCount = (key: string, value: string, min: number): Parsed<number> => 
 }
 
 /** The StackExchange.Redis options this client honours, by lower-case key; anything else is refused. */
-const SUPPORTED = ["password", "user", "ssl", "sslHost", "defaultDatabase", "name", "connectTimeout", "syncTimeout", "asyncTimeout", "abortConnect"] as const
+const SUPPORTED = [
+  "password",
+  "user",
+  "ssl",
+  "sslHost",
+  "defaultDatabase",
+  "name",
+  "connectTimeout",
+  "syncTimeout",
+  "asyncTimeout",
+  "abortConnect"
+] as const
 
 interface Options {
   password?: string
@@ -127,7 +139,9 @@ const applyOption = (options: Options, rawKey: string, value: string): Parsed<Op
       // the server never aborts on an unreachable Redis: it starts degraded and keeps reconnecting
       return Either.flatMap(parseBoolean(key, value), (abort) =>
         abort
-          ? refuse("abortConnect=true is not supported: the server always starts and reconnects in the background (abortConnect=false)")
+          ? refuse(
+            "abortConnect=true is not supported: the server always starts and reconnects in the background (abortConnect=false)"
+          )
           : Either.right(options))
     case undefined:
       return refuse(`option "${rawKey}" is not supported (supported: ${SUPPORTED.join(", ")})`)
@@ -156,25 +170,29 @@ const parseStackExchange = (text: string): Parsed<RedisConnection> => {
       `several endpoints (${endpoints.join(", ")}) are not supported: give the one endpoint of the primary`
     )
   }
-  return Either.flatMap(options, (o) =>
-    Either.map(parseEndpoint(endpoints[0] ?? ""), ({ host, port }): RedisConnection => ({
-      host,
-      port,
-      username: o.user,
-      password: o.password === undefined || o.password.length === 0 ? undefined : Redacted.make(o.password),
-      tls: o.ssl ?? false,
-      tlsServerName: o.ssl === true ? o.sslHost : undefined,
-      database: o.defaultDatabase ?? 0,
-      clientName: o.name,
-      connectTimeoutMillis: o.connectTimeout,
-      commandTimeoutMillis: o.asyncTimeout ?? o.syncTimeout
-    })))
+  return Either.flatMap(
+    options,
+    (o) =>
+      Either.map(parseEndpoint(endpoints[0] ?? ""), ({ host, port }): RedisConnection => ({
+        host,
+        port,
+        username: o.user,
+        password: o.password === undefined || o.password.length === 0 ? undefined : Redacted.make(o.password),
+        tls: o.ssl ?? false,
+        tlsServerName: o.ssl === true ? o.sslHost : undefined,
+        database: o.defaultDatabase ?? 0,
+        clientName: o.name,
+        connectTimeoutMillis: o.connectTimeout,
+        commandTimeoutMillis: o.asyncTimeout ?? o.syncTimeout
+      }))
+  )
 }
 
 const decode = (text: string, what: string): Parsed<string> =>
   Either.try({
     try: () => decodeURIComponent(text),
-    catch: () => new InvalidRedisConnectionString({ message: `the ${what} of the URL is not percent-encoded correctly` })
+    catch: () =>
+      new InvalidRedisConnectionString({ message: `the ${what} of the URL is not percent-encoded correctly` })
   })
 
 /** `redis[s]://[user[:password]@]host[:port][/db]`; query parameters are not read, so they are refused. */
@@ -225,7 +243,9 @@ const parseUrl = (text: string): Parsed<RedisConnection> =>
  * Reads a connection string, or says in one line what in it is not supported. Never throws, and
  * no message repeats the password.
  */
-export const parseRedisConnectionString = (text: string): Either.Either<RedisConnection, InvalidRedisConnectionString> =>
+export const parseRedisConnectionString = (
+  text: string
+): Either.Either<RedisConnection, InvalidRedisConnectionString> =>
   /^rediss?:\/\//iu.test(text.trim()) ? parseUrl(text.trim()) : parseStackExchange(text)
 
 /** `host:port`, with brackets around an IPv6 address. */

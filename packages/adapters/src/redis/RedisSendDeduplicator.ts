@@ -1,6 +1,12 @@
 import { Clock, Effect, Either, Layer, Metric, Ref } from "effect"
 import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey } from "@chatify/core"
-import { type ChatEvent, decodeChatEventJson, type DependencyUnavailable, encodeChatEventJson, EnrichedChatEvent } from "@chatify/domain"
+import {
+  type ChatEvent,
+  decodeChatEventJson,
+  type DependencyUnavailable,
+  encodeChatEventJson,
+  EnrichedChatEvent
+} from "@chatify/domain"
 import { RedisClient, redisUnavailable } from "./RedisClient.js"
 import { RedisKeys } from "./RedisKeys.js"
 
@@ -156,8 +162,10 @@ export const RedisSendDeduplicator = (
           ),
         complete: (key, sent) =>
           guarded(
-            Effect.flatMap(encoded(sent.chatEvent), (json) =>
-              Effect.asVoid(completeScript(keyOf(key), [json, sent.partition, sent.offset, windowMillis]))),
+            Effect.flatMap(
+              encoded(sent.chatEvent),
+              (json) => Effect.asVoid(completeScript(keyOf(key), [json, sent.partition, sent.offset, windowMillis]))
+            ),
             undefined
           ),
         release: (key, owner) => guarded(Effect.asVoid(releaseScript(keyOf(key), [owner])), undefined)

@@ -56,7 +56,9 @@ export const lockDataDirectory = (
         const db = new Database(join(directory, LOCK_FILE_NAME), { timeout: 0 })
         try {
           db.pragma("locking_mode = EXCLUSIVE")
-          db.exec("CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY CHECK (id = 1), description TEXT NOT NULL)")
+          db.exec(
+            "CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY CHECK (id = 1), description TEXT NOT NULL)"
+          )
           // the first write takes the exclusive lock, kept until the connection closes
           const description = `pid ${process.pid} on ${hostname()} since ${new Date().toISOString()}`
           db.prepare("INSERT OR REPLACE INTO holder (id, description) VALUES (1, ?)").run(description)

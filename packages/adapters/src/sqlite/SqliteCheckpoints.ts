@@ -77,7 +77,9 @@ export class SqliteCheckpointer extends Context.Tag("@chatify/adapters/SqliteChe
 const cannotStart = (db: Database.Database, error: unknown) =>
   new DependencyUnavailable({
     dependency: "sqlite-checkpoints",
-    message: `cannot start background checkpoints for ${db.name}: ${error instanceof Error ? error.message : String(error)}`
+    message: `cannot start background checkpoints for ${db.name}: ${
+      error instanceof Error ? error.message : String(error)
+    }`
   })
 
 /** A checkpointer whose worker starts with the first database and stops with the scope. */

@@ -48,68 +48,77 @@ export const makeSqliteLogJournal = (options: { readonly dataDirectory: string; 
         })
     }),
     (db) => Effect.sync(() => db.close())
-  ).pipe(Effect.tap(backgroundCheckpoints), Effect.map((db): LogJournal => {
-    const insert = db.prepare(
-      "INSERT INTO log_records (partition, offset, key, value, timestamp_ms) VALUES (?, ?, ?, ?, ?)"
-    )
-    const commit = db.prepare(
-      `INSERT INTO group_offsets (group_id, partition, next_offset) VALUES (?, ?, ?)
+  ).pipe(
+    Effect.tap(backgroundCheckpoints),
+    Effect.map((db): LogJournal => {
+      const insert = db.prepare(
+        "INSERT INTO log_records (partition, offset, key, value, timestamp_ms) VALUES (?, ?, ?, ?, ?)"
+      )
+      const commit = db.prepare(
+        `INSERT INTO group_offsets (group_id, partition, next_offset) VALUES (?, ?, ?)
        ON CONFLICT (group_id, partition) DO UPDATE SET next_offset = excluded.next_offset`
-    )
-    const trimRecords = db.prepare("DELETE FROM log_records WHERE partition = ? AND offset < ?")
-    const lowWatermark = db.prepare(
-      `INSERT INTO log_low_watermarks (partition, offset) VALUES (?, ?)
+      )
+      const trimRecords = db.prepare("DELETE FROM log_records WHERE partition = ? AND offset < ?")
+      const lowWatermark = db.prepare(
+        `INSERT INTO log_low_watermarks (partition, offset) VALUES (?, ?)
        ON CONFLICT (partition) DO UPDATE SET offset = max(offset, excluded.offset)`
-    )
-    const appendAll = db.transaction((records: ReadonlyArray<LogRecord>) => {
-      for (const record of records) {
-        insert.run(record.partition, record.offset, record.key, record.value, record.timestampMs)
-      }
-    })
-    const commitAll = db.transaction(
-      (groupId: string, offsets: ReadonlyArray<{ readonly partition: number; readonly nextOffset: number }>) => {
-        for (const { nextOffset, partition } of offsets) commit.run(groupId, partition, nextOffset)
-      }
-    )
-    const trim = db.transaction((partition: number, below: number) => {
-      trimRecords.run(partition, below)
-      lowWatermark.run(partition, below)
-    })
-    return {
-      load: () => {
-        const records = db
-          .prepare<[], RecordRow>("SELECT partition, offset, key, value, timestamp_ms FROM log_records ORDER BY partition, offset")
-          .all()
-          .map((row): LogRecord => ({
-            partition: row.partition,
-            offset: row.offset,
-            key: row.key,
-            value: row.value,
-            timestampMs: row.timestamp_ms
-          }))
-        const nextOffsets = new Map<number, number>()
-        for (const row of db.prepare<[], { partition: number; offset: number }>("SELECT partition, offset FROM log_low_watermarks").all()) {
-          nextOffsets.set(row.partition, row.offset)
-        }
+      )
+      const appendAll = db.transaction((records: ReadonlyArray<LogRecord>) => {
         for (const record of records) {
-          nextOffsets.set(record.partition, Math.max(nextOffsets.get(record.partition) ?? 0, record.offset + 1))
+          insert.run(record.partition, record.offset, record.key, record.value, record.timestampMs)
         }
-        const committed = db
-          .prepare<[], { group_id: string; partition: number; next_offset: number }>(
-            "SELECT group_id, partition, next_offset FROM group_offsets"
-          )
-          .all()
-          .map((row) => ({ groupId: row.group_id, partition: row.partition, offset: row.next_offset }))
-        return { records, nextOffsets, committed }
-      },
-      append: (records) => {
-        appendAll(records)
-      },
-      commit: (groupId, offsets) => {
-        commitAll(groupId, offsets)
-      },
-      trim: (partition, below) => {
-        trim(partition, below)
+      })
+      const commitAll = db.transaction(
+        (groupId: string, offsets: ReadonlyArray<{ readonly partition: number; readonly nextOffset: number }>) => {
+          for (const { nextOffset, partition } of offsets) commit.run(groupId, partition, nextOffset)
+        }
+      )
+      const trim = db.transaction((partition: number, below: number) => {
+        trimRecords.run(partition, below)
+        lowWatermark.run(partition, below)
+      })
+      return {
+        load: () => {
+          const records = db
+            .prepare<[], RecordRow>(
+              "SELECT partition, offset, key, value, timestamp_ms FROM log_records ORDER BY partition, offset"
+            )
+            .all()
+            .map((row): LogRecord => ({
+              partition: row.partition,
+              offset: row.offset,
+              key: row.key,
+              value: row.value,
+              timestampMs: row.timestamp_ms
+            }))
+          const nextOffsets = new Map<number, number>()
+          for (
+            const row of db.prepare<[], { partition: number; offset: number }>(
+              "SELECT partition, offset FROM log_low_watermarks"
+            ).all()
+          ) {
+            nextOffsets.set(row.partition, row.offset)
+          }
+          for (const record of records) {
+            nextOffsets.set(record.partition, Math.max(nextOffsets.get(record.partition) ?? 0, record.offset + 1))
+          }
+          const committed = db
+            .prepare<[], { group_id: string; partition: number; next_offset: number }>(
+              "SELECT group_id, partition, next_offset FROM group_offsets"
+            )
+            .all()
+            .map((row) => ({ groupId: row.group_id, partition: row.partition, offset: row.next_offset }))
+          return { records, nextOffsets, committed }
+        },
+        append: (records) => {
+          appendAll(records)
+        },
+        commit: (groupId, offsets) => {
+          commitAll(groupId, offsets)
+        },
+        trim: (partition, below) => {
+          trim(partition, below)
+        }
       }
-    }
-  }))
+    })
+  )

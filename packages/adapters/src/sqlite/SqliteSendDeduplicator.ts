@@ -3,7 +3,13 @@ import { join } from "node:path"
 import Database from "better-sqlite3"
 import { Clock, Duration, Effect, Either, Layer, Schedule } from "effect"
 import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey } from "@chatify/core"
-import { type ChatEvent, decodeChatEventJson, DependencyUnavailable, encodeChatEventJson, EnrichedChatEvent } from "@chatify/domain"
+import {
+  type ChatEvent,
+  decodeChatEventJson,
+  DependencyUnavailable,
+  encodeChatEventJson,
+  EnrichedChatEvent
+} from "@chatify/domain"
 import { backgroundCheckpoints } from "./SqliteCheckpoints.js"
 
 export interface SqliteSendDeduplicatorOptions {
@@ -113,7 +119,8 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
     )
     yield* backgroundCheckpoints(db)
 
-    const encodeEvent = (event: ChatEvent): string => Either.getOrThrowWith(encodeChatEventJson(event), (error) => error)
+    const encodeEvent = (event: ChatEvent): string =>
+      Either.getOrThrowWith(encodeChatEventJson(event), (error) => error)
 
     const statements = yield* Effect.try({
       try: () => {
@@ -149,7 +156,9 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
         `)
         const purge = db.prepare<[number]>("DELETE FROM sent_messages WHERE expires_at_ms <= ?")
 
-        const claim = ({ candidate, key, now }: { readonly key: SendKey; readonly candidate: ChatEvent; readonly now: number }): RawClaim => {
+        const claim = (
+          { candidate, key, now }: { readonly key: SendKey; readonly candidate: ChatEvent; readonly now: number }
+        ): RawClaim => {
           const row = select.get(key.senderId, key.clientMessageId)
           if (row === undefined || row.expires_at_ms <= now) {
             insert.run(
@@ -163,7 +172,12 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
             return { _tag: "Claimed", eventJson: undefined }
           }
           if (row.broker_partition !== null && row.broker_offset !== null) {
-            return { _tag: "Sent", eventJson: row.event_json, partition: row.broker_partition, offset: row.broker_offset }
+            return {
+              _tag: "Sent",
+              eventJson: row.event_json,
+              partition: row.broker_partition,
+              offset: row.broker_offset
+            }
           }
           if (row.lease_until_ms > now) return { _tag: "InProgress" }
           takeOver.run(candidate.messageId, now + leaseMillis, key.senderId, key.clientMessageId)
@@ -240,7 +254,8 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
       scheduled ??= setImmediate(flush)
     }
 
-    const decodeEvent = (json: string) => Either.mapLeft(decodeChatEventJson(json), unavailable("a stored event does not decode"))
+    const decodeEvent = (json: string) =>
+      Either.mapLeft(decodeChatEventJson(json), unavailable("a stored event does not decode"))
 
     // expired rows go in the background: a claim never pays for them
     yield* Clock.currentTimeMillis.pipe(
@@ -254,7 +269,9 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
       claim: (key, candidate) =>
         Clock.currentTimeMillis.pipe(
           Effect.flatMap((now) =>
-            Effect.async<RawClaim, DependencyUnavailable>((resume) => enqueue({ _tag: "claim", key, candidate, now, resume }))
+            Effect.async<RawClaim, DependencyUnavailable>((resume) =>
+              enqueue({ _tag: "claim", key, candidate, now, resume })
+            )
           ),
           Effect.flatMap((raw): Either.Either<SendClaim, DependencyUnavailable> => {
             switch (raw._tag) {
@@ -277,7 +294,9 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
           Effect.async<void, DependencyUnavailable>((resume) => enqueue({ _tag: "complete", key, sent, now, resume }))),
       release: (key, owner) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.async<void, DependencyUnavailable>((resume) => enqueue({ _tag: "release", key, owner, now, resume })))
+          Effect.async<void, DependencyUnavailable>((resume) =>
+            enqueue({ _tag: "release", key, owner, now, resume })
+          ))
     })
   })
 

@@ -21,7 +21,8 @@ export const readRateLimiterContract = (name: string, options: ReadRateLimiterCo
   rateLimiterContract(`${name} (reads)`, {
     ...options,
     // the read limiter under the RateLimiter tag, for the contract every limiter must meet
-    makeLayer: (windowSeconds) => Layer.effect(RateLimiter, ReadRateLimiter).pipe(Layer.provide(options.makeLayer(windowSeconds)))
+    makeLayer: (windowSeconds) =>
+      Layer.effect(RateLimiter, ReadRateLimiter).pipe(Layer.provide(options.makeLayer(windowSeconds)))
   })
 
   describe(`ReadRateLimiter contract: ${name}`, () => {
@@ -37,7 +38,9 @@ export const readRateLimiterContract = (name: string, options: ReadRateLimiterCo
         for (let i = 0; i < options.limit; i++) expect((yield* reads.checkAndIncrement(alice)).allowed).toBe(true)
         expect((yield* reads.checkAndIncrement(alice)).allowed).toBe(false)
         const sent = yield* Effect.forEach(Array.from({ length: options.limit }), () => sends.checkAndIncrement(alice))
-        expect(sent.map((d) => d.remaining)).toEqual(Array.from({ length: options.limit }, (_, i) => options.limit - i - 1))
+        expect(sent.map((d) => d.remaining)).toEqual(
+          Array.from({ length: options.limit }, (_, i) => options.limit - i - 1)
+        )
         expect((yield* sends.checkAndIncrement(alice)).allowed).toBe(false)
 
         // bob's sends used up: his reads are all there

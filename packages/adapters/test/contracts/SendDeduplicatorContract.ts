@@ -7,7 +7,9 @@ import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
 
 export interface SendDeduplicatorContractOptions {
   /** The store under test, remembering sends for `windowSeconds`, with claims held for `leaseMillis`. */
-  readonly makeLayer: (settings: { readonly windowSeconds: number; readonly leaseMillis: number }) => Layer.Layer<SendDeduplicator, unknown>
+  readonly makeLayer: (
+    settings: { readonly windowSeconds: number; readonly leaseMillis: number }
+  ) => Layer.Layer<SendDeduplicator, unknown>
   /** Moves time: TestClock for in-process stores, real time for a real server. */
   readonly advance: (duration: Duration.DurationInput) => Effect.Effect<void>
   /** it.effect (TestClock) for in-process stores, it.live for real servers. */

@@ -13,6 +13,7 @@ export const dropKeyspace = (keyspace: string) =>
       })
     ),
     // dropping is slow on a busy node: longer than the driver's 12 s
-    (client) => Effect.tryPromise(() => client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 60_000 })),
+    (client) =>
+      Effect.tryPromise(() => client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 60_000 })),
     (client) => Effect.promise(() => client.shutdown())
   )

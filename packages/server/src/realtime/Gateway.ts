@@ -75,7 +75,14 @@ const writeProblem = (socket: Duplex, error: ChatError, instance: string, correl
 export const makeGateway = (options: GatewayOptions) =>
   Effect.gen(function*() {
     const wss = yield* Effect.acquireRelease(
-      Effect.sync(() => new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes, perMessageDeflate: false, clientTracking: false })),
+      Effect.sync(() =>
+        new WebSocketServer({
+          noServer: true,
+          maxPayload: options.maxPayloadBytes,
+          perMessageDeflate: false,
+          clientTracking: false
+        })
+      ),
       (server) => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
     )
     const routes = new Map<string, UpgradeHandler>()
@@ -107,7 +114,8 @@ export const makeGateway = (options: GatewayOptions) =>
       if (handler === undefined) return false
       const query = new URLSearchParams(queryAt < 0 ? "" : url.slice(queryAt + 1))
       const incoming = request.headers[CORRELATION_HEADER]
-      const correlationId = acceptedCorrelationId(typeof incoming === "string" ? incoming : undefined) ?? crypto.randomUUID()
+      const correlationId = acceptedCorrelationId(typeof incoming === "string" ? incoming : undefined) ??
+        crypto.randomUUID()
       socket.on("error", () => socket.destroy())
       const clientAddress = options.clientAddressOf(request)
       if (!connectAllowed(clientAddress)) {
@@ -124,7 +132,9 @@ export const makeGateway = (options: GatewayOptions) =>
       connectionsByAddress.set(clientAddress, open + 1)
       socket.once("close", () => release(clientAddress))
       const authorization = request.headers["authorization"]
-      const bearer = authorization !== undefined ? bearerOfHeader(authorization) : query.get("access_token") ?? undefined
+      const bearer = authorization !== undefined
+        ? bearerOfHeader(authorization)
+        : query.get("access_token") ?? undefined
       let answered = false
       handler({ request, path, query, correlationId, bearer, clientAddress }, {
         accept: (onOpen) => {
@@ -180,7 +190,9 @@ export const layerGateway = (server: Server) =>
           // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with the server as `this`
           const emit = server.emit
           server.emit = function(this: Server, event: string | symbol, ...args: Array<unknown>) {
-            if (event === "upgrade" && gateway.dispatch(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer)) {
+            if (
+              event === "upgrade" && gateway.dispatch(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer)
+            ) {
               return true
             }
             return Reflect.apply(emit, this, [event, ...args]) as boolean
@@ -188,5 +200,6 @@ export const layerGateway = (server: Server) =>
           return emit
         }),
         (emit) => Effect.sync(() => void (server.emit = emit))
-      )))
+      )
+    ))
   )

@@ -108,7 +108,8 @@ export class Outbox {
   /** True while the peer is within `limitBytes` of what was written to it (plus `pendingBytes` the owner holds). */
   hasRoom(pendingBytes = 0): boolean {
     // the socket is asked only when the estimate says no: it may have drained since
-    return this.bytes + this.socketBytes + pendingBytes <= this.limitBytes || this.backlog() + pendingBytes <= this.limitBytes
+    return this.bytes + this.socketBytes + pendingBytes <= this.limitBytes ||
+      this.backlog() + pendingBytes <= this.limitBytes
   }
 
   /** Queues a text message for this turn's write. Deliveries check `hasRoom` first. */

@@ -72,7 +72,6 @@ const searchParamsOf = (url: string) => {
   return new URLSearchParams(query < 0 ? "" : url.slice(query + 1))
 }
 
-
 /** negotiateVersion: absent means 0 (the oldest clients); anything newer than 1 gets 1, as ASP.NET Core does. */
 const negotiateVersionOf = (value: string | null): Either.Either<0 | 1, ValidationError> => {
   if (value === null) return Either.right(0)
@@ -122,8 +121,13 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         const version = negotiateVersionOf(searchParamsOf(request.url).get("negotiateVersion"))
         if (Either.isLeft(version)) return yield* refuse(version.left, request.url)
         const connectionId = yield* identities.newConnectionId
-        const clientAddress = clientAddresses.of(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"])
-        const principal = yield* Effect.either(authenticator.authenticate(bearerOf(request), connectionId, clientAddress))
+        const clientAddress = clientAddresses.of(
+          Option.getOrUndefined(request.remoteAddress),
+          request.headers["x-forwarded-for"]
+        )
+        const principal = yield* Effect.either(
+          authenticator.authenticate(bearerOf(request), connectionId, clientAddress)
+        )
         if (Either.isLeft(principal)) return yield* refuse(principal.left, request.url)
         const token = version.right === 1 ? newConnectionToken() : connectionId
         negotiations.add(token, connectionId, principal.right.userId, yield* Clock.currentTimeMillis)
@@ -139,7 +143,9 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
       const notAnUpgrade = Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         return yield* refuse(
-          new ValidationError({ errors: [{ field: "request", message: "expected a WebSocket upgrade (the only transport offered)" }] }),
+          new ValidationError({
+            errors: [{ field: "request", message: "expected a WebSocket upgrade (the only transport offered)" }]
+          }),
           request.url
         )
       })
@@ -155,7 +161,10 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         for (const connection of connections) connection.tick(now)
       }).pipe(Effect.repeat(Schedule.spaced(TICK)), Effect.forkScoped)
       yield* Effect.addFinalizer(() =>
-        Effect.forEach(Array.from(connections), (connection) => connection.shutdown(), { discard: true, concurrency: "unbounded" })
+        Effect.forEach(Array.from(connections), (connection) => connection.shutdown(), {
+          discard: true,
+          concurrency: "unbounded"
+        })
       )
 
       const connect = (upgrade: Upgrade, respond: UpgradeResponder) =>
@@ -168,7 +177,9 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
           }
           const connectionId = negotiated?.connectionId ?? (yield* identities.newConnectionId)
           // authenticated again at the upgrade: the token may have changed or expired since negotiate
-          const principal = yield* Effect.either(authenticator.authenticate(upgrade.bearer, connectionId, upgrade.clientAddress))
+          const principal = yield* Effect.either(
+            authenticator.authenticate(upgrade.bearer, connectionId, upgrade.clientAddress)
+          )
           if (Either.isLeft(principal)) return respond.refuse(principal.left)
           if (negotiated !== undefined && negotiated.userId !== principal.right.userId) {
             return respond.refuse(new Forbidden({ message: "the connection was negotiated by another user" }))
@@ -196,7 +207,10 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
             connections.add(connection)
             connection.whenClosed(() => connections.delete(connection))
             ws.on("message", (data: Buffer, isBinary: boolean) =>
-              connection.receive(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString(), Date.now()))
+              connection.receive(
+                isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString(),
+                Date.now()
+              ))
             ws.once("close", () => connection.closed())
           })
         }).pipe(Effect.annotateLogs({ hub: options.path, correlationId: upgrade.correlationId }))

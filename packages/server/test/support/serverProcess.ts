@@ -39,7 +39,13 @@ export const startServerProcess = (env: Record<string, string>, children: Array<
   // not every test waits for it; its rejection is still seen by those that do
   listening.catch(() => undefined)
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { child, output: () => output, seenAt: (pattern) => lines.find((line) => pattern.test(line.text))?.at, exited, listening }
+  return {
+    child,
+    output: () => output,
+    seenAt: (pattern) => lines.find((line) => pattern.test(line.text))?.at,
+    exited,
+    listening
+  }
 }
 
 /** A loopback port nothing listens on (bound, then released). */
@@ -49,6 +55,8 @@ export const freePort = () =>
     server.once("error", reject)
     server.listen(0, "127.0.0.1", () => {
       const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
+      server.close(
+        () => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")))
+      )
     })
   })
