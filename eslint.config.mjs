@@ -25,10 +25,7 @@ export default defineConfig(
       // Formatting as the Effect repositories set it, which is also this codebase's style: 2 spaces, no
       // semicolons, double quotes, 120 columns, no trailing commas. Imports stay in the order they are
       // written: sorting them would change the order modules are evaluated in, which is not formatting.
-      // The code was formatted by hand, not by dprint: dprint still rewraps about two thirds of the files
-      // (lines over 120 columns, curried arrows, broken argument lists), and no option or width makes it
-      // keep the current layout. Until that one formatting pass is made (`pnpm run lint --fix`, which only
-      // changes layout), this rule's findings keep `lint` out of scripts/test.sh.
+      // `pnpm run lint --fix` applies it; scripts/test.sh fails on any file it would change.
       "@effect/dprint": ["error", {
         config: {
           indentWidth: 2,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need, typechecks every package and runs every test.
+# Installs what the tests need, typechecks and lints every package and runs every test.
 # Exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/lib/setup.sh"
@@ -7,6 +7,8 @@ install_dependencies
 cd "$CHATIFY_ROOT"
 log "typechecking"
 "${PNPM[@]}" run --silent typecheck
+log "linting (typescript-eslint strict type-checked rules and dprint formatting)"
+"${PNPM[@]}" run --silent lint
 # Integration tests start the real services they need (scripts/services/, idempotent); stop the
 # ones this run started, and leave alone what a developer had running before.
 running_before=()
