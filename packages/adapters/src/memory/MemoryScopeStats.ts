@@ -1,0 +1,26 @@
+import { Effect, Layer } from "effect"
+import { ScopeStatsStore } from "@chatify/core"
+import { scopeKey, type ScopeWindowStats } from "@chatify/domain"
+
+/** Window stats in this process (tests, tools): per scope, windows by start time; an upsert replaces. */
+export const MemoryScopeStats: Layer.Layer<ScopeStatsStore> = Layer.sync(ScopeStatsStore, () => {
+  const scopes = new Map<string, Map<number, ScopeWindowStats>>()
+  return ScopeStatsStore.of({
+    upsert: (windows) =>
+      Effect.sync(() => {
+        for (const window of windows) {
+          const key = scopeKey(window)
+          const byStart = scopes.get(key) ?? new Map<number, ScopeWindowStats>()
+          byStart.set(window.windowStartUtc.getTime(), window)
+          scopes.set(key, byStart)
+        }
+      }),
+    range: (scope, { from, limit, to }) =>
+      Effect.sync(() =>
+        Array.from(scopes.get(scopeKey(scope))?.values() ?? [])
+          .filter((w) => w.windowStartUtc.getTime() >= from.getTime() && w.windowStartUtc.getTime() < to.getTime())
+          .sort((a, b) => a.windowStartUtc.getTime() - b.windowStartUtc.getTime())
+          .slice(0, Math.max(0, Math.trunc(limit)))
+      )
+  })
+})
