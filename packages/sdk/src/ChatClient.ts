@@ -1,5 +1,4 @@
 import * as Socket from "@effect/platform/Socket"
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import type * as RpcClientError from "@effect/rpc/RpcClientError"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
@@ -27,12 +26,16 @@ import {
   type EnrichedChatEvent,
   type HistoryPage,
   type HistoryQuery,
+  type OperatorStreamError,
   positionOf,
   type QueryError,
   type RateLimited,
+  type RateLimitViolation,
   type ScopePresence,
+  type ScopeStats,
   type ScopeRef,
   type SendError,
+  type StatsQuery,
   type StreamPosition,
   Subscribed,
   type SubscribeError,
@@ -40,9 +43,9 @@ import {
   Timeout,
   type Unauthenticated
 } from "@chatify/domain"
-import { WebSocket as NodeWebSocket } from "ws"
 import { DEFAULT_DEDUPE_CAPACITY, makeMessageIdLru } from "./Dedupe.js"
 import { defaultReconnectSchedule, resetWhenQuiet } from "./Reconnect.js"
+import { WebSocketConnector } from "./WebSocketConnector.js"
 
 export type RpcClientFailure = RpcClientError.RpcClientError
 
@@ -168,7 +171,7 @@ export interface ChatClientOptions {
   readonly accessToken?: string | Effect.Effect<string> | undefined
   /**
    * How the token travels on the WebSocket upgrade: `header` (`Authorization: Bearer …`, the
-   * default where the runtime can set upgrade headers: Node, Bun, Deno) or `query`
+   * default where the runtime's WebSocket can send upgrade headers: Node) or `query`
    * (`?access_token=…`, the default elsewhere, e.g. browsers, whose WebSocket cannot).
    */
   readonly accessTokenTransport?: AccessTokenTransport | undefined
@@ -176,12 +179,6 @@ export interface ChatClientOptions {
 
 /** Where the access token goes on the WebSocket upgrade. */
 export type AccessTokenTransport = "header" | "query"
-
-/** `header` where the runtime's WebSocket can send headers (Node and runtimes compatible with it), else `query`. */
-export const defaultAccessTokenTransport = (): AccessTokenTransport =>
-  // no `process` in a browser, whatever @types/node says
-  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-  typeof globalThis.process?.versions?.node === "string" ? "header" : "query"
 
 /** The socket URL with the access token as its `access_token` query parameter. */
 const withAccessToken = (url: string, token: string): string => {
@@ -200,6 +197,10 @@ export interface ChatClientService {
     options?: { readonly pageSize?: number | undefined }
   ) => Stream.Stream<EnrichedChatEvent, QueryError | RpcClientFailure>
   readonly presence: (scope: ScopeRef) => Effect.Effect<ScopePresence, QueryError | RpcClientFailure>
+  /** The analytics job's window statistics of a scope in [from, to) (default: the last hour), oldest first. */
+  readonly stats: (query: StatsQuery) => Effect.Effect<ScopeStats, QueryError | RpcClientFailure>
+  /** For operators (CHATIFY__ANALYTICS__OPERATORS): the recent rate-limit violations, then live ones. */
+  readonly rateLimitViolations: Stream.Stream<RateLimitViolation, OperatorStreamError | RpcClientFailure>
   /**
    * The scope's events, each message once and in log order, surviving reconnects: after a
    * retryable failure it resubscribes after the last position it delivered.
@@ -244,10 +245,13 @@ const retryable = (error: SubscriptionError, freshToken: boolean): Option.Option
   }
 }
 
-/** A ChatClient over one WebSocket, closed with the scope. */
+/**
+ * A ChatClient over one WebSocket, closed with the scope. The runtime's WebSocketConnector comes
+ * from `@chatify/sdk/node` or `@chatify/sdk/browser`, whose `makeChatClient` provides it.
+ */
 export const makeChatClient = (
   options: ChatClientOptions
-): Effect.Effect<ChatClientService, never, Scope.Scope> =>
+): Effect.Effect<ChatClientService, never, Scope.Scope | WebSocketConnector> =>
   Effect.gen(function*() {
     const reconnect = options.reconnect ?? defaultReconnectSchedule
     const dedupeCapacity = options.dedupeCapacity ?? DEFAULT_DEDUPE_CAPACITY
@@ -263,28 +267,23 @@ export const makeChatClient = (
     // a constant token cannot be refreshed: once refused, it stays refused
     const refreshable = accessToken !== undefined && typeof accessToken !== "string"
 
-    // Each (re)connect takes the token anew: in the Authorization header where the runtime can set
-    // upgrade headers (the `ws` package in Node), in the URL's query elsewhere.
-    const socket = tokenOf === undefined
-      ? Socket.makeWebSocket(options.url)
-      : (options.accessTokenTransport ?? defaultAccessTokenTransport()) === "query"
-      ? Socket.makeWebSocket(Effect.map(tokenOf, (token) => withAccessToken(options.url, token)))
-      : Socket.fromWebSocket(
-        Effect.acquireRelease(
-          Effect.map(tokenOf, (token) =>
-            new NodeWebSocket(options.url, {
-              headers: { authorization: `Bearer ${token}` }
-            }) as unknown as globalThis.WebSocket),
-          (ws) => Effect.sync(() => ws.close(1000))
-        )
-      )
+    // Each (re)connect takes the token anew: in the Authorization header where the runtime's
+    // WebSocket can send upgrade headers, in the URL's query elsewhere.
+    const connector = yield* WebSocketConnector
+    const transport = options.accessTokenTransport ?? (connector.upgradeHeaders ? "header" : "query")
+    const open: Effect.Effect<globalThis.WebSocket> = tokenOf === undefined
+      ? Effect.sync(() => connector.open(options.url, {}))
+      : transport === "query"
+      ? Effect.map(tokenOf, (token) => connector.open(withAccessToken(options.url, token), {}))
+      : Effect.map(tokenOf, (token) => connector.open(options.url, { authorization: `Bearer ${token}` }))
+    const socket = Socket.fromWebSocket(Effect.acquireRelease(open, (ws) => Effect.sync(() => ws.close(1000))))
 
     // ndjson, as the server's /rpc route; transient open errors wait for the socket instead of failing calls.
     const protocol = RpcClient.layerProtocolSocket({
       retryTransientErrors: true,
       retrySchedule: resetWhenQuiet(reconnect, SOCKET_QUIET_RESET)
     }).pipe(
-      Layer.provide(Layer.effect(Socket.Socket, socket).pipe(Layer.provide(NodeSocket.layerWebSocketConstructor))),
+      Layer.provide(Layer.effect(Socket.Socket, socket)),
       Layer.provide(RpcSerialization.layerNdjson)
     )
     // Built into this scope (not Effect.provide), so the socket lives as long as the client.
@@ -331,6 +330,10 @@ export const makeChatClient = (
 
     const presence = (scope: ScopeRef) =>
       rpc.Presence({ scopeType: scope.scopeType, scopeId: scope.scopeId }, { headers })
+
+    const stats = (query: StatsQuery) => rpc.Stats(query, { headers })
+
+    const rateLimitViolations = rpc.RateLimitViolations(undefined, { headers })
 
     const subscribeWithStatus = (
       scope: ScopeRef,
@@ -463,11 +466,23 @@ export const makeChatClient = (
       )
     }
 
-    return { send, history, historyAll, presence, subscribe, subscribeWithStatus } satisfies ChatClientService
+    return {
+      send,
+      history,
+      historyAll,
+      presence,
+      stats,
+      rateLimitViolations,
+      subscribe,
+      subscribeWithStatus
+    } satisfies ChatClientService
   })
 
-/** The Chatify client as a service: `ChatClient.layer({ url })`, then `yield* ChatClient`. */
+/**
+ * The Chatify client as a service: `ChatClient.layer({ url })`, then `yield* ChatClient`. This
+ * `layer` needs a WebSocketConnector; the ChatClient of `@chatify/sdk/node` or `/browser` has it.
+ */
 export class ChatClient extends Context.Tag("@chatify/sdk/ChatClient")<ChatClient, ChatClientService>() {
-  static readonly layer = (options: ChatClientOptions): Layer.Layer<ChatClient> =>
+  static readonly layer = (options: ChatClientOptions): Layer.Layer<ChatClient, never, WebSocketConnector> =>
     Layer.scoped(ChatClient, makeChatClient(options))
 }

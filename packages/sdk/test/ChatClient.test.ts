@@ -3,6 +3,7 @@ import { createServer } from "node:net"
 import type { IncomingMessage } from "node:http"
 import { WebSocket as NodeWebSocket, WebSocketServer } from "ws"
 import { NodeSocket } from "@effect/platform-node"
+import * as Socket from "@effect/platform/Socket"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
 import {
@@ -34,13 +35,9 @@ import {
   Subscribed
 } from "@chatify/domain"
 // By package name, as another workspace package would import it (a self-reference through "exports").
-import { ChatClient } from "@chatify/sdk"
-import {
-  type ChatClientService,
-  defaultAccessTokenTransport,
-  makeChatClient,
-  type SubscriptionUpdate
-} from "../src/index.js"
+import { ChatClient } from "@chatify/sdk/node"
+import * as Core from "../src/index.js"
+import { type ChatClientService, makeChatClient, type SubscriptionUpdate } from "../src/node.js"
 import { startTcpProxy } from "./support/TcpProxy.js"
 import { hs256TestAuth, makeTempDirectory, startTestServer } from "@chatify/server/testing"
 
@@ -756,6 +753,22 @@ describe("the access token on the WebSocket upgrade", () => {
       const [first] = server.upgrades
       expect(first?.authorization).toBeUndefined()
       expect(new URLSearchParams(first?.url.split("?")[1]).get("access_token")).toBe("a b+c")
-      expect(defaultAccessTokenTransport()).toBe("header")
+    }).pipe(quiet))
+
+  it.scopedLive("over a standard WebSocket constructor (the browser's), which sends no headers, it is the URL by default", () =>
+    Effect.gen(function*() {
+      const server = yield* recordingServer
+      // what @chatify/sdk/browser provides, with `ws` standing in for the browser's global WebSocket
+      const standardConstructor = Layer.succeed(
+        Socket.WebSocketConstructor,
+        (url: string) => new NodeWebSocket(url) as unknown as globalThis.WebSocket
+      )
+      yield* Core.makeChatClient({ url: server.url, accessToken: "t-1" }).pipe(
+        Effect.provide(Core.WebSocketConnector.fromConstructor.pipe(Layer.provide(standardConstructor)))
+      )
+      yield* untilUpgrades(server.upgrades, 1)
+      const [first] = server.upgrades
+      expect(first?.authorization).toBeUndefined()
+      expect(new URLSearchParams(first?.url.split("?")[1]).get("access_token")).toBe("t-1")
     }).pipe(quiet))
 })

@@ -19,12 +19,15 @@ import {
   Timeout
 } from "@chatify/domain"
 import { makeTempDirectory, startTestServer } from "@chatify/server/testing"
-import { makeChatClient } from "../src/index.js"
+import { makeChatClient } from "../src/node.js"
 
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Error)
 
 const encodeSendExit = Schema.encodeSync(
-  Rpc.exitSchema(ChatRpcs.requests.get("Send")!) as unknown as Schema.Schema<Exit.Exit<EnrichedChatEvent, SendError>, unknown>
+  Rpc.exitSchema(ChatRpcs.requests.get("Send")!) as unknown as Schema.Schema<
+    Exit.Exit<EnrichedChatEvent, SendError>,
+    unknown
+  >
 )
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
@@ -63,12 +66,17 @@ const scriptedServer = (script: ReadonlyArray<(payload: SendRequest) => Answer>)
     const sends: Array<SendRequest> = []
     const wss = yield* Effect.acquireRelease(
       Effect.async<WebSocketServer>((resume) => {
-        const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () => resume(Effect.succeed(server)))
+        const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () =>
+          resume(Effect.succeed(server)))
       }),
       (server) =>
         Effect.async<void>((resume) => {
-          for (const client of server.clients) client.terminate()
-          server.close(() => resume(Effect.void))
+          for (const client of server.clients) {
+            client.terminate()
+          }
+          server.close(() =>
+            resume(Effect.void)
+          )
         })
     )
     wss.on("connection", (socket) => {
@@ -130,7 +138,11 @@ describe("ChatClient.send is idempotent", () => {
   it.scopedLive("a send whose connection was lost is tried again, on the new connection, with the same id", () =>
     Effect.gen(function*() {
       const server = yield* scriptedServer([() => "drop-connection", (payload) => Exit.succeed(eventFor(payload, 3))])
-      const client = yield* makeChatClient({ url: server.url, sendRetry: fastRetry, reconnect: Schedule.spaced("10 millis") })
+      const client = yield* makeChatClient({
+        url: server.url,
+        sendRetry: fastRetry,
+        reconnect: Schedule.spaced("10 millis")
+      })
       const sent = yield* client.send({ ...scope, text: "hello" })
       expect(sent.offset).toBe(3)
       expect(server.sends).toHaveLength(2)
@@ -158,7 +170,9 @@ describe("ChatClient.send is idempotent", () => {
 
   it.scopedLive("the default schedule retries a few times over a few seconds, then gives up", () =>
     Effect.gen(function*() {
-      const server = yield* scriptedServer([() => Exit.fail(new DependencyUnavailable({ dependency: "kafka", message: "down" }))])
+      const server = yield* scriptedServer([
+        () => Exit.fail(new DependencyUnavailable({ dependency: "kafka", message: "down" }))
+      ])
       const client = yield* makeChatClient({ url: server.url })
       const started = Date.now()
       const error = yield* Effect.flip(client.send({ ...scope, text: "hello" }))

@@ -10,7 +10,7 @@ import { ChatRpcs, type EnrichedChatEvent, partitionForScope, type ScopeRef, Sub
 import { dropKeyspace } from "../../adapters/test/support/cassandraAdmin.js"
 import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
-import { makeChatClient } from "../src/index.js"
+import { makeChatClient } from "../src/node.js"
 
 // Two server processes, as two pods, on one real Kafka, Redis and Cassandra (started by the
 // project's scripts/services). Topic and keyspace are this run's own (so nothing of an earlier or

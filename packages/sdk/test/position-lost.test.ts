@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Stream } from "effect"
 import { partitionForScope, type ScopeRef } from "@chatify/domain"
 import { startTestServer } from "@chatify/server/testing"
-import { makeChatClient, type SubscriptionUpdate } from "../src/index.js"
+import { makeChatClient, type SubscriptionUpdate } from "../src/node.js"
 
 describe("ChatClient with a position the server does not know", () => {
   it.scopedLive("reports PositionLost, goes live, and delivers the messages sent afterwards", () =>

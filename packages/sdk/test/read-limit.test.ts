@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Logger, LogLevel, Stream } from "effect"
 import type { ScopeRef } from "@chatify/domain"
 import { startTestServer } from "@chatify/server/testing"
-import { makeChatClient, type SubscriptionUpdate } from "../src/index.js"
+import { makeChatClient, type SubscriptionUpdate } from "../src/node.js"
 
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Warning)
 
