@@ -35,7 +35,9 @@ if (!fromDist) {
       )
   )
 }
-const modulePath = (path: string) => (fromDist ? `../packages/${path.replace("/src/", "/dist/")}` : `../packages/${path}`)
+const modulePath = (
+  path: string
+) => (fromDist ? `../packages/${path.replace("/src/", "/dist/")}` : `../packages/${path}`)
 const core = (await import(modulePath("core/src/index.js"))) as typeof CoreModule
 const server = (await import(modulePath("server/src/Services.js"))) as typeof ServicesModule
 const testing = (await import(modulePath("server/src/testing.js"))) as typeof TestingModule
@@ -125,17 +127,23 @@ const sendAll = (first: number, count: number) =>
 const historyDrained = Effect.gen(function*() {
   const source = yield* ChatEventSource
   const { historyWriterGroup } = yield* CoreSettings
-  return yield* Effect.zipWith(source.endOffsets, source.committedOffsets(historyWriterGroup), (ends, committed) =>
-    Array.from(ends).every(([partition, end]) => (committed.get(partition) ?? 0) >= end)).pipe(
-      Effect.repeat({ schedule: Schedule.spaced("2 millis"), until: (done) => done }),
-      Effect.timeoutFail({ duration: PHASE_TIMEOUT, onTimeout: () => new Error("the history writer did not catch up") })
-    )
+  return yield* Effect.zipWith(
+    source.endOffsets,
+    source.committedOffsets(historyWriterGroup),
+    (ends, committed) => Array.from(ends).every(([partition, end]) => (committed.get(partition) ?? 0) >= end)
+  ).pipe(
+    Effect.repeat({ schedule: Schedule.spaced("2 millis"), until: (done) => done }),
+    Effect.timeoutFail({ duration: PHASE_TIMEOUT, onTimeout: () => new Error("the history writer did not catch up") })
+  )
 })
 
 const broadcastDrained = (total: number) =>
   Effect.sync(() => broadcast.delivered >= total).pipe(
     Effect.repeat({ schedule: Schedule.spaced("2 millis"), until: (done) => done }),
-    Effect.timeoutFail({ duration: PHASE_TIMEOUT, onTimeout: () => new Error("the broadcast consumer did not catch up") })
+    Effect.timeoutFail({
+      duration: PHASE_TIMEOUT,
+      onTimeout: () => new Error("the broadcast consumer did not catch up")
+    })
   )
 
 /** Every scope's history holds each of its sends once, in offset order. */
@@ -147,9 +155,13 @@ const verifyHistory = (total: number) =>
       const scope = { scopeType: 0 as const, scopeId: scopeIdOf(s) }
       const items = yield* history.after(scope, { partition: partitionOfScope[s]!, offset: -1 }, total)
       const expected = Math.floor(total / SCOPES) + (s < total % SCOPES ? 1 : 0)
-      if (items.length !== expected) return yield* Effect.fail(new Error(`${scope.scopeId}: ${items.length} of ${expected} in history`))
+      if (items.length !== expected) {
+        return yield* Effect.fail(new Error(`${scope.scopeId}: ${items.length} of ${expected} in history`))
+      }
       for (let k = 1; k < items.length; k++) {
-        if (items[k]!.offset <= items[k - 1]!.offset) return yield* Effect.fail(new Error(`${scope.scopeId}: out of order`))
+        if (items[k]!.offset <= items[k - 1]!.offset) {
+          return yield* Effect.fail(new Error(`${scope.scopeId}: out of order`))
+        }
       }
       if (new Set(items.map((e) => e.chatEvent.messageId)).size !== items.length) {
         return yield* Effect.fail(new Error(`${scope.scopeId}: duplicate messageId`))
@@ -222,12 +234,20 @@ const program = Effect.gen(function*() {
   const cpuMicros = cpu.user + cpu.system
   console.log(
     [
-      `send path: ${fmt(COUNT, 0)} sends, ${IN_FLIGHT} in flight, ${SCOPES} scopes, ${USERS} users (after ${fmt(WARMUP, 0)} warm-up sends)`,
+      `send path: ${fmt(COUNT, 0)} sends, ${IN_FLIGHT} in flight, ${SCOPES} scopes, ${USERS} users (after ${
+        fmt(WARMUP, 0)
+      } warm-up sends)`,
       `  acknowledged        ${fmt(COUNT / seconds, 0)} sends/s (${fmt(seconds, 2)} s)`,
       `  ack latency         p50 ${fmt(percentile(sorted, 50), 2)} ms, p99 ${fmt(percentile(sorted, 99), 2)} ms`,
-      `  broadcast lag       ${fmt(broadcastAt - ackedAt, 0)} ms after the last ack; created→delivered p50 ${fmt(percentile(fanoutSorted, 50), 0)} ms, p99 ${fmt(percentile(fanoutSorted, 99), 0)} ms`,
-      `  history lag         ${fmt(historyAt - ackedAt, 0)} ms after the last ack (end to end ${fmt(COUNT / ((historyAt - startedAt) / 1000), 0)} sends/s)`,
-      `  CPU                 ${fmt(cpuMicros / COUNT, 1)} µs per send through history (${fmt((cpuAtAck.user + cpuAtAck.system) / COUNT, 1)} µs until the last ack; ${fmt(cpuMicros / 1000 / ((historyAt - startedAt)), 2)} cores busy)`,
+      `  broadcast lag       ${fmt(broadcastAt - ackedAt, 0)} ms after the last ack; created→delivered p50 ${
+        fmt(percentile(fanoutSorted, 50), 0)
+      } ms, p99 ${fmt(percentile(fanoutSorted, 99), 0)} ms`,
+      `  history lag         ${fmt(historyAt - ackedAt, 0)} ms after the last ack (end to end ${
+        fmt(COUNT / ((historyAt - startedAt) / 1000), 0)
+      } sends/s)`,
+      `  CPU                 ${fmt(cpuMicros / COUNT, 1)} µs per send through history (${
+        fmt((cpuAtAck.user + cpuAtAck.system) / COUNT, 1)
+      } µs until the last ack; ${fmt(cpuMicros / 1000 / (historyAt - startedAt), 2)} cores busy)`,
       `  history check       ${fmt(stored, 0)} events stored once each, in offset order per scope`
     ].join("\n")
   )

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { WebSocket } from "ws"
-import { makeChatClient } from "@chatify/sdk"
+import { makeChatClient } from "@chatify/sdk/node"
 import { fmt, percentile, rssOf, startProcess } from "./support.js"
 
 const SUBSCRIBERS = Number(process.env["W1_SUBSCRIBERS"] ?? 1000)

@@ -1,7 +1,7 @@
 // The TypeScript SDK: subscribe, wait until the subscription is live, send, print what arrives.
 //   pnpm --filter @chatify/examples sdk
 //   (CHATIFY_URL, default http://localhost:8080; CHATIFY_TOKEN when the server requires authentication)
-import { ChatClient } from "@chatify/sdk"
+import { ChatClient } from "@chatify/sdk/node"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Deferred, Effect, Fiber, Stream } from "effect"
 

@@ -4,6 +4,9 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/setup.sh"
 install_dependencies
+ensure_test_browser
+# kustomize and kubernetes-validate for the offline checks of deploy/ (cached after the first run)
+bash "$CHATIFY_ROOT/deploy/tools.sh" install
 cd "$CHATIFY_ROOT"
 log "typechecking"
 "${PNPM[@]}" run --silent typecheck
@@ -12,18 +15,26 @@ log "linting (typescript-eslint strict type-checked rules and dprint formatting)
 # Integration tests start the real services they need (scripts/services/, idempotent); stop the
 # ones this run started, and leave alone what a developer had running before.
 running_before=()
-for service in redis kafka cassandra; do
+for service in redis kafka cassandra opensearch; do
   if bash "$CHATIFY_ROOT/scripts/services/$service.sh" status >/dev/null 2>&1; then running_before+=("$service"); fi
 done
 # shellcheck disable=SC2317  # false positive: only called by the EXIT trap, which shellcheck 0.9 does not follow
 stop_started_services() {
-  for service in redis kafka cassandra; do
+  for service in redis kafka cassandra opensearch; do
     if [[ " ${running_before[*]-} " != *" $service "* ]]; then
       bash "$CHATIFY_ROOT/scripts/services/$service.sh" stop >/dev/null 2>&1 || true
     fi
   done
 }
 trap stop_started_services EXIT
+
+# The Flink job's tests (Maven + JUnit 5, a MiniCluster against the real Kafka): in a full run only,
+# not when vitest is given a filter; first, so that vitest's summary stays the last line.
+analytics_status=0
+if [ $# -eq 0 ]; then
+  log "analytics tests (the Flink job: scripts/analytics.sh test)"
+  bash "$CHATIFY_ROOT/scripts/analytics.sh" test || analytics_status=$?
+fi
 
 log "running the tests"
 mkdir -p "$CHATIFY_CACHE"
@@ -39,4 +50,5 @@ if [ -f "$report" ]; then
       (r.numPendingTests + r.numTodoTests) + " skipped");
   ' "$report"
 fi
+[ "$analytics_status" -eq 0 ] || [ "$status" -ne 0 ] || status="$analytics_status"
 exit "$status"

@@ -24,16 +24,21 @@ type Row = ReadonlyArray<Cell>
 const DASH = "—"
 
 const fixed = (n: number | null | undefined, digits: number): Cell =>
-  n === null || n === undefined || !Number.isFinite(n) ? DASH : n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
+  n === null || n === undefined || !Number.isFinite(n)
+    ? DASH
+    : n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
 
 const adaptive = (n: number | null | undefined): Cell =>
-  n === null || n === undefined || !Number.isFinite(n) ? DASH : fixed(n, Math.abs(n) >= 100 ? 0 : Math.abs(n) >= 10 ? 1 : 2)
+  n === null || n === undefined || !Number.isFinite(n)
+    ? DASH
+    : fixed(n, Math.abs(n) >= 100 ? 0 : Math.abs(n) >= 10 ? 1 : 2)
 
 /** Offered rates are usually whole numbers: no decimals then. */
 const rate = (n: number | null | undefined): Cell =>
   n !== null && n !== undefined && Number.isInteger(n) ? fixed(n, 0) : adaptive(n)
 
-const mib = (bytes: number | null | undefined): Cell => fixed(bytes === null || bytes === undefined ? null : bytes / 2 ** 20, 1)
+const mib = (bytes: number | null | undefined): Cell =>
+  fixed(bytes === null || bytes === undefined ? null : bytes / 2 ** 20, 1)
 
 /** `value / base` as "2.41×"; "∞" when only the base is zero, "—" when either is missing or both are zero. */
 const ratio = (value: number | null | undefined, base: number | null | undefined): Cell => {
@@ -47,7 +52,9 @@ const ratio = (value: number | null | undefined, base: number | null | undefined
 const printTable = (headers: Row, rows: ReadonlyArray<Row>) => {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
   const line = (row: Row) =>
-    row.map((cell, i) => (i === 0 || i === row.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ").trimEnd()
+    row.map((cell, i) => (i === 0 || i === row.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(
+      "  "
+    ).trimEnd()
   console.log(line(headers))
   console.log(widths.map((w) => "-".repeat(w)).join("  "))
   for (const row of rows) console.log(row.length === 0 ? "" : line(row))
@@ -55,7 +62,9 @@ const printTable = (headers: Row, rows: ReadonlyArray<Row>) => {
 
 const truncate = (text: string, max = 110) => (text.length > max ? `${text.slice(0, max - 1)}…` : text)
 
-const usPerDelivery = (s: StepLine) => (s.serverCpuSeconds === null || s.delivered === 0 ? null : (s.serverCpuSeconds * 1e6) / s.delivered)
+const usPerDelivery = (
+  s: StepLine
+) => (s.serverCpuSeconds === null || s.delivered === 0 ? null : (s.serverCpuSeconds * 1e6) / s.delivered)
 
 const stepNotes = (s: StepLine, run: RunResult): Array<string> => {
   const notes: Array<string> = []
@@ -146,7 +155,9 @@ const printSteps = (results: Results) => {
       if (target !== "socketio" && base !== undefined) rows.push(stepRatioRow(s, base))
     }
   }
-  if (steps === 0) for (const [target, run] of results) rows.push(failedRow(TARGET_LABELS[target], run, STEP_HEADERS.length))
+  if (steps === 0) {
+    for (const [target, run] of results) rows.push(failedRow(TARGET_LABELS[target], run, STEP_HEADERS.length))
+  }
   printTable(STEP_HEADERS, rows)
 }
 
@@ -235,7 +246,9 @@ const printCeiling = (results: Results, limitMs: number) => {
       `  ${TARGET_LABELS[target]}: ` +
         run.steps
           .map((s) =>
-            `${rate(s.offeredRate)}/s → ${fixed(s.deliveredPerSec, 0)}/s p99 ${adaptive(s.p99Ms)} ms loss ${fixed(s.lossPct, 2)}% ` +
+            `${rate(s.offeredRate)}/s → ${fixed(s.deliveredPerSec, 0)}/s p99 ${adaptive(s.p99Ms)} ms loss ${
+              fixed(s.lossPct, 2)
+            }% ` +
             `gen ${fixed(s.genCpuPct, 0)}% ${passes(s, limitMs) ? "ok" : "FAIL"}`
           )
           .join(" | ")
@@ -274,7 +287,9 @@ const printIdle = (results: Results) => {
     const notes = [
       ...(idle.genCpuPct !== null && idle.genCpuPct >= SATURATED_PCT ? ["generator saturated"] : []),
       ...(idle.otherCpuPct !== null && idle.otherCpuPct >= BUSY_PCT ? ["machine busy (other CPU)"] : []),
-      ...(idle.timedConnected < idle.timedConnections ? [`only ${idle.timedConnected}/${idle.timedConnections} timed ones subscribed`] : []),
+      ...(idle.timedConnected < idle.timedConnections
+        ? [`only ${idle.timedConnected}/${idle.timedConnections} timed ones subscribed`]
+        : []),
       ...(idle.connected < idle.connections ? [`only ${idle.connected}/${idle.connections} subscribed`] : []),
       ...(idle.disconnects > 0 ? [`${idle.disconnects} disconnects`] : []),
       ...(idle.firstError === undefined ? [] : [`${idle.errors} errors, first: ${truncate(idle.firstError, 80)}`])
@@ -324,11 +339,17 @@ export const printWorkload = (workload: Workload, results: Results) => {
   else if (workload.name === "idle") printIdle(results)
   else printSteps(results)
   const setups = [...results].flatMap(([target, { setup }]) =>
-    setup === undefined ? [] : [`${TARGET_LABELS[target]} ${fixed(setup.seconds, 1)} s (${setup.subscribed}/${setup.subscribers})`]
+    setup === undefined
+      ? []
+      : [`${TARGET_LABELS[target]} ${fixed(setup.seconds, 1)} s (${setup.subscribed}/${setup.subscribers})`]
   )
   if (setups.length > 0) console.log(`subscribed in: ${setups.join(" · ")}`)
   for (const [target, run] of results) {
     if (run.serverLog.count === 0) continue
-    console.log(`${TARGET_LABELS[target]} logged ${run.serverLog.count} warnings/errors; first: ${truncate(run.serverLog.first ?? "", 300)}`)
+    console.log(
+      `${TARGET_LABELS[target]} logged ${run.serverLog.count} warnings/errors; first: ${
+        truncate(run.serverLog.first ?? "", 300)
+      }`
+    )
   }
 }

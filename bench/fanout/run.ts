@@ -59,7 +59,9 @@ const ensureLoadgen = async () => {
   const goVersion = commandOutput("go", ["version"])
   if (goVersion === undefined) throw new HarnessError("`go` is not on PATH: the load generator is written in Go")
   const hash = createHash("sha256").update(goVersion)
-  for (const file of readdirSync(LOADGEN_DIR).filter((f) => f.endsWith(".go") || f === "go.mod" || f === "go.sum").sort()) {
+  for (
+    const file of readdirSync(LOADGEN_DIR).filter((f) => f.endsWith(".go") || f === "go.mod" || f === "go.sum").sort()
+  ) {
     hash.update(file).update(readFileSync(join(LOADGEN_DIR, file)))
   }
   const digest = hash.digest("hex")
@@ -108,7 +110,11 @@ const pinningOf = (cpus: number): Pinning => {
   }
   if (cpus < 2) return unpinned(`nproc is ${cpus}`)
   if (commandOutput("taskset", ["-c", "0,1", "true"]) === undefined) return unpinned("taskset -c 0,1 is not available")
-  return { server: ["taskset", "-c", "0"], generator: ["taskset", "-c", "1"], description: "server on core 0, generator on core 1" }
+  return {
+    server: ["taskset", "-c", "0"],
+    generator: ["taskset", "-c", "1"],
+    description: "server on core 0, generator on core 1"
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -124,13 +130,18 @@ interface Server {
   readonly stop: () => Promise<void>
 }
 
-const spawnPinned = (prefix: ReadonlyArray<string>, command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): ChildProcess => {
+const spawnPinned = (
+  prefix: ReadonlyArray<string>,
+  command: string,
+  args: ReadonlyArray<string>,
+  env: NodeJS.ProcessEnv
+): ChildProcess => {
   const [head, ...rest] = [...prefix, command, ...args]
   return spawn(head!, rest, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
 }
 
 const LISTENING = /Listening on (?:http|ws):\/\/[^\s:"]+:(\d+)/u
-const PROBLEM = /"logLevel":"(?:WARN|ERROR|FATAL)"/u
+const PROBLEM = /"level":"(?:WARN|ERROR|FATAL)"/u
 
 /** Starts a server and resolves once it printed its port; its output is drained (a full pipe would block it). */
 const startServer = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>, env: Record<string, string>) =>
@@ -168,7 +179,9 @@ const startServer = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>,
     child.stderr?.on("data", onData)
     child.once("exit", (code) => {
       clearTimeout(timer)
-      if (port === undefined) reject(new HarnessError(`the server exited with ${code} before listening:\n${lines.join("\n")}`))
+      if (port === undefined) {
+        reject(new HarnessError(`the server exited with ${code} before listening:\n${lines.join("\n")}`))
+      }
     })
     const server = (listening: number): Server => ({
       pid: child.pid!,
@@ -225,7 +238,16 @@ const startTarget = async (target: TargetName, pinning: Pinning): Promise<{ serv
 /** Runs the generator against one server; never throws for what the target does, only reports. */
 const runGenerator = (target: TargetName, server: Server, plan: Plan, pinning: Pinning) =>
   new Promise<Omit<RunResult, "serverLog">>((resolveRun) => {
-    const args = ["-target", target, "-url", `ws://127.0.0.1:${server.port}`, "-server-pid", String(server.pid), "-plan", JSON.stringify(plan)]
+    const args = [
+      "-target",
+      target,
+      "-url",
+      `ws://127.0.0.1:${server.port}`,
+      "-server-pid",
+      String(server.pid),
+      "-plan",
+      JSON.stringify(plan)
+    ]
     const profileDirectory = process.env["FANOUT_GEN_CPUPROFILE"]
     if (profileDirectory !== undefined && profileDirectory !== "") {
       mkdirSync(profileDirectory, { recursive: true })
@@ -273,7 +295,9 @@ const runGenerator = (target: TargetName, server: Server, plan: Plan, pinning: P
       const serverExit = server.exitCode()
       const error = decodeError ??
         (serverExit !== null ? `the server exited (${serverExit}) during the run:\n${server.tail()}` : undefined) ??
-        (code !== 0 || !done ? `the generator exited with ${code}: ${stderrTail.trim().split("\n").at(-1) ?? ""}` : undefined)
+        (code !== 0 || !done
+          ? `the generator exited with ${code}: ${stderrTail.trim().split("\n").at(-1) ?? ""}`
+          : undefined)
       resolveRun({ setup, steps, idle, error })
     })
   })
@@ -308,16 +332,26 @@ const waitForQuiet = async () => {
 const cpuModel = () => /^model name\s*:\s*(.+)$/mu.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown"
 
 const printHeader = (cpus: number, pinning: Pinning, background: number) => {
-  const socketIoVersion = (JSON.parse(readFileSync(join(ROOT, "bench/node_modules/socket.io/package.json"), "utf8")) as { version: string }).version
+  const socketIoVersion =
+    (JSON.parse(readFileSync(join(ROOT, "bench/node_modules/socket.io/package.json"), "utf8")) as { version: string })
+      .version
   const commit = commandOutput("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"]) ?? "unknown"
   const dirty = (commandOutput("git", ["-C", ROOT, "status", "--porcelain", "--", "packages"]) ?? "") !== ""
   const built = existsSync(CHATIFY_MAIN) ? statSync(CHATIFY_MAIN).mtime.toISOString() : "not built"
   console.log(`# bench:fanout${QUICK ? " (QUICK=1: smoke sizes, not figures to compare)" : ""}`)
   console.log(`date:     ${new Date().toISOString()}`)
   console.log(`machine:  nproc ${cpus}, ${cpuModel()}, ${pinning.description}`)
-  console.log(`load:     ${background.toFixed(0)}% of one core busy before the start (load average ${loadavg().map((l) => l.toFixed(2)).join(" ")})`)
-  console.log(`software: node ${process.version}, socket.io ${socketIoVersion}, ${commandOutput("go", ["version"]) ?? "go ?"}`)
-  console.log(`chatify:  ${commit}${dirty ? " + uncommitted changes under packages/" : ""}, dist built ${built}, embedded default`)
+  console.log(
+    `load:     ${background.toFixed(0)}% of one core busy before the start (load average ${
+      loadavg().map((l) => l.toFixed(2)).join(" ")
+    })`
+  )
+  console.log(
+    `software: node ${process.version}, socket.io ${socketIoVersion}, ${commandOutput("go", ["version"]) ?? "go ?"}`
+  )
+  console.log(
+    `chatify:  ${commit}${dirty ? " + uncommitted changes under packages/" : ""}, dist built ${built}, embedded default`
+  )
   console.log(`targets:  ${TARGETS.map((t) => TARGET_LABELS[t]).join(", ")}`)
 }
 
@@ -328,7 +362,9 @@ const main = async () => {
   await ensureChatifyBuilt()
   if (TARGETS.includes("socketio")) prepareSocketIoServer()
   const background = await backgroundLoad()
-  if (background >= BUSY_PCT) log(`WARNING: the machine is busy (${background.toFixed(0)}% of one core) before the start: figures will be noisy`)
+  if (background >= BUSY_PCT) {
+    log(`WARNING: the machine is busy (${background.toFixed(0)}% of one core) before the start: figures will be noisy`)
+  }
   printHeader(cpus, pinning, background)
 
   let failures = 0
@@ -365,6 +401,10 @@ const main = async () => {
 try {
   await main()
 } catch (error) {
-  console.error(`bench:fanout: ${error instanceof HarnessError ? error.message : error instanceof Error ? error.stack : String(error)}`)
+  console.error(
+    `bench:fanout: ${
+      error instanceof HarnessError ? error.message : error instanceof Error ? error.stack : String(error)
+    }`
+  )
   process.exitCode = 1
 }

@@ -53,7 +53,12 @@ const SERVICES = ["redis", "kafka", "cassandra"] as const
 
 const log = (line: string) => console.log(line)
 const sh = (args: ReadonlyArray<string>, extraEnv: Record<string, string> = {}) =>
-  execFileSync("bash", args, { cwd: ROOT, env: { ...process.env, ...extraEnv }, stdio: ["ignore", "pipe", "inherit"], timeout: 600_000 })
+  execFileSync("bash", args, {
+    cwd: ROOT,
+    env: { ...process.env, ...extraEnv },
+    stdio: ["ignore", "pipe", "inherit"],
+    timeout: 600_000
+  })
     .toString()
 
 /** utime + stime of a process (all threads), in µs. */
@@ -137,7 +142,10 @@ const awaitReady = async (port: string) => {
 
 const ask = (generator: ChildProcess, command: Command, timeoutMs: number) =>
   new Promise<unknown>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`load generator: no answer to ${command.type} within ${timeoutMs} ms`)), timeoutMs)
+    const timer = setTimeout(
+      () => reject(new Error(`load generator: no answer to ${command.type} within ${timeoutMs} ms`)),
+      timeoutMs
+    )
     generator.once("message", (message: { type: string; message?: string }) => {
       clearTimeout(timer)
       if (message.type === "error") reject(new Error(`load generator: ${message.message}`))
@@ -148,11 +156,20 @@ const ask = (generator: ChildProcess, command: Command, timeoutMs: number) =>
 
 const main = async () => {
   const startedHere = SERVICES.filter((service) => !running(service))
-  log(`W3 ${QUICK ? "(QUICK) " : ""}${new Date().toISOString()}: ${PODS} pod(s), ${SCOPES} scopes × ${PER_SCOPE} subscribers over ` +
-    `${SUB_CONNECTIONS} connections, ${PUBLISHERS} publishers, topic ${TOPIC} (${PARTITIONS} partitions), ` +
-    `${SECONDS} s per step, stop when p99 send→deliver > ${P99_MS} ms; nproc ${execFileSync("nproc").toString().trim()}`)
+  log(
+    `W3 ${QUICK ? "(QUICK) " : ""}${
+      new Date().toISOString()
+    }: ${PODS} pod(s), ${SCOPES} scopes × ${PER_SCOPE} subscribers over ` +
+      `${SUB_CONNECTIONS} connections, ${PUBLISHERS} publishers, topic ${TOPIC} (${PARTITIONS} partitions), ` +
+      `${SECONDS} s per step, stop when p99 send→deliver > ${P99_MS} ms; nproc ${
+        execFileSync("nproc").toString().trim()
+      }`
+  )
   sh(["scripts/services/all.sh", "start"])
-  sh(["scripts/services/kafka.sh", "topics"], { CHATIFY_KAFKA_TOPIC: TOPIC, CHATIFY_KAFKA_PARTITIONS: String(PARTITIONS) })
+  sh(["scripts/services/kafka.sh", "topics"], {
+    CHATIFY_KAFKA_TOPIC: TOPIC,
+    CHATIFY_KAFKA_PARTITIONS: String(PARTITIONS)
+  })
   log("building dist (tsc -b, incremental)")
   execFileSync("pnpm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "inherit", timeout: 600_000 })
 
@@ -175,7 +192,11 @@ const main = async () => {
       await awaitReady(pod.url)
     }
     const jvms = { kafka: servicePid("kafka"), cassandra: servicePid("cassandra"), redis: servicePid("redis") }
-    log(`pods ${pods.map((p) => `pid ${p.pid} :${p.url}`).join(", ")}; kafka pid ${jvms.kafka}, cassandra pid ${jvms.cassandra}, redis pid ${jvms.redis}`)
+    log(
+      `pods ${
+        pods.map((p) => `pid ${p.pid} :${p.url}`).join(", ")
+      }; kafka pid ${jvms.kafka}, cassandra pid ${jvms.cassandra}, redis pid ${jvms.redis}`
+    )
     log(`API RSS at start: ${pods.map((p) => `${fmt(rssOf(p.pid) / 2 ** 20, 0)} MiB`).join(", ")}`)
 
     generator = fork(fileURLToPath(new URL("./loadgen.ts", import.meta.url)), [], {
@@ -192,12 +213,28 @@ const main = async () => {
       subscriberConnections: SUB_CONNECTIONS,
       publishers: PUBLISHERS
     }, 120_000)
-    log(`connected: ${SUB_CONNECTIONS} subscriber connections (${SCOPES * PER_SCOPE} subscriptions), ${PUBLISHERS} publishers`)
+    log(
+      `connected: ${SUB_CONNECTIONS} subscriber connections (${
+        SCOPES * PER_SCOPE
+      } subscriptions), ${PUBLISHERS} publishers`
+    )
     // warm-up (not reported): the JIT, connection pools, the first history buckets
-    await ask(generator, { type: "step", step: 1_000_000, rate: RATES[0]!, seconds: WARMUP_SECONDS, drainSeconds: DRAIN_SECONDS }, (WARMUP_SECONDS + DRAIN_SECONDS + 60) * 1000)
-    log(`warm-up: ${WARMUP_SECONDS} s at ${RATES[0]} sends/s; API RSS after it: ${pods.map((p) => `${fmt(rssOf(p.pid) / 2 ** 20, 0)} MiB`).join(", ")}`)
+    await ask(generator, {
+      type: "step",
+      step: 1_000_000,
+      rate: RATES[0]!,
+      seconds: WARMUP_SECONDS,
+      drainSeconds: DRAIN_SECONDS
+    }, (WARMUP_SECONDS + DRAIN_SECONDS + 60) * 1000)
+    log(
+      `warm-up: ${WARMUP_SECONDS} s at ${RATES[0]} sends/s; API RSS after it: ${
+        pods.map((p) => `${fmt(rssOf(p.pid) / 2 ** 20, 0)} MiB`).join(", ")
+      }`
+    )
     log("")
-    log("| offered/s | acked/s | failed | ack p50/p99 ms | deliver p50/p99 ms (other pod) | delivered | history lag p50/max ms | API µs/send | API CPU % | kafka CPU % | cassandra CPU % | redis CPU % | gen CPU % | other CPU % | API RSS MiB | /health/ready max ms |")
+    log(
+      "| offered/s | acked/s | failed | ack p50/p99 ms | deliver p50/p99 ms (other pod) | delivered | history lag p50/max ms | API µs/send | API CPU % | kafka CPU % | cassandra CPU % | redis CPU % | gen CPU % | other CPU % | API RSS MiB | /health/ready max ms |"
+    )
     log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     const genPid = generator.pid!
@@ -239,23 +276,38 @@ const main = async () => {
       const redisCpu = jvms.redis === undefined ? Number.NaN : cpuMicros(jvms.redis) - before.redis
       const genCpu = cpuMicros(genPid) - before.gen
       // everything else on the machine (other work, the kernel's share of loopback networking)
-      const otherCpu = machineBusyMicros() - before.machine - podCpu - (kafkaCpu || 0) - (cassandraCpu || 0) - (redisCpu || 0) - genCpu
+      const otherCpu = machineBusyMicros() - before.machine - podCpu - (kafkaCpu || 0) - (cassandraCpu || 0) -
+        (redisCpu || 0) - genCpu
       const pct = (micros: number) => fmt((micros / wallMicros) * 100, 0)
       const ackedPerSecond = result.acked / Math.max(result.sendSeconds, result.ackSeconds)
       const rss = pods.map((p) => fmt(rssOf(p.pid) / 2 ** 20, 0)).join(" / ")
       const deliveredPct = result.expectedDeliveries === 0 ? 100 : (result.delivered / result.expectedDeliveries) * 100
       log(
-        `| ${fmt(rate, 0)} | ${fmt(ackedPerSecond, 0)} | ${result.failed + result.skipped} | ${fmt(result.ackP50)} / ${fmt(result.ackP99)} | ` +
+        `| ${fmt(rate, 0)} | ${fmt(ackedPerSecond, 0)} | ${result.failed + result.skipped} | ${fmt(result.ackP50)} / ${
+          fmt(result.ackP99)
+        } | ` +
           `${fmt(result.deliverP50)} / ${fmt(result.deliverP99)} | ${fmt(deliveredPct, 2)} % | ` +
-          `${fmt(result.historyLagP50, 0)} / ${fmt(result.historyLagMax, 0)}${result.historyMissing > 0 ? ` (${result.historyMissing} missing)` : ""} | ` +
+          `${fmt(result.historyLagP50, 0)} / ${fmt(result.historyLagMax, 0)}${
+            result.historyMissing > 0 ? ` (${result.historyMissing} missing)` : ""
+          } | ` +
           `${fmt(podCpu / Math.max(1, result.acked), 0)} | ${pct(podCpu)} | ` +
-          `${pct(kafkaCpu)} | ${pct(cassandraCpu)} | ${pct(redisCpu)} | ${pct(genCpu)} | ${pct(Math.max(0, otherCpu))} | ` +
+          `${pct(kafkaCpu)} | ${pct(cassandraCpu)} | ${pct(redisCpu)} | ${pct(genCpu)} | ${
+            pct(Math.max(0, otherCpu))
+          } | ` +
           `${rss} | ${fmt(healthMax, 0)} |`
       )
-      if (result.firstFailure !== undefined) log(`  (step ${step}: ${result.failed} failed, ${result.skipped} not sent (over 2 s outstanding); first: ${result.firstFailure})`)
+      if (result.firstFailure !== undefined) {
+        log(
+          `  (step ${step}: ${result.failed} failed, ${result.skipped} not sent (over 2 s outstanding); first: ${result.firstFailure})`
+        )
+      }
       if (result.deliverP99 > P99_MS || result.acked === 0 || deliveredPct < 99.9) {
         log("")
-        log(`stopping: at ${rate} sends/s offered, p99 send→deliver ${fmt(result.deliverP99)} ms (target ${P99_MS} ms), ${fmt(deliveredPct, 2)} % delivered`)
+        log(
+          `stopping: at ${rate} sends/s offered, p99 send→deliver ${fmt(result.deliverP99)} ms (target ${P99_MS} ms), ${
+            fmt(deliveredPct, 2)
+          } % delivered`
+        )
         break
       }
     }

@@ -51,3 +51,13 @@ install_dependencies() {
 build() {
   (cd "$CHATIFY_ROOT" && "${PNPM[@]}" run --silent build >&2)
 }
+
+# The browser that the web page's tests drive (packages/web/test/browser.test.ts): Debian's
+# chromium, installed with apt when missing, as the service scripts install their packages.
+# CHATIFY_CHROMIUM names another Chromium binary instead.
+ensure_test_browser() {
+  if [ -n "${CHATIFY_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then return 0; fi
+  log "installing Debian's chromium for the web page's browser tests"
+  # shellcheck source=../services/lib.sh
+  (SERVICE=chromium && source "$CHATIFY_ROOT/scripts/services/lib.sh" && ensure_apt chromium)
+}

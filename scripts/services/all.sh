@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Redis, Kafka and Cassandra together (see the per-service scripts for ports and env vars).
+# Redis, Kafka, Cassandra and OpenSearch together (see the per-service scripts for ports and env vars).
 #   scripts/services/all.sh start|stop|status|wait|fetch
 # start: installs/downloads one service after another (apt's dpkg lock and Maven's local repository
-# do not like concurrent writers), then starts the three in parallel, since each mostly waits on
+# do not like concurrent writers), then starts them in parallel, since each mostly waits on
 # its own JVM; prints the total time and each service's RSS.
 # No lock of its own: each <svc>.sh start/stop/fetch holds that service's lock, so an all.sh start
 # beside a redis.sh start (or another all.sh) still leaves one process per service.
@@ -10,7 +10,7 @@ set -euo pipefail
 SERVICE=all
 source "$(dirname "$0")/lib.sh"
 
-SERVICES=(redis kafka cassandra)
+SERVICES=(redis kafka cassandra opensearch)
 
 # run_parallel <action>: runs <svc>.sh <action> for every service at once; fails if any failed.
 run_parallel() {

@@ -25,7 +25,9 @@ describe("the data directory lock", () => {
       const refused = yield* Effect.scoped(lockDataDirectory(dir)).pipe(
         Effect.match({ onFailure: (error) => error, onSuccess: () => "locked twice" as const })
       )
-      if (refused === "locked twice" || refused._tag !== "DataDirectoryLocked") return expect.fail(`not refused: ${String(refused)}`)
+      if (refused === "locked twice" || refused._tag !== "DataDirectoryLocked") {
+        return expect.fail(`not refused: ${String(refused)}`)
+      }
       expect(refused.directory).toBe(dir)
       expect(Option.getOrElse(refused.holder, () => "")).toMatch(new RegExp(`^pid ${process.pid} on .+ since `, "u"))
       expect(refused.message).toContain(`${dir} is in use by another Chatify process (pid ${process.pid} `)

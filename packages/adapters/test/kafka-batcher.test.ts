@@ -6,7 +6,9 @@ import { makeProduceBatcher } from "../src/kafka/KafkaProducer.js"
 // The producer side of the Kafka adapter without a broker: a fake `send` that records each request
 // and answers when the test says so, with per-partition base offsets as Kafka does.
 const fakeProducer = () => {
-  const requests: Array<{ readonly record: ProducerRecord; readonly answer: Deferred.Deferred<Array<RecordMetadata>, Error> }> = []
+  const requests: Array<
+    { readonly record: ProducerRecord; readonly answer: Deferred.Deferred<Array<RecordMetadata>, Error> }
+  > = []
   const next = new Map<number, number>()
   const arrived: Array<() => void> = []
   const producer = {
@@ -77,7 +79,9 @@ describe("Kafka produce batching", () => {
       const batcher = makeProduceBatcher(fake.producer, settings)
       const first = yield* Effect.fork(batcher.produce("a", "1", 0))
       yield* fake.awaitRequests(1)
-      const later = yield* Effect.fork(Effect.all([batcher.produce("a", "2", 0), batcher.produce("a", "3", 0)], { concurrency: "unbounded" }))
+      const later = yield* Effect.fork(
+        Effect.all([batcher.produce("a", "2", 0), batcher.produce("a", "3", 0)], { concurrency: "unbounded" })
+      )
       // wait until both are queued behind the request in flight
       yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => batcher.pending() === 3 }))
       expect(fake.requests.length).toBe(1)
@@ -94,7 +98,12 @@ describe("Kafka produce batching", () => {
     Effect.gen(function*() {
       const fake = fakeProducer()
       const batcher = makeProduceBatcher(fake.producer, settings)
-      const failing = yield* Effect.fork(Effect.all([batcher.produce("a", "1", 0), batcher.produce("b", "2", 1)], { mode: "either", concurrency: "unbounded" }))
+      const failing = yield* Effect.fork(
+        Effect.all([batcher.produce("a", "1", 0), batcher.produce("b", "2", 1)], {
+          mode: "either",
+          concurrency: "unbounded"
+        })
+      )
       yield* fake.awaitRequests(1)
       yield* Deferred.fail(fake.requests[0]!.answer, new Error("NOT_LEADER_FOR_PARTITION"))
       const results = yield* Fiber.join(failing)
@@ -117,7 +126,9 @@ describe("Kafka produce batching", () => {
       const [a, b] = [yield* Fiber.await(stuck), yield* Fiber.await(queued)]
       for (const exit of [a, b]) {
         expect(Exit.isFailure(exit)).toBe(true)
-        if (Exit.isFailure(exit)) expect(exit.cause).toMatchObject({ _tag: "Fail", error: { _tag: "Timeout", operation: "produce" } })
+        if (Exit.isFailure(exit)) {
+          expect(exit.cause).toMatchObject({ _tag: "Fail", error: { _tag: "Timeout", operation: "produce" } })
+        }
       }
       // a late answer is ignored: nobody is resumed twice
       yield* fake.acknowledge(0)

@@ -94,7 +94,8 @@ const captureWarnings = () => {
 // hour; presence TTL of 1.5 s)
 
 rateLimiterContract("redis", {
-  makeLayer: (windowSeconds) => RedisRateLimiter({ limit: 5, windowSeconds, failOpen: false }).pipe(Layer.provide(client())),
+  makeLayer: (windowSeconds) =>
+    RedisRateLimiter({ limit: 5, windowSeconds, failOpen: false }).pipe(Layer.provide(client())),
   limit: 5,
   windowSeconds: 1,
   advance: (d) => Effect.sleep(d),
@@ -146,7 +147,9 @@ describe("RedisClient", () => {
     Effect.gen(function*() {
       const port = yield* unusedPort
       const started = Date.now()
-      const exit = yield* Effect.exit(Effect.flatMap(RedisClient, (c) => c.ping).pipe(Effect.provide(unreachable(port))))
+      const exit = yield* Effect.exit(
+        Effect.flatMap(RedisClient, (c) => c.ping).pipe(Effect.provide(unreachable(port)))
+      )
       expectRedisUnavailable(exit)
       expect(Date.now() - started).toBeLessThan(2_000)
     }))
@@ -157,9 +160,11 @@ describe("RedisRateLimiter", () => {
     Effect.gen(function*() {
       const keyPrefix = freshPrefix()
       const pod = () =>
-        Layer.build(RedisRateLimiter({ limit: 5, windowSeconds: 60, failOpen: false }).pipe(
-          Layer.provide(RedisClient.layer({ url, keyPrefix }))
-        ))
+        Layer.build(
+          RedisRateLimiter({ limit: 5, windowSeconds: 60, failOpen: false }).pipe(
+            Layer.provide(RedisClient.layer({ url, keyPrefix }))
+          )
+        )
       const podA = Context.get(yield* pod(), RateLimiter)
       const podB = Context.get(yield* pod(), RateLimiter)
       const alice = `alice-${randomUUID()}`
@@ -190,9 +195,11 @@ describe("RedisRateLimiter", () => {
         expect(yield* (yield* RedisRateLimiterStats).failOpenCount).toBe(3)
         return decisions
       }).pipe(
-        Effect.provide(RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
-          Layer.provide(unreachable(port))
-        )),
+        Effect.provide(
+          RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
+            Layer.provide(unreachable(port))
+          )
+        ),
         Effect.provide(warnings.layer)
       )
       expect(decisions.every((d) => d.allowed)).toBe(true)
@@ -207,9 +214,11 @@ describe("RedisRateLimiter", () => {
       const port = yield* unusedPort
       const exit = yield* Effect.exit(
         Effect.flatMap(RateLimiter, (limiter) => limiter.checkAndIncrement("alice")).pipe(
-          Effect.provide(RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: false }).pipe(
-            Layer.provide(unreachable(port))
-          ))
+          Effect.provide(
+            RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: false }).pipe(
+              Layer.provide(unreachable(port))
+            )
+          )
         )
       )
       expectRedisUnavailable(exit)
@@ -232,9 +241,11 @@ describe("RedisRateLimiter", () => {
           server.kill("SIGKILL")
         })
       const first = yield* start
-      const context = yield* Layer.build(RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
-        Layer.provideMerge(RedisClient.layer({ host: "127.0.0.1", port, maxReconnectDelayMillis: 100 }))
-      ))
+      const context = yield* Layer.build(
+        RedisRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
+          Layer.provideMerge(RedisClient.layer({ host: "127.0.0.1", port, maxReconnectDelayMillis: 100 }))
+        )
+      )
       const limiter = Context.get(context, RateLimiter)
       const stats = Context.get(context, RedisRateLimiterStats)
       const ready = Context.get(context, RedisClient).ping.pipe(
@@ -279,7 +290,10 @@ describe("RedisReadRateLimiter", () => {
       expect(decisions.filter((d) => d.allowed)).toHaveLength(5)
       expect(decisions.filter((d) => !d.allowed).every((d) => d.retryAfterSeconds >= 1)).toBe(true)
       // one send: its own counter, with the whole window left
-      expect(yield* Context.get(podA, RateLimiter).checkAndIncrement(alice)).toMatchObject({ allowed: true, remaining: 4 })
+      expect(yield* Context.get(podA, RateLimiter).checkAndIncrement(alice)).toMatchObject({
+        allowed: true,
+        remaining: 4
+      })
 
       const readKey = `${keyPrefix}user:${alice}:readlimit:60s`
       const sendKey = `${keyPrefix}user:${alice}:ratelimit:60s`
@@ -298,13 +312,17 @@ describe("RedisReadRateLimiter", () => {
       const warnings = captureWarnings()
       const readsBefore = (yield* Metric.value(readRateLimiterFailOpenTotal)).count
       const sendsBefore = (yield* Metric.value(rateLimiterFailOpenTotal)).count
-      const decisions = yield* Effect.flatMap(ReadRateLimiter, (limiter) =>
-        Effect.forEach(Array.from({ length: 3 }), () => limiter.checkAndIncrement("alice"))).pipe(
-          Effect.provide(RedisReadRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
+      const decisions = yield* Effect.flatMap(
+        ReadRateLimiter,
+        (limiter) => Effect.forEach(Array.from({ length: 3 }), () => limiter.checkAndIncrement("alice"))
+      ).pipe(
+        Effect.provide(
+          RedisReadRateLimiter({ limit: 1, windowSeconds: 60, failOpen: true }).pipe(
             Layer.provide(unreachable(port))
-          )),
-          Effect.provide(warnings.layer)
-        )
+          )
+        ),
+        Effect.provide(warnings.layer)
+      )
       expect(decisions.every((d) => d.allowed)).toBe(true)
       expect((yield* Metric.value(readRateLimiterFailOpenTotal)).count - readsBefore).toBe(3)
       expect((yield* Metric.value(rateLimiterFailOpenTotal)).count - sendsBefore).toBe(0)
@@ -314,9 +332,11 @@ describe("RedisReadRateLimiter", () => {
 
       const exit = yield* Effect.exit(
         Effect.flatMap(ReadRateLimiter, (limiter) => limiter.checkAndIncrement("alice")).pipe(
-          Effect.provide(RedisReadRateLimiter({ limit: 1, windowSeconds: 60, failOpen: false }).pipe(
-            Layer.provide(unreachable(port))
-          ))
+          Effect.provide(
+            RedisReadRateLimiter({ limit: 1, windowSeconds: 60, failOpen: false }).pipe(
+              Layer.provide(unreachable(port))
+            )
+          )
         )
       )
       expectRedisUnavailable(exit)
@@ -328,14 +348,19 @@ describe("RedisPresence", () => {
     Effect.gen(function*() {
       const keyPrefix = freshPrefix()
       const pod = (podId: string) =>
-        Layer.build(RedisPresence({ ttlMillis: 1_000, podId }).pipe(Layer.provide(RedisClient.layer({ url, keyPrefix }))))
+        Layer.build(
+          RedisPresence({ ttlMillis: 1_000, podId }).pipe(Layer.provide(RedisClient.layer({ url, keyPrefix })))
+        )
       const podA = Context.get(yield* pod("pod-a"), Presence)
       const podB = Context.get(yield* pod("pod-b"), Presence)
       const scope = `0:general-${randomUUID()}`
       yield* podA.track(scope, "alice", "c1")
       yield* podB.track(scope, "bob", "c2")
       yield* podB.track(scope, "alice", "c3")
-      expect(yield* podB.online(scope)).toEqual([{ userId: "alice", connections: 2 }, { userId: "bob", connections: 1 }])
+      expect(yield* podB.online(scope)).toEqual([{ userId: "alice", connections: 2 }, {
+        userId: "bob",
+        connections: 1
+      }])
       expect(yield* podA.online(scope)).toEqual(yield* podB.online(scope))
 
       const connections = `${keyPrefix}presence:${scope}:connections`
@@ -452,9 +477,11 @@ describe("RedisPodRegistry", () => {
       const exit = yield* Effect.scoped(
         Effect.flatMap(PodRegistry, (registry) => registry.livePods)
       ).pipe(
-        Effect.provide(RedisPodRegistry({ ttlSeconds: 3 }).pipe(
-          Layer.provide(Layer.merge(unreachable(port), Layer.succeed(PodIdentity, { podId: "pod-a" })))
-        )),
+        Effect.provide(
+          RedisPodRegistry({ ttlSeconds: 3 }).pipe(
+            Layer.provide(Layer.merge(unreachable(port), Layer.succeed(PodIdentity, { podId: "pod-a" })))
+          )
+        ),
         Effect.exit
       )
       expectRedisUnavailable(exit)
@@ -467,9 +494,11 @@ describe("RedisSendDeduplicator", () => {
       const keyPrefix = freshPrefix()
       const pod = () =>
         Effect.map(
-          Layer.build(RedisSendDeduplicator({ windowSeconds: 300, failOpen: false }).pipe(
-            Layer.provide(RedisClient.layer({ url, keyPrefix }))
-          )),
+          Layer.build(
+            RedisSendDeduplicator({ windowSeconds: 300, failOpen: false }).pipe(
+              Layer.provide(RedisClient.layer({ url, keyPrefix }))
+            )
+          ),
           Context.get(SendDeduplicator)
         )
       const podA = yield* pod()
@@ -502,7 +531,9 @@ describe("RedisSendDeduplicator", () => {
       expect(open).toEqual({ _tag: "Claimed", event: candidate })
       expect(warnings.lines.some((line) => line.includes("Send de-duplication fails open"))).toBe(true)
       const closed = yield* Effect.flatMap(SendDeduplicator, (store) => store.claim(key, candidate)).pipe(
-        Effect.provide(RedisSendDeduplicator({ windowSeconds: 60, failOpen: false }).pipe(Layer.provide(unreachable(port)))),
+        Effect.provide(
+          RedisSendDeduplicator({ windowSeconds: 60, failOpen: false }).pipe(Layer.provide(unreachable(port)))
+        ),
         Effect.exit
       )
       expectRedisUnavailable(closed)
@@ -510,14 +541,20 @@ describe("RedisSendDeduplicator", () => {
 })
 
 describe("RedisKeys", () => {
-  const id = FastCheck.oneof(FastCheck.string(), FastCheck.string({ unit: "binary" }), FastCheck.constantFrom(":", "a:b", "{x}"))
+  const id = FastCheck.oneof(
+    FastCheck.string(),
+    FastCheck.string({ unit: "binary" }),
+    FastCheck.constantFrom(":", "a:b", "{x}")
+  )
 
   it.prop("different users never share a key, of the same kind or another", { a: id, b: id }, ({ a, b }) => {
-    const keysOf = (user: string) => [RedisKeys.rateLimit(user, 60), RedisKeys.rateLimit(user, 1), RedisKeys.userPresence(user)]
+    const keysOf = (
+      user: string
+    ) => [RedisKeys.rateLimit(user, 60), RedisKeys.rateLimit(user, 1), RedisKeys.userPresence(user)]
     const keysA = keysOf(a)
     const keysB = keysOf(b)
     expect(new Set(keysA).size).toBe(3)
-    if (a !== b) for (const k of keysA) expect(keysB).not.toContain(k)
+    if (a !== b) { for (const k of keysA) expect(keysB).not.toContain(k) }
   })
 
   it.prop(
@@ -526,26 +563,44 @@ describe("RedisKeys", () => {
     ({ a, b, c, d }) => {
       const key = RedisKeys.sentMessage(a, b)
       if (a !== c || b !== d) expect(RedisKeys.sentMessage(c, d)).not.toBe(key)
-      for (const other of [RedisKeys.rateLimit(c, 60), RedisKeys.userPresence(c), RedisKeys.scopeUsers(c), RedisKeys.podIdentity(c)]) {
+      for (
+        const other of [
+          RedisKeys.rateLimit(c, 60),
+          RedisKeys.userPresence(c),
+          RedisKeys.scopeUsers(c),
+          RedisKeys.podIdentity(c)
+        ]
+      ) {
         expect(other).not.toBe(key)
       }
     }
   )
 
-  it.prop("a user's read counter never shares a key with any user's send counter or presence", { a: id, b: id }, ({ a, b }) => {
-    const read = RedisKeys.readRateLimit(a, 60)
-    for (const window of [60, 6, 1]) {
-      expect(RedisKeys.rateLimit(b, window)).not.toBe(read)
-      if (a !== b || window !== 60) expect(RedisKeys.readRateLimit(b, window)).not.toBe(read)
+  it.prop(
+    "a user's read counter never shares a key with any user's send counter or presence",
+    { a: id, b: id },
+    ({ a, b }) => {
+      const read = RedisKeys.readRateLimit(a, 60)
+      for (const window of [60, 6, 1]) {
+        expect(RedisKeys.rateLimit(b, window)).not.toBe(read)
+        if (a !== b || window !== 60) expect(RedisKeys.readRateLimit(b, window)).not.toBe(read)
+      }
+      for (
+        const other of [
+          RedisKeys.userPresence(b),
+          RedisKeys.scopeConnections(b),
+          RedisKeys.scopeUsers(b),
+          RedisKeys.podIdentity(b)
+        ]
+      ) {
+        expect(other).not.toBe(read)
+      }
     }
-    for (const other of [RedisKeys.userPresence(b), RedisKeys.scopeConnections(b), RedisKeys.scopeUsers(b), RedisKeys.podIdentity(b)]) {
-      expect(other).not.toBe(read)
-    }
-  })
+  )
 
   it.prop("different scopes never share a key", { a: id, b: id }, ({ a, b }) => {
     const keysOf = (scope: string) => [RedisKeys.scopeConnections(scope), RedisKeys.scopeUsers(scope)]
-    if (a !== b) for (const k of keysOf(a)) expect(keysOf(b)).not.toContain(k)
+    if (a !== b) { for (const k of keysOf(a)) expect(keysOf(b)).not.toContain(k) }
     expect(RedisKeys.scopeConnections(a)).not.toBe(RedisKeys.scopeUsers(b))
   })
 })

@@ -21,7 +21,9 @@ import {
   type LogRecord,
   PodIdentity
 } from "./Ports.js"
+import { recordFanout, recordHistoryBatch } from "./Metrics.js"
 import { CoreSettings } from "./Settings.js"
+import { withRecordContext } from "./Tracing.js"
 
 /**
  * What a background consumer is doing: "starting" (its first log consumer is being made),
@@ -233,20 +235,30 @@ export const broadcastConsumer = Effect.gen(function*() {
         Effect.suspend(() => {
           const events: Array<EnrichedChatEvent> = []
           const malformed: Array<Effect.Effect<void>> = []
+          let oldestMillis = Number.POSITIVE_INFINITY
           for (const record of records) {
             const decoded = decodeRecord(record)
-            if (decoded._tag === "Event") events.push(decoded.event)
-            else malformed.push(logMalformed(record, decoded.reason))
+            if (decoded._tag === "Event") {
+              events.push(decoded.event)
+              oldestMillis = Math.min(oldestMillis, decoded.event.chatEvent.createdAtUtc.getTime())
+            } else {
+              malformed.push(logMalformed(record, decoded.reason))
+            }
           }
-          const published = Effect.zipRight(
+          const published = Effect.flatMap(
             fanout.publishAll(events),
-            Effect.sync(() => {
-              for (const { offset, partition } of lastPositions(records)) next.set(partition, offset + 1)
-            })
+            (delivered) =>
+              Effect.sync(() => {
+                if (events.length > 0) recordFanout(delivered, Math.max(0, Date.now() - oldestMillis) / 1000)
+                for (const { offset, partition } of lastPositions(records)) next.set(partition, offset + 1)
+              })
           )
-          return malformed.length === 0
-            ? published
-            : Effect.zipRight(published, Effect.all(malformed, { discard: true }))
+          // one span per traced event (the child of its send), and the senders' correlation ids
+          return withRecordContext(
+            "ChatBroadcast.fanout",
+            records,
+            malformed.length === 0 ? published : Effect.zipRight(published, Effect.all(malformed, { discard: true }))
+          )
         }), BROADCAST_COMMIT_INTERVAL_MILLIS)
     })
   )
@@ -299,7 +311,10 @@ export const historyWriter = Effect.gen(function*() {
       })
       yield* health.report("history-writer", "running")
       const store = (records: ReadonlyArray<LogRecord>) =>
+        withRecordContext("ChatHistoryWriter.store", records, storeBatch(records))
+      const storeBatch = (records: ReadonlyArray<LogRecord>) =>
         Effect.gen(function*() {
+          const startedAt = performance.now()
           const events: Array<EnrichedChatEvent> = []
           for (const record of records) {
             const decoded = decodeRecord(record)
@@ -312,6 +327,7 @@ export const historyWriter = Effect.gen(function*() {
           }
           if (events.length > 0) yield* retrying("history append", history.append(events))
           yield* retrying("offset commit", consumer.commit(lastPositions(records)))
+          recordHistoryBatch(records.length, (performance.now() - startedAt) / 1000)
         })
       const batchSize = settings.historyBatchSize
       const windowMillis = Duration.toMillis(settings.historyBatchWindow)

@@ -113,6 +113,10 @@ export interface LogRecord {
    * (already validated) instance: consumers take it instead of decoding `value` again.
    */
   readonly event?: ChatEvent | undefined
+  /** The producer's W3C trace context (`traceparent`), when the send was traced. */
+  readonly traceParent?: string | undefined
+  /** The sender's correlation id, so the consumers' spans and log lines carry it too. */
+  readonly correlationId?: string | undefined
 }
 
 export interface ConsumerOptions {

@@ -12,6 +12,7 @@ import {
 import { authorizeScope } from "./Access.js"
 import { ChatHistory, ChatPolicy, CurrentUser, Presence, ReadRateLimiter, ScopeAuthorizer } from "./Ports.js"
 import { checkReadRate } from "./ReadLimit.js"
+import { traced } from "./Tracing.js"
 
 const decodeCursor = Schema.decodeEither(HistoryCursor)
 const encodeCursor = Schema.encodeSync(HistoryCursor)
@@ -20,10 +21,17 @@ const encodeCursor = Schema.encodeSync(HistoryCursor)
  * A page of a scope's history, newest first, continuing before the given opaque cursor. Counted in
  * the caller's read window (RateLimited past it), as every read.
  */
-export const readHistory = (
+export const readHistory: (
   scope: ScopeRef,
   options: { readonly limit?: number | undefined; readonly before?: string | undefined }
-): Effect.Effect<HistoryPage, QueryError, ChatHistory | ChatPolicy | CurrentUser | ReadRateLimiter | ScopeAuthorizer> =>
+) => Effect.Effect<
+  HistoryPage,
+  QueryError,
+  ChatHistory | ChatPolicy | CurrentUser | ReadRateLimiter | ScopeAuthorizer
+> = traced("Chat.readHistory")((
+  scope: ScopeRef,
+  options: { readonly limit?: number | undefined; readonly before?: string | undefined }
+) =>
   Effect.gen(function*() {
     yield* checkReadRate(yield* authorizeScope(scope, "read"))
     const before = options.before === undefined ? undefined : yield* decodeCursor(options.before).pipe(
@@ -35,14 +43,17 @@ export const readHistory = (
       items: slice.items,
       ...(slice.next === undefined ? {} : { nextCursor: encodeCursor(slice.next) })
     })
-  }).pipe(Effect.withSpan("chat.history"))
+  })
+)
 
 /** Who is online in a scope; counted in the caller's read window. */
-export const readPresence = (
+export const readPresence: (
   scope: ScopeRef
-): Effect.Effect<ScopePresence, QueryError, ChatPolicy | CurrentUser | Presence | ReadRateLimiter | ScopeAuthorizer> =>
-  Effect.gen(function*() {
-    yield* checkReadRate(yield* authorizeScope(scope, "read"))
-    const users = yield* (yield* Presence).online(scopeKey(scope))
-    return new ScopePresence({ scopeType: scope.scopeType, scopeId: scope.scopeId, users })
-  })
+) => Effect.Effect<ScopePresence, QueryError, ChatPolicy | CurrentUser | Presence | ReadRateLimiter | ScopeAuthorizer> =
+  traced("Chat.readPresence")((scope: ScopeRef) =>
+    Effect.gen(function*() {
+      yield* checkReadRate(yield* authorizeScope(scope, "read"))
+      const users = yield* (yield* Presence).online(scopeKey(scope))
+      return new ScopePresence({ scopeType: scope.scopeType, scopeId: scope.scopeId, users })
+    })
+  )

@@ -1,4 +1,4 @@
-import { Clock, Context, Duration, Effect, Schedule } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Option, Schedule } from "effect"
 import {
   ChatEvent,
   type ChatSendRequest,
@@ -10,6 +10,7 @@ import {
   validateSend
 } from "@chatify/domain"
 import { checkScopeAccess } from "./Access.js"
+import { recordSend } from "./Metrics.js"
 import {
   ChatEventProducer,
   ChatPolicy,
@@ -22,6 +23,7 @@ import {
   SendDeduplicator,
   type SendKey
 } from "./Ports.js"
+import { traced } from "./Tracing.js"
 
 export type SendRequirements =
   | ChatEventProducer
@@ -38,17 +40,25 @@ export type SendRequest = Pick<ChatSendRequest, "scopeType" | "scopeId" | "text"
 /**
  * The send pipeline: validate → authorize → rate limit → create the event → produce.
  * Every failure is typed; nothing is produced unless every check passed. With a `clientMessageId`,
- * the produce is de-duplicated per sender (see `sendOnce`).
+ * the produce is de-duplicated per sender (see `sendOnce`). Each send is counted by outcome and
+ * timed (chatify_sends_total, chatify_send_duration_seconds).
  */
-export const sendMessage = (request: SendRequest): Effect.Effect<EnrichedChatEvent, SendError, SendRequirements> =>
-  // The span times every send but is not made the parent of what runs inside: nothing there opens a
-  // span of its own, and providing it (a copy of the whole context per send) cost more than the span
-  // itself; nor does it capture a call-site stack trace (an Error per send).
-  Effect.useSpan(
-    "chat.send",
-    { attributes: { "chat.scope_id": request.scopeId }, captureStackTrace: false },
-    () => send(request)
+export const sendMessage: (request: SendRequest) => Effect.Effect<EnrichedChatEvent, SendError, SendRequirements> =
+  traced("Chat.send")((request: SendRequest) =>
+    Effect.suspend(() => {
+      const startedAt = performance.now()
+      return Effect.onExit(send(request), (exit) =>
+        Effect.sync(() => {
+          const seconds = (performance.now() - startedAt) / 1000
+          if (Exit.isSuccess(exit)) return recordSend("accepted", seconds)
+          const failure = Cause.failureOption(exit.cause)
+          if (Option.isSome(failure)) recordSend(failure.value._tag, seconds)
+        }))
+    })
   )
+
+/** The policy's checks, in a span of their own while tracing is on. */
+const validate = traced("Chat.validate")(validateSend)
 
 const send = (request: SendRequest) =>
   Effect.gen(function*() {
@@ -56,7 +66,7 @@ const send = (request: SendRequest) =>
     const services = yield* Effect.context<SendRequirements>()
     const limits = Context.get(services, ChatPolicy)
     const identity = Context.get(services, CurrentUser)
-    const candidate = yield* validateSend(limits, {
+    const candidate = yield* validate(limits, {
       senderId: identity.userId,
       scopeType: request.scopeType,
       scopeId: request.scopeId,

@@ -133,7 +133,10 @@ const makeWorld = (log: ReadonlyArray<LogRecord>, options: {
         Effect.zipRight(
           failing("append", options.append),
           Effect.sync(() => {
-            ops.push({ _tag: "append", records: events.map((e) => byMessageId.get(e.chatEvent.messageId) ?? "unknown") })
+            ops.push({
+              _tag: "append",
+              records: events.map((e) => byMessageId.get(e.chatEvent.messageId) ?? "unknown")
+            })
           })
         ),
       page: () => Effect.succeed({ items: [], next: undefined }),
@@ -166,7 +169,9 @@ const makeWorld = (log: ReadonlyArray<LogRecord>, options: {
   /** How many times each record was written to the history (absent: never). */
   const writes = () => {
     const counts = new Map<string, number>()
-    for (const op of ops) if (op._tag === "append") for (const id of op.records) counts.set(id, (counts.get(id) ?? 0) + 1)
+    for (const op of ops) {
+      if (op._tag === "append") { for (const id of op.records) counts.set(id, (counts.get(id) ?? 0) + 1) }
+    }
     return counts
   }
 
@@ -211,7 +216,10 @@ const runWriterUntil = (
   Effect.gen(function*() {
     const fiber = yield* Effect.fork(
       // its warnings about the failures are expected here
-      supervise("history-writer", historyWriter).pipe(Effect.provide(world.layer), Logger.withMinimumLogLevel(LogLevel.None))
+      supervise("history-writer", historyWriter).pipe(
+        Effect.provide(world.layer),
+        Logger.withMinimumLogLevel(LogLevel.None)
+      )
     )
     let reached = false
     for (let waited = 0; waited <= Duration.toMillis(within); waited += 100) {

@@ -6,6 +6,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
+import { ScopeStats, UtcDateTime } from "./Analytics.js"
 import { ChatSendRequest, EnrichedChatEvent, SCOPE_TYPE_MESSAGE } from "./ChatEvent.js"
 import { HistoryLimitFromString, HistoryPage } from "./History.js"
 import { CurrentUser } from "./Identity.js"
@@ -66,6 +67,12 @@ export const HistoryUrlParams = Schema.Struct({
   before: Schema.optional(Schema.String)
 })
 
+/** The query of GET …/stats: the windows that start in [from, to); to defaults to now, from to an hour before to. */
+export const StatsUrlParams = Schema.Struct({
+  from: Schema.optionalWith(UtcDateTime, { exact: true }),
+  to: Schema.optionalWith(UtcDateTime, { exact: true })
+})
+
 export class ChatApiGroup extends HttpApiGroup.make("chat")
   .add(
     HttpApiEndpoint.post("send", "/api/chat/send")
@@ -101,9 +108,25 @@ export class ChatApiGroup extends HttpApiGroup.make("chat")
       .addError(Problem503)
       .annotate(OpenApi.Summary, "Who is online in a scope")
   )
+  .add(
+    HttpApiEndpoint.get("stats", "/api/chat/scopes/:scopeType/:scopeId/stats")
+      .setPath(ScopePath)
+      .setUrlParams(StatsUrlParams)
+      .addSuccess(ScopeStats)
+      .addError(Problem401)
+      .addError(Problem403)
+      .addError(Problem429)
+      .addError(Problem503)
+      .addError(Problem504)
+      .annotate(
+        OpenApi.Summary,
+        "A scope's message statistics per window (from the analytics job), oldest first; at most 24 hours at once"
+      )
+  )
   .addError(Problem400)
   .addError(Problem500)
-  .middleware(Authentication) {}
+  .middleware(Authentication)
+{}
 
 /**
  * A report of /health/*, as ASP.NET Core's health checks wrote it: `checks` names each check and its
@@ -179,7 +202,9 @@ const documentHealthProbes = (spec: Record<string, unknown>, paths: Record<strin
     paths[path] = item
   }
   const components = spec["components"]
-  if (isRecord(components) && isRecord(components["schemas"])) Object.assign(components["schemas"], health.components.schemas)
+  if (isRecord(components) && isRecord(components["schemas"])) {
+    Object.assign(components["schemas"], health.components.schemas)
+  }
   if (Array.isArray(spec["tags"])) spec["tags"].push(...health.tags)
 }
 

@@ -151,3 +151,13 @@ export const QueryError = Schema.Union(
   Timeout,
   Unexpected
 )
+
+/** How an operator's stream (RateLimitViolations) can fail: not an operator is Forbidden. */
+export type OperatorStreamError = Unauthenticated | Forbidden | RateLimited | DependencyUnavailable | Unexpected
+export const OperatorStreamError = Schema.Union(
+  Unauthenticated,
+  Forbidden,
+  RateLimited,
+  DependencyUnavailable,
+  Unexpected
+)

@@ -2,7 +2,8 @@ import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
 import { ChatScopeType, ClientMessageId, EnrichedChatEvent, StreamPosition } from "./ChatEvent.js"
-import { QueryError, SendError, SubscribeError } from "./Errors.js"
+import { RateLimitViolation, ScopeStats, UtcDateTime } from "./Analytics.js"
+import { OperatorStreamError, QueryError, SendError, SubscribeError } from "./Errors.js"
 import { HistoryLimit, HistoryPage } from "./History.js"
 import { ScopePresence } from "./Presence.js"
 
@@ -62,5 +63,21 @@ export class ChatRpcs extends RpcGroup.make(
     payload: { scopeType: ChatScopeType, scopeId: Schema.String },
     success: ScopePresence,
     error: QueryError
+  }),
+  Rpc.make("Stats", {
+    payload: {
+      scopeType: ChatScopeType,
+      scopeId: Schema.String,
+      from: Schema.optional(UtcDateTime),
+      to: Schema.optional(UtcDateTime)
+    },
+    success: ScopeStats,
+    error: QueryError
+  }),
+  /** For operators (CHATIFY__ANALYTICS__OPERATORS): the recent violations this pod holds, then live ones. */
+  Rpc.make("RateLimitViolations", {
+    success: RateLimitViolation,
+    error: OperatorStreamError,
+    stream: true
   })
 ) {}

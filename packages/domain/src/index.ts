@@ -1,3 +1,4 @@
+export * from "./Analytics.js"
 export * from "./Api.js"
 export * from "./ChatEvent.js"
 export * from "./DirectMessages.js"

@@ -189,9 +189,10 @@ const anyString = (maxLength: number): FastCheck.Arbitrary<string> =>
 
 /** Mostly-valid values, so that a good share of generated candidates is valid in every field. */
 const plausible = (maxLength: number): FastCheck.Arbitrary<string> =>
-  FastCheck.string({ unit: FastCheck.constantFrom("a", "b", "-", "é", "😀", "中", " "), minLength: 1, maxLength }).filter(
-    (s) => s.trim().length > 0
-  )
+  FastCheck.string({ unit: FastCheck.constantFrom("a", "b", "-", "é", "😀", "中", " "), minLength: 1, maxLength })
+    .filter(
+      (s) => s.trim().length > 0
+    )
 
 const field = (maxLength: number): FastCheck.Arbitrary<string> =>
   FastCheck.oneof({ arbitrary: plausible(maxLength), weight: 3 }, { arbitrary: anyString(maxLength), weight: 2 })
@@ -264,7 +265,13 @@ describe("ChatDomainPolicy: validateSend", () => {
     {
       limits,
       // one code point per field: valid under every limit generated here
-      base: FastCheck.record({ senderId: plausible(1), scopeType, scopeId: plausible(1), text: plausible(1), originPodId: plausible(1) }),
+      base: FastCheck.record({
+        senderId: plausible(1),
+        scopeType,
+        scopeId: plausible(1),
+        text: plausible(1),
+        originPodId: plausible(1)
+      }),
       which: FastCheck.constantFrom<Field>("senderId", "scopeId", "text", "originPodId"),
       bad: FastCheck.constantFrom(
         "",
@@ -327,7 +334,9 @@ describe("ChatDomainPolicy: validateSend", () => {
       expect(Either.isLeft(result)).toBe(true)
       if (Either.isLeft(result)) expect(fieldsOf(result.left)).toEqual(["scopeId"])
     }
-    for (const ch of ["\u0000", "\u0008", "\u000b", "\u000c", "\u000e", "\u001f", "\u007f", "\u0080", "\u0085", "\u009f"]) {
+    for (
+      const ch of ["\u0000", "\u0008", "\u000b", "\u000c", "\u000e", "\u001f", "\u007f", "\u0080", "\u0085", "\u009f"]
+    ) {
       const result = validateSend(defaultPolicyLimits, { ...base, text: `a${ch}b` })
       expect(Either.isLeft(result)).toBe(true)
       if (Either.isLeft(result)) expect(fieldsOf(result.left)).toEqual(["text"])
@@ -344,15 +353,20 @@ describe("ChatDomainPolicy: single fields", () => {
     expect(isValidText(limits, s)).toBe(referenceValidText(limits, s))
   }, { fastCheck: { numRuns: 300 } })
 
-  it.prop("validateScopeId agrees with the reference and names scopeId", { limits, s: anyString(12) }, ({ limits, s }) => {
-    const result = validateScopeId(limits, s)
-    if (referenceValidId(limits, s)) {
-      expect(result).toEqual(Either.right(s))
-    } else {
-      expect(Either.isLeft(result)).toBe(true)
-      if (Either.isLeft(result)) expect([...new Set(fieldsOf(result.left))]).toEqual(["scopeId"])
-    }
-  }, { fastCheck: { numRuns: 300 } })
+  it.prop(
+    "validateScopeId agrees with the reference and names scopeId",
+    { limits, s: anyString(12) },
+    ({ limits, s }) => {
+      const result = validateScopeId(limits, s)
+      if (referenceValidId(limits, s)) {
+        expect(result).toEqual(Either.right(s))
+      } else {
+        expect(Either.isLeft(result)).toBe(true)
+        if (Either.isLeft(result)) expect([...new Set(fieldsOf(result.left))]).toEqual(["scopeId"])
+      }
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
 
   it("whitespace-only is rejected for every kind of whitespace", () => {
     for (const ws of [" ", "\u00a0", "\u1680", "\u2000", "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"]) {
@@ -404,7 +418,13 @@ describe("ChatDomainPolicy: look-alike ids (format characters)", () => {
     },
     ({ after, before, cp, which }) => {
       const id = `${before}${String.fromCodePoint(cp)}${after}`
-      const base: SendCandidate = { senderId: "alice", scopeType: 0, scopeId: "general", text: "hi", originPodId: "pod-1" }
+      const base: SendCandidate = {
+        senderId: "alice",
+        scopeType: 0,
+        scopeId: "general",
+        text: "hi",
+        originPodId: "pod-1"
+      }
       const sent = validateSend(defaultPolicyLimits, { ...base, [which]: id })
       expect(Either.isLeft(sent)).toBe(true)
       if (Either.isLeft(sent)) {
@@ -443,7 +463,10 @@ describe("ChatDomainPolicy: look-alike ids (format characters)", () => {
       if (Either.isLeft(result)) {
         expect(result.left.errors).toEqual([{
           field: "scopeId",
-          message: `must not contain invisible format characters such as bidi controls or zero-width characters (found ${hex(cp)})`
+          message:
+            `must not contain invisible format characters such as bidi controls or zero-width characters (found ${
+              hex(cp)
+            })`
         }])
       }
     }
@@ -458,7 +481,9 @@ describe("ChatDomainPolicy: look-alike ids (format characters)", () => {
     for (let block = 0; block < 0x110000; block += 0x1000) {
       const codePoints = Array.from({ length: 0x1000 }, (_, i) => block + i).filter((cp) => cp < 0xd800 || cp > 0xdfff)
       fromTable.push(...codePoints.filter(isFormat))
-      for (const match of String.fromCodePoint(...codePoints).matchAll(/\p{Cf}/gu)) fromRuntime.push(match[0].codePointAt(0) ?? -1)
+      for (const match of String.fromCodePoint(...codePoints).matchAll(/\p{Cf}/gu)) {
+        fromRuntime.push(match[0].codePointAt(0) ?? -1)
+      }
     }
     expect(fromTable.map(hex)).toEqual(fromRuntime.map(hex))
   })
@@ -471,11 +496,13 @@ describe("ChatDomainPolicy: boundary lengths in code points", () => {
     expect(defaultPolicyLimits).toEqual({ maxIdLength: 256, maxTextLength: 4096 })
   })
 
-  for (const [name, unit] of [
-    ["ASCII", "a"],
-    ["BMP", "é"],
-    ["astral (emoji count as one)", "😀"]
-  ] as const) {
+  for (
+    const [name, unit] of [
+      ["ASCII", "a"],
+      ["BMP", "é"],
+      ["astral (emoji count as one)", "😀"]
+    ] as const
+  ) {
     it(`ids: exactly maxIdLength ${name} characters accepted, one more rejected`, () => {
       expect(isValidId(defaultPolicyLimits, unit.repeat(maxIdLength))).toBe(true)
       expect(isValidId(defaultPolicyLimits, unit.repeat(maxIdLength + 1))).toBe(false)
@@ -558,7 +585,10 @@ describe("ChatDomainPolicy: clientMessageId", () => {
   const base: SendCandidate = { senderId: "a", scopeType: 0, scopeId: "g", text: "h", originPodId: "p" }
   // the id rule, with its own limit
   const clientIdLimits: PolicyLimits = { ...defaultPolicyLimits, maxIdLength: MAX_CLIENT_MESSAGE_ID_LENGTH }
-  const aroundTheLimit = FastCheck.tuple(FastCheck.integer({ min: 120, max: 136 }), FastCheck.constantFrom("a", "😀", "é", "e\u0301"))
+  const aroundTheLimit = FastCheck.tuple(
+    FastCheck.integer({ min: 120, max: 136 }),
+    FastCheck.constantFrom("a", "😀", "é", "e\u0301")
+  )
     .map(([n, unit]) => unit.repeat(n))
 
   it.prop(

@@ -94,28 +94,34 @@ describe("problemOf is total", () => {
     expect(Object.keys(p)).not.toContain("correlationId")
   }, { fastCheck: { numRuns: 100 } })
 
-  it.prop("each error's problem matches the documented HTTP contract schema for its status", { error: ChatError }, ({ error }) => {
-    const p = problemOf(error, { instance: "/api/chat/send", correlationId: "c-1" })
-    // 404 and 413 are answered outside the chat endpoints (an unknown route, a body over the limit),
-    // so the HttpApi contract has no schema of theirs: they are checked as a ProblemDetails of that status
-    const outsideTheContract = (status: 404 | 413) => Schema.Struct({ ...ProblemDetails.fields, status: Schema.Literal(status) })
-    const contract: Record<number, Schema.Schema.AnyNoContext> = {
-      400: Problem400,
-      401: Problem401,
-      403: Problem403,
-      404: outsideTheContract(404),
-      409: Problem409,
-      413: outsideTheContract(413),
-      429: Problem429,
-      500: Problem500,
-      503: Problem503,
-      504: Problem504
-    }
-    // every status problemOf answers is in the table: a new one fails here until it is documented
-    expect(Object.keys(contract)).toContain(String(p.status))
-    const schema = contract[p.status]
-    expect(schema !== undefined && Either.isRight(Schema.decodeUnknownEither(schema)(p))).toBe(true)
-  }, { fastCheck: { numRuns: 200 } })
+  it.prop(
+    "each error's problem matches the documented HTTP contract schema for its status",
+    { error: ChatError },
+    ({ error }) => {
+      const p = problemOf(error, { instance: "/api/chat/send", correlationId: "c-1" })
+      // 404 and 413 are answered outside the chat endpoints (an unknown route, a body over the limit),
+      // so the HttpApi contract has no schema of theirs: they are checked as a ProblemDetails of that status
+      const outsideTheContract = (status: 404 | 413) =>
+        Schema.Struct({ ...ProblemDetails.fields, status: Schema.Literal(status) })
+      const contract: Record<number, Schema.Schema.AnyNoContext> = {
+        400: Problem400,
+        401: Problem401,
+        403: Problem403,
+        404: outsideTheContract(404),
+        409: Problem409,
+        413: outsideTheContract(413),
+        429: Problem429,
+        500: Problem500,
+        503: Problem503,
+        504: Problem504
+      }
+      // every status problemOf answers is in the table: a new one fails here until it is documented
+      expect(Object.keys(contract)).toContain(String(p.status))
+      const schema = contract[p.status]
+      expect(schema !== undefined && Either.isRight(Schema.decodeUnknownEither(schema)(p))).toBe(true)
+    },
+    { fastCheck: { numRuns: 200 } }
+  )
 })
 
 describe("problemOf: the table, error by error", () => {
@@ -157,7 +163,14 @@ describe("problemOf: the table, error by error", () => {
 
   it("RateLimited says which window refused: reads, or messages (also when it does not say)", () => {
     const of = (kind?: "send" | "read") =>
-      problemOf(new RateLimited({ limit: 600, windowSeconds: 60, retryAfterSeconds: 7, ...(kind === undefined ? {} : { kind }) }))
+      problemOf(
+        new RateLimited({
+          limit: 600,
+          windowSeconds: 60,
+          retryAfterSeconds: 7,
+          ...(kind === undefined ? {} : { kind })
+        })
+      )
     expect(of("read").detail).toBe("At most 600 reads (subscribe, history, presence) per 60 s; retry after 7 s")
     expect(of("send").detail).toBe("At most 600 messages per 60 s; retry after 7 s")
     expect(of().detail).toBe(of("send").detail)
@@ -176,11 +189,16 @@ describe("problemOf: the table, error by error", () => {
     expect(problemOf(e).status).toBe(500)
   }, { fastCheck: { numRuns: 100 } })
 
-  it.prop("only ValidationError carries errors[], only RateLimited carries retryAfterSeconds", { error: ChatError }, ({ error }) => {
-    const p = problemOf(error)
-    expect("errors" in p).toBe(error._tag === "ValidationError")
-    expect("retryAfterSeconds" in p).toBe(error._tag === "RateLimited")
-  }, { fastCheck: { numRuns } })
+  it.prop(
+    "only ValidationError carries errors[], only RateLimited carries retryAfterSeconds",
+    { error: ChatError },
+    ({ error }) => {
+      const p = problemOf(error)
+      expect("errors" in p).toBe(error._tag === "ValidationError")
+      expect("retryAfterSeconds" in p).toBe(error._tag === "RateLimited")
+    },
+    { fastCheck: { numRuns } }
+  )
 
   it("every tag has its own problem type", () => {
     const samples: ReadonlyArray<ChatError> = [
@@ -204,19 +222,29 @@ describe("problemOf: the table, error by error", () => {
 describe("problemOf leaks no internals", () => {
   const reference = problemOf(new Unexpected({ message: "reference" }))
 
-  it.prop("the Unexpected problem is the same whatever the error's message (so it cannot leak it)", { message: FastCheck.string({ unit: "grapheme" }) }, ({ message }) => {
+  it.prop("the Unexpected problem is the same whatever the error's message (so it cannot leak it)", {
+    message: FastCheck.string({ unit: "grapheme" })
+  }, ({ message }) => {
     const p = problemOf(new Unexpected({ message }))
     expect(p).toEqual(reference)
   }, { fastCheck: { numRuns } })
 
-  it.prop("for arbitrary Unexpected instances (Arbitrary.make), the detail is the fixed wording", { e: Unexpected }, ({ e }) => {
-    expect(problemOf(e).detail).toBe(reference.detail)
-  }, { fastCheck: { numRuns: 100 } })
+  it.prop(
+    "for arbitrary Unexpected instances (Arbitrary.make), the detail is the fixed wording",
+    { e: Unexpected },
+    ({ e }) => {
+      expect(problemOf(e).detail).toBe(reference.detail)
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
 
   it("a realistic internal message (stack, connection string) is not in the body", () => {
-    const secret = "TypeError: Cannot read properties of undefined at KafkaProducer.send (postgres://app:hunter2@db:5432)"
+    const secret =
+      "TypeError: Cannot read properties of undefined at KafkaProducer.send (postgres://app:hunter2@db:5432)"
     const body = JSON.stringify(problemOf(new Unexpected({ message: secret }), { correlationId: "c-1" }))
-    for (const piece of ["TypeError", "hunter2", "postgres://", "KafkaProducer", secret]) expect(body).not.toContain(piece)
+    for (const piece of ["TypeError", "hunter2", "postgres://", "KafkaProducer", secret]) {
+      expect(body).not.toContain(piece)
+    }
   })
 
   it("DependencyUnavailable names the dependency but not its message", () => {

@@ -202,7 +202,9 @@ describe("ChatEvent fast paths", () => {
 
   it("the constructors still validate, with Effect's messages, unless told not to", () => {
     const valid = Schema.decodeUnknownSync(ChatEventJson)(kcatJson)
-    expect(() => new ChatEvent({ ...valid, messageId: "not-a-uuid" })).toThrow(/ChatEvent \(Constructor\)[\s\S]*messageId/u)
+    expect(() => new ChatEvent({ ...valid, messageId: "not-a-uuid" })).toThrow(
+      /ChatEvent \(Constructor\)[\s\S]*messageId/u
+    )
     expect(() => new ChatEvent({ ...valid, createdAtUtc: new Date(Number.NaN) })).toThrow(/createdAtUtc/u)
     expect(() => new EnrichedChatEvent({ chatEvent: valid, partition: -1, offset: 0 })).toThrow(
       /EnrichedChatEvent \(Constructor\)[\s\S]*partition/u
@@ -213,7 +215,9 @@ describe("ChatEvent fast paths", () => {
       /Expected ChatEvent/u
     )
     expect(new ChatEvent({ ...valid, messageId: "unchecked" }, true).messageId).toBe("unchecked")
-    expect(new ChatEvent({ ...valid, text: "again" })).toEqual(new ChatEvent({ ...valid, text: "again" }, { disableValidation: true }))
+    expect(new ChatEvent({ ...valid, text: "again" })).toEqual(
+      new ChatEvent({ ...valid, text: "again" }, { disableValidation: true })
+    )
   })
 })
 
@@ -258,7 +262,9 @@ describe("clientMessageId on the send payloads", () => {
       expect(decode({ ...base, clientMessageId: "0b6f0c64-5d55-4b2e-9f0e-2f0d3c1c9a11" })).toEqual(
         Either.right(expect.objectContaining({ clientMessageId: "0b6f0c64-5d55-4b2e-9f0e-2f0d3c1c9a11" }))
       )
-      for (const bad of [42, null, true, { id: "x" }]) expect(Either.isLeft(decode({ ...base, clientMessageId: bad }))).toBe(true)
+      for (const bad of [42, null, true, { id: "x" }]) {
+        expect(Either.isLeft(decode({ ...base, clientMessageId: bad }))).toBe(true)
+      }
     }
   })
 })
@@ -359,7 +365,11 @@ describe("HistoryCursor", () => {
         // positions too, so both outcomes are seen
         FastCheck.record({
           createdAtMs: FastCheck.oneof(FastCheck.integer(), FastCheck.maxSafeInteger(), FastCheck.double()),
-          messageId: FastCheck.oneof(FastCheck.uuid(), FastCheck.uuid().map((id) => id.toUpperCase()), FastCheck.string())
+          messageId: FastCheck.oneof(
+            FastCheck.uuid(),
+            FastCheck.uuid().map((id) => id.toUpperCase()),
+            FastCheck.string()
+          )
         })
       )
     },
@@ -375,7 +385,9 @@ describe("HistoryCursor", () => {
         "messageId" in parsed && typeof parsed.messageId === "string" &&
         /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu.test(parsed.messageId)
       expect(result).toEqual(
-        isPosition ? Either.right({ createdAtMs: parsed.createdAtMs, messageId: parsed.messageId }) : Either.left(expect.anything())
+        isPosition
+          ? Either.right({ createdAtMs: parsed.createdAtMs, messageId: parsed.messageId })
+          : Either.left(expect.anything())
       )
     },
     { fastCheck: { numRuns: 300 } }
@@ -385,18 +397,20 @@ describe("HistoryCursor", () => {
     const position = { createdAtMs: 1_768_473_000_000, messageId: "123e4567-e89b-12d3-a456-426614174000" }
     const good = encode(position)
     expect(decode(good)).toEqual(Either.right(position))
-    for (const bad of [
-      "",
-      "!",
-      "a",
-      "====",
-      good + "!",
-      good.slice(0, -3),
-      "bnVsbA", // null
-      "e30", // {}
-      Buffer.from(JSON.stringify({ ...position, createdAtMs: 1.5 })).toString("base64url"),
-      Buffer.from(JSON.stringify({ ...position, messageId: "nope" })).toString("base64url")
-    ]) {
+    for (
+      const bad of [
+        "",
+        "!",
+        "a",
+        "====",
+        good + "!",
+        good.slice(0, -3),
+        "bnVsbA", // null
+        "e30", // {}
+        Buffer.from(JSON.stringify({ ...position, createdAtMs: 1.5 })).toString("base64url"),
+        Buffer.from(JSON.stringify({ ...position, messageId: "nope" })).toString("base64url")
+      ]
+    ) {
       expect(Either.isLeft(decode(bad))).toBe(true)
     }
   })

@@ -101,7 +101,9 @@ export const ACCESS_TOKEN_PARAMETER = "access_token"
  * parameter as URLSearchParams (which the upgrade reads it with) decodes the query: names
  * percent-decoded, `+` as a space, a leading `?` dropped.
  */
-const queryParts = (url: string): { readonly path: string; readonly parts: ReadonlyArray<readonly [string, boolean]> } | undefined => {
+const queryParts = (
+  url: string
+): { readonly path: string; readonly parts: ReadonlyArray<readonly [string, boolean]> } | undefined => {
   const queryAt = url.indexOf("?")
   if (queryAt < 0) return undefined
   const query = url.slice(queryAt + 1)
@@ -151,7 +153,9 @@ export interface AuthSettings {
   readonly requireExpiration: boolean
 }
 
-export class InvalidAuthConfiguration extends Data.TaggedError("InvalidAuthConfiguration")<{ readonly message: string }> {}
+export class InvalidAuthConfiguration
+  extends Data.TaggedError("InvalidAuthConfiguration")<{ readonly message: string }>
+{}
 
 const optionalString = (name: string) => Config.option(Config.nonEmptyString(name))
 
@@ -206,7 +210,9 @@ const ConfigErrorOf = (message: string) => ConfigError.InvalidData([], message)
 
 type Verifier = Parameters<typeof jwtVerify>[1]
 
-const loadKey = (keys: KeySource): Effect.Effect<{ readonly key: Verifier; readonly algorithms: ReadonlyArray<string> }, InvalidAuthConfiguration> =>
+const loadKey = (
+  keys: KeySource
+): Effect.Effect<{ readonly key: Verifier; readonly algorithms: ReadonlyArray<string> }, InvalidAuthConfiguration> =>
   Effect.try({
     try: () => {
       switch (keys._tag) {
@@ -227,9 +233,9 @@ const loadKey = (keys: KeySource): Effect.Effect<{ readonly key: Verifier; reado
     },
     catch: (error) =>
       new InvalidAuthConfiguration({
-        message: `CHATIFY__AUTH__${keys._tag === "PublicKeyFile" ? "PUBLICKEYFILE" : keys._tag === "JwksFile" ? "JWKSFILE" : "HS256SECRET"}: ${
-          error instanceof Error ? error.message : String(error)
-        }`
+        message: `CHATIFY__AUTH__${
+          keys._tag === "PublicKeyFile" ? "PUBLICKEYFILE" : keys._tag === "JwksFile" ? "JWKSFILE" : "HS256SECRET"
+        }: ${error instanceof Error ? error.message : String(error)}`
       })
   })
 
@@ -237,7 +243,9 @@ const loadKey = (keys: KeySource): Effect.Effect<{ readonly key: Verifier; reado
 const reasonOf = (error: unknown): string => {
   if (error instanceof joseErrors.JWTExpired) return "the access token expired"
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    if (error.claim === "exp" && error.reason === "missing") return "the access token has no expiry (exp), which is required"
+    if (error.claim === "exp" && error.reason === "missing") {
+      return "the access token has no expiry (exp), which is required"
+    }
     switch (error.claim) {
       case "iss":
         return "the access token's issuer is not accepted"
@@ -252,7 +260,9 @@ const reasonOf = (error: unknown): string => {
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return "the access token's algorithm is not accepted"
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "the access token's signature is not valid"
   if (error instanceof joseErrors.JWKSNoMatchingKey) return "no configured key matches the access token"
-  if (error instanceof joseErrors.JWSInvalid || error instanceof joseErrors.JWTInvalid) return "the access token is malformed"
+  if (error instanceof joseErrors.JWSInvalid || error instanceof joseErrors.JWTInvalid) {
+    return "the access token is malformed"
+  }
   return "the access token is not valid"
 }
 
@@ -275,7 +285,9 @@ export const authWarnings = (settings: AuthSettings): ReadonlyArray<string> => {
   ]
   return [
     ...(unset.length === 0 ? [] : [
-      `${unset.join(" and ")} ${unset.length === 1 ? "is" : "are"} not set: any token the configured key verifies is accepted, ` +
+      `${unset.join(" and ")} ${
+        unset.length === 1 ? "is" : "are"
+      } not set: any token the configured key verifies is accepted, ` +
       "whichever service it was issued by or for"
     ]),
     ...(settings.requireExpiration ? [] : [
@@ -311,8 +323,13 @@ export const makeJwtAuthenticator = (settings: AuthSettings) =>
       }).pipe(
         Effect.flatMap(({ payload }) => {
           const userId = subjectOf(payload)
-          if (userId === undefined) return Effect.fail(new Unauthenticated({ message: "the access token names no user (sub or user_id)" }))
-          const entry = { userId, expiresAtMs: typeof payload.exp === "number" ? payload.exp * 1000 + skewMs : undefined }
+          if (userId === undefined) {
+            return Effect.fail(new Unauthenticated({ message: "the access token names no user (sub or user_id)" }))
+          }
+          const entry = {
+            userId,
+            expiresAtMs: typeof payload.exp === "number" ? payload.exp * 1000 + skewMs : undefined
+          }
           if (verified.size >= CACHE_SIZE) verified.delete(verified.keys().next().value ?? "")
           verified.set(token, entry)
           return Effect.succeed(entry)

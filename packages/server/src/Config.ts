@@ -1,12 +1,14 @@
-import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Layer, Option } from "effect"
+import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Layer, LogLevel, Option } from "effect"
 import { hostname } from "node:os"
 import { consistencyName, parseConsistency } from "@chatify/adapters/cassandra"
+import { defaultLogSinkTuning } from "@chatify/adapters/logging"
 import { parseRedisConnectionString } from "@chatify/adapters/redis"
-import { HISTORY_WRITER_GROUP } from "@chatify/core"
+import { HISTORY_WRITER_GROUP, STATS_WRITER_GROUP } from "@chatify/core"
 import { defaultPolicyLimits, type PolicyLimits } from "@chatify/domain"
 import { authConfig, type AuthSettings } from "./Auth.js"
 import { parseTrustedProxy } from "./ClientAddress.js"
 import { defaultLimitSettings, type LimitSettings } from "./Limits.js"
+import type { LoggingSettings } from "./Logging.js"
 
 export interface DatabaseConfig {
   readonly contactPoints: ReadonlyArray<string>
@@ -69,6 +71,20 @@ export interface ServerConfig {
   readonly limits: LimitSettings
   /** Proxies whose X-Forwarded-For is believed (CHATIFY__HTTP__TRUSTEDPROXIES): addresses or CIDR ranges. */
   readonly trustedProxies: ReadonlyArray<string>
+  /** CHATIFY__ANALYTICS__*: the analytics job's topics (read in Kafka mode) and who may watch violations. */
+  readonly analytics: AnalyticsConfig
+}
+
+export interface AnalyticsConfig {
+  /** Read the job's topics (Kafka mode only); CHATIFY__ANALYTICS__ENABLED, default true. */
+  readonly enabled: boolean
+  readonly statsTopic: string
+  readonly rateLimitEventsTopic: string
+  readonly statsConsumerGroup: string
+  readonly violationsConsumerGroupPrefix: string
+  readonly recentViolations: number
+  /** User ids (the token's sub) allowed to call RateLimitViolations. */
+  readonly operators: ReadonlyArray<string>
 }
 
 // Validation sits inside Config.nested(…, name) so that its error carries the key's path.
@@ -238,6 +254,18 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
         }),
         "LIMITS"
       ),
+      analytics: Config.nested(
+        Config.all({
+          enabled: Config.boolean("ENABLED").pipe(Config.withDefault(true)),
+          statsTopic: nonEmpty("SCOPESTATSTOPIC", "chat-analytics"),
+          rateLimitEventsTopic: nonEmpty("RATELIMITEVENTSTOPIC", "chat-rate-limit-events"),
+          statsConsumerGroup: nonEmpty("STATSCONSUMERGROUP", STATS_WRITER_GROUP),
+          violationsConsumerGroupPrefix: nonEmpty("VIOLATIONSCONSUMERGROUPPREFIX", "chatify-violations"),
+          recentViolations: positiveInt("RECENTVIOLATIONS", 100),
+          operators: Config.array(Config.nonEmptyString(), "OPERATORS").pipe(Config.withDefault([]))
+        }),
+        "ANALYTICS"
+      ),
       trustedProxies: Config.nested(
         Config.array(
           Config.string().pipe(
@@ -297,9 +325,113 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
     shutdownDrainDelay: chatify.shutdownDrainDelay,
     auth,
     limits: chatify.limits,
-    trustedProxies: chatify.trustedProxies
+    trustedProxies: chatify.trustedProxies,
+    analytics: chatify.analytics
   }))
 )
+
+/** The `service` of every log line, and the last part of the default index prefix (as in the original). */
+export const LOG_SERVICE_NAME = "chatapi"
+
+/** A duration in seconds, more than 0, fractions allowed. */
+const positiveSeconds = (name: string, fallback: number) =>
+  Config.nested(
+    Config.number().pipe(
+      Config.validate({
+        message: "must be a number of seconds above 0",
+        validation: (n) => Number.isFinite(n) && n > 0
+      })
+    ),
+    name
+  ).pipe(Config.withDefault(fallback), Config.map(Duration.seconds))
+
+const httpUrl = (name: string) =>
+  Config.nested(
+    Config.string().pipe(
+      Config.validate({
+        message: "must be an http:// or https:// URL (the Elasticsearch/OpenSearch endpoint)",
+        validation: (text) => URL.canParse(text) && ["http:", "https:"].includes(new URL(text).protocol)
+      })
+    ),
+    name
+  )
+
+/** Elasticsearch index names: lowercase, none of \\ / * ? " < > | , # : or a space, not starting with - _ + */
+const indexPrefix = (name: string, fallback: string) =>
+  Config.nested(
+    Config.string().pipe(
+      Config.validate({
+        message: "must be a lowercase index name prefix (no spaces or \\/*?\"<>|,#:, not starting with -, _ or +)",
+        validation: (text) => /^[a-z0-9][^A-Z\s\\/*?"<>|,#:]*$/u.test(text) && text.length <= 200
+      })
+    ),
+    name
+  ).pipe(Config.withDefault(fallback))
+
+/**
+ * How and where the server logs (CHATIFY__LOGGING__*), read before anything else so that every line,
+ * a configuration error included, is written by it. FORMAT is json unless stdout is a terminal;
+ * URI (with USERNAME and PASSWORD) turns the Elasticsearch/OpenSearch sink on; ENVIRONMENT
+ * (CHATIFY__ENVIRONMENT, else NODE_ENV) is each line's `environment`.
+ */
+export const loggingConfig = (stdoutIsTerminal: boolean): Config.Config<LoggingSettings> =>
+  Config.all({
+    pod: nonEmpty("POD_NAME", hostname()),
+    chatify: Config.nested(
+      Config.all({
+        environment: Config.option(Config.nonEmptyString("ENVIRONMENT")),
+        logging: Config.nested(
+          Config.all({
+            format: Config.literal("json", "pretty")("FORMAT").pipe(
+              Config.withDefault(stdoutIsTerminal ? "pretty" : "json")
+            ),
+            level: Config.logLevel("LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+            uri: Config.option(httpUrl("URI")),
+            username: Config.option(Config.nonEmptyString("USERNAME")),
+            password: Config.option(Config.redacted("PASSWORD")),
+            indexPrefix: indexPrefix("INDEXPREFIX", `logs-chatify-${LOG_SERVICE_NAME}`),
+            batchSize: positiveInt("BATCHSIZE", defaultLogSinkTuning.batchSize),
+            bufferSize: positiveInt("BUFFERSIZE", defaultLogSinkTuning.bufferSize),
+            flushInterval: positiveSeconds(
+              "FLUSHINTERVALSECONDS",
+              Duration.toSeconds(defaultLogSinkTuning.flushInterval)
+            ),
+            retryFor: positiveSeconds("RETRYSECONDS", Duration.toSeconds(defaultLogSinkTuning.retryFor)),
+            requestTimeout: positiveSeconds(
+              "REQUESTTIMEOUTSECONDS",
+              Duration.toSeconds(defaultLogSinkTuning.requestTimeout)
+            )
+          }),
+          "LOGGING"
+        )
+      }),
+      "CHATIFY"
+    ),
+    nodeEnv: Config.option(Config.nonEmptyString("NODE_ENV"))
+  }).pipe(
+    Config.map(({ chatify: { environment, logging }, nodeEnv, pod }): LoggingSettings => ({
+      format: logging.format,
+      minimumLevel: logging.level,
+      enrichment: {
+        service: LOG_SERVICE_NAME,
+        pod,
+        environment: Option.getOrElse(Option.orElse(environment, () => nodeEnv), () => "production"),
+        pid: process.pid
+      },
+      sink: Option.map(logging.uri, (uri) => ({
+        uri,
+        username: logging.username,
+        password: logging.password,
+        indexPrefix: logging.indexPrefix,
+        batchSize: logging.batchSize,
+        flushInterval: logging.flushInterval,
+        bufferSize: logging.bufferSize,
+        retryFor: logging.retryFor,
+        requestTimeout: logging.requestTimeout,
+        shutdownTimeout: defaultLogSinkTuning.shutdownTimeout
+      }))
+    }))
+  )
 
 /** Environment variables map onto config paths with `__`: CHATIFY__MESSAGEBROKER__PARTITIONS. */
 export const envConfigProvider = Layer.setConfigProvider(ConfigProvider.fromEnv({ pathDelim: "__", seqDelim: "," }))

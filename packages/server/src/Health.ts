@@ -127,7 +127,9 @@ export const HealthRoutes = Layer.scopedDiscard(
         }
         checks["shutdown"] = phase === "serving" ? "no" : "draining"
         if (phase === "leaving") unavailable["shutdown"] = "shutting down: stop routing here, the drain starts shortly"
-        if (phase === "draining") unavailable["shutdown"] = "shutting down: new sends are refused, the ones in flight finish"
+        if (phase === "draining") {
+          unavailable["shutdown"] = "shutting down: new sends are refused, the ones in flight finish"
+        }
 
         const status: HealthStatus = Object.keys(unavailable).length > 0
           ? "Unhealthy"

@@ -5,8 +5,9 @@ import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Cause, Effect, Layer, Option, Schema } from "effect"
-import { CorrelationId, readHistory, readPresence, sendMessage } from "@chatify/core"
+import * as Multipart from "@effect/platform/Multipart"
+import { Cause, Clock, Effect, Layer, LogLevel, Option, Schema } from "effect"
+import { CorrelationId, readHistory, readPresence, readStats, sendMessage } from "@chatify/core"
 import {
   Authentication,
   ChatApi,
@@ -93,6 +94,7 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
       const gate = yield* ShutdownGate
       const correlationId = acceptedCorrelationId(request.headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
       const instance = pathOf(request.url)
+      const startedAt = yield* Clock.currentTimeMillis
       const { maxBodyBytes } = yield* Limits
       // A body announced larger than the limit is refused unread, and the connection closes (the
       // rest of the body is not read only to be thrown away). One that grows past the limit as it
@@ -124,10 +126,14 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
               )
             )
           }
-          // a request the server could not read (bad JSON) is the client's error
+          // a request the server could not read (bad JSON, a body that is not the multipart its
+          // content-type says) is the client's error
           const unreadable = Cause.find(cause, (reason) => {
             const error = reason._tag === "Fail" ? reason.error : reason._tag === "Die" ? reason.defect : undefined
-            return error instanceof HttpServerError.RequestError ? Option.some(error) : Option.none()
+            return error instanceof HttpServerError.RequestError ||
+                (error instanceof Multipart.MultipartError && error.reason !== "InternalError")
+              ? Option.some(error)
+              : Option.none()
           })
           if (Option.isSome(unreadable)) {
             return Effect.succeed(
@@ -155,6 +161,20 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
         ? HttpServerResponse.setHeader(response, "www-authenticate", bearerChallenge(bearerOf(request)))
         : response
       const withCorrelation = HttpServerResponse.setHeader(challenged, CORRELATION_HEADER, correlationId)
+      // one line per request, as the original's request logging (probes only at debug level)
+      const durationMs = (yield* Clock.currentTimeMillis) - startedAt
+      yield* Effect.logWithLevel(
+        instance.startsWith("/health/") || instance === "/metrics" ? LogLevel.Debug : LogLevel.Info,
+        `HTTP ${request.method} ${instance} responded ${response.status} in ${durationMs} ms`
+      ).pipe(
+        Effect.annotateLogs({
+          correlationId,
+          method: request.method,
+          path: instance,
+          status: response.status,
+          durationMs
+        })
+      )
       // once the pod is leaving (SIGTERM), clients move to another pod instead of reusing this connection
       return (yield* gate.phase) !== "serving"
         ? HttpServerResponse.setHeader(withCorrelation, "connection", "close")
@@ -248,4 +268,5 @@ export const ChatApiHandlers = HttpApiBuilder.group(ChatApi, "chat", (handlers) 
       .handle("send", ({ payload }) => respond(gate.track(sendMessage(payload))))
       .handle("history", ({ path, urlParams }) => respond(readHistory(path, urlParams)))
       .handle("presence", ({ path }) => respond(readPresence(path)))
+      .handle("stats", ({ path, urlParams }) => respond(readStats({ ...path, ...urlParams })))
   }))

@@ -1,5 +1,14 @@
-import { Cause, Effect } from "effect"
-import { CorrelationId, CurrentUser, readHistory, readPresence, sendMessage, subscribe } from "@chatify/core"
+import { Cause, Effect, Stream } from "effect"
+import {
+  CorrelationId,
+  CurrentUser,
+  readHistory,
+  readPresence,
+  readStats,
+  sendMessage,
+  subscribe,
+  watchRateLimitViolations
+} from "@chatify/core"
 import { ChatRpcs, Unauthenticated, Unexpected } from "@chatify/domain"
 import { Authenticator, bearerOfHeader } from "./Auth.js"
 import { Identities, ShutdownGate } from "./Runtime.js"
@@ -62,7 +71,10 @@ export const ChatRpcHandlers = ChatRpcs.toLayer(
       History: ({ before, limit, scopeId, scopeType }, { clientId, headers }) =>
         readHistory({ scopeType, scopeId }, { limit, before }).pipe(hideDefects, asCaller(clientId, headers)),
       Presence: ({ scopeId, scopeType }, { clientId, headers }) =>
-        readPresence({ scopeType, scopeId }).pipe(hideDefects, asCaller(clientId, headers))
+        readPresence({ scopeType, scopeId }).pipe(hideDefects, asCaller(clientId, headers)),
+      Stats: (query, { clientId, headers }) => readStats(query).pipe(hideDefects, asCaller(clientId, headers)),
+      RateLimitViolations: (_, { clientId, headers }) =>
+        Stream.unwrap(watchRateLimitViolations.pipe(hideDefects, asCaller(clientId, headers)))
     }
   })
 )

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server as NodeHttpServerType, 
 import { ChatApi } from "@chatify/domain"
 import type { ServerConfig } from "./Config.js"
 import { HealthRoutes } from "./Health.js"
+import { MetricsRoute } from "./Metrics.js"
 import { AuthenticationLive, ChatApiHandlers, ProblemAndCorrelationMiddleware } from "./Http.js"
 import { ChatRpcHandlers } from "./Rpc.js"
 import { HttpConnections, ShutdownGate } from "./Runtime.js"
@@ -16,6 +17,7 @@ import { layerGateway } from "./realtime/Gateway.js"
 import { Flusher } from "./realtime/Outbox.js"
 import { layerRpcSocket } from "./realtime/RpcSocketProtocol.js"
 import { SignalRHubRoutes } from "./signalr/index.js"
+import { WebPageRoutes } from "./WebPage.js"
 
 const RpcRoute = layerRpcSocket().pipe(Layer.provide(ChatRpcHandlers))
 
@@ -50,7 +52,16 @@ const DocsRoute = Layer.scopedDiscard(
   })
 )
 
-export const Routes = Layer.mergeAll(RpcRoute, ApiRoutes, DocsRoute, HealthRoutes, ProblemAndCorrelationMiddleware, SignalRHubRoutes).pipe(
+export const Routes = Layer.mergeAll(
+  RpcRoute,
+  ApiRoutes,
+  DocsRoute,
+  HealthRoutes,
+  ProblemAndCorrelationMiddleware,
+  SignalRHubRoutes,
+  WebPageRoutes(),
+  MetricsRoute
+).pipe(
   Layer.provide(Flusher.layer)
 )
 
@@ -136,7 +147,8 @@ const answerWhileNotServing = (server: NodeHttpServerType) => {
 }
 
 const LISTEN_FAILURES: Record<string, string> = {
-  EADDRINUSE: "is already in use (EADDRINUSE): another process listens there; stop it, or set PORT to another port (0 picks a free one)",
+  EADDRINUSE:
+    "is already in use (EADDRINUSE): another process listens there; stop it, or set PORT to another port (0 picks a free one)",
   EACCES: "may not be bound by this user (EACCES): ports below 1024 need privileges; set PORT to 1024 or above",
   EADDRNOTAVAIL: "is not an address of this machine (EADDRNOTAVAIL): set HOST to one of its addresses, or 0.0.0.0"
 }

@@ -1,5 +1,7 @@
 import { Duration, Effect, Either, Layer, Option } from "effect"
 import {
+  AnalyticsSettings,
+  AnalyticsTopics,
   ChatEventSource,
   ChatHistory,
   ChatPolicy,
@@ -8,6 +10,11 @@ import {
   PodIdentity,
   DefaultScopePolicy,
   PresenceHeartbeat,
+  RateLimitViolationFeed,
+  STATS_WRITER,
+  statsWriter,
+  VIOLATION_RELAY,
+  violationRelay,
   awaitHistoryDrained,
   awaitRunning,
   broadcastConsumer,
@@ -23,7 +30,13 @@ import {
   MemoryReadRateLimiter,
   UuidV7IdGenerator
 } from "@chatify/adapters/memory"
-import { CassandraHistory } from "@chatify/adapters/cassandra"
+import {
+  analyticsMigrations,
+  CassandraClient,
+  CassandraHistory,
+  CassandraScopeStats,
+  chatMigrations
+} from "@chatify/adapters/cassandra"
 import { KafkaLogLayer } from "@chatify/adapters/kafka"
 import {
   parseRedisConnectionString,
@@ -40,6 +53,7 @@ import {
   makeSqliteLogJournal,
   SqliteCheckpointer,
   SqliteHistory,
+  SqliteScopeStats,
   SqliteSendDeduplicator
 } from "@chatify/adapters/sqlite"
 import type { DependencyUnavailable } from "@chatify/domain"
@@ -64,6 +78,12 @@ export const Foundation = (config: ServerConfig) =>
       ...(config.broker.useInMemoryBroker ? {} : { historyBatchWindow: Duration.millis(100), historyBatchSize: 1_000 })
     }),
     ReadinessChecks.layer,
+    AnalyticsSettings.layer({
+      operators: new Set(config.analytics.operators),
+      statsWriterGroup: config.analytics.statsConsumerGroup,
+      violationsGroupPrefix: config.analytics.violationsConsumerGroupPrefix,
+      recentViolations: config.analytics.recentViolations
+    }),
     Limits.layer(config.limits),
     ClientAddresses.layer(config.trustedProxies)
   )
@@ -104,6 +124,10 @@ const EventLog = (config: ServerConfig) => {
       deadLetterTopic: config.broker.deadLetterTopicName,
       partitions: config.broker.partitions,
       createTopics: config.broker.createTopics,
+      analyticsTopics: {
+        windowStats: config.analytics.statsTopic,
+        rateLimitEvents: config.analytics.rateLimitEventsTopic
+      },
       // the broadcast consumer's group (see broadcastConsumer): one pod's alone, or pods sharing a
       // POD_NAME would each get only part of the events for their subscribers
       exclusiveGroup: `${config.broker.broadcastConsumerGroupPrefix}-${config.podId}`
@@ -127,12 +151,19 @@ const EventLog = (config: ServerConfig) => {
   )
 }
 
-/** The history: SQLite in the data directory, or Cassandra/ScyllaDB when contact points are set. */
+/**
+ * The history and the analytics job's window stats: SQLite in the data directory, or
+ * Cassandra/ScyllaDB (one session for both) when contact points are set.
+ */
 const History = (config: ServerConfig) => {
   const history = Option.match(config.database, {
-    onNone: () => SqliteHistory.layer({ dataDirectory: config.dataDirectory }),
+    onNone: () =>
+      Layer.merge(
+        SqliteHistory.layer({ dataDirectory: config.dataDirectory }),
+        SqliteScopeStats.layer({ dataDirectory: config.dataDirectory })
+      ),
     onSome: (database) =>
-      CassandraHistory.layerWithClient({
+      Layer.merge(CassandraHistory.layer(), CassandraScopeStats.layer).pipe(Layer.provide(CassandraClient.layer({
         contactPoints: database.contactPoints,
         port: database.port,
         keyspace: database.keyspace,
@@ -141,8 +172,9 @@ const History = (config: ServerConfig) => {
         replication: { class: "SimpleStrategy", replicationFactor: database.replicationFactor },
         applySchemaOnStartup: database.applySchemaOnStartup,
         failFastOnSchemaError: database.failFastOnSchemaError,
-        schemaMigrationTableName: database.schemaMigrationTableName
-      })
+        schemaMigrationTableName: database.schemaMigrationTableName,
+        migrations: [...chatMigrations, ...analyticsMigrations]
+      })))
   })
   // the history writer retries what the log holds until the store is back: sends go on
   return withReadiness(history, "history-store", "degraded", Effect.flatMap(ChatHistory, (h) => h.ping))
@@ -230,6 +262,7 @@ export const ApplicationServices = (config: ServerConfig) =>
     DefaultScopePolicy,
     ConsumerHealth.layer,
     PresenceHeartbeat.layer,
+    RateLimitViolationFeed.layer,
     ShutdownGate.layer,
     Identities.layer,
     authenticatorFor(config.auth)
@@ -255,6 +288,15 @@ export const Consumers = (config: ServerConfig) =>
     Effect.gen(function*() {
       yield* Effect.forkScoped(supervise("broadcast", broadcastConsumer))
       yield* Effect.forkScoped(supervise("history-writer", historyWriter))
+      // the analytics job's topics, in Kafka mode: its window stats stored, its violations relayed
+      const analyticsTopics = yield* Effect.serviceOption(AnalyticsTopics)
+      if (Option.isSome(analyticsTopics) && config.analytics.enabled) {
+        const topics = analyticsTopics.value
+        const withTopics = <A, E, R>(consumer: Effect.Effect<A, E, R>) =>
+          Effect.provideService(consumer, AnalyticsTopics, topics)
+        yield* Effect.forkScoped(supervise(STATS_WRITER, withTopics(statsWriter)))
+        yield* Effect.forkScoped(supervise(VIOLATION_RELAY, withTopics(violationRelay)))
+      }
       yield* Effect.addFinalizer(() =>
         awaitHistoryDrained(config.shutdownGrace).pipe(
           Effect.flatMap((drained) =>

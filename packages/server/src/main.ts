@@ -1,11 +1,10 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { Cause, Effect, Layer, Option } from "effect"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
-import { withCallerFields } from "./Logging.js"
+import * as Logging from "./Logging.js"
 import { ShutdownGate } from "./Runtime.js"
 import { ChatServer, listenFailureMessage, NodeServer } from "./Server.js"
-
-const SERVICE = "chatify-chat-api"
+import { loadTracingConfig, TracingLayer } from "./Telemetry.js"
 
 /**
  * Ctrl-C (SIGINT) comes from someone at a terminal, not from an orchestrator: there is no load
@@ -23,6 +22,7 @@ let listenAddress: { readonly host: string; readonly port: number } | undefined
 
 const program = Effect.gen(function*() {
   const config = yield* loadServerConfig
+  const tracing = yield* loadTracingConfig
   listenAddress = { host: config.host, port: config.port }
   yield* Effect.logInfo(
     `Starting on ${config.host}:${config.port} as pod ${config.podId} (embedded broker, data in ${config.dataDirectory})`
@@ -33,9 +33,12 @@ const program = Effect.gen(function*() {
     )
   }
   return yield* Layer.launch(
-    SkipDrainDelayOnCtrlC.pipe(Layer.provideMerge(ChatServer(config)), Layer.provide(NodeServer(config)))
-  ).pipe(
-    Effect.annotateLogs({ podId: config.podId })
+    SkipDrainDelayOnCtrlC.pipe(
+      Layer.provideMerge(ChatServer(config)),
+      Layer.provide(NodeServer(config)),
+      // built first and closed last: spans of the whole shutdown are still exported
+      Layer.provide(TracingLayer(tracing, { "service.instance.id": config.podId }))
+    )
   )
 }).pipe(
   Effect.tapErrorCause((cause) =>
@@ -52,11 +55,10 @@ const program = Effect.gen(function*() {
       })
     )
   ),
-  Effect.annotateLogs({ service: SERVICE }),
   Effect.provide(envConfigProvider),
-  // Logger.json, with the caller's fields on every line written inside a call
-  Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(withCallerFields(Logger.jsonLogger)))),
-  Logger.withMinimumLogLevel(LogLevel.Info)
+  // JSON lines (pretty in a terminal) with service, pod, environment, pid and the caller's fields,
+  // also to Elasticsearch/OpenSearch with CHATIFY__LOGGING__URI; released last, after a final flush
+  Effect.provide(Logging.layerConfig(process.stdout.isTTY).pipe(Layer.provide(envConfigProvider)))
 )
 
 // errors are logged above as JSON lines; the exit code says the rest

@@ -7,7 +7,7 @@ import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Redacte
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { HISTORY_WRITER_GROUP } from "@chatify/core"
+import { HISTORY_WRITER_GROUP, STATS_WRITER_GROUP } from "@chatify/core"
 import { defaultPolicyLimits } from "@chatify/domain"
 import type { AuthSettings } from "./Auth.js"
 import type { ServerConfig } from "./Config.js"
@@ -61,6 +61,15 @@ export const testServerConfig = (dataDirectory: string, overrides: Partial<Serve
   auth: Option.none(),
   limits: defaultLimitSettings,
   trustedProxies: [],
+  analytics: {
+    enabled: true,
+    statsTopic: "chat-analytics",
+    rateLimitEventsTopic: "chat-rate-limit-events",
+    statsConsumerGroup: STATS_WRITER_GROUP,
+    violationsConsumerGroupPrefix: "chatify-violations",
+    recentViolations: 100,
+    operators: []
+  },
   ...overrides
 })
 

@@ -122,7 +122,7 @@ describe("a busy port (item 8)", () => {
     const code = await server.exited
     expect(code).not.toBe(0)
     expect(code).not.toBeNull()
-    const errors = server.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
+    const errors = server.output().split("\n").filter((line) => line.includes("\"level\":\"ERROR\""))
     expect(errors, server.output()).toHaveLength(1)
     const message = Option.getOrThrow(
       Option.fromNullable((JSON.parse(errors[0] ?? "{}") as { readonly message?: string }).message)

@@ -36,7 +36,10 @@ interface Reply {
   readonly body: unknown
 }
 
-const call = (url: string, init: { readonly method?: string; readonly headers?: Record<string, string>; readonly body?: string } = {}) =>
+const call = (
+  url: string,
+  init: { readonly method?: string; readonly headers?: Record<string, string>; readonly body?: string } = {}
+) =>
   Effect.promise(async (): Promise<Reply> => {
     const response = await fetch(url, {
       method: init.method ?? "GET",
@@ -95,7 +98,12 @@ const refusedUpgrade = (url: string, headers: Record<string, string> = {}) =>
     })
     socket.on("unexpected-response", (request, response) => {
       const challenge = response.headers["www-authenticate"]
-      resume(Effect.succeed({ status: response.statusCode ?? 0, challenge: typeof challenge === "string" ? challenge : undefined }))
+      resume(
+        Effect.succeed({
+          status: response.statusCode ?? 0,
+          challenge: typeof challenge === "string" ? challenge : undefined
+        })
+      )
       request.destroy()
     })
     socket.on("error", () => undefined)
@@ -137,7 +145,10 @@ describe("WWW-Authenticate (item 10, RFC 6750 §3.1)", () => {
       const server = yield* startTestServer({ config: { auth: Option.some(auth) } })
       const message = { scopeType: 0, scopeId: "general", text: "hi" }
       const rest = (headers: Record<string, string>) =>
-        Effect.map(post(`${server.httpUrl}/api/chat/send`, message, headers), (r) => [r.status, r.headers.get("www-authenticate")])
+        Effect.map(
+          post(`${server.httpUrl}/api/chat/send`, message, headers),
+          (r) => [r.status, r.headers.get("www-authenticate")]
+        )
       expect(yield* rest({})).toEqual([401, "Bearer"])
       expect(yield* rest({ authorization: "Basic YWxpY2U6c2VjcmV0" })).toEqual([401, "Bearer"])
       expect(yield* rest({ authorization: "Bearer garbage" })).toEqual([401, INVALID_TOKEN])
@@ -152,8 +163,14 @@ describe("WWW-Authenticate (item 10, RFC 6750 §3.1)", () => {
 
       for (const url of [server.wsUrl, server.wsUrl.replace("/rpc", "/hubs/chat")]) {
         expect(yield* refusedUpgrade(url), url).toEqual({ status: 401, challenge: "Bearer" })
-        expect(yield* refusedUpgrade(`${url}?access_token=garbage`), url).toEqual({ status: 401, challenge: INVALID_TOKEN })
-        expect(yield* refusedUpgrade(url, { authorization: "Bearer garbage" }), url).toEqual({ status: 401, challenge: INVALID_TOKEN })
+        expect(yield* refusedUpgrade(`${url}?access_token=garbage`), url).toEqual({
+          status: 401,
+          challenge: INVALID_TOKEN
+        })
+        expect(yield* refusedUpgrade(url, { authorization: "Bearer garbage" }), url).toEqual({
+          status: 401,
+          challenge: INVALID_TOKEN
+        })
       }
     }).pipe(quiet))
 })
@@ -185,7 +202,11 @@ describe("anonymous identities (item 10)", () => {
 
       const hub = yield* hubConnection(`${server.httpUrl}/hubs/chat`)
       const viaHub = yield* Effect.promise(() =>
-        hub.invoke<{ readonly chatEvent: { readonly senderId: string } }>("SendAsync", { scopeType: 0, scopeId, text: "hub" })
+        hub.invoke<{ readonly chatEvent: { readonly senderId: string } }>("SendAsync", {
+          scopeType: 0,
+          scopeId,
+          text: "hub"
+        })
       )
       expect(viaHub.chatEvent.senderId).toMatch(ANONYMOUS)
       expect(new Set([restSender, a1.chatEvent.senderId, b.chatEvent.senderId, viaHub.chatEvent.senderId]).size).toBe(4)
@@ -222,9 +243,13 @@ describe("direct-message look-alikes (item 6)", () => {
       const server = yield* startTestServer({ config: { auth: Option.some(auth) } })
       const token = yield* tokenFor("alice")
       const canonical = "must be the canonical direct-message id \"dm:alice:bob\""
-      const sent = yield* post(`${server.httpUrl}/api/chat/send`, { scopeType: 1, scopeId: "dm:bob:alice", text: "hi" }, {
-        authorization: `Bearer ${token}`
-      })
+      const sent = yield* post(
+        `${server.httpUrl}/api/chat/send`,
+        { scopeType: 1, scopeId: "dm:bob:alice", text: "hi" },
+        {
+          authorization: `Bearer ${token}`
+        }
+      )
       expect(sent.status).toBe(400)
       expect(problem(sent).detail).toContain(`scopeId: ${canonical}`)
       const read = yield* call(`${server.httpUrl}/api/chat/scopes/1/${encodeURIComponent("dm:bob:alice")}/history`, {
@@ -239,7 +264,9 @@ describe("direct-message look-alikes (item 6)", () => {
       expect(ok.status).toBe(200)
 
       const hub = yield* hubConnection(`${server.httpUrl}/hubs/chat`, token)
-      const joined = yield* Effect.promise(() => hub.invoke("JoinScopeAsync", "dm:bob:alice").then(() => "accepted", String))
+      const joined = yield* Effect.promise(() =>
+        hub.invoke("JoinScopeAsync", "dm:bob:alice").then(() => "accepted", String)
+      )
       expect(joined).toContain(canonical)
     }).pipe(quiet))
 })
@@ -251,14 +278,25 @@ describe("Swagger and validation messages (items 7 and 9)", () => {
       const reply = yield* call(`${server.httpUrl}/openapi.json`)
       expect(reply.status).toBe(200)
       const spec = reply.body as {
-        readonly paths: Record<string, Record<string, { readonly security?: unknown; readonly parameters?: ReadonlyArray<{ readonly name: string; readonly schema: unknown }> }>>
+        readonly paths: Record<
+          string,
+          Record<
+            string,
+            {
+              readonly security?: unknown
+              readonly parameters?: ReadonlyArray<{ readonly name: string; readonly schema: unknown }>
+            }
+          >
+        >
         readonly components: { readonly securitySchemes: Record<string, unknown> }
       }
       expect(spec.components.securitySchemes["bearer"]).toMatchObject({ type: "http", scheme: "bearer" })
       expect(spec.paths["/api/chat/send"]?.["post"]?.security).toEqual([{ bearer: [] }])
       const history = spec.paths["/api/chat/scopes/{scopeType}/{scopeId}/history"]?.["get"]
       expect(history?.parameters?.find((p) => p.name === "scopeType")?.schema).toMatchObject({ enum: ["0", "1"] })
-      for (const probe of ["live", "startup", "ready"]) expect(spec.paths[`/health/${probe}`]?.["get"], probe).toBeDefined()
+      for (const probe of ["live", "startup", "ready"]) {
+        expect(spec.paths[`/health/${probe}`]?.["get"], probe).toBeDefined()
+      }
       const docs = yield* call(`${server.httpUrl}/docs`)
       expect(docs.status).toBe(200)
       // the probes still answer as documented (no token needed)
@@ -269,10 +307,22 @@ describe("Swagger and validation messages (items 7 and 9)", () => {
     Effect.gen(function*() {
       const server = yield* startTestServer()
       const cases: ReadonlyArray<readonly [Effect.Effect<Reply>, string]> = [
-        [post(`${server.httpUrl}/api/chat/send`, { scopeType: 2, scopeId: "general", text: "hi" }), "scopeType: must be 0 (channel) or 1 (direct message)"],
-        [call(`${server.httpUrl}/api/chat/scopes/5/general/history`), "scopeType: must be 0 (channel) or 1 (direct message)"],
-        [call(`${server.httpUrl}/api/chat/scopes/0/general/history?limit=abc`), "limit: must be an integer between 1 and 500"],
-        [call(`${server.httpUrl}/api/chat/scopes/0/general/history?limit=0`), "limit: must be an integer between 1 and 500"]
+        [
+          post(`${server.httpUrl}/api/chat/send`, { scopeType: 2, scopeId: "general", text: "hi" }),
+          "scopeType: must be 0 (channel) or 1 (direct message)"
+        ],
+        [
+          call(`${server.httpUrl}/api/chat/scopes/5/general/history`),
+          "scopeType: must be 0 (channel) or 1 (direct message)"
+        ],
+        [
+          call(`${server.httpUrl}/api/chat/scopes/0/general/history?limit=abc`),
+          "limit: must be an integer between 1 and 500"
+        ],
+        [
+          call(`${server.httpUrl}/api/chat/scopes/0/general/history?limit=0`),
+          "limit: must be an integer between 1 and 500"
+        ]
       ]
       for (const [request, detail] of cases) {
         const reply = yield* request

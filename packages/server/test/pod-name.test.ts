@@ -45,7 +45,7 @@ const ready = async (base: string) => {
   throw new Error(`${base} did not become ready`)
 }
 
-const errorLines = (output: string) => output.split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
+const errorLines = (output: string) => output.split("\n").filter((line) => line.includes("\"level\":\"ERROR\""))
 
 describe("POD_NAME on Kafka", () => {
   it(

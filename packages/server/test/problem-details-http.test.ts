@@ -13,7 +13,13 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Logger, LogLevel, Option, Schema } from "effect"
 import { ChatEventProducer } from "@chatify/core"
-import { DependencyUnavailable, directMessageScopeId, PROBLEM_CONTENT_TYPE, ProblemDetails, Timeout } from "@chatify/domain"
+import {
+  DependencyUnavailable,
+  directMessageScopeId,
+  PROBLEM_CONTENT_TYPE,
+  ProblemDetails,
+  Timeout
+} from "@chatify/domain"
 import { Consumers, NodeServer, Routes, type ServerConfig, ServerServices } from "../src/index.js"
 import { awaitReady, hs256TestAuth, makeTempDirectory, testServerConfig } from "../src/testing.js"
 import { hs256Token } from "./support/tokens.js"
@@ -33,7 +39,9 @@ const faultyProducer = (real: ChatEventProducer["Type"]): ChatEventProducer["Typ
       case "fault:timeout":
         return Effect.fail(new Timeout({ operation: "produce" }))
       case "fault:unavailable":
-        return Effect.fail(new DependencyUnavailable({ dependency: "kafka", message: `broker 10.0.0.7:9092 ${INTERNAL}` }))
+        return Effect.fail(
+          new DependencyUnavailable({ dependency: "kafka", message: `broker 10.0.0.7:9092 ${INTERNAL}` })
+        )
       case "fault:defect":
         return Effect.die(new Error(`null pointer in ${INTERNAL} at /srv/chatify/Send.ts:42`))
       default:
@@ -45,9 +53,14 @@ const faultyProducer = (real: ChatEventProducer["Type"]): ChatEventProducer["Typ
 /** ChatServer as Server.ts assembles it, with the producer wrapped; authentication on. */
 const startServer = (overrides: Partial<ServerConfig> = {}) =>
   Effect.gen(function*() {
-    const config = testServerConfig(yield* makeTempDirectory("chatify-problems-"), { auth: Option.some(auth), ...overrides })
+    const config = testServerConfig(yield* makeTempDirectory("chatify-problems-"), {
+      auth: Option.some(auth),
+      ...overrides
+    })
     const services = ServerServices(config).pipe(
-      Layer.map((context) => Context.add(context, ChatEventProducer, faultyProducer(Context.get(context, ChatEventProducer))))
+      Layer.map((context) =>
+        Context.add(context, ChatEventProducer, faultyProducer(Context.get(context, ChatEventProducer)))
+      )
     )
     const server = HttpLayerRouter.serve(Routes, { disableLogger: true }).pipe(
       Layer.provide(Consumers(config)),
@@ -90,7 +103,13 @@ const decodeStrict = Schema.decodeUnknownSync(ProblemDetails, { onExcessProperty
 
 const expectProblem = (
   reply: Reply,
-  expected: { readonly status: number; readonly slug: string; readonly title: string; readonly instance: string; readonly correlationId: string }
+  expected: {
+    readonly status: number
+    readonly slug: string
+    readonly title: string
+    readonly instance: string
+    readonly correlationId: string
+  }
 ): ProblemDetails => {
   expect(reply.status, reply.text).toBe(expected.status)
   expect(reply.headers.get("content-type")).toBe(PROBLEM_CONTENT_TYPE)
@@ -141,13 +160,16 @@ describe("ProblemDetails over HTTP", () => {
       const alice = yield* tokenFor("alice")
       const body = { scopeType: 0, scopeId: room(), text: "first", clientMessageId: crypto.randomUUID() }
       expect((yield* request(`${httpUrl}/api/chat/send`, alice, "c-409-first", body)).status).toBe(200)
-      const problem = expectProblem(yield* request(`${httpUrl}/api/chat/send`, alice, "c-409", { ...body, text: "second" }), {
-        status: 409,
-        slug: "conflict",
-        title: "Conflict",
-        instance: "/api/chat/send",
-        correlationId: "c-409"
-      })
+      const problem = expectProblem(
+        yield* request(`${httpUrl}/api/chat/send`, alice, "c-409", { ...body, text: "second" }),
+        {
+          status: 409,
+          slug: "conflict",
+          title: "Conflict",
+          instance: "/api/chat/send",
+          correlationId: "c-409"
+        }
+      )
       expect(problem.detail).toContain(body.clientMessageId)
     }).pipe(silent))
 
@@ -156,7 +178,9 @@ describe("ProblemDetails over HTTP", () => {
       const httpUrl = yield* startServer({ rateLimit: { limit: 2, windowSeconds: 60, failOpen: true } })
       const dave = yield* tokenFor("dave")
       const message = { scopeType: 0, scopeId: room(), text: "hi" }
-      for (let i = 0; i < 2; i++) expect((yield* request(`${httpUrl}/api/chat/send`, dave, `c-ok-${i}`, message)).status).toBe(200)
+      for (let i = 0; i < 2; i++) {
+        expect((yield* request(`${httpUrl}/api/chat/send`, dave, `c-ok-${i}`, message)).status).toBe(200)
+      }
       const reply = yield* request(`${httpUrl}/api/chat/send`, dave, "c-429", message)
       const problem = expectProblem(reply, {
         status: 429,
@@ -179,13 +203,29 @@ describe("ProblemDetails over HTTP", () => {
       const erin = yield* tokenFor("erin")
       const scopeId = room()
       const cases = [
-        { text: "fault:defect", status: 500, slug: "unexpected", title: "Internal server error", detail: "An unexpected error occurred" },
-        { text: "fault:unavailable", status: 503, slug: "dependency-unavailable", title: "Service unavailable", detail: "kafka is unavailable" },
+        {
+          text: "fault:defect",
+          status: 500,
+          slug: "unexpected",
+          title: "Internal server error",
+          detail: "An unexpected error occurred"
+        },
+        {
+          text: "fault:unavailable",
+          status: 503,
+          slug: "dependency-unavailable",
+          title: "Service unavailable",
+          detail: "kafka is unavailable"
+        },
         { text: "fault:timeout", status: 504, slug: "timeout", title: "Timeout", detail: "produce timed out" }
       ] as const
       for (const fault of cases) {
         const correlationId = `c-${fault.status}`
-        const reply = yield* request(`${httpUrl}/api/chat/send`, erin, correlationId, { scopeType: 0, scopeId, text: fault.text })
+        const reply = yield* request(`${httpUrl}/api/chat/send`, erin, correlationId, {
+          scopeType: 0,
+          scopeId,
+          text: fault.text
+        })
         const problem = expectProblem(reply, {
           status: fault.status,
           slug: fault.slug,

@@ -97,7 +97,7 @@ describe("the server process", () => {
       CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory()
     })
     expect(await server.exited).toBe(1)
-    const errors = server.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
+    const errors = server.output().split("\n").filter((line) => line.includes("\"level\":\"ERROR\""))
     expect(errors).toHaveLength(1)
     expect(errors[0]).toContain("CHATIFY__DATABASE__CONTACTPOINTS: a Cassandra history needs the Kafka log")
     expect(server.output()).not.toContain("Listening on")
@@ -117,7 +117,7 @@ describe("the server process", () => {
         () => second.exited.then((code) => `exited with ${code}`)
       )
       expect(outcome).toBe("exited with 1")
-      const errors = second.output().split("\n").filter((line) => line.includes("\"logLevel\":\"ERROR\""))
+      const errors = second.output().split("\n").filter((line) => line.includes("\"level\":\"ERROR\""))
       expect(errors).toHaveLength(1)
       expect(errors[0]).toMatch(
         new RegExp(

@@ -3,11 +3,19 @@ import { Rpc } from "@effect/rpc"
 import { Arbitrary, Either, Exit, FastCheck as fc, Schema } from "effect"
 import { ChatRpcs, EnrichedChatEvent, SendError, SendPayload } from "@chatify/domain"
 import { enrichedChatEventJson } from "../src/realtime/EventJson.js"
-import { ackedRequestId, ackFrameRequestIds, plainSendPayload, sendExitLine } from "../src/realtime/RpcSocketProtocol.js"
+import {
+  ackedRequestId,
+  ackFrameRequestIds,
+  plainSendPayload,
+  sendExitLine
+} from "../src/realtime/RpcSocketProtocol.js"
 
 // what RpcServer writes for a Send: the contract's exit schema, encoded, in an Exit message
 const encodeSendExit = Schema.encodeSync(
-  Rpc.exitSchema(ChatRpcs.requests.get("Send")!) as unknown as Schema.Schema<Exit.Exit<EnrichedChatEvent, SendError>, unknown>
+  Rpc.exitSchema(ChatRpcs.requests.get("Send")!) as unknown as Schema.Schema<
+    Exit.Exit<EnrichedChatEvent, SendError>,
+    unknown
+  >
 )
 const asRpcServerWrites = (requestId: string, exit: Exit.Exit<EnrichedChatEvent, SendError>) =>
   JSON.stringify({ _tag: "Exit", requestId, exit: encodeSendExit(exit) }) + "\n"
@@ -33,7 +41,12 @@ describe("the /rpc fast paths write what RpcServer would", () => {
   const sendPayloads = fc.oneof(
     Arbitrary.make(SendPayload).map((payload) => JSON.parse(JSON.stringify(payload)) as unknown),
     // a valid payload but for its clientMessageId, which may be any JSON value
-    fc.record({ scopeType: fc.constantFrom(0, 1), scopeId: fc.string(), text: fc.string(), clientMessageId: fc.jsonValue() }),
+    fc.record({
+      scopeType: fc.constantFrom(0, 1),
+      scopeId: fc.string(),
+      text: fc.string(),
+      clientMessageId: fc.jsonValue()
+    }),
     fc.record(
       {
         scopeType: fc.oneof(fc.constantFrom(0, 1, 2, -1, 0.5), fc.string()),
@@ -56,8 +69,10 @@ describe("the /rpc fast paths write what RpcServer would", () => {
       // what it takes, the contract takes, as the same value
       if (fast !== undefined) expect(decoded).toEqual(Either.right(fast))
       // what the contract takes without dropping anything, it takes too (the rest goes to RpcServer)
-      if (Either.isRight(decoded) && typeof payload === "object" && payload !== null &&
-        Object.keys(payload).length === Object.keys(decoded.right).length) {
+      if (
+        Either.isRight(decoded) && typeof payload === "object" && payload !== null &&
+        Object.keys(payload).length === Object.keys(decoded.right).length
+      ) {
         expect(fast).toEqual(decoded.right)
       }
     },
@@ -71,7 +86,9 @@ describe("the /rpc fast paths write what RpcServer would", () => {
       other: fc.oneof(
         fc.string(),
         fc.jsonValue().map((value) => JSON.stringify(value) + "\n"),
-        fc.record({ _tag: fc.constantFrom("Ack", "Interrupt", "Ping"), requestId: fc.string({ maxLength: 22 }) }).map((m) => JSON.stringify(m) + "\n")
+        fc.record({ _tag: fc.constantFrom("Ack", "Interrupt", "Ping"), requestId: fc.string({ maxLength: 22 }) }).map((
+          m
+        ) => JSON.stringify(m) + "\n")
       )
     },
     ({ id, other }) => {
@@ -94,7 +111,11 @@ describe("the /rpc fast paths write what RpcServer would", () => {
     fc.record({
       ack: fc.boolean(),
       id: fc.bigInt({ min: 0n, max: 2n ** 63n }).map(String),
-      other: fc.oneof(fc.string({ maxLength: 200 }), fc.constant('{"_tag":"Ping"}\n'), fc.constant('{"_tag":"Ack","requestId":"x"}\n')),
+      other: fc.oneof(
+        fc.string({ maxLength: 200 }),
+        fc.constant("{\"_tag\":\"Ping\"}\n"),
+        fc.constant("{\"_tag\":\"Ack\",\"requestId\":\"x\"}\n")
+      ),
       mask: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 4, maxLength: 4 }),
       opcode: fc.constantFrom(1, 1, 1, 2, 9),
       fin: fc.constantFrom(true, true, true, false)
@@ -106,13 +127,17 @@ describe("the /rpc fast paths write what RpcServer would", () => {
     "a socket read of whole Ack frames gives their ids, in order; any other read (another message, a control frame, a fragment, a cut frame) is left to ws",
     { frames, cut: fc.nat() },
     ({ cut, frames }) => {
-      const encoded = frames.map((f) => clientFrame(f.ack ? ackLine(f.id) : Buffer.from(f.other), f.mask, f.opcode, f.fin))
+      const encoded = frames.map((f) =>
+        clientFrame(f.ack ? ackLine(f.id) : Buffer.from(f.other), f.mask, f.opcode, f.fin)
+      )
       const chunk = Buffer.concat(encoded)
       const allAcks = frames.every((f) => f.ack && f.opcode === 1 && f.fin)
       const scratch = Buffer.alloc(125)
       expect(ackFrameRequestIds(chunk, scratch)).toEqual(allAcks ? frames.map((f) => f.id) : undefined)
       // a read that ends inside a frame is never taken
-      const boundaries = new Set(encoded.map((_, i) => encoded.slice(0, i + 1).reduce((sum, frame) => sum + frame.length, 0)))
+      const boundaries = new Set(
+        encoded.map((_, i) => encoded.slice(0, i + 1).reduce((sum, frame) => sum + frame.length, 0))
+      )
       const end = cut % chunk.length
       if (end > 0 && !boundaries.has(end)) expect(ackFrameRequestIds(chunk.subarray(0, end), scratch)).toBeUndefined()
     },

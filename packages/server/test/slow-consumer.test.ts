@@ -65,7 +65,9 @@ const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false) =>
       if (keepText) client.text += text
       client.received += countMarkers(text)
       if (kind === "rpc") {
-        for (const line of text.split("\n")) if (line.startsWith(`{"_tag":"Chunk"`)) ws.send(`{"_tag":"Ack","requestId":"1"}\n`)
+        for (const line of text.split("\n")) {
+          if (line.startsWith(`{"_tag":"Chunk"`)) ws.send(`{"_tag":"Ack","requestId":"1"}\n`)
+        }
       }
       if (!live && (kind === "signalr" ? text.includes(`"type":3`) : text.includes(`"Subscribed"`))) {
         live = true
@@ -80,7 +82,15 @@ const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false) =>
         ws.send(JSON.stringify({ protocol: "json", version: 1 }) + RS)
         ws.send(JSON.stringify({ type: 1, invocationId: "1", target: "JoinScopeAsync", arguments: ["flood"] }) + RS)
       } else {
-        ws.send(JSON.stringify({ _tag: "Request", id: "1", tag: "Subscribe", payload: { scopeType: 0, scopeId: "flood" }, headers: [] }) + "\n")
+        ws.send(
+          JSON.stringify({
+            _tag: "Request",
+            id: "1",
+            tag: "Subscribe",
+            payload: { scopeType: 0, scopeId: "flood" },
+            headers: []
+          }) + "\n"
+        )
       }
     })
   })
@@ -123,7 +133,10 @@ const floodTest = (kind: "signalr" | "rpc") =>
     // published in slices as a broadcast consumer would: sockets are written between them
     for (let offset = 0; offset < EVENTS; offset += 1_000) {
       for (let i = 0; i < 1_000; i++) yield* fanout.publish(eventAt(offset + i))
-      yield* waitUntil(() => fast.every((client) => client.received >= offset + 1_000), `the fast clients to receive ${offset + 1_000}`)
+      yield* waitUntil(
+        () => fast.every((client) => client.received >= offset + 1_000),
+        `the fast clients to receive ${offset + 1_000}`
+      )
       if (offset % 10_000 === 0) peak = Math.max(peak, retainedBytes())
     }
     peak = Math.max(peak, retainedBytes())
@@ -136,7 +149,9 @@ const floodTest = (kind: "signalr" | "rpc") =>
     slowSocket.resume()
     if (kind === "signalr") {
       yield* waitUntil(() => slow.text.includes(`"type":7`), "the slow client to read its Close")
-      expect(slow.text).toMatch(/"error":"Connection too slow: more than \d+ bytes were waiting for it\.","allowReconnect":true/u)
+      expect(slow.text).toMatch(
+        /"error":"Connection too slow: more than \d+ bytes were waiting for it\.","allowReconnect":true/u
+      )
     } else {
       yield* waitUntil(() => slow.text.includes(`"_tag":"Exit"`), "the slow client to read its Exit")
       expect(slow.text).toContain(`"_tag":"SubscriptionLagged"`)
@@ -146,8 +161,14 @@ const floodTest = (kind: "signalr" | "rpc") =>
   }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning))
 
 describe("a subscriber that stops reading", () => {
-  it.live("SignalR: it is closed as too slow; 100 others get all 50,000 events; retained memory stays bounded", () =>
-    floodTest("signalr"), { timeout: 120_000 })
-  it.live("RPC: its subscription lags; 100 others get all 50,000 events; retained memory stays bounded", () =>
-    floodTest("rpc"), { timeout: 120_000 })
+  it.live(
+    "SignalR: it is closed as too slow; 100 others get all 50,000 events; retained memory stays bounded",
+    () => floodTest("signalr"),
+    { timeout: 120_000 }
+  )
+  it.live(
+    "RPC: its subscription lags; 100 others get all 50,000 events; retained memory stays bounded",
+    () => floodTest("rpc"),
+    { timeout: 120_000 }
+  )
 })

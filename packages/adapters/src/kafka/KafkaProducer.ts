@@ -1,7 +1,8 @@
 import { Effect, Either, Layer, type Scope } from "effect"
 import { type Kafka, Partitioners, type Producer, type RecordMetadata } from "kafkajs"
-import { ChatEventProducer } from "@chatify/core"
+import { ChatEventProducer, recordContext, traced } from "@chatify/core"
 import {
+  type ChatEvent,
   DependencyUnavailable,
   encodeChatEventJson,
   partitionForKey,
@@ -10,6 +11,7 @@ import {
   Timeout
 } from "@chatify/domain"
 import { awaitKafka, closeQuietly, KafkaClient, type KafkaSettings, kafkaCall, unavailable } from "./KafkaClient.js"
+import { type RecordHeaders, recordHeaders } from "./KafkaRecords.js"
 
 /**
  * An idempotent producer (acks from every in-sync replica, one request in flight so retries keep
@@ -39,6 +41,7 @@ interface Waiting {
   readonly key: string
   readonly value: string
   readonly partition: number
+  readonly headers: RecordHeaders | undefined
   readonly deadline: number
   resume: ((result: Effect.Effect<StreamPosition, DependencyUnavailable | Timeout>) => void) | undefined
 }
@@ -127,7 +130,9 @@ export const makeProduceBatcher = (
       topic: settings.topic,
       acks: -1,
       timeout: settings.produceTimeoutMs,
-      messages: batch.map(({ key, partition, value }) => ({ key, value, partition }))
+      messages: batch.map(({ headers, key, partition, value }) =>
+        headers === undefined ? { key, value, partition } : { key, value, partition, headers }
+      )
     }).then(
       (metadata) => settle(batch, metadata),
       (error: unknown) => {
@@ -152,10 +157,18 @@ export const makeProduceBatcher = (
     produce: (
       key: string,
       value: string,
-      partition: number
+      partition: number,
+      headers?: RecordHeaders
     ): Effect.Effect<StreamPosition, DependencyUnavailable | Timeout> =>
       Effect.async<StreamPosition, DependencyUnavailable | Timeout>((resume) => {
-        const waiting: Waiting = { key, value, partition, deadline: Date.now() + settings.produceTimeoutMs, resume }
+        const waiting: Waiting = {
+          key,
+          value,
+          partition,
+          headers,
+          deadline: Date.now() + settings.produceTimeoutMs,
+          resume
+        }
         queue.push(waiting)
         if (sweeper === undefined) {
           sweeper = setInterval(sweep, Math.min(SWEEP_INTERVAL_MS, settings.produceTimeoutMs))
@@ -183,8 +196,8 @@ export const makeKafkaProducer = Effect.gen(function*() {
   const batcher = makeProduceBatcher(producer, settings)
 
   return ChatEventProducer.of({
-    produce: (event) =>
-      Effect.suspend(() => {
+    produce: traced("KafkaProducer.produce", { kind: "producer" })((event: ChatEvent) =>
+      Effect.flatMap(recordContext, (context) => {
         const key = scopeKey(event)
         const value = encodeChatEventJson(event)
         if (Either.isLeft(value)) {
@@ -192,8 +205,9 @@ export const makeKafkaProducer = Effect.gen(function*() {
         }
         // Explicit partition: Subscribe finds a scope's events with partitionForScope over the
         // configured count; it is Kafka's murmur2, so kcat and Java producers agree with it.
-        return batcher.produce(key, value.right, partitionForKey(key, settings.partitions))
+        return batcher.produce(key, value.right, partitionForKey(key, settings.partitions), recordHeaders(context))
       })
+    )
   })
 })
 

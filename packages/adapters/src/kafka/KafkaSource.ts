@@ -127,7 +127,10 @@ export const makeKafkaSource = Effect.gen(function*() {
             const seeked = Effect.try(() => consumer.seek({ topic, partition, offset: String(floor) }))
             Runtime.runSync(runtime)(
               Effect.catchAll(seeked, (error) =>
-                Effect.logWarning(`Could not seek partition ${partition} to ${floor}; skipping records below it`, error))
+                Effect.logWarning(
+                  `Could not seek partition ${partition} to ${floor}; skipping records below it`,
+                  error
+                ))
             )
           }
           state.seen.add(partition)
@@ -210,14 +213,22 @@ export const makeKafkaSource = Effect.gen(function*() {
       // resolves once the member joined the group (or crashed: see CRASH above)
       yield* kafkaCall(`join group ${groupId}`, () =>
         consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch }))
-      if (state.crashed !== undefined) return yield* state.crashed
+      if (state.crashed !== undefined) {
+        return yield* state.crashed
+      }
 
       const commit = (positions: ReadonlyArray<StreamPosition>): Effect.Effect<void, DependencyUnavailable> =>
         Effect.suspend(() => {
-          if (state.crashed !== undefined) return Effect.fail(state.crashed)
+          if (state.crashed !== undefined) {
+            return Effect.fail(state.crashed)
+          }
           // a partition taken away meanwhile belongs to its new owner, who resumes from our last commit
-          const owned = positions.filter(({ partition }) => state.assigned.has(partition))
-          if (owned.length === 0) return Effect.void
+          const owned = positions.filter(({ partition }) =>
+            state.assigned.has(partition)
+          )
+          if (owned.length === 0) {
+            return Effect.void
+          }
           return Effect.tryPromise({
             try: () =>
               consumer.commitOffsets(owned.map(({ offset, partition }) => ({
@@ -225,7 +236,8 @@ export const makeKafkaSource = Effect.gen(function*() {
                 partition,
                 offset: String(offset + 1)
               }))),
-            catch: (error) => error
+            catch: (error) =>
+              error
           }).pipe(
             Effect.catchAll((error) =>
               hasErrorType(error, REBALANCE_ERRORS)
@@ -237,11 +249,21 @@ export const makeKafkaSource = Effect.gen(function*() {
           )
         })
 
-      const buffered = Effect.map(mailbox.size, Option.getOrElse(() => 0))
+      const buffered = Effect.map(
+        mailbox.size,
+        Option.getOrElse(() =>
+          0
+        )
+      )
       return { records: Mailbox.toStream(mailbox), commit, buffered }
     }).pipe(Effect.annotateLogs({ consumerGroup: groupId }))
 
-  return { partitions: settings.partitions, consume, endOffsets, committedOffsets } satisfies typeof ChatEventSource.Service
+  return {
+    partitions: settings.partitions,
+    consume,
+    endOffsets,
+    committedOffsets
+  } satisfies typeof ChatEventSource.Service
 })
 
 export const KafkaSourceLayer: Layer.Layer<ChatEventSource, never, KafkaClient> = Layer.effect(

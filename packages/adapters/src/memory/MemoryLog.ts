@@ -1,5 +1,13 @@
 import { Chunk, Clock, Context, Effect, Either, Layer, type Scope, Stream } from "effect"
-import { ChatEventSource, ChatEventProducer, DeadLetters, type LogRecord } from "@chatify/core"
+import {
+  ChatEventProducer,
+  ChatEventSource,
+  DeadLetters,
+  type LogRecord,
+  type RecordContext,
+  recordContext,
+  traced
+} from "@chatify/core"
 import {
   type ChatEvent,
   DependencyUnavailable,
@@ -206,9 +214,26 @@ export const makeMemoryLog = (
       })
     )
 
-    const append = (key: string, value: string, partition: number, timestampMs: number, event: ChatEvent) => {
+    const append = (
+      key: string,
+      value: string,
+      partition: number,
+      timestampMs: number,
+      event: ChatEvent,
+      { correlationId, traceParent }: RecordContext
+    ) => {
       const state = partitions[partition]!
-      const reserve = (): HeldRecord => ({ partition, offset: state.reservedOffset++, key, value, timestampMs, event })
+      const reserve = (): HeldRecord => ({
+        partition,
+        offset: state.reservedOffset++,
+        key,
+        value,
+        timestampMs,
+        event,
+        // the sender's context, as Kafka's record headers carry it (see recordContext)
+        ...(traceParent === undefined ? {} : { traceParent }),
+        ...(correlationId === undefined ? {} : { correlationId })
+      })
       if (journal === undefined) {
         return Effect.sync((): StreamPosition => {
           const record = reserve()
@@ -236,19 +261,18 @@ export const makeMemoryLog = (
     }
 
     const producer = ChatEventProducer.of({
-      produce: (event) =>
-        Effect.suspend(() =>
-          Either.match(encodeChatEventJson(event), {
-            onLeft: (error) => Effect.fail(failure(error)),
-            onRight: (value) => {
-              const key = scopeKey(event)
-              return Effect.flatMap(
-                Clock.currentTimeMillis,
-                (timestampMs) => append(key, value, partitionOf(key), timestampMs, event)
-              )
-            }
-          })
-        )
+      produce: traced("MemoryLog.produce", { kind: "producer" })((event: ChatEvent) =>
+        Either.match(encodeChatEventJson(event), {
+          onLeft: (error) => Effect.fail(failure(error)),
+          onRight: (value) => {
+            const key = scopeKey(event)
+            return Effect.flatMap(
+              Effect.zip(Clock.currentTimeMillis, recordContext),
+              ([timestampMs, context]) => append(key, value, partitionOf(key), timestampMs, event, context)
+            )
+          }
+        })
+      )
     })
 
     const waitForChange = (seen: number) =>

@@ -41,7 +41,9 @@ export const eventLogContract = (name: string, options: EventLogContractOptions)
         const positions = yield* Effect.forEach(events, (e) => producer.produce(e))
         const partition = partitionForScope(scope, source.partitions)
         expect(new Set(positions.map((p) => p.partition))).toEqual(new Set([partition]))
-        for (let i = 1; i < positions.length; i++) expect(positions[i]!.offset).toBeGreaterThan(positions[i - 1]!.offset)
+        for (let i = 1; i < positions.length; i++) {
+          expect(positions[i]!.offset).toBeGreaterThan(positions[i - 1]!.offset)
+        }
 
         const consumer = yield* source.consume({ groupId: group(), startFrom: "committed-or-earliest" })
         const records = yield* take(
@@ -59,8 +61,10 @@ export const eventLogContract = (name: string, options: EventLogContractOptions)
         const source = yield* ChatEventSource
         const scope = channel()
         const groupId = group()
-        const positions = yield* Effect.forEach(Array.from({ length: 6 }, (_, i) => eventIn(scope, `m${i}`)), (e) =>
-          producer.produce(e))
+        const positions = yield* Effect.forEach(
+          Array.from({ length: 6 }, (_, i) => eventIn(scope, `m${i}`)),
+          (e) => producer.produce(e)
+        )
         const ends = yield* source.endOffsets
         expect(ends.get(positions[0]!.partition)).toBe(positions[5]!.offset + 1)
 
@@ -103,8 +107,10 @@ export const eventLogContract = (name: string, options: EventLogContractOptions)
         let other = channel()
         while (partitionForScope(other, source.partitions) === partition) other = channel()
         const groupId = group()
-        const positions = yield* Effect.forEach(Array.from({ length: 6 }, (_, i) => eventIn(scope, `m${i}`)), (e) =>
-          producer.produce(e))
+        const positions = yield* Effect.forEach(
+          Array.from({ length: 6 }, (_, i) => eventIn(scope, `m${i}`)),
+          (e) => producer.produce(e)
+        )
         yield* producer.produce(eventIn(other, "before"))
         // the group committed beyond the offset it is then told to start from
         yield* Effect.scoped(Effect.gen(function*() {
@@ -113,7 +119,10 @@ export const eventLogContract = (name: string, options: EventLogContractOptions)
           yield* first.commit([{ partition, offset: read[4]!.offset }])
         }))
 
-        const consumer = yield* source.consume({ groupId, startFrom: { offsets: new Map([[partition, positions[1]!.offset]]) } })
+        const consumer = yield* source.consume({
+          groupId,
+          startFrom: { offsets: new Map([[partition, positions[1]!.offset]]) }
+        })
         const after = yield* producer.produce(eventIn(other, "after"))
         const read = yield* take(
           Stream.filter(consumer.records, (r) => r.key === scopeKey(scope) || r.key === scopeKey(other)),
@@ -145,8 +154,10 @@ export const eventLogContract = (name: string, options: EventLogContractOptions)
         const produced = yield* Effect.forEach(scopes, (s) => producer.produce(eventIn(s, "x")))
         const seen: Array<LogRecord & { readonly member: "a" | "b" }> = []
         const collect = (member: "a" | "b", records: Stream.Stream<LogRecord, unknown>) =>
-          Stream.runForEach(Stream.filter(records, (r) => r.key !== null && keys.has(r.key)), (r) =>
-            Effect.sync(() => seen.push({ ...r, member })))
+          Stream.runForEach(
+            Stream.filter(records, (r) => r.key !== null && keys.has(r.key)),
+            (r) => Effect.sync(() => seen.push({ ...r, member }))
+          )
         yield* Effect.forkScoped(collect("a", a.records))
         yield* Effect.forkScoped(collect("b", b.records))
         yield* Effect.sync(() => seen.length).pipe(

@@ -36,9 +36,11 @@ const ttlSeconds = /^[+-]?\d+$/u.test(ttl) ? Number(ttl) : Number.NaN
 if (subject === undefined || subject.length === 0) fail("missing the user id (the token's sub)")
 else if (subject.startsWith("-")) fail(`unknown option ${subject}`)
 else if (extra.length > 0) fail(`unexpected arguments: ${extra.join(" ")}`)
-else if (secret === undefined || new TextEncoder().encode(secret).length < 32) fail("CHATIFY__AUTH__HS256SECRET must be set, at least 32 bytes")
-else if (!Number.isSafeInteger(ttlSeconds)) fail("ttl-seconds must be an integer (0 or negative: an already expired token)")
-else {
+else if (secret === undefined || new TextEncoder().encode(secret).length < 32) {
+  fail("CHATIFY__AUTH__HS256SECRET must be set, at least 32 bytes")
+} else if (!Number.isSafeInteger(ttlSeconds)) {
+  fail("ttl-seconds must be an integer (0 or negative: an already expired token)")
+} else {
   const now = Math.floor(Date.now() / 1000)
   let jwt = new SignJWT({}).setProtectedHeader({ alg: "HS256", typ: "JWT" }).setSubject(subject).setIssuedAt(now)
     .setExpirationTime(now + ttlSeconds)

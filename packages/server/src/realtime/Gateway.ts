@@ -14,6 +14,7 @@ import { bearerChallenge, bearerOfHeader } from "../Auth.js"
 import { acceptedCorrelationId, CORRELATION_HEADER } from "../Http.js"
 import { ClientAddresses } from "../ClientAddress.js"
 import { Limits, tooManyConnections } from "../Limits.js"
+import { connectedSockets, socketLabels } from "../Metrics.js"
 
 export interface Upgrade {
   readonly request: IncomingMessage
@@ -70,6 +71,14 @@ const writeProblem = (socket: Duplex, error: ChatError, instance: string, correl
       `content-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
       `${CORRELATION_HEADER}: ${correlationId}\r\n${extra}connection: close\r\n\r\n${body}`
   )
+}
+
+/** chatify_connected_sockets by interface: up as a socket opens, down as it closes. */
+const countOpenSocket = (path: string, ws: WebSocket) => {
+  const labels = path === "/rpc" ? socketLabels.rpc : path.startsWith("/hubs/") ? socketLabels.signalr : undefined
+  if (labels === undefined) return
+  connectedSockets.unsafeModify(1, labels)
+  ws.once("close", () => connectedSockets.unsafeModify(-1, labels))
 }
 
 export const makeGateway = (options: GatewayOptions) =>
@@ -145,6 +154,7 @@ export const makeGateway = (options: GatewayOptions) =>
             // a protocol error (an oversize frame, invalid UTF-8) closes that socket; without a
             // listener it would be thrown and end the process
             ws.on("error", () => undefined)
+            countOpenSocket(path, ws)
             onOpen(ws, socket)
           })
         },

@@ -66,7 +66,9 @@ import { Flusher, Outbox, textFrame, webSocketTransport } from "./Outbox.js"
 const upgradeHeadersOf = (upgrade: Upgrade): ReadonlyArray<[string, string]> => {
   const headers: Array<[string, string]> = []
   for (const [name, value] of Object.entries(upgrade.request.headers)) {
-    if (value !== undefined && name !== CLIENT_ADDRESS_HEADER) headers.push([name, Array.isArray(value) ? value.join(", ") : value])
+    if (value !== undefined && name !== CLIENT_ADDRESS_HEADER) {
+      headers.push([name, Array.isArray(value) ? value.join(", ") : value])
+    }
   }
   if (upgrade.bearer !== undefined && upgrade.request.headers["authorization"] === undefined) {
     headers.push(["authorization", `Bearer ${upgrade.bearer}`])
@@ -85,14 +87,65 @@ export const defaultRpcSocketOptions: RpcSocketOptions = { path: "/rpc", maxBuff
 const decodeSubscribePayload = Schema.decodeUnknownEither(SubscribePayload)
 // the contract's own exit schema, so failures encode exactly as RpcServer would encode them
 const encodeSubscribeExit = Schema.encodeEither(
-  Rpc.exitSchema(ChatRpcs.requests.get("Subscribe")!) as unknown as Schema.Schema<Exit.Exit<void, SubscribeError>, unknown>
+  Rpc.exitSchema(ChatRpcs.requests.get("Subscribe")!) as unknown as Schema.Schema<
+    Exit.Exit<void, SubscribeError>,
+    unknown
+  >
 )
 const encodeSendExit = Schema.encodeEither(
-  Rpc.exitSchema(ChatRpcs.requests.get("Send")!) as unknown as Schema.Schema<Exit.Exit<EnrichedChatEvent, SendError>, unknown>
+  Rpc.exitSchema(ChatRpcs.requests.get("Send")!) as unknown as Schema.Schema<
+    Exit.Exit<EnrichedChatEvent, SendError>,
+    unknown
+  >
 )
 const encodeItem = Schema.encodeEither(SubscriptionItem)
 const encodeDefect = Schema.encodeSync(Schema.Defect)
 
+/** A request id RpcServer can take (it reads ids with BigInt, which throws on anything else). */
+const isRequestId = (id: unknown): boolean =>
+  (typeof id === "string" && /^[0-9]{1,64}$/u.test(id)) ||
+  (typeof id === "number" && Number.isSafeInteger(id) && id >= 0)
+
+const isHeaderList = (headers: unknown): boolean =>
+  Array.isArray(headers) &&
+  headers.every((header) =>
+    Array.isArray(header) && header.length === 2 && typeof header[0] === "string" && typeof header[1] === "string"
+  )
+
+/**
+ * Why a decoded ndjson line is not a message a client may send, or undefined when it is one. The
+ * handlers below and RpcServer read its fields synchronously, on the socket's event: a line such
+ * as `null` or an Ack with a non-numeric id would throw there and take the process down. (By hand,
+ * not a Schema: every Send and Ack of every client passes here.)
+ */
+export const clientMessageProblem = (message: unknown): string | undefined => {
+  if (typeof message !== "object" || message === null || Array.isArray(message)) {
+    return "a message must be a JSON object"
+  }
+  const { _tag } = message as { readonly _tag?: unknown }
+  switch (_tag) {
+    case "Request": {
+      const { headers, id, tag } = message as {
+        readonly id?: unknown
+        readonly tag?: unknown
+        readonly headers?: unknown
+      }
+      if (typeof tag !== "string") return "a Request needs a string tag"
+      if (!isRequestId(id)) return "a Request needs an id of decimal digits"
+      return isHeaderList(headers) ? undefined : "a Request needs headers as [name, value] string pairs"
+    }
+    case "Ack":
+    case "Interrupt":
+      return isRequestId((message as { readonly requestId?: unknown }).requestId)
+        ? undefined
+        : `an ${_tag} needs a requestId of decimal digits`
+    case "Ping":
+    case "Eof":
+      return undefined
+    default:
+      return `unknown message tag: ${typeof _tag === "string" ? _tag.slice(0, 64) : typeof _tag}`
+  }
+}
 
 const NEWLINE = 0x0a
 const ACK_PREFIX = Buffer.from(`{"_tag":"Ack","requestId":"`)
@@ -182,7 +235,11 @@ export const plainSendPayload = (payload: unknown): SendRequest | undefined => {
 export const sendExitLine = (requestId: string, exit: Exit.Exit<EnrichedChatEvent, SendError>): string => {
   if (Exit.isSuccess(exit)) {
     const json = enrichedChatEventJson(exit.value)
-    if (Either.isRight(json)) return `{"_tag":"Exit","requestId":${JSON.stringify(requestId)},"exit":{"_tag":"Success","value":${json.right}}}\n`
+    if (Either.isRight(json)) {
+      return `{"_tag":"Exit","requestId":${
+        JSON.stringify(requestId)
+      },"exit":{"_tag":"Success","value":${json.right}}}\n`
+    }
   }
   return Either.match(encodeSendExit(exit), {
     onLeft: (error) => JSON.stringify({ _tag: "Defect", defect: encodeDefect(error.message) }) + "\n",
@@ -228,20 +285,26 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     const authenticator = yield* Authenticator
     // connections end with this layer (server shutdown), before the services they use
     const connections = new Set<{ readonly ws: WebSocket; readonly release: () => void }>()
-    yield* Effect.addFinalizer(() => Effect.sync(() => {
-      for (const connection of Array.from(connections)) {
-        // going away: the client reconnects, elsewhere or later
-        connection.ws.close(1001)
-        connection.release()
-      }
-    }))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const connection of Array.from(connections)) {
+          // going away: the client reconnects, elsewhere or later
+          connection.ws.close(1001)
+          connection.release()
+        }
+      })
+    )
     let nextClientId = 0
     // A fan-out gives many subscriptions the same values one after the other, and clients number
     // their requests alike (RpcClient's first is "0" or "1" on every connection): the last chunk's
     // frame is reused while both match, so each is framed once for all of them.
-    let lastChunk: { readonly prefix: string; readonly values: ReadonlyArray<string>; readonly frame: Buffer } | undefined
+    let lastChunk:
+      | { readonly prefix: string; readonly values: ReadonlyArray<string>; readonly frame: Buffer }
+      | undefined
     const chunkFrame = (prefix: string, values: ReadonlyArray<string>): Buffer => {
-      if (lastChunk !== undefined && lastChunk.prefix === prefix && sameValues(lastChunk.values, values)) return lastChunk.frame
+      if (
+        lastChunk !== undefined && lastChunk.prefix === prefix && sameValues(lastChunk.values, values)
+      ) return lastChunk.frame
       const frame = textFrame(prefix + values.join(",") + "]}\n")
       lastChunk = { prefix, values, frame }
       return frame
@@ -257,319 +320,348 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       expiresAtMs: number | undefined,
       clientAddress: string
     ) => {
-        const clientId = nextClientId++
-        const parser = RpcSerialization.ndjson.unsafeMake()
-        let open = true
-        const outbox = new Outbox(webSocketTransport(ws, socket), flusher, options.maxBufferedBytes)
-        const subscriptions = new Map<string, Subscription>()
-        let queued: Array<Subscription> = []
-        let pendingBytes = 0
-        const running = new Set<string>()
-        clients.set(clientId, { outbox, running })
+      const clientId = nextClientId++
+      // a line spread over many frames is bounded as one frame is
+      const parser = RpcSerialization.makeNdjson({ maxBufferSize: limits.maxFrameBytes }).unsafeMake()
+      let open = true
+      const outbox = new Outbox(webSocketTransport(ws, socket), flusher, options.maxBufferedBytes)
+      const subscriptions = new Map<string, Subscription>()
+      let queued: Array<Subscription> = []
+      let pendingBytes = 0
+      const running = new Set<string>()
+      clients.set(clientId, { outbox, running })
 
-        const writeLine = (message: unknown) => {
-          try {
-            outbox.write(JSON.stringify(message) + "\n")
-          } catch (cause) {
-            outbox.write(JSON.stringify({ _tag: "Defect", defect: encodeDefect(cause) }) + "\n")
-          }
+      const writeLine = (message: unknown) => {
+        try {
+          outbox.write(JSON.stringify(message) + "\n")
+        } catch (cause) {
+          outbox.write(JSON.stringify({ _tag: "Defect", defect: encodeDefect(cause) }) + "\n")
         }
-        // pending events become one Chunk per subscription, all in this turn's frame
-        const moveToOutbox = (subscription: Subscription) => {
-          subscription.queued = false
-          if (subscription.values.length === 0 || subscription.awaitingAck) return
-          outbox.writeFrame(chunkFrame(subscription.chunkPrefix, subscription.values))
-          subscription.values = []
-          pendingBytes -= subscription.bytes
-          subscription.bytes = 0
-          subscription.awaitingAck = true
-        }
-        const queue = (subscription: Subscription) => {
-          if (subscription.queued || subscription.awaitingAck) return
-          subscription.queued = true
-          queued.push(subscription)
-          outbox.wake()
-        }
-        outbox.onFlush = () => {
-          const now = queued
-          queued = []
-          for (const subscription of now) moveToOutbox(subscription)
-        }
-        const hasRoom = () => outbox.hasRoom(pendingBytes)
+      }
+      // pending events become one Chunk per subscription, all in this turn's frame
+      const moveToOutbox = (subscription: Subscription) => {
+        subscription.queued = false
+        if (subscription.values.length === 0 || subscription.awaitingAck) return
+        outbox.writeFrame(chunkFrame(subscription.chunkPrefix, subscription.values))
+        subscription.values = []
+        pendingBytes -= subscription.bytes
+        subscription.bytes = 0
+        subscription.awaitingAck = true
+      }
+      const queue = (subscription: Subscription) => {
+        if (subscription.queued || subscription.awaitingAck) return
+        subscription.queued = true
+        queued.push(subscription)
+        outbox.wake()
+      }
+      outbox.onFlush = () => {
+        const now = queued
+        queued = []
+        for (const subscription of now) moveToOutbox(subscription)
+      }
+      const hasRoom = () => outbox.hasRoom(pendingBytes)
 
-        const end = (subscription: Subscription, exit: Exit.Exit<void, SubscribeError>) => {
-          if (subscription.ended) return
-          subscription.ended = true
-          subscriptions.delete(subscription.requestId)
-          // what it had pending goes first, even if its last chunk is unacknowledged: no more chunks follow
-          subscription.awaitingAck = false
-          moveToOutbox(subscription)
-          Either.match(encodeSubscribeExit(exit), {
-            onLeft: (error) => writeLine({ _tag: "Defect", defect: encodeDefect(error.message) }),
-            onRight: (encoded) => writeLine({ _tag: "Exit", requestId: subscription.requestId, exit: encoded })
-          })
-          const scope = subscription.scope
-          if (scope !== undefined) runFork(Scope.close(scope, Exit.void))
-        }
+      const end = (subscription: Subscription, exit: Exit.Exit<void, SubscribeError>) => {
+        if (subscription.ended) return
+        subscription.ended = true
+        subscriptions.delete(subscription.requestId)
+        // what it had pending goes first, even if its last chunk is unacknowledged: no more chunks follow
+        subscription.awaitingAck = false
+        moveToOutbox(subscription)
+        Either.match(encodeSubscribeExit(exit), {
+          onLeft: (error) => writeLine({ _tag: "Defect", defect: encodeDefect(error.message) }),
+          onRight: (encoded) => writeLine({ _tag: "Exit", requestId: subscription.requestId, exit: encoded })
+        })
+        const scope = subscription.scope
+        if (scope !== undefined) runFork(Scope.close(scope, Exit.void))
+      }
 
-        const sinkOf = (subscription: Subscription): SubscriptionSink => {
-          const append = (item: SubscriptionItem) => {
-            const json = item instanceof EnrichedChatEvent
-              ? encodeEvent(item)
-              : Either.match(encodeItem(item), { onLeft: () => undefined, onRight: (encoded) => JSON.stringify(encoded) })
-            if (json === undefined) return
-            subscription.values.push(json)
-            subscription.bytes += json.length
-            pendingBytes += json.length
-            queue(subscription)
-          }
-          const waitingForClient = () =>
-            open && !subscription.ended &&
-            (subscription.values.length > 0 || outbox.backlog() + pendingBytes > options.maxBufferedBytes / 2)
-          return {
-            push: (item) => {
+      const sinkOf = (subscription: Subscription): SubscriptionSink => {
+        const append = (item: SubscriptionItem) => {
+          const json = item instanceof EnrichedChatEvent
+            ? encodeEvent(item)
+            : Either.match(encodeItem(item), { onLeft: () => undefined, onRight: (encoded) => JSON.stringify(encoded) })
+          if (json === undefined) return
+          subscription.values.push(json)
+          subscription.bytes += json.length
+          pendingBytes += json.length
+          queue(subscription)
+        }
+        const waitingForClient = () =>
+          open && !subscription.ended &&
+          (subscription.values.length > 0 || outbox.backlog() + pendingBytes > options.maxBufferedBytes / 2)
+        return {
+          push: (item) => {
+            if (subscription.ended || !open) return false
+            if (subscription.values.length >= subscriberBufferSize || !hasRoom()) return false
+            append(item)
+            return true
+          },
+          // a replay is paced by the client instead: a page, then wait until it has been taken
+          pushReplay: (events) =>
+            Effect.gen(function*() {
               if (subscription.ended || !open) return false
-              if (subscription.values.length >= subscriberBufferSize || !hasRoom()) return false
-              append(item)
+              for (const event of events) append(event)
+              while (waitingForClient()) yield* Effect.sleep("5 millis")
               return true
-            },
-            // a replay is paced by the client instead: a page, then wait until it has been taken
-            pushReplay: (events) =>
-              Effect.gen(function*() {
-                if (subscription.ended || !open) return false
-                for (const event of events) append(event)
-                while (waitingForClient()) yield* Effect.sleep("5 millis")
-                return true
-              }),
-            fail: (error) => end(subscription, Exit.fail(error))
-          }
+            }),
+          fail: (error) => end(subscription, Exit.fail(error))
         }
+      }
 
-        // Sends in flight on the fast path, for Interrupt; and the caller, authenticated once
-        const sends = new Map<string, Fiber.RuntimeFiber<void>>()
-        let caller: Principal | undefined
-        const upgradeCorrelationId = acceptedCorrelationId(upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1])
-        /** A call's headers as RpcServer's handlers see them: the upgrade's, the call's, the client's address. */
-        const callHeaders = (headers: ReadonlyArray<[string, string]>) =>
-          upgradeHeaders.concat(headers.filter(([name]) => name.toLowerCase() !== CLIENT_ADDRESS_HEADER), [[
-            CLIENT_ADDRESS_HEADER,
-            clientAddress
-          ]])
-        const connectionId = identities.connectionIdForClient(clientId)
-        // Known at once (anonymous, or a token the upgrade just verified, which the authenticator
-        // caches); otherwise every Send of this connection takes RpcServer's path, so a client's
-        // sends never take two paths at once and keep their order.
-        const authenticated = Effect.runSyncExit(
-          authenticator.authenticate(bearer, connectionId, clientAddress)
-        )
-        if (Exit.isSuccess(authenticated)) caller = authenticated.value
+      // Sends in flight on the fast path, for Interrupt; and the caller, authenticated once
+      const sends = new Map<string, Fiber.RuntimeFiber<void>>()
+      let caller: Principal | undefined
+      const upgradeCorrelationId = acceptedCorrelationId(
+        upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1]
+      )
+      /** A call's headers as RpcServer's handlers see them: the upgrade's, the call's, the client's address. */
+      const callHeaders = (headers: ReadonlyArray<[string, string]>) =>
+        upgradeHeaders.concat(headers.filter(([name]) => name.toLowerCase() !== CLIENT_ADDRESS_HEADER), [[
+          CLIENT_ADDRESS_HEADER,
+          clientAddress
+        ]])
+      const connectionId = identities.connectionIdForClient(clientId)
+      // Known at once (anonymous, or a token the upgrade just verified, which the authenticator
+      // caches); otherwise every Send of this connection takes RpcServer's path, so a client's
+      // sends never take two paths at once and keep their order.
+      const authenticated = Effect.runSyncExit(
+        authenticator.authenticate(bearer, connectionId, clientAddress)
+      )
+      if (Exit.isSuccess(authenticated)) caller = authenticated.value
 
-        // the connection's caller on the shared services, built once
-        const connectionServices = caller === undefined ? undefined : Context.add(services, CurrentUser, caller)
-        /**
-         * The services of a request made as the connection's authenticated caller (no Authorization
-         * header of its own, a token that has not expired), with its correlation id: its fiber starts
-         * with them, which also tells the logger who (see Logging.ts). Undefined leaves the request
-         * to the general path, which authenticates it.
-         */
-        const knownCallerServices = (request: RequestEncoded) => {
-          let correlationId = upgradeCorrelationId
-          for (const [name, value] of request.headers) {
-            const lowerName = name.toLowerCase()
-            if (lowerName === "authorization") return undefined
-            if (lowerName === CORRELATION_HEADER) correlationId = acceptedCorrelationId(value) ?? correlationId
-          }
-          if (connectionServices === undefined || caller === undefined) return undefined
-          if (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs) return undefined
-          return Context.add(connectionServices, CorrelationId, correlationId ?? crypto.randomUUID())
+      // the connection's caller on the shared services, built once
+      const connectionServices = caller === undefined ? undefined : Context.add(services, CurrentUser, caller)
+      /**
+       * The services of a request made as the connection's authenticated caller (no Authorization
+       * header of its own, a token that has not expired), with its correlation id: its fiber starts
+       * with them, which also tells the logger who (see Logging.ts). Undefined leaves the request
+       * to the general path, which authenticates it.
+       */
+      const knownCallerServices = (request: RequestEncoded) => {
+        let correlationId = upgradeCorrelationId
+        for (const [name, value] of request.headers) {
+          const lowerName = name.toLowerCase()
+          if (lowerName === "authorization") return undefined
+          if (lowerName === CORRELATION_HEADER) correlationId = acceptedCorrelationId(value) ?? correlationId
         }
+        if (connectionServices === undefined || caller === undefined) return undefined
+        if (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs) return undefined
+        return Context.add(connectionServices, CorrelationId, correlationId ?? crypto.randomUUID())
+      }
 
-        /**
-         * A Send with a plain payload and no headers of its own that change who or what it is,
-         * run straight from the socket as RpcServer would run it, with its Exit line written by
-         * hand: false leaves the request to RpcServer.
-         */
-        const startSend = (request: RequestEncoded): boolean => {
-          const payload = plainSendPayload(request.payload)
-          if (payload === undefined) return false
-          const known = knownCallerServices(request)
-          if (known === undefined) return false
-          // a client's JSON may carry a number
-          // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
-          const requestId = String(request.id)
-          if (sends.has(requestId)) return false
-          const send = gate.track(sendMessage(payload)).pipe(hideDefects)
-          // an Interrupt from the client ends the send with an interrupted Exit, as on RpcServer's path
-          const fiber = fibers.start(Effect.uninterruptibleMask((restore) =>
+      /**
+       * A Send with a plain payload and no headers of its own that change who or what it is,
+       * run straight from the socket as RpcServer would run it, with its Exit line written by
+       * hand: false leaves the request to RpcServer.
+       */
+      const startSend = (request: RequestEncoded): boolean => {
+        const payload = plainSendPayload(request.payload)
+        if (payload === undefined) return false
+        const known = knownCallerServices(request)
+        if (known === undefined) return false
+        // a client's JSON may carry a number
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
+        const requestId = String(request.id)
+        if (sends.has(requestId)) return false
+        const send = gate.track(sendMessage(payload)).pipe(hideDefects)
+        // an Interrupt from the client ends the send with an interrupted Exit, as on RpcServer's path
+        const fiber = fibers.start(
+          Effect.uninterruptibleMask((restore) =>
             Effect.map(Effect.exit(restore(send)), (exit) => {
               sends.delete(requestId)
               if (open) outbox.write(sendExitLine(requestId, exit))
             })
-          ), known)
-          sends.set(requestId, fiber)
-          return true
-        }
+          ),
+          known
+        )
+        sends.set(requestId, fiber)
+        return true
+      }
 
-        const acknowledge = (subscription: Subscription) => {
-          subscription.awaitingAck = false
-          if (subscription.values.length > 0) queue(subscription)
-        }
+      const acknowledge = (subscription: Subscription) => {
+        subscription.awaitingAck = false
+        if (subscription.values.length > 0) queue(subscription)
+      }
 
-        const startSubscription = (request: RequestEncoded) => {
-          // a client's JSON may carry a number
-          // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
-          const requestId = String(request.id)
-          const previous = subscriptions.get(requestId)
-          if (previous !== undefined) end(previous, Exit.interrupt(FiberId.none))
-          const payload = decodeSubscribePayload(request.payload)
-          if (Either.isLeft(payload)) {
-            // what RpcServer answers for a payload that does not decode: a defect naming the problem
-            return writeLine({
-              _tag: "Exit",
-              requestId,
-              exit: { _tag: "Failure", cause: { _tag: "Die", defect: encodeDefect(ParseResult.TreeFormatter.formatErrorSync(payload.left)) } }
-            })
-          }
-          if (subscriptions.size >= limits.maxSubscriptionsPerConnection) {
-            return Either.match(encodeSubscribeExit(Exit.fail(tooManySubscriptions(limits.maxSubscriptionsPerConnection))), {
+      const startSubscription = (request: RequestEncoded) => {
+        // a client's JSON may carry a number
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
+        const requestId = String(request.id)
+        const previous = subscriptions.get(requestId)
+        if (previous !== undefined) end(previous, Exit.interrupt(FiberId.none))
+        const payload = decodeSubscribePayload(request.payload)
+        if (Either.isLeft(payload)) {
+          // what RpcServer answers for a payload that does not decode: a defect naming the problem
+          return writeLine({
+            _tag: "Exit",
+            requestId,
+            exit: {
+              _tag: "Failure",
+              cause: { _tag: "Die", defect: encodeDefect(ParseResult.TreeFormatter.formatErrorSync(payload.left)) }
+            }
+          })
+        }
+        if (subscriptions.size >= limits.maxSubscriptionsPerConnection) {
+          return Either.match(
+            encodeSubscribeExit(Exit.fail(tooManySubscriptions(limits.maxSubscriptionsPerConnection))),
+            {
               onLeft: (error) => writeLine({ _tag: "Defect", defect: encodeDefect(error.message) }),
               onRight: (encoded) => writeLine({ _tag: "Exit", requestId, exit: encoded })
-            })
-          }
-          const subscription: Subscription = {
-            requestId,
-            chunkPrefix: `{"_tag":"Chunk","requestId":${JSON.stringify(requestId)},"values":[`,
-            values: [],
-            bytes: 0,
-            awaitingAck: false,
-            queued: false,
-            ended: false,
-            scope: undefined
-          }
-          subscriptions.set(requestId, subscription)
-          const { after, scopeId, scopeType } = payload.right
-          const scope = Effect.runSync(Scope.make())
-          subscription.scope = scope
-          const subscribe = subscribeInto({ scopeType, scopeId }, after, sinkOf(subscription)).pipe(hideDefects)
-          const ended = <R>(effect: Effect.Effect<void, SubscribeError, R>) =>
-            effect.pipe(
-              Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
-              Effect.catchAll((error) => Effect.sync(() => end(subscription, Exit.fail(error))))
-            )
-          const known = knownCallerServices(request)
-          if (known === undefined) {
-            const headers = Headers.fromInput(callHeaders(request.headers))
-            runFork(ended(subscribe.pipe(asCaller(clientId, headers), Scope.extend(scope))))
-          } else {
-            fibers.start(ended(subscribe), Context.add(known, Scope.Scope, scope))
-          }
-        }
-
-        const onMessage = (message: FromClientEncoded): Effect.Effect<void> | undefined => {
-          switch (message._tag) {
-            case "Request":
-              if (message.tag === "Subscribe") return void startSubscription(message)
-              if (sends.size + running.size >= limits.maxConcurrentRequestsPerConnection) return void tooManyRequests()
-              if (message.tag === "Send" && startSend(message)) return undefined
-              ;(message as { headers: ReadonlyArray<[string, string]> }).headers = callHeaders(message.headers)
-              // a client's JSON may carry a number
-              // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
-              running.add(String(message.id))
-              return writeRequest(clientId, message)
-            case "Ack": {
-              const subscription = subscriptions.get(message.requestId)
-              if (subscription === undefined) return writeRequest(clientId, message)
-              return void acknowledge(subscription)
             }
-            case "Interrupt": {
-              const send = sends.get(message.requestId)
-              if (send !== undefined) return void send.unsafeInterruptAsFork(FiberId.none)
-              const subscription = subscriptions.get(message.requestId)
-              if (subscription === undefined) return writeRequest(clientId, message)
-              return void end(subscription, Exit.interrupt(FiberId.none))
-            }
-            case "Ping":
-              return void outbox.write(PONG)
-            default:
-              return writeRequest(clientId, message)
-          }
+          )
         }
+        const subscription: Subscription = {
+          requestId,
+          chunkPrefix: `{"_tag":"Chunk","requestId":${JSON.stringify(requestId)},"values":[`,
+          values: [],
+          bytes: 0,
+          awaitingAck: false,
+          queued: false,
+          ended: false,
+          scope: undefined
+        }
+        subscriptions.set(requestId, subscription)
+        const { after, scopeId, scopeType } = payload.right
+        const scope = Effect.runSync(Scope.make())
+        subscription.scope = scope
+        const subscribe = subscribeInto({ scopeType, scopeId }, after, sinkOf(subscription)).pipe(hideDefects)
+        const ended = <R>(effect: Effect.Effect<void, SubscribeError, R>) =>
+          effect.pipe(
+            Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
+            Effect.catchAll((error) => Effect.sync(() => end(subscription, Exit.fail(error))))
+          )
+        const known = knownCallerServices(request)
+        if (known === undefined) {
+          const headers = Headers.fromInput(callHeaders(request.headers))
+          runFork(ended(subscribe.pipe(asCaller(clientId, headers), Scope.extend(scope))))
+        } else {
+          fibers.start(ended(subscribe), Context.add(known, Scope.Scope, scope))
+        }
+      }
 
-        /** A client with more requests running than it may have floods us: it is closed (policy violation). */
-        const tooManyRequests = () => {
-          if (!open) return
-          runFork(Effect.logInfo(
-            `Closing an RPC connection with more than ${limits.maxConcurrentRequestsPerConnection} requests running ` +
-              "(CHATIFY__LIMITS__MAXCONCURRENTREQUESTSPERCONNECTION)"
-          ))
+      const onMessage = (message: FromClientEncoded): Effect.Effect<void> | undefined => {
+        switch (message._tag) {
+          case "Request":
+            if (message.tag === "Subscribe") return void startSubscription(message)
+            if (sends.size + running.size >= limits.maxConcurrentRequestsPerConnection) return void tooManyRequests()
+            if (message.tag === "Send" && startSend(message)) return undefined
+            ;(message as { headers: ReadonlyArray<[string, string]> }).headers = callHeaders(message.headers)
+            // a client's JSON may carry a number
+            // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
+            running.add(String(message.id))
+            return writeRequest(clientId, message)
+          case "Ack": {
+            const subscription = subscriptions.get(message.requestId)
+            if (subscription === undefined) return writeRequest(clientId, message)
+            return void acknowledge(subscription)
+          }
+          case "Interrupt": {
+            const send = sends.get(message.requestId)
+            if (send !== undefined) return void send.unsafeInterruptAsFork(FiberId.none)
+            const subscription = subscriptions.get(message.requestId)
+            if (subscription === undefined) return writeRequest(clientId, message)
+            return void end(subscription, Exit.interrupt(FiberId.none))
+          }
+          case "Ping":
+            return void outbox.write(PONG)
+          default:
+            return writeRequest(clientId, message)
+        }
+      }
+
+      /** A client with more requests running than it may have floods us: it is closed (policy violation). */
+      const tooManyRequests = () => {
+        if (!open) return
+        runFork(Effect.logInfo(
+          `Closing an RPC connection with more than ${limits.maxConcurrentRequestsPerConnection} requests running ` +
+            "(CHATIFY__LIMITS__MAXCONCURRENTREQUESTSPERCONNECTION)"
+        ))
+        outbox.flush()
+        ws.close(1008, "too many concurrent requests")
+        release()
+      }
+
+      const onData = (data: string): Effect.Effect<void> | undefined => {
+        let messages: ReadonlyArray<unknown>
+        try {
+          messages = parser.decode(data)
+        } catch (cause) {
+          if (Predicate.isTagged(cause, "RpcSerializationError")) {
+            outbox.flush()
+            return void ws.close(1009, String((cause as { message?: unknown }).message))
+          }
+          // the parser keeps the line it could not read and would fail on it again with every
+          // later frame: the connection cannot go on (1007: data not of the expected form)
+          writeLine({
+            _tag: "Defect",
+            defect: encodeDefect(`not a JSON line: ${String((cause as { message?: unknown }).message)}`)
+          })
           outbox.flush()
-          ws.close(1008, "too many concurrent requests")
-          release()
+          return void ws.close(1007, "not a JSON line")
         }
+        const effects: Array<Effect.Effect<void>> = []
+        for (const message of messages) {
+          const problem = clientMessageProblem(message)
+          if (problem !== undefined) {
+            writeLine({ _tag: "Defect", defect: encodeDefect(problem) })
+            continue
+          }
+          // checked just above
+          const effect = onMessage(message as FromClientEncoded)
+          if (effect !== undefined) effects.push(effect)
+        }
+        if (effects.length === 0) return undefined
+        return effects.length === 1 ? effects[0] : Effect.forEach(effects, (effect) => effect, { discard: true })
+      }
 
-        const onData = (data: string | Uint8Array): Effect.Effect<void> | undefined => {
-          let messages: ReadonlyArray<FromClientEncoded>
-          try {
-            messages = parser.decode(data) as ReadonlyArray<FromClientEncoded>
-          } catch (cause) {
-            if (Predicate.isTagged(cause, "RpcSerializationError")) {
-              outbox.flush()
-              return void ws.close(1009, String((cause as { message?: unknown }).message))
-            }
-            return void writeLine({ _tag: "Defect", defect: encodeDefect(cause) })
-          }
-          const effects: Array<Effect.Effect<void>> = []
-          for (const message of messages) {
-            const effect = onMessage(message)
-            if (effect !== undefined) effects.push(effect)
-          }
-          if (effects.length === 0) return undefined
-          return effects.length === 1 ? effects[0] : Effect.forEach(effects, (effect) => effect, { discard: true })
+      const release = () => {
+        if (!open) return
+        open = false
+        outbox.close()
+        clients.delete(clientId)
+        connections.delete(connection)
+        for (const subscription of subscriptions.values()) {
+          subscription.ended = true
+          if (subscription.scope !== undefined) runFork(Scope.close(subscription.scope, Exit.void))
         }
-
-        const release = () => {
-          if (!open) return
-          open = false
-          outbox.close()
-          clients.delete(clientId)
-          connections.delete(connection)
-          for (const subscription of subscriptions.values()) {
-            subscription.ended = true
-            if (subscription.scope !== undefined) runFork(Scope.close(subscription.scope, Exit.void))
-          }
-          subscriptions.clear()
-          expiry?.unsafeInterruptAsFork(FiberId.none)
-          disconnects.unsafeOffer(clientId)
+        subscriptions.clear()
+        expiry?.unsafeInterruptAsFork(FiberId.none)
+        disconnects.unsafeOffer(clientId)
+      }
+      const connection = { ws, release }
+      connections.add(connection)
+      const expiry = expiresAtMs === undefined
+        ? undefined
+        : runFork(Effect.zipRight(closeAtExpiry(expiresAtMs), Effect.sync(() => ws.close(1000))))
+      const binaryText = new TextDecoder()
+      // whether the parser holds the start of a line: then the next frame continues it
+      let midLine = false
+      ws.on("message", (data: Buffer, isBinary: boolean) => {
+        // closing (by us, for a bad line or too many requests): what still arrives is not read
+        if (ws.readyState !== ws.OPEN) return
+        if (!isBinary && !midLine) {
+          // the Ack of a subscription's chunk, one per chunk per subscriber: taken without the parser
+          const requestId = ackedRequestId(data)
+          const subscription = requestId === undefined ? undefined : subscriptions.get(requestId)
+          if (subscription !== undefined) return acknowledge(subscription)
         }
-        const connection = { ws, release }
-        connections.add(connection)
-        const expiry = expiresAtMs === undefined
-          ? undefined
-          : runFork(Effect.zipRight(closeAtExpiry(expiresAtMs), Effect.sync(() => ws.close(1000))))
-        // whether the parser holds the start of a line: then the next frame continues it
-        let midLine = false
-        ws.on("message", (data: Buffer, isBinary: boolean) => {
-          if (!isBinary && !midLine) {
-            // the Ack of a subscription's chunk, one per chunk per subscriber: taken without the parser
-            const requestId = ackedRequestId(data)
-            const subscription = requestId === undefined ? undefined : subscriptions.get(requestId)
-            if (subscription !== undefined) return acknowledge(subscription)
-          }
-          midLine = data.length > 0 && data[data.length - 1] !== NEWLINE
-          const effect = onData(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString())
-          if (effect !== undefined) runFork(effect)
-        })
-        ws.once("close", release)
-        takeAcksBeforeWs(ws, () => !midLine, (ids) => {
-          const acked: Array<Subscription> = []
-          for (const requestId of ids) {
-            const subscription = subscriptions.get(requestId)
-            if (subscription === undefined) return false
-            acked.push(subscription)
-          }
-          for (const subscription of acked) acknowledge(subscription)
-          return true
-        })
+        midLine = data.length > 0 && data[data.length - 1] !== NEWLINE
+        // a character split between two binary frames is decoded once both have come
+        const effect = onData(isBinary ? binaryText.decode(data, { stream: true }) : data.toString())
+        if (effect !== undefined) runFork(effect)
+      })
+      ws.once("close", release)
+      takeAcksBeforeWs(ws, () => !midLine, (ids) => {
+        const acked: Array<Subscription> = []
+        for (const requestId of ids) {
+          const subscription = subscriptions.get(requestId)
+          if (subscription === undefined) return false
+          acked.push(subscription)
+        }
+        for (const subscription of acked) acknowledge(subscription)
+        return true
+      })
     }
 
     const scratch = Buffer.allocUnsafe(125)
@@ -586,8 +678,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       betweenLines: () => boolean,
       take: (requestIds: ReadonlyArray<string>) => boolean
     ) => {
-      const receiver = (ws as unknown as { readonly _receiver?: WsReceiverState & { write: (chunk: Buffer) => boolean } })
-        ._receiver
+      const receiver =
+        (ws as unknown as { readonly _receiver?: WsReceiverState & { write: (chunk: Buffer) => boolean } })
+          ._receiver
       if (receiver === undefined || !receiverIsIdle(receiver)) return
       const write = receiver.write
       receiver.write = function(this: unknown, chunk: Buffer) {
@@ -620,12 +713,16 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       }).pipe(Effect.annotateLogs({ correlationId: upgrade.correlationId }))
     yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
     // a plain GET (no upgrade) is the client's mistake
-    yield* router.add("GET", options.path, Effect.map(CorrelationId, (correlationId) =>
-      problemResponse(
-        new ValidationError({ errors: [{ field: "request", message: "expected a WebSocket upgrade" }] }),
-        options.path,
-        correlationId
-      )))
+    yield* router.add(
+      "GET",
+      options.path,
+      Effect.map(CorrelationId, (correlationId) =>
+        problemResponse(
+          new ValidationError({ errors: [{ field: "request", message: "expected a WebSocket upgrade" }] }),
+          options.path,
+          correlationId
+        ))
+    )
 
     return yield* RpcServer.Protocol.make((write) => {
       // RpcServer hands its writer over once it runs

@@ -6,7 +6,19 @@
  * not a set of fibers: an idle connection costs its socket and a few fields. Only an invocation
  * runs as a fiber, while it runs.
  */
-import { Cause, type Context, Data, Duration, Effect, Either, Exit, type Fiber, ParseResult, type Schema, Scope } from "effect"
+import {
+  Cause,
+  type Context,
+  Data,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  type Fiber,
+  ParseResult,
+  type Schema,
+  Scope
+} from "effect"
 import { type Flusher, Outbox, type Transport } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
@@ -91,7 +103,8 @@ export const hubMethod = <A extends ReadonlyArray<unknown>, I, R = never>(
       if (args.length !== arity) {
         return Effect.fail(
           new HubError({
-            message: `Failed to invoke '${context.target}': it takes ${arity} argument(s), the invocation provides ${args.length}.`
+            message:
+              `Failed to invoke '${context.target}': it takes ${arity} argument(s), the invocation provides ${args.length}.`
           })
         )
       }
@@ -154,7 +167,10 @@ export interface Hub<R = never> {
 export type RunFork = <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 
 /** Runs an effect as a fiber of the server with the given services as its context. */
-export type StartFiber = <A, E, R>(effect: Effect.Effect<A, E, R>, services: Context.Context<R>) => Fiber.RuntimeFiber<A, E>
+export type StartFiber = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  services: Context.Context<R>
+) => Fiber.RuntimeFiber<A, E>
 
 export interface ConnectionOptions<R> {
   /** Where the connection's frames go. */
@@ -240,7 +256,9 @@ export class SignalRConnection<R = never> {
           if (Either.isRight(record)) this.outbox.write(record.right)
           else unencodable++
         }
-        if (unencodable > 0) this.log(Effect.logError("Could not encode client invocations; they were dropped", unencodable))
+        if (unencodable > 0) {
+          this.log(Effect.logError("Could not encode client invocations; they were dropped", unencodable))
+        }
       },
       close: ({ allowReconnect, error }) => {
         this.log(Effect.logInfo("Closing a SignalR connection", error ?? ""))
@@ -401,16 +419,24 @@ export class SignalRConnection<R = never> {
       case Protocol.MessageType.Invocation: {
         if (message.streamIds !== undefined && message.streamIds.length > 0) {
           if (message.invocationId !== undefined) {
-            this.complete(message.invocationId, message.target, Either.left(`'${message.target}' does not accept streams from the client.`))
+            this.complete(
+              message.invocationId,
+              message.target,
+              Either.left(`'${message.target}' does not accept streams from the client.`)
+            )
           }
           return
         }
         const { maxPendingBytes, maxPendingInvocations } = this.options.settings
         if (this.invocations.length >= maxPendingInvocations) {
-          return this.close(Protocol.closeRecord({ error: `Too many pending invocations (more than ${maxPendingInvocations}).` }))
+          return this.close(
+            Protocol.closeRecord({ error: `Too many pending invocations (more than ${maxPendingInvocations}).` })
+          )
         }
         if (this.pendingBytes + size > maxPendingBytes) {
-          return this.close(Protocol.closeRecord({ error: `Too many pending invocations (more than ${maxPendingBytes} bytes).` }))
+          return this.close(
+            Protocol.closeRecord({ error: `Too many pending invocations (more than ${maxPendingBytes} bytes).` })
+          )
         }
         if (message.invocationId !== undefined) this.queuedIds.add(message.invocationId)
         this.invocations.push(message)
@@ -419,7 +445,11 @@ export class SignalRConnection<R = never> {
         return this.runNext()
       }
       case Protocol.MessageType.StreamInvocation:
-        return this.complete(message.invocationId, message.target, Either.left(`'${message.target}' is not a streaming hub method.`))
+        return this.complete(
+          message.invocationId,
+          message.target,
+          Either.left(`'${message.target}' is not a streaming hub method.`)
+        )
       case Protocol.MessageType.CancelInvocation: {
         const id = message.invocationId
         if (this.queuedIds.has(id)) this.canceledIds.add(id)
@@ -496,7 +526,9 @@ export class SignalRConnection<R = never> {
         return Either.left(unexpectedError(target))
       }
     })
-    if (Exit.isFailure(exit) && Cause.failureOption(exit.cause)._tag === "None" && !Cause.isInterruptedOnly(exit.cause)) {
+    if (
+      Exit.isFailure(exit) && Cause.failureOption(exit.cause)._tag === "None" && !Cause.isInterruptedOnly(exit.cause)
+    ) {
       this.log(Effect.logError("A SignalR hub method failed unexpectedly", exit.cause))
     }
     if (invocationId !== undefined) return this.complete(invocationId, target, outcome)

@@ -77,7 +77,8 @@ export const utf8Length = (text: string): number => {
 /** The bytes `piece` adds after `pending`: a surrogate pair split between them is 4 bytes, not 3 + 3. */
 const addedBytes = (pending: string, piece: string): number =>
   utf8Length(piece) -
-  (pending.length > 0 && piece.length > 0 && isHigh(pending.charCodeAt(pending.length - 1)) && isLow(piece.charCodeAt(0))
+  (pending.length > 0 && piece.length > 0 && isHigh(pending.charCodeAt(pending.length - 1)) &&
+      isLow(piece.charCodeAt(0))
     ? 2
     : 0)
 
@@ -86,7 +87,11 @@ const addedBytes = (pending: string, piece: string): number =>
  * record. Several records per frame and records split across frames are both normal; a record
  * (complete or still pending) larger than `maxRecordBytes` is refused as soon as it is seen.
  */
-export const pushText = (framer: Framer, chunk: string, maxRecordBytes: number): Either.Either<Framed, RecordTooLarge> => {
+export const pushText = (
+  framer: Framer,
+  chunk: string,
+  maxRecordBytes: number
+): Either.Either<Framed, RecordTooLarge> => {
   const records: Array<string> = []
   let pending = framer.pending
   let pendingBytes = framer.pendingBytes
@@ -216,10 +221,18 @@ const hasOwn = Object.prototype.hasOwnProperty
 const plainInvocation = (json: unknown): InvocationMessage | undefined => {
   if (typeof json !== "object" || json === null) return undefined
   const { arguments: args, invocationId, target, type } = json as Record<string, unknown>
-  if (type !== MessageType.Invocation || typeof target !== "string" || target === "" || !Array.isArray(args)) return undefined
+  if (type !== MessageType.Invocation || typeof target !== "string" || target === "" || !Array.isArray(args)) {
+    return undefined
+  }
   if (hasOwn.call(json, "streamIds") || hasOwn.call(json, "headers")) return undefined
-  if (invocationId === undefined) return hasOwn.call(json, "invocationId") ? undefined : { type, target, arguments: args }
-  return typeof invocationId === "string" && invocationId !== "" ? { type, invocationId, target, arguments: args } : undefined
+  if (invocationId === undefined) {
+    return hasOwn.call(json, "invocationId")
+      ? undefined
+      : { type, target, arguments: args }
+  }
+  return typeof invocationId === "string" && invocationId !== ""
+    ? { type, invocationId, target, arguments: args }
+    : undefined
 }
 
 /** Parses one record (without its separator) into a hub message. */
@@ -276,11 +289,15 @@ export const writeHandshakeResponse = (error: string | undefined): string =>
 
 /** A successful Completion whose result is JSON text already (spliced in as it is). */
 export const completionJsonRecord = (invocationId: string, resultJson: string): string =>
-  `{"type":${MessageType.Completion},"invocationId":${JSON.stringify(invocationId)},"result":${resultJson}}${RECORD_SEPARATOR}`
+  `{"type":${MessageType.Completion},"invocationId":${
+    JSON.stringify(invocationId)
+  },"result":${resultJson}}${RECORD_SEPARATOR}`
 
 /** A client-method Invocation whose single argument is JSON text already. */
 export const invocationJsonRecord = (target: string, argumentJson: string): string =>
-  `{"type":${MessageType.Invocation},"target":${JSON.stringify(target)},"arguments":[${argumentJson}]}${RECORD_SEPARATOR}`
+  `{"type":${MessageType.Invocation},"target":${
+    JSON.stringify(target)
+  },"arguments":[${argumentJson}]}${RECORD_SEPARATOR}`
 
 /** A failed Completion; strings always serialize, so this needs no Either. */
 export const completionErrorRecord = (invocationId: string, error: string): string =>
@@ -288,7 +305,9 @@ export const completionErrorRecord = (invocationId: string, error: string): stri
 
 export const pingRecord: string = JSON.stringify({ type: MessageType.Ping }) + RECORD_SEPARATOR
 
-export const closeRecord = (options: { readonly error?: string | undefined; readonly allowReconnect?: boolean }): string =>
+export const closeRecord = (
+  options: { readonly error?: string | undefined; readonly allowReconnect?: boolean }
+): string =>
   JSON.stringify({
     type: MessageType.Close,
     ...(options.error === undefined ? {} : { error: options.error }),
