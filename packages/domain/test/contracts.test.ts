@@ -19,14 +19,22 @@ describe("ChatRpcs", () => {
     return r
   }
 
-  it("has exactly the methods Send, Subscribe, History and Presence", () => {
-    expect([...ChatRpcs.requests.keys()].sort()).toEqual(["History", "Presence", "Send", "Subscribe"])
+  it("has exactly the methods Send, Subscribe, History, Presence, Stats and RateLimitViolations", () => {
+    expect([...ChatRpcs.requests.keys()].sort()).toEqual([
+      "History",
+      "Presence",
+      "RateLimitViolations",
+      "Send",
+      "Stats",
+      "Subscribe"
+    ])
     for (const [key, r] of ChatRpcs.requests) expect(r._tag).toBe(key)
   })
 
-  it("only Subscribe is a stream, and it streams SubscriptionItems", () => {
+  it("Subscribe and RateLimitViolations are streams, Subscribe of SubscriptionItems; the rest are unary", () => {
     expect(RpcSchema.isStreamSchema(rpc("Subscribe").successSchema)).toBe(true)
-    for (const tag of ["Send", "History", "Presence"]) {
+    expect(RpcSchema.isStreamSchema(rpc("RateLimitViolations").successSchema)).toBe(true)
+    for (const tag of ["Send", "History", "Presence", "Stats"]) {
       expect(RpcSchema.isStreamSchema(rpc(tag).successSchema)).toBe(false)
     }
     const streamed = RpcSchema.getStreamSchemas(rpc("Subscribe").successSchema.ast)
@@ -66,6 +74,7 @@ describe("ChatApi OpenAPI document", () => {
   const send = "/api/chat/send"
   const history = "/api/chat/scopes/{scopeType}/{scopeId}/history"
   const presence = "/api/chat/scopes/{scopeType}/{scopeId}/presence"
+  const stats = "/api/chat/scopes/{scopeType}/{scopeId}/stats"
 
   const operation = (path: string, method: "get" | "post") => {
     const op = spec.paths[path]?.[method]
@@ -79,8 +88,9 @@ describe("ChatApi OpenAPI document", () => {
   // the probes are documented too (issue 15): GET /health/live, /health/startup, /health/ready
   const probes = ["/health/live", "/health/startup", "/health/ready"]
 
-  it("documents exactly POST /api/chat/send and GET …/history and …/presence, and the /health/* probes", () => {
-    expect(Object.keys(spec.paths).sort()).toEqual([send, history, presence, ...probes].sort())
+  it("documents exactly POST /api/chat/send and GET …/history, …/presence and …/stats, and the /health/* probes", () => {
+    expect(Object.keys(spec.paths).sort()).toEqual([send, history, presence, stats, ...probes].sort())
+    expect(Object.keys(spec.paths[stats] ?? {}).filter((k) => k === "get" || k === "post")).toEqual(["get"])
     expect(Object.keys(spec.paths[send] ?? {}).filter((k) => k === "get" || k === "post")).toEqual(["post"])
     expect(Object.keys(spec.paths[history] ?? {}).filter((k) => k === "get" || k === "post")).toEqual(["get"])
     expect(Object.keys(spec.paths[presence] ?? {}).filter((k) => k === "get" || k === "post")).toEqual(["get"])
