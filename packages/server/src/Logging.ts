@@ -203,7 +203,8 @@ export const logRecord = (
     record[key] = SECRET_KEY.test(key) ? REDACTED : redactValue(value)
   }
   const span = Context.getOption(FiberRefs.getOrDefault(options.context, FiberRef.currentContext), Tracer.ParentSpan)
-  if (Option.isSome(span)) {
+  // with tracing off, Effect's spans are no-op spans whose ids read "noop": no ids then
+  if (Option.isSome(span) && span.value.traceId !== "noop") {
     record["traceId"] = span.value.traceId
     record["spanId"] = span.value.spanId
   }

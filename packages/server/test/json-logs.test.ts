@@ -80,6 +80,16 @@ describe("JSON log lines", () => {
       expect(line).toMatchObject(ids ?? {})
     }))
 
+  it.effect("with tracing off (no-op spans), carry no trace or span ids", () =>
+    Effect.gen(function*() {
+      const [line] = yield* jsonLinesOf(
+        Effect.logInfo("tracing off").pipe(Effect.withSpan("Chat.send"), Effect.withTracerEnabled(false))
+      )
+      expect(line?.["message"]).toBe("tracing off")
+      expect(line).not.toHaveProperty("traceId")
+      expect(line).not.toHaveProperty("spanId")
+    }))
+
   it.effect("an error carries its typed cause: tag, message, its own fields and the rendered cause", () =>
     Effect.gen(function*() {
       const [line] = yield* jsonLinesOf(
