@@ -6,8 +6,6 @@
  * reach operators (CHATIFY__ANALYTICS__OPERATORS) on the RateLimitViolations stream, and nobody else.
  * Topics and groups are this run's own, removed afterwards.
  */
-import { NodeSocket } from "@effect/platform-node"
-import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { afterAll, beforeAll, expect, layer } from "@effect/vitest"
 import {
   Chunk,
@@ -25,7 +23,6 @@ import {
 } from "effect"
 import { malformedRecordsOf, STATS_WRITER } from "@chatify/core"
 import {
-  ChatRpcs,
   directMessageScopeId,
   PROBLEM_CONTENT_TYPE,
   ProblemDetails,
@@ -37,6 +34,7 @@ import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { produceRecords as produce } from "../../adapters/test/support/kafkaProducer.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
 import { hs256TestAuth, startTestServer, type TestServer } from "../src/testing.js"
+import { rpcClient } from "./support/rpcClient.js"
 import { hs256Token } from "./support/tokens.js"
 
 const run = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
@@ -174,17 +172,6 @@ const awaitStats = (
       onTimeout: () => new Error(`${url} never showed the expected windows`)
     })
   )
-
-const rpcClient = (wsUrl: string, token: string) =>
-  Effect.gen(function*() {
-    const context = yield* Layer.build(
-      RpcClient.layerProtocolSocket().pipe(
-        Layer.provide(NodeSocket.layerWebSocket(`${wsUrl}?access_token=${encodeURIComponent(token)}`)),
-        Layer.provide(RpcSerialization.layerNdjson)
-      )
-    )
-    return yield* RpcClient.make(ChatRpcs).pipe(Effect.provide(context))
-  })
 
 const malformedCount = Effect.map(Metric.value(malformedRecordsOf(STATS_WRITER)), (state) => state.count)
 

@@ -1,13 +1,12 @@
-import { NodeSocket } from "@effect/platform-node"
-import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Logger, LogLevel, Option, Stream } from "effect"
+import { Effect, Logger, LogLevel, Option, Stream } from "effect"
 import { withCallerFields } from "../src/Logging.js"
 import { decodeJwt, SignJWT } from "jose"
 import { WebSocket } from "ws"
-import { ChatRpcs, directMessageScopeId, ProblemDetails } from "@chatify/domain"
+import { directMessageScopeId, ProblemDetails } from "@chatify/domain"
 import { Schema } from "effect"
 import { startTestServer, hs256TestAuth } from "../src/testing.js"
+import { rpcClient } from "./support/rpcClient.js"
 
 const SECRET = "a-development-secret-of-32-bytes!"
 const auth = hs256TestAuth(SECRET)
@@ -18,17 +17,6 @@ const tokenFor = (sub: string, ttlSeconds = 600) =>
     new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub)
       .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds).sign(new TextEncoder().encode(SECRET))
   )
-
-const rpcClient = (wsUrl: string, token: string) =>
-  Effect.gen(function*() {
-    const context = yield* Layer.build(
-      RpcClient.layerProtocolSocket().pipe(
-        Layer.provide(NodeSocket.layerWebSocket(`${wsUrl}?access_token=${encodeURIComponent(token)}`)),
-        Layer.provide(RpcSerialization.layerNdjson)
-      )
-    )
-    return yield* RpcClient.make(ChatRpcs).pipe(Effect.provide(context))
-  })
 
 const post = (url: string, body: unknown, token?: string) =>
   Effect.promise(async () => {

@@ -5,13 +5,12 @@
  * socket a second later. (The end of the subscription and the close alone are in
  * auth-interfaces.test.ts; the later calls were untested.)
  */
-import { NodeSocket } from "@effect/platform-node"
-import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Logger, LogLevel, Option, Stream } from "effect"
+import { Effect, Either, Fiber, Logger, LogLevel, Option, Stream } from "effect"
 import { SignJWT } from "jose"
-import { ChatRpcs, partitionForScope } from "@chatify/domain"
+import { partitionForScope } from "@chatify/domain"
 import { hs256TestAuth, startTestServer } from "../src/testing.js"
+import { rpcClient } from "./support/rpcClient.js"
 
 const SECRET = "a-token-expiry-test-secret-of-32b!"
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Error)
@@ -21,17 +20,6 @@ const tokenExpiringAt = (sub: string, expSeconds: number) =>
     new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).setExpirationTime(expSeconds)
       .sign(new TextEncoder().encode(SECRET))
   )
-
-const rpcClient = (wsUrl: string, token: string) =>
-  Effect.gen(function*() {
-    const context = yield* Layer.build(
-      RpcClient.layerProtocolSocket().pipe(
-        Layer.provide(NodeSocket.layerWebSocket(`${wsUrl}?access_token=${encodeURIComponent(token)}`)),
-        Layer.provide(RpcSerialization.layerNdjson)
-      )
-    )
-    return yield* RpcClient.make(ChatRpcs).pipe(Effect.provide(context))
-  })
 
 /** How a call ended: its error's tag and message, or "succeeded" (a call must not hang either). */
 const outcome = <A, E extends { readonly _tag: string }, R>(call: Effect.Effect<A, E, R>) =>
