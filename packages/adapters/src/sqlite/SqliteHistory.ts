@@ -5,6 +5,7 @@ import { Effect, Layer } from "effect"
 import { ChatHistory } from "@chatify/core"
 import type { HistorySlice } from "@chatify/core"
 import { backgroundCheckpoints } from "./SqliteCheckpoints.js"
+import { applyMigrations, type SqliteMigration } from "./SqliteMigrations.js"
 import {
   ChatEvent,
   type ChatScopeType,
@@ -41,7 +42,7 @@ const TABLE_COLUMNS =
   "scope_key, bucket, created_at_utc, message_id, scope_type, scope_id, sender_id, text, origin_pod_id, broker_partition, broker_offset"
 
 /** Code-first migrations, applied in order, each at most once per database. */
-const migrations: ReadonlyArray<{ readonly id: string; readonly sql: string }> = [
+const migrations: ReadonlyArray<SqliteMigration> = [
   {
     id: "0001_init_chat",
     sql: `
@@ -147,34 +148,7 @@ const configure = (db: Database.Database) =>
   })
 
 const migrate = (db: Database.Database) =>
-  Effect.try({
-    try: () => {
-      db.exec(`
-        CREATE TABLE IF NOT EXISTS schema_migrations (
-          module_name    TEXT    NOT NULL,
-          migration_id   TEXT    NOT NULL,
-          applied_at_utc INTEGER NOT NULL,
-          PRIMARY KEY (module_name, migration_id)
-        )
-      `)
-      const isApplied = db.prepare<[string, string], number>(
-        "SELECT 1 FROM schema_migrations WHERE module_name = ? AND migration_id = ?"
-      ).pluck()
-      const record = db.prepare<[string, string, number]>(
-        "INSERT INTO schema_migrations (module_name, migration_id, applied_at_utc) VALUES (?, ?, ?)"
-      )
-      // IMMEDIATE takes the write lock first, so two processes opening one file cannot both apply a migration.
-      db.transaction(() => {
-        for (const migration of migrations) {
-          if (isApplied.get(MODULE_NAME, migration.id) !== undefined) continue
-          db.exec(migration.sql)
-          // Wall-clock time on purpose: this records when the file changed, not a simulated time.
-          record.run(MODULE_NAME, migration.id, Date.now())
-        }
-      }).immediate()
-    },
-    catch: unavailable("cannot migrate the database")
-  })
+  applyMigrations(db, MODULE_NAME, migrations, unavailable("cannot migrate the database"))
 
 const makeStore = (db: Database.Database, bucketMillis: number) =>
   Effect.try({

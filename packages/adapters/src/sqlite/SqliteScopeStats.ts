@@ -5,6 +5,7 @@ import { Effect, Layer } from "effect"
 import { ScopeStatsStore } from "@chatify/core"
 import { type ChatScopeType, DependencyUnavailable, type ScopeRef, scopeKey, ScopeWindowStats } from "@chatify/domain"
 import { backgroundCheckpoints } from "./SqliteCheckpoints.js"
+import { applyMigrations, type SqliteMigration } from "./SqliteMigrations.js"
 
 export interface SqliteScopeStatsOptions {
   readonly dataDirectory: string
@@ -24,7 +25,7 @@ const unavailable = (what: string) => (cause: unknown): DependencyUnavailable =>
   })
 
 /** Code-first migrations of the analytics module, recorded in the history's schema_migrations. */
-const migrations: ReadonlyArray<{ readonly id: string; readonly sql: string }> = [
+const migrations: ReadonlyArray<SqliteMigration> = [
   {
     // The shape of Cassandra's scope_stats: one row per (scope, window start), read oldest first.
     id: "0001_scope_stats",
@@ -88,34 +89,7 @@ const open = (path: string) =>
   )
 
 const migrate = (db: Database.Database) =>
-  Effect.try({
-    try: () => {
-      db.exec(`
-        CREATE TABLE IF NOT EXISTS schema_migrations (
-          module_name    TEXT    NOT NULL,
-          migration_id   TEXT    NOT NULL,
-          applied_at_utc INTEGER NOT NULL,
-          PRIMARY KEY (module_name, migration_id)
-        )
-      `)
-      const isApplied = db.prepare<[string, string], number>(
-        "SELECT 1 FROM schema_migrations WHERE module_name = ? AND migration_id = ?"
-      ).pluck()
-      const record = db.prepare<[string, string, number]>(
-        "INSERT INTO schema_migrations (module_name, migration_id, applied_at_utc) VALUES (?, ?, ?)"
-      )
-      // IMMEDIATE takes the write lock first, so two connections cannot both apply a migration.
-      db.transaction(() => {
-        for (const migration of migrations) {
-          if (isApplied.get(MODULE_NAME, migration.id) !== undefined) continue
-          db.exec(migration.sql)
-          // Wall-clock time on purpose: this records when the file changed.
-          record.run(MODULE_NAME, migration.id, Date.now())
-        }
-      }).immediate()
-    },
-    catch: unavailable("cannot migrate the database")
-  })
+  applyMigrations(db, MODULE_NAME, migrations, unavailable("cannot migrate the database"))
 
 const make = (options: SqliteScopeStatsOptions) =>
   Effect.gen(function*() {
