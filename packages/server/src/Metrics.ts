@@ -52,7 +52,7 @@ export const sanitizeName = (name: string, label = false): string => {
 const escapeLabelValue = (value: string) => value.replace(/\\/gu, "\\\\").replace(/\n/gu, "\\n").replace(/"/gu, "\\\"")
 const escapeHelp = (value: string) => value.replace(/\\/gu, "\\\\").replace(/\n/gu, "\\n")
 
-/** A sample value: integers and decimals as JavaScript writes them, ±Inf and NaN as Prometheus does. */
+/** A sample value: integers and decimals as JavaScript writes them, ±Inf, NaN and -0 as Prometheus (Go) does. */
 export const formatValue = (value: number | bigint): string =>
   typeof value === "bigint"
     ? value.toString()
@@ -62,6 +62,8 @@ export const formatValue = (value: number | bigint): string =>
     ? "+Inf"
     : value === Number.NEGATIVE_INFINITY
     ? "-Inf"
+    : Object.is(value, -0)
+    ? "-0"
     : String(value)
 
 const labelSet = (labels: ReadonlyArray<readonly [string, string]>): string =>

@@ -130,11 +130,12 @@ describe("Prometheus text exposition", () => {
     expect(sanitizeName(name, true)).toMatch(/^[a-zA-Z_][a-zA-Z0-9_]*$/u)
   })
 
-  it("writes infinities and NaN as Prometheus does", () => {
-    expect([Infinity, -Infinity, Number.NaN, 1.5, BigInt(7)].map(formatValue)).toEqual([
+  it("writes infinities, NaN and negative zero as Prometheus does", () => {
+    expect([Infinity, -Infinity, Number.NaN, -0, 1.5, BigInt(7)].map(formatValue)).toEqual([
       "+Inf",
       "-Inf",
       "NaN",
+      "-0",
       "1.5",
       "7"
     ])
