@@ -165,6 +165,8 @@ const BROADCAST_COMMIT_INTERVAL_MILLIS = 1_000
  * idle log then costs two fetches a second rather than one per few milliseconds.
  */
 const HISTORY_FETCH_DELAY_MILLIS = 500
+/** See historyBatchMaxWindow: batches grow while more than 1000 / this messages a second arrive. */
+const HISTORY_WAIT_PER_RECORD_MILLIS = 4
 
 const consumeChunks = <E, R>(
   consumer: ConsumerRecords,
@@ -330,11 +332,15 @@ export const historyWriter = Effect.gen(function*() {
           recordHistoryBatch(records.length, (performance.now() - startedAt) / 1000)
         })
       const batchSize = settings.historyBatchSize
-      const windowMillis = Duration.toMillis(settings.historyBatchWindow)
+      const minWindowMillis = Duration.toMillis(settings.historyBatchWindow)
+      const maxWindowMillis = Math.max(minWindowMillis, Duration.toMillis(settings.historyBatchMaxWindow))
       // A batch is what the log holds when the writer asks, at most historyBatchSize records. After
-      // a smaller one the writer has caught up, so it lets the rest of historyBatchWindow pass before
-      // asking again: steady traffic is stored in a few large transactions, a busy log in full ones
-      // at once. (Stream.groupedWithin did this too, at a cost per batch above that of the insert.)
+      // a smaller one the writer has caught up, so it lets the rest of a window pass before asking
+      // again: steady traffic is stored in a few large transactions, a busy log in full ones at once.
+      // The window grows with the batch (HISTORY_WAIT_PER_RECORD_MILLIS a record, between the two
+      // settings): light traffic is stored soon, heavy traffic in large batches, which is what makes
+      // a store's cost per message fall. (Stream.groupedWithin did this too, at a cost per batch
+      // above that of the insert.)
       yield* consumer.records.pipe(
         Stream.mapChunksEffect((chunk) =>
           Effect.gen(function*() {
@@ -344,6 +350,10 @@ export const historyWriter = Effect.gen(function*() {
               yield* store(records.slice(from, from + batchSize))
             }
             if (records.length < batchSize) {
+              const windowMillis = Math.min(
+                maxWindowMillis,
+                Math.max(minWindowMillis, records.length * HISTORY_WAIT_PER_RECORD_MILLIS)
+              )
               const rest = windowMillis - ((yield* Clock.currentTimeMillis) - startedAt)
               if (rest > 0) yield* Effect.sleep(rest)
             }

@@ -17,6 +17,12 @@ export interface CoreSettingsShape {
    */
   readonly historyBatchWindow: Duration.Duration
   /**
+   * The longest the writer waits under load: after a batch of n records it waits n × 4 ms, at least
+   * historyBatchWindow and at most this. Above ~250 messages/s the batches grow up to this window,
+   * so a busy store gets few large writes; below, a message is stored within historyBatchWindow.
+   */
+  readonly historyBatchMaxWindow: Duration.Duration
+  /**
    * How long a running consumer retries one failing step (a history append, a dead-letter, an offset
    * commit) before it gives up and is restarted whole: a new log consumer, from the committed offsets.
    */
@@ -31,6 +37,7 @@ export class CoreSettings extends Context.Tag("chatify/CoreSettings")<CoreSettin
     historyWriterGroup: HISTORY_WRITER_GROUP,
     historyBatchSize: 500,
     historyBatchWindow: Duration.millis(200),
+    historyBatchMaxWindow: Duration.millis(200),
     consumerRetryBudget: Duration.seconds(10)
   }
   static readonly layer = (overrides: Partial<CoreSettingsShape> = {}) =>

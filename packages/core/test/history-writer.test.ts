@@ -1,5 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Duration, Effect, FastCheck, Fiber, Layer, Logger, LogLevel, Schema, Stream, TestClock } from "effect"
+import {
+  Clock,
+  Duration,
+  Effect,
+  FastCheck,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Queue,
+  Schema,
+  Stream,
+  TestClock
+} from "effect"
 import {
   ChatEventSource,
   ChatHistory,
@@ -24,7 +37,7 @@ const GROUP = "history-writer-test"
 
 /** One record of the fake log: a ChatEvent's JSON, or a payload no decoder accepts. */
 const recordAt = (partition: number, offset: number, malformed: boolean): LogRecord => {
-  const n = partition * 1_000 + offset
+  const n = partition * 100_000 + offset
   const event = new ChatEvent({
     messageId: `00000000-0000-7000-8000-${String(n).padStart(12, "0")}`,
     scopeType: 0,
@@ -75,6 +88,11 @@ const makeWorld = (log: ReadonlyArray<LogRecord>, options: {
   readonly deadLetter?: Failing
   /** How the fake log hands records over: at most this many per chunk. */
   readonly chunkSize?: number
+  /**
+   * Records arrive `records` at a time every `everyMillis` (virtual time) instead of all being there
+   * at once; the consumer gets what arrived since it last asked, as a Kafka consumer's buffer does.
+   */
+  readonly arrivals?: { readonly everyMillis: number; readonly records: number }
   readonly settings?: Partial<CoreSettings["Type"]>
 }) => {
   const ops: Array<Op> = []
@@ -103,16 +121,30 @@ const makeWorld = (log: ReadonlyArray<LogRecord>, options: {
       // a consumer of the group reads from what the group committed (the earliest record else),
       // then waits for more, as a real one does
       consume: ({ groupId, startFrom }) =>
-        Effect.sync(() => {
+        Effect.gen(function*() {
           expect(groupId).toBe(GROUP)
           expect(startFrom).toBe("committed-or-earliest")
           calls.consume++
           const pending = log.filter((record) => record.offset >= (committed.get(record.partition) ?? 0))
+          const { arrivals } = options
+          let records: Stream.Stream<LogRecord> = Stream.concat(
+            Stream.rechunk(Stream.fromIterable(pending), options.chunkSize ?? 4096),
+            Stream.never
+          )
+          if (arrivals !== undefined) {
+            const arrived = yield* Queue.unbounded<LogRecord>()
+            const bursts = Array.from(
+              { length: Math.ceil(pending.length / arrivals.records) },
+              (_, i) => pending.slice(i * arrivals.records, (i + 1) * arrivals.records)
+            )
+            yield* Effect.forkScoped(
+              Effect.forEach(bursts, (burst) =>
+                Effect.zipRight(Effect.sleep(arrivals.everyMillis), arrived.offerAll(burst)))
+            )
+            records = Stream.fromQueue(arrived)
+          }
           return {
-            records: Stream.concat(
-              Stream.rechunk(Stream.fromIterable(pending), options.chunkSize ?? 4096),
-              Stream.never
-            ),
+            records,
             commit: (positions: ReadonlyArray<StreamPosition>) =>
               Effect.zipRight(
                 failing("commit", options.commit),
@@ -324,6 +356,43 @@ describe("history writer: exactly-once writes through failures", () => {
       for (const record of log.slice(0, 4)) expect(writes.get(idOf(record))).toBe(1)
       expect(writes.get(idOf(log[4]!))).toBeGreaterThan(1)
       for (const record of log) expect(writes.get(idOf(record)) ?? 0).toBeGreaterThanOrEqual(1)
+      world.expectCommitsAfterWrites()
+    }))
+})
+
+describe("history writer: batches grow with the traffic", () => {
+  const windows = { historyBatchWindow: Duration.millis(100), historyBatchMaxWindow: Duration.seconds(1) }
+  const appendSizes = (world: ReturnType<typeof makeWorld>) =>
+    world.ops.flatMap((op) => (op._tag === "append" ? [op.records.length] : []))
+  const steady = (count: number) =>
+    logOf(Array.from({ length: count }, (_, i) => ({ partition: i % 3, malformed: false })))
+
+  it.effect("light traffic (20 messages a second) is stored within the shortest window", () =>
+    Effect.gen(function*() {
+      const log = steady(40)
+      const world = makeWorld(log, {
+        arrivals: { everyMillis: 50, records: 1 },
+        settings: { historyBatchSize: 5_000, ...windows }
+      })
+      expect(yield* runWriterUntil(world)).toBe(true)
+      // 100 ms at 20 a second: two messages a batch, three when one arrives on the boundary
+      expect(Math.max(...appendSizes(world))).toBeLessThanOrEqual(3)
+      expect(Object.fromEntries(world.writes())).toEqual(Object.fromEntries(log.map((r) => [idOf(r), 1])))
+    }))
+
+  it.effect("heavy traffic (1,000 messages a second) is stored in batches that grow to the longest window", () =>
+    Effect.gen(function*() {
+      const log = steady(4_000)
+      const world = makeWorld(log, {
+        arrivals: { everyMillis: 20, records: 20 },
+        settings: { historyBatchSize: 5_000, ...windows }
+      })
+      expect(yield* runWriterUntil(world)).toBe(true)
+      const sizes = appendSizes(world)
+      // 1, ~100, ~400, then ~1,000 a batch (a second's worth): not 40 batches of 100
+      expect(Math.max(...sizes)).toBeGreaterThanOrEqual(900)
+      expect(sizes.length).toBeLessThanOrEqual(10)
+      expect(Object.fromEntries(world.writes())).toEqual(Object.fromEntries(log.map((r) => [idOf(r), 1])))
       world.expectCommitsAfterWrites()
     }))
 })
