@@ -2,6 +2,8 @@
 # The Flink analytics job (packages/analytics, com.chatify.flink.ChatEventProcessorJob).
 #   scripts/analytics.sh build         build the shaded jar packages/analytics/target/chatify-flink-jobs.jar
 #                                      (what a Flink cluster runs) and the class path of a local run
+#   scripts/analytics.sh jar           build only when the sources changed since the last build (what
+#                                      `run` does first; the end-to-end test calls it before it runs the job)
 #   scripts/analytics.sh run [ARGS]    run the job on a local Flink MiniCluster in this JVM, against the
 #                                      Kafka of CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS (default
 #                                      127.0.0.1:9092, e.g. scripts/services/kafka.sh start); builds first
@@ -95,7 +97,8 @@ cmd_test() {
 
 case "${1:-}" in
   build) cmd_build ;;
+  jar) up_to_date || cmd_build ;;
   run) shift; cmd_run "$@" ;;
   test) cmd_test ;;
-  *) printf 'usage: %s build|run [job arguments]|test\n' "$0" >&2; exit 2 ;;
+  *) printf 'usage: %s build|jar|run [job arguments]|test\n' "$0" >&2; exit 2 ;;
 esac

@@ -15,12 +15,12 @@ log "linting (typescript-eslint strict type-checked rules and dprint formatting)
 # Integration tests start the real services they need (scripts/services/, idempotent); stop the
 # ones this run started, and leave alone what a developer had running before.
 running_before=()
-for service in redis kafka cassandra opensearch; do
+for service in redis kafka cassandra opensearch jaeger; do
   if bash "$CHATIFY_ROOT/scripts/services/$service.sh" status >/dev/null 2>&1; then running_before+=("$service"); fi
 done
 # shellcheck disable=SC2317  # false positive: only called by the EXIT trap, which shellcheck 0.9 does not follow
 stop_started_services() {
-  for service in redis kafka cassandra opensearch; do
+  for service in redis kafka cassandra opensearch jaeger; do
     if [[ " ${running_before[*]-} " != *" $service "* ]]; then
       bash "$CHATIFY_ROOT/scripts/services/$service.sh" stop >/dev/null 2>&1 || true
     fi
@@ -35,6 +35,16 @@ if [ $# -eq 0 ]; then
   log "analytics tests (the Flink job: scripts/analytics.sh test)"
   bash "$CHATIFY_ROOT/scripts/analytics.sh" test || analytics_status=$?
 fi
+# the jar that packages/server/test/analytics-e2e.test.ts runs (scripts/analytics.sh run): built only
+# when its sources changed since the last build (the test builds it too when run on its own)
+log "analytics job jar (built when its sources changed)"
+bash "$CHATIFY_ROOT/scripts/analytics.sh" jar || analytics_status=$?
+
+# Jaeger, for the traces test (packages/server/test/tracing-jaeger.test.ts), is built from its Go
+# module the first time (a few CPU-minutes, cached in $CHATIFY_CACHE): here rather than in that
+# file's beforeAll, where the build would eat its timeout while other files run beside it.
+log "building Jaeger for the traces test (scripts/services/jaeger.sh fetch; cached after the first run)"
+bash "$CHATIFY_ROOT/scripts/services/jaeger.sh" fetch
 
 log "running the tests"
 mkdir -p "$CHATIFY_CACHE"

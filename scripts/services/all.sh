@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Redis, Kafka, Cassandra and OpenSearch together (see the per-service scripts for ports and env vars).
+# Redis, Kafka, Cassandra, OpenSearch and Jaeger together (see the per-service scripts for ports and
+# env vars; Jaeger's first fetch builds it from its Go module, a few CPU-minutes).
 #   scripts/services/all.sh start|stop|status|wait|fetch
 # start: installs/downloads one service after another (apt's dpkg lock and Maven's local repository
 # do not like concurrent writers), then starts them in parallel, since each mostly waits on
@@ -10,7 +11,7 @@ set -euo pipefail
 SERVICE=all
 source "$(dirname "$0")/lib.sh"
 
-SERVICES=(redis kafka cassandra opensearch)
+SERVICES=(redis kafka cassandra opensearch jaeger)
 
 # run_parallel <action>: runs <svc>.sh <action> for every service at once; fails if any failed.
 run_parallel() {

@@ -11,7 +11,10 @@
 # Env: CHATIFY_KAFKA_PORT (9092), CHATIFY_KAFKA_CONTROLLER_PORT (9093), CHATIFY_KAFKA_TOPIC
 #      (chat-events), CHATIFY_KAFKA_PARTITIONS (3), CHATIFY_KAFKA_WAIT_TIMEOUT (60 s),
 #      CHATIFY_KAFKA_VERSION (3.9.2), CHATIFY_KAFKA_HEAP (512m), CHATIFY_KAFKA_STOP_TIMEOUT (30 s),
-#      CHATIFY_JAVA (java), CHATIFY_CACHE.
+#      CHATIFY_JAVA (java), CHATIFY_CACHE,
+#      CHATIFY_KAFKA_PROXIED_PORT + CHATIFY_KAFKA_PROXIED_ADVERTISED_PORT (unset: none): a second
+#      listener on the first port that advertises the second, where a TCP proxy in front of it
+#      listens (bench/faults), so clients that bootstrap through the proxy stay behind it.
 set -euo pipefail
 SERVICE=kafka
 source "$(dirname "$0")/lib.sh"
@@ -27,6 +30,15 @@ DLQ_TOPIC="${TOPIC}-dlq"
 WAIT_TIMEOUT="${CHATIFY_KAFKA_WAIT_TIMEOUT:-60}"
 HEAP="${CHATIFY_KAFKA_HEAP:-512m}"
 BOOTSTRAP="127.0.0.1:$PORT"
+PROXIED_PORT="${CHATIFY_KAFKA_PROXIED_PORT:-}"
+PROXIED_ADVERTISED_PORT="${CHATIFY_KAFKA_PROXIED_ADVERTISED_PORT:-}"
+if [ -n "$PROXIED_PORT" ] && [ -n "$PROXIED_ADVERTISED_PORT" ]; then
+  PROXIED_LISTENER=",PROXIED://127.0.0.1:$PROXIED_PORT"
+  PROXIED_ADVERTISED=",PROXIED://127.0.0.1:$PROXIED_ADVERTISED_PORT"
+  PROXIED_PROTOCOL=",PROXIED:PLAINTEXT"
+else
+  PROXIED_LISTENER="" PROXIED_ADVERTISED="" PROXIED_PROTOCOL=""
+fi
 
 PIDFILE="$(svc_pidfile "$SERVICE")"
 LOGFILE="$(svc_logfile "$SERVICE")"
@@ -81,11 +93,11 @@ process.roles=broker,controller
 node.id=1
 # static quorum: the storage is formatted WITHOUT --standalone
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT$PROXIED_LISTENER
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT$PROXIED_ADVERTISED
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$PROXIED_PROTOCOL
 log.dirs=$DATA/logs
 # topics are created explicitly by this script, so a typo in the app fails instead of
 # silently creating a 1-partition topic
@@ -275,7 +287,7 @@ cmd_start() {
   ensure_kcat
   ensure_jars
   local p
-  for p in "$PORT" "$CONTROLLER_PORT"; do
+  for p in "$PORT" "$CONTROLLER_PORT" $PROXIED_PORT; do
     port_in_use "$p" && die "port $p on 127.0.0.1 is taken by another process; set CHATIFY_KAFKA_PORT / CHATIFY_KAFKA_CONTROLLER_PORT"
   done
   write_config

@@ -250,10 +250,15 @@ export const broadcastConsumer = Effect.gen(function*() {
           const published = Effect.flatMap(
             fanout.publishAll(events),
             (delivered) =>
-              Effect.sync(() => {
-                if (events.length > 0) recordFanout(delivered, Math.max(0, Date.now() - oldestMillis) / 1000)
-                for (const { offset, partition } of lastPositions(records)) next.set(partition, offset + 1)
-              })
+              Effect.zipRight(
+                Effect.sync(() => {
+                  if (events.length > 0) recordFanout(delivered, Math.max(0, Date.now() - oldestMillis) / 1000)
+                  for (const { offset, partition } of lastPositions(records)) next.set(partition, offset + 1)
+                }),
+                Effect.logDebug("ChatBroadcast fanned out a batch").pipe(
+                  Effect.annotateLogs({ events: events.length, deliveries: delivered })
+                )
+              )
           )
           // one span per traced event (the child of its send), and the senders' correlation ids
           return withRecordContext(
@@ -330,6 +335,9 @@ export const historyWriter = Effect.gen(function*() {
           if (events.length > 0) yield* retrying("history append", history.append(events))
           yield* retrying("offset commit", consumer.commit(lastPositions(records)))
           recordHistoryBatch(records.length, (performance.now() - startedAt) / 1000)
+          yield* Effect.logDebug("ChatHistoryWriter stored a batch").pipe(
+            Effect.annotateLogs({ records: records.length, events: events.length })
+          )
         })
       const batchSize = settings.historyBatchSize
       const minWindowMillis = Duration.toMillis(settings.historyBatchWindow)

@@ -28,32 +28,28 @@ export const readHistory: (
   HistoryPage,
   QueryError,
   ChatHistory | ChatPolicy | CurrentUser | ReadRateLimiter | ScopeAuthorizer
-> = traced("Chat.readHistory")((
+> = traced("Chat.readHistory")(function*(
   scope: ScopeRef,
   options: { readonly limit?: number | undefined; readonly before?: string | undefined }
-) =>
-  Effect.gen(function*() {
-    yield* checkReadRate(yield* authorizeScope(scope, "read"))
-    const before = options.before === undefined ? undefined : yield* decodeCursor(options.before).pipe(
-      Either.mapLeft(() => new ValidationError({ errors: [{ field: "before", message: "is not a valid cursor" }] }))
-    )
-    const history = yield* ChatHistory
-    const slice = yield* history.page(scope, { limit: options.limit ?? DEFAULT_HISTORY_PAGE, before })
-    return new HistoryPage({
-      items: slice.items,
-      ...(slice.next === undefined ? {} : { nextCursor: encodeCursor(slice.next) })
-    })
+) {
+  yield* checkReadRate(yield* authorizeScope(scope, "read"))
+  const before = options.before === undefined ? undefined : yield* decodeCursor(options.before).pipe(
+    Either.mapLeft(() => new ValidationError({ errors: [{ field: "before", message: "is not a valid cursor" }] }))
+  )
+  const history = yield* ChatHistory
+  const slice = yield* history.page(scope, { limit: options.limit ?? DEFAULT_HISTORY_PAGE, before })
+  return new HistoryPage({
+    items: slice.items,
+    ...(slice.next === undefined ? {} : { nextCursor: encodeCursor(slice.next) })
   })
-)
+})
 
 /** Who is online in a scope; counted in the caller's read window. */
 export const readPresence: (
   scope: ScopeRef
 ) => Effect.Effect<ScopePresence, QueryError, ChatPolicy | CurrentUser | Presence | ReadRateLimiter | ScopeAuthorizer> =
-  traced("Chat.readPresence")((scope: ScopeRef) =>
-    Effect.gen(function*() {
-      yield* checkReadRate(yield* authorizeScope(scope, "read"))
-      const users = yield* (yield* Presence).online(scopeKey(scope))
-      return new ScopePresence({ scopeType: scope.scopeType, scopeId: scope.scopeId, users })
-    })
-  )
+  traced("Chat.readPresence")(function*(scope: ScopeRef) {
+    yield* checkReadRate(yield* authorizeScope(scope, "read"))
+    const users = yield* (yield* Presence).online(scopeKey(scope))
+    return new ScopePresence({ scopeType: scope.scopeType, scopeId: scope.scopeId, users })
+  })

@@ -1,10 +1,12 @@
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcMiddleware from "@effect/rpc/RpcMiddleware"
 import { Schema } from "effect"
 import { ChatScopeType, ClientMessageId, EnrichedChatEvent, StreamPosition } from "./ChatEvent.js"
 import { RateLimitViolation, ScopeStats, UtcDateTime } from "./Analytics.js"
-import { OperatorStreamError, QueryError, SendError, SubscribeError } from "./Errors.js"
+import { OperatorStreamError, QueryError, SendError, SubscribeError, Unauthenticated, Unexpected } from "./Errors.js"
 import { HistoryLimit, HistoryPage } from "./History.js"
+import { CurrentUser } from "./Identity.js"
 import { ScopePresence } from "./Presence.js"
 
 /**
@@ -36,6 +38,27 @@ export const SendPayload = Schema.Struct({
   text: Schema.String,
   clientMessageId: Schema.optional(ClientMessageId)
 })
+
+/**
+ * Who calls: every RPC's caller, authenticated by the server from the call's headers (on the
+ * WebSocket, the upgrade's Authorization header or access_token come first) and provided to the
+ * handler. Server-side only: not required for clients, which send nothing for it, so any RpcClient
+ * of ChatRpcs works as it is.
+ */
+export class RpcAuthentication extends RpcMiddleware.Tag<RpcAuthentication>()("@chatify/domain/RpcAuthentication", {
+  provides: CurrentUser,
+  failure: Unauthenticated
+}) {}
+
+/**
+ * Around every RPC, outside RpcAuthentication: the call's correlation id (its X-Correlation-ID
+ * when valid, else a fresh one) for everything it logs, and a defect answered as Unexpected,
+ * without internals. Server-side only, as RpcAuthentication.
+ */
+export class RpcCall extends RpcMiddleware.Tag<RpcCall>()("@chatify/domain/RpcCall", {
+  wrap: true,
+  failure: Unexpected
+}) {}
 
 export class ChatRpcs extends RpcGroup.make(
   Rpc.make("Send", {
@@ -80,4 +103,8 @@ export class ChatRpcs extends RpcGroup.make(
     error: OperatorStreamError,
     stream: true
   })
-) {}
+)
+  // each middleware wraps the ones before it: RpcCall runs outermost
+  .middleware(RpcAuthentication)
+  .middleware(RpcCall)
+{}

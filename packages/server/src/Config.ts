@@ -250,6 +250,10 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
           maxConnectsPerSecondPerAddress: positiveInt(
             "MAXCONNECTSPERSECONDPERADDRESS",
             defaultLimitSettings.maxConnectsPerSecondPerAddress
+          ),
+          subscriptionAckTimeoutSeconds: positiveInt(
+            "SUBSCRIPTIONACKTIMEOUTSECONDS",
+            defaultLimitSettings.subscriptionAckTimeoutSeconds
           )
         }),
         "LIMITS"

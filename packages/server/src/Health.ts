@@ -4,6 +4,7 @@ import { Duration, Effect, Layer, Schedule } from "effect"
 import { ConsumerHealth, type ConsumerState } from "@chatify/core"
 import { ReadinessChecks, type ReadinessImpact, ShutdownGate } from "./Runtime.js"
 
+/** The consumers every pod runs: startup waits for them. */
 const CONSUMERS = ["broadcast", "history-writer"] as const
 type Consumer = typeof CONSUMERS[number]
 
@@ -11,8 +12,13 @@ type Consumer = typeof CONSUMERS[number]
  * What a consumer that stopped running does to readiness once the pod has started. The broadcast
  * consumer brings this pod's subscribers their events: without it the pod is not ready. The history
  * writer stores what the log holds and catches up when it runs again: sends go on meanwhile.
+ * Any other consumer (the analytics job's stats writer and violation relay, in Kafka mode) is
+ * shown and judged like the history writer, but startup does not wait for it: a send needs
+ * neither the job nor its topics.
  */
 const CONSUMER_IMPACT: Record<Consumer, ReadinessImpact> = { broadcast: "unready", "history-writer": "degraded" }
+const impactOf = (name: string): ReadinessImpact =>
+  name === "broadcast" || name === "history-writer" ? CONSUMER_IMPACT[name] : "degraded"
 
 /** ASP.NET Core's HealthStatus, as the original design reported it: Degraded still answers 200. */
 type HealthStatus = "Healthy" | "Degraded" | "Unhealthy"
@@ -42,8 +48,8 @@ const hasStarted = (state: ConsumerState | "not started") => state !== "not star
  *
  * /health/ready is 503 ("Unhealthy") only for what a send needs: before the consumers have
  * started, while the log or the broadcast consumer is unavailable, and from the start of a
- * shutdown. Redis, the history store and the history writer failing make it "Degraded" (still
- * 200), with `degraded` naming each one and why.
+ * shutdown. Redis, the history store, the history writer and the analytics consumers failing make
+ * it "Degraded" (still 200), with `degraded` naming each one and why.
  */
 export const HealthRoutes = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -52,11 +58,13 @@ export const HealthRoutes = Layer.scopedDiscard(
     const readiness = yield* ReadinessChecks
     const gate = yield* ShutdownGate
 
+    // the pod's consumers first, then the optional ones that were started, by name
     const consumerStates = Effect.map(
       consumers.snapshot,
-      (states): Record<Consumer, ConsumerState | "not started"> => ({
+      (states): Record<Consumer, ConsumerState | "not started"> & Record<string, ConsumerState | "not started"> => ({
         broadcast: states.get("broadcast") ?? "not started",
-        "history-writer": states.get("history-writer") ?? "not started"
+        "history-writer": states.get("history-writer") ?? "not started",
+        ...Object.fromEntries(Array.from(states).sort(([a], [b]) => a.localeCompare(b)))
       })
     )
     // startup is once: a consumer restarting later is judged by its impact, not as "not started yet"
@@ -113,12 +121,12 @@ export const HealthRoutes = Layer.scopedDiscard(
           if (impact === "unready") unavailable[name] = why
           else degraded[name] = why
         }
-        for (const name of CONSUMERS) {
-          const state = states[name]
+        for (const [name, state] of Object.entries(states)) {
+          const required = (CONSUMERS as ReadonlyArray<string>).includes(name)
           if (!started) {
-            if (!hasStarted(state)) unavailable[name] = `the ${name} consumer is ${state}`
+            if (required && !hasStarted(state)) unavailable[name] = `the ${name} consumer is ${state}`
           } else if (state !== "running") {
-            failed(CONSUMER_IMPACT[name], name, `the ${name} consumer is ${state}`)
+            failed(impactOf(name), name, `the ${name} consumer is ${state}`)
           }
         }
         for (const { failure, impact, name } of answers) {

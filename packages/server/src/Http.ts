@@ -40,6 +40,10 @@ const validCorrelationId = /^[A-Za-z0-9._:-]{1,128}$/u
 export const acceptedCorrelationId = (value: string | undefined): string | undefined =>
   value !== undefined && validCorrelationId.test(value) ? value : undefined
 
+/** A request's correlation id, on every interface: its X-Correlation-ID when accepted, else a fresh one. */
+export const correlationIdOf = (headers: Readonly<Record<string, string | undefined>>): string =>
+  acceptedCorrelationId(headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
+
 /**
  * The ProblemDetails response of a typed error, with Retry-After for rate limits and the plain
  * `WWW-Authenticate: Bearer` challenge for a 401 (ProblemAndCorrelationMiddleware makes it
@@ -92,7 +96,7 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const gate = yield* ShutdownGate
-      const correlationId = acceptedCorrelationId(request.headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
+      const correlationId = correlationIdOf(request.headers)
       const instance = pathOf(request.url)
       const startedAt = yield* Clock.currentTimeMillis
       const { maxBodyBytes } = yield* Limits

@@ -20,6 +20,12 @@ export interface LimitSettings {
   readonly maxConnectionsPerAddress: number
   /** WebSocket upgrades from one client address per second; more are refused with 429 (RateLimited). */
   readonly maxConnectsPerSecondPerAddress: number
+  /**
+   * Seconds an RPC subscription may wait for the Ack of a chunk it sent (the client takes it, or
+   * the chunk leaves our outbox): then it ends with SubscriptionLagged, so the client resumes from
+   * the history instead of waiting silently forever.
+   */
+  readonly subscriptionAckTimeoutSeconds: number
 }
 
 export const defaultLimitSettings: LimitSettings = {
@@ -29,7 +35,8 @@ export const defaultLimitSettings: LimitSettings = {
   maxConcurrentRequestsPerConnection: 4_096,
   maxSubscriptionsPerConnection: 100,
   maxConnectionsPerAddress: 1_000,
-  maxConnectsPerSecondPerAddress: 200
+  maxConnectsPerSecondPerAddress: 200,
+  subscriptionAckTimeoutSeconds: 30
 }
 
 export class Limits extends Context.Tag("@chatify/server/Limits")<Limits, LimitSettings>() {

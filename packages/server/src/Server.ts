@@ -1,8 +1,16 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Duration, Effect, Layer, Option } from "effect"
-import { createServer, type IncomingMessage, type Server as NodeHttpServerType, type ServerResponse } from "node:http"
+import { Duration, Effect, Fiber, Layer, Option } from "effect"
+import {
+  createServer,
+  type IncomingMessage,
+  type Server as NodeHttpServerType,
+  type ServerResponse,
+  STATUS_CODES
+} from "node:http"
+import type { Duplex } from "node:stream"
 import { ChatApi } from "@chatify/domain"
 import type { ServerConfig } from "./Config.js"
 import { HealthRoutes } from "./Health.js"
@@ -17,6 +25,7 @@ import { layerGateway } from "./realtime/Gateway.js"
 import { Flusher } from "./realtime/Outbox.js"
 import { layerRpcSocket } from "./realtime/RpcSocketProtocol.js"
 import { SignalRHubRoutes } from "./signalr/index.js"
+import { isUntracedRequest } from "./Telemetry.js"
 import { WebPageRoutes } from "./WebPage.js"
 
 const RpcRoute = layerRpcSocket().pipe(Layer.provide(ChatRpcHandlers))
@@ -29,13 +38,16 @@ const ApiRoutes = HttpLayerRouter.addHttpApi(ChatApi, { openapiPath: "/openapi.j
 /**
  * Swagger UI at /docs, loaded on the first visit: its module inlines the UI's bundle (~7 MB of
  * strings once imported), which a server that nobody browses need not hold. The first request
- * builds the page on a router of its own; later ones reuse it.
+ * builds the page on a router of its own, in a fiber of the layer's scope; every visit (the first
+ * too) waits for that fiber. A visitor who goes away stops waiting, not the build: built in the
+ * first visitor's fiber, an interruption there was kept by Effect.cached and answered every later
+ * visit with 499.
  */
 const DocsRoute = Layer.scopedDiscard(
   Effect.gen(function*() {
     const router = yield* HttpLayerRouter.HttpRouter
     const scope = yield* Effect.scope
-    const docs = yield* Effect.cached(
+    const building = yield* Effect.cached(Effect.forkIn(
       Effect.gen(function*() {
         const HttpApiSwagger = yield* Effect.promise(() => import("@effect/platform/HttpApiSwagger"))
         const docsRouter = yield* HttpLayerRouter.make
@@ -46,9 +58,10 @@ const DocsRoute = Layer.scopedDiscard(
           scope
         )
         return docsRouter.asHttpEffect()
-      })
-    )
-    yield* router.add("GET", "/docs", Effect.flatten(docs))
+      }),
+      scope
+    ))
+    yield* router.add("GET", "/docs", Effect.flatten(Effect.flatMap(building, Fiber.join)))
   })
 )
 
@@ -104,7 +117,11 @@ const DrainOnShutdown = (config: ServerConfig) =>
  */
 export const ChatServer = (config: ServerConfig) =>
   DrainOnShutdown(config).pipe(
-    Layer.provide(HttpLayerRouter.serve(Routes, { disableLogger: true })),
+    Layer.provide(
+      HttpLayerRouter.serve(Routes, { disableLogger: true }).pipe(
+        HttpMiddleware.withTracerDisabledWhen(isUntracedRequest)
+      )
+    ),
     Layer.provide(Consumers(config)),
     // the services stay in the output: an embedding process (or a test) can reach them
     Layer.provideMerge(ServerServices(config))
@@ -146,6 +163,41 @@ const answerWhileNotServing = (server: NodeHttpServerType) => {
   }
 }
 
+/** What Node answers a request it cannot parse with, by its error code (400 for the rest). */
+const UNPARSABLE_STATUS: Record<string, number> = {
+  HPE_HEADER_OVERFLOW: 431,
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 413,
+  ERR_HTTP_REQUEST_TIMEOUT: 408
+}
+
+/**
+ * Bytes Node's parser cannot read as a request (a broken head, a body without its length running
+ * into the next request) get the status Node would send, as a ProblemDetails instead of a bare
+ * status line, and the connection closes. Like Node, nothing is written while a response on the
+ * connection has begun (it would corrupt that one).
+ */
+const answerUnparsable = (error: Error & { readonly code?: unknown }, socket: Duplex): void => {
+  const inFlight = (socket as { readonly _httpMessage?: { readonly headersSent: boolean } | null })._httpMessage
+  if (
+    error.code !== "ECONNRESET" && socket.writable &&
+    (inFlight === undefined || inFlight === null || !inFlight.headersSent)
+  ) {
+    const status = typeof error.code === "string" ? UNPARSABLE_STATUS[error.code] ?? 400 : 400
+    const title = STATUS_CODES[status] ?? "Bad Request"
+    const body = JSON.stringify({
+      type: "about:blank",
+      title,
+      status,
+      detail: "the request could not be parsed as HTTP/1.1"
+    })
+    socket.write(
+      `HTTP/1.1 ${status} ${title}\r\ncontent-type: application/problem+json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+    )
+  }
+  socket.destroy()
+}
+
 const LISTEN_FAILURES: Record<string, string> = {
   EADDRINUSE:
     "is already in use (EADDRINUSE): another process listens there; stop it, or set PORT to another port (0 picks a free one)",
@@ -176,6 +228,7 @@ export const listenFailureMessage = (
 export const NodeServer = (config: Pick<ServerConfig, "host" | "port" | "limits" | "trustedProxies">) => {
   const server = createServer()
   server.on("request", answerWhileNotServing(server))
+  server.on("clientError", answerUnparsable)
   return Layer.mergeAll(
     NodeHttpServer.layer(() => server, { port: config.port, host: config.host }),
     layerGateway(server).pipe(

@@ -4,6 +4,7 @@
  * off: the use cases run without spans (see `traced` in core) and nothing is exported.
  */
 import * as OtlpSerialization from "@effect/opentelemetry/OtlpSerialization"
+import type { HttpServerRequest } from "@effect/platform/HttpServerRequest"
 import * as OtlpTracer from "@effect/opentelemetry/OtlpTracer"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Config, type Context, Duration, Effect, type Exit, Layer, Option, Tracer } from "effect"
@@ -61,6 +62,18 @@ export const tracingConfig: Config.Config<Option.Option<TracingSettings>> = Conf
     Option.map(otlpEndpoint, (endpoint) => ({ otlpEndpoint: endpoint, ...rest }))
   )
 )
+
+/**
+ * Requests that get no `http.server` span: probes and scrapes (a trace each, every few seconds, per
+ * pod), and the WebSocket upgrades of /rpc and /hubs/chat, whose request lasts as long as the
+ * connection: every call on it would join that one trace. Their calls are traced on their own
+ * (`RpcServer.<Rpc>`, `Chat.send`, continuing the client's trace when it sends one).
+ */
+export const isUntracedRequest = (request: HttpServerRequest): boolean => {
+  const query = request.url.indexOf("?")
+  const path = query === -1 ? request.url : request.url.slice(0, query)
+  return path.startsWith("/health/") || path === "/metrics" || path === "/rpc" || path === "/hubs/chat"
+}
 
 /** The OTLP/HTTP traces URL of an endpoint given as a base URL or as the traces URL itself. */
 export const tracesUrl = (endpoint: string): string => {

@@ -106,7 +106,8 @@ const expectConsistentHistory = async (
 
 describe("the embedded server killed with SIGKILL during sends", () => {
   it(`keeps every acknowledged message, once, and its offsets go on counting, over ${ROUNDS} crashes`, async () => {
-    const settings = fuzzSettings("crash consistency", ROUNDS)
+    // its rounds are CRASH_ROUNDS, not the fuzzers' FUZZ_RUNS (which `pnpm bench:fuzz` sets to 100,000)
+    const settings = fuzzSettings("crash consistency", ROUNDS, "CRASH_ROUNDS")
     const plans = casesOf(roundPlan, settings)
     const authorization = await bearer()
     const dataDirectory = join(directory, "data")

@@ -2,8 +2,9 @@
  * Fuzzing every way into a running server (a real child process, so a crash is a process exit):
  * /rpc ndjson frames, /hubs/chat records, REST requests and bearer tokens, generated with
  * fast-check from a printed seed (FUZZ_SEED replays a run, FUZZ_RUNS sets the cases per interface;
- * `pnpm bench:fuzz` runs the full count). After each interface: the process still runs, logged
- * nothing fatal, and its RSS grew by a bounded amount.
+ * `pnpm bench:fuzz` runs the full count). One server takes every interface's cases, several
+ * connections at a time. After each interface: the process still runs, logged nothing fatal, and
+ * its RSS grew by a bounded amount.
  */
 import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -29,10 +30,15 @@ import { type ServerProcess, startServerProcess } from "./support/serverProcess.
 
 /**
  * Cases per interface in the normal suite (FUZZ_RUNS overrides; `pnpm bench:fuzz` runs 100,000):
- * 10,000 per interface did not fit the suite's 3 minutes for fuzzing and crashes on the 2-core CI
- * box (README, Reliability, has the measured rates).
+ * the issue asks for 10,000, which took about 6 minutes on the loaded 2-core box (README,
+ * Reliability); 5,000 should fit in 4 (estimated from those rates, not measured).
  */
-const DEFAULT_RUNS = 2_000
+const DEFAULT_RUNS = 5_000
+/**
+ * Connections (WebSockets) or requests in flight at a time: enough to keep both the server and
+ * this process busy on a 2-core box, where one at a time leaves each waiting on the other.
+ */
+const CONCURRENCY = 8
 /** How much the server's RSS may grow over one interface's cases. */
 const RSS_GROWTH_BOUND_MIB = 150
 const MAX_FRAME_BYTES = 65_536
@@ -93,8 +99,7 @@ const expectServing = () => {
 const fuzz = async <A>(
   name: string,
   arbitrary: fc.Arbitrary<A>,
-  concurrency: number,
-  check: (item: A, index: number) => Promise<void>
+  check: (item: A, index: number, worker: number) => Promise<void>
 ) => {
   const settings = fuzzSettings(name, DEFAULT_RUNS)
   const rssBefore = residentMiB(pidOf())
@@ -106,9 +111,9 @@ const fuzz = async <A>(
     const generatingFrom = Date.now()
     const cases = casesOf(arbitrary, settings, from, Math.min(slice, settings.runs - from))
     generating += Date.now() - generatingFrom
-    await forEachConcurrently(cases, concurrency, async (item, index) => {
+    await forEachConcurrently(cases, CONCURRENCY, async (item, index, worker) => {
       try {
-        await check(item, from + index)
+        await check(item, from + index, worker)
       } catch (error) {
         throw new Error(
           `${name} case ${from + index} (seed ${settings.seed}) failed: ${String(error)}\ncase: ${
@@ -133,7 +138,7 @@ const fuzz = async <A>(
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-const agent = new Agent({ keepAlive: true, maxSockets: 8 })
+const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
 afterAll(() => agent.destroy())
 
 interface HttpCall {
@@ -158,7 +163,9 @@ const callOn = (input: HttpCall, through: Agent | false) =>
         port: url.port,
         method: input.method,
         path: input.path,
-        headers: input.headers,
+        // a body always with its length: Node's client frames none for GET, HEAD, DELETE and
+        // OPTIONS, and an unframed body is read as the next request on the connection
+        headers: input.body === undefined ? input.headers : { ...input.headers, "content-length": input.body.length },
         agent: through
       },
       (response) => {
@@ -222,8 +229,7 @@ const pathOf = fc.oneof(
     "/health/startup",
     "/metrics",
     "/openapi.json",
-    // not /docs: a first GET /docs with a body breaks it for the life of the process (499 on every
-    // later visit), a bug found here and not fixed yet
+    "/docs",
     "/hubs/chat/negotiate",
     "/hubs/chat",
     "/rpc",
@@ -322,15 +328,15 @@ const restCall = fc.record({
   body: fc.option(fc.oneof(bodyOf, bytesBody), { nil: undefined })
 })
 
-// Runs only when FUZZ_RUNS is set (`pnpm bench:fuzz`, or `FUZZ_RUNS=2000 pnpm exec vitest run <this
-// file>`) until two of its findings are fixed: a REST answer without a ProblemDetails (a GET with a
-// body, some paths under /h/) and a valid /rpc line (`{"_tag":"Ack","requestId":[]}`) answered with
-// a close 1007. Then it joins the normal suite with DEFAULT_RUNS.
+// Runs only when FUZZ_RUNS is set (`pnpm bench:fuzz`, or `FUZZ_RUNS=5000 pnpm exec vitest run <this
+// file>`) until two open findings are fixed: a POST /api/chat/send whose body is JSON nested some
+// 35,000 deep is a 500 (a stack overflow formatting the decode error), and an HTTP/1.1 request
+// without a Host header gets Node's bare 400. Then it joins the normal suite with DEFAULT_RUNS.
 describe.skipIf(process.env["FUZZ_RUNS"] === undefined)("fuzzing the interfaces of a running server", () => {
   it(
     "REST: random methods, paths, query strings, headers and bodies get an answer below 500, every refusal a ProblemDetails",
     async () => {
-      await fuzz("REST", restCall, 8, async (input) => {
+      await fuzz("REST", restCall, async (input) => {
         const headers: Record<string, string> = {}
         for (const [name, value] of Object.entries(input.extraHeaders)) {
           // headers the client library owns, or that would make the request unreadable, are left out
@@ -341,9 +347,7 @@ describe.skipIf(process.env["FUZZ_RUNS"] === undefined)("fuzzing the interfaces 
         if (input.authorization === "valid") headers["authorization"] = `Bearer ${token}`
         if (input.authorization === "garbage") headers["authorization"] = "Bearer not.a.token"
         if (input.authorization === "basic") headers["authorization"] = "Basic Zm9vOmJhcg=="
-        // no body on GET and HEAD: a GET with a body is answered without a ProblemDetails (a raw 400,
-        // then 499 on /docs), a bug found here and not fixed yet
-        const body = input.method === "GET" || input.method === "HEAD" ? undefined : input.body
+        const body = input.body
         const answer = await call({ method: input.method, path: input.path, headers, body }).catch(
           (error: unknown) => {
             // a body past the limit is refused as its Content-Length is read, and the connection closes
@@ -369,7 +373,7 @@ describe.skipIf(process.env["FUZZ_RUNS"] === undefined)("fuzzing the interfaces 
       })
       expect(genuine.status, genuine.body).toBe(200)
       const acceptedByKind = new Map<string, number>()
-      await fuzz("tokens", fc.tuple(forgedTokens(keys), fc.nat(9)), 8, async ([forged, where]) => {
+      await fuzz("tokens", fc.tuple(forgedTokens(keys), fc.nat(9)), async ([forged, where]) => {
         if (where === 0) {
           // one in ten at a WebSocket upgrade, as the query parameter browsers use
           const status = await upgradeStatus(`/rpc?access_token=${encodeURIComponent(forged.token)}`)
@@ -408,14 +412,19 @@ describe.skipIf(process.env["FUZZ_RUNS"] === undefined)("fuzzing the interfaces 
   it(
     "/rpc: broken, unknown, huge, deep and split ndjson frames get typed answers or a defined close, never a crash",
     async () => {
-      const rpc = new RpcSession()
+      const sessions = Array.from({ length: CONCURRENCY }, () => new RpcSession())
       try {
-        await fuzz("/rpc", rpcCase, 1, (item, index) => rpc.run(item, index))
+        await fuzz("/rpc", rpcCase, (item, index, worker) => sessions[worker]!.run(item, index))
       } finally {
-        rpc.close()
+        for (const session of sessions) session.close()
+      }
+      const closes = new Map<number, number>()
+      for (const session of sessions) {
+        for (const [code, count] of session.closes) closes.set(code, (closes.get(code) ?? 0) + count)
       }
       console.log(
-        `[fuzz] /rpc: ${rpc.connections} connections, closes by code ${JSON.stringify(Object.fromEntries(rpc.closes))}`
+        `[fuzz] /rpc: ${sessions.reduce((sum, session) => sum + session.connections, 0)} connections, ` +
+          `closes by code ${JSON.stringify(Object.fromEntries(closes))}`
       )
     },
     TEST_TIMEOUT_MS
@@ -424,34 +433,46 @@ describe.skipIf(process.env["FUZZ_RUNS"] === undefined)("fuzzing the interfaces 
   it(
     "/hubs/chat: handshakes, records, separators, wrong arguments and every message type get typed answers, never a crash",
     async () => {
-      const hub = new HubSession()
+      const sessions = Array.from({ length: CONCURRENCY }, () => new HubSession())
       try {
-        await fuzz("/hubs/chat", hubCase, 1, (item, index) => hub.run(item, index))
+        await fuzz("/hubs/chat", hubCase, (item, index, worker) => sessions[worker]!.run(item, index))
       } finally {
-        hub.close()
+        for (const session of sessions) session.close()
+      }
+      const endings = new Map<string, number>()
+      for (const session of sessions) {
+        for (const [ending, count] of session.endings) endings.set(ending, (endings.get(ending) ?? 0) + count)
       }
       console.log(
-        `[fuzz] /hubs/chat: ${hub.connections} connections, ended with ${
-          JSON.stringify(Object.fromEntries(hub.endings))
-        }`
+        `[fuzz] /hubs/chat: ${sessions.reduce((sum, session) => sum + session.connections, 0)} connections, ` +
+          `ended with ${JSON.stringify(Object.fromEntries(endings))}`
       )
     },
     TEST_TIMEOUT_MS
   )
 
-  it("raw HTTP: malformed request heads are refused below 500, and the server serves on", async () => {
-    // one raw head for twenty structured requests: they exercise Node's parser more than ours
-    const settings = fuzzSettings("raw HTTP", DEFAULT_RUNS)
-    const cases = casesOf(rawRequest, { ...settings, runs: Math.max(1, Math.floor(settings.runs / 20)) })
-    await forEachConcurrently(cases, 8, async (bytes, index) => {
-      const status = await rawExchange(bytes)
-      expect(
-        status === undefined || status < 500,
-        `case ${index} (seed ${settings.seed}): ${describeCase(bytes.toString("latin1"))}`
-      ).toBe(true)
-    })
-    expectServing()
-  }, TEST_TIMEOUT_MS)
+  it(
+    "raw HTTP: malformed request heads are refused below 500 with a ProblemDetails, and the server serves on",
+    async () => {
+      // one raw head for twenty structured requests: they exercise Node's parser more than ours
+      const settings = fuzzSettings("raw HTTP", DEFAULT_RUNS)
+      const cases = casesOf(rawRequest, { ...settings, runs: Math.max(1, Math.floor(settings.runs / 20)) })
+      await forEachConcurrently(cases, CONCURRENCY, async (bytes, index) => {
+        const answer = await rawExchange(bytes)
+        try {
+          if (answer !== undefined) expectTypedAnswer(answer, "GET")
+        } catch (error) {
+          throw new Error(
+            `case ${index} (seed ${settings.seed}) failed: ${String(error)}\ncase: ${
+              describeCase(bytes.toString("latin1"))
+            }`
+          )
+        }
+      })
+      expectServing()
+    },
+    TEST_TIMEOUT_MS
+  )
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -713,19 +734,39 @@ const tagOf = (
   value: unknown
 ) => (typeof value === "object" && value !== null && "_tag" in value ? value._tag : undefined)
 
-/** One /rpc connection reused across cases; a case that ends it opens the next one. */
+/**
+ * One /rpc connection reused across cases; a case that ends it opens the next one. A case may
+ * leave state behind on its connection (half a line, say), so a failure names the case before it.
+ */
 class RpcSession {
   connections = 0
   readonly closes = new Map<number, number>()
   private socket: { readonly ws: WebSocket; readonly inbox: Inbox } | undefined
   private probes = 0
+  private previous: RpcCase | undefined
 
   async run(item: RpcCase, index: number) {
+    const previous = this.previous
+    this.previous = item
+    try {
+      await this.exchange(item, index)
+    } catch (error) {
+      throw new Error(
+        `${String(error)}\nthe case before it on the same connection: ${
+          previous === undefined ? "none" : describeCase(previous)
+        }`
+      )
+    }
+  }
+
+  private async exchange(item: RpcCase, index: number) {
     this.socket ??= await this.open()
     const { inbox, ws } = this.socket
     inbox.lines.length = 0
     for (const frame of item.frames) sendFrame(ws, frame)
-    const probe = `probe-${index}-${this.probes++}`
+    // a request id no case uses, for a probe RpcServer answers with an Exit of its own (a payload
+    // that does not decode): a Pong would not do, as a case may hold Pings of its own
+    const probeId = `${PROBE_ID_PREFIX}${String(index).padStart(8, "0")}${String(this.probes++).padStart(8, "0")}`
     if (item.send !== undefined) {
       const sent = item.send
       await until(
@@ -737,12 +778,14 @@ class RpcSession {
       expect(exit, JSON.stringify(inbox.closed)).toBeDefined()
       expect(exit).toMatchObject({ exit: { _tag: "Success", value: { chatEvent: { text: sent.text } } } })
     }
-    // every case ends its last line (or closes): a Ping after it, whose Pong says everything before it was read
-    if (inbox.closed === undefined && ws.readyState === WebSocket.OPEN) ws.send(`{"_tag":"Ping","probe":"${probe}"}\n`)
+    // every case ends its last line (or closes): the probe's Exit says everything before it was read
+    if (inbox.closed === undefined && ws.readyState === WebSocket.OPEN) {
+      ws.send(`{"_tag":"Request","id":"${probeId}","tag":"Presence","payload":null,"headers":[]}\n`)
+    }
     await until(
       inbox,
-      () => inbox.closed !== undefined || inbox.lines.some((line) => tagOf(line) === "Pong"),
-      "a Pong or a close"
+      () => inbox.closed !== undefined || inbox.lines.some((line) => isExitOf(line, probeId)),
+      "the probe's Exit or a close"
     )
     for (const line of inbox.lines) expect(RPC_TAGS.has(String(tagOf(line))), JSON.stringify(line)).toBe(true)
     if (inbox.closed !== undefined) {
@@ -762,6 +805,9 @@ class RpcSession {
     this.socket?.ws.terminate()
   }
 }
+
+/** The probes' request ids: 40 digits, where the cases' are up to 7, or 20 to 200 random ones. */
+const PROBE_ID_PREFIX = "777777777777777777777777"
 
 const isExitOf = (line: unknown, requestId: string) =>
   tagOf(line) === "Exit" && typeof line === "object" && line !== null && "requestId" in line &&
@@ -889,8 +935,24 @@ class HubSession {
   readonly endings = new Map<string, number>()
   private socket: { readonly ws: WebSocket; readonly inbox: Inbox } | undefined
   private probes = 0
+  private previous: HubCase | undefined
 
+  /** A case, and on failure the one before it on the same connection (which may have left state behind). */
   async run(item: HubCase, index: number) {
+    const previous = this.previous
+    this.previous = item
+    try {
+      await this.exchange(item, index)
+    } catch (error) {
+      throw new Error(
+        `${String(error)}\nthe case before it on the same connection: ${
+          previous === undefined ? "none" : describeCase(previous)
+        }`
+      )
+    }
+  }
+
+  private async exchange(item: HubCase, index: number) {
     if (item.handshake !== undefined) return this.tryHandshake(item.handshake)
     this.socket ??= await this.open()
     const { inbox, ws } = this.socket
@@ -1006,21 +1068,33 @@ const rawRequest = fc.oneof(
   ).map((text) => Buffer.from(text, "latin1"))
 )
 
-/** Writes `bytes` on a fresh connection: the status of the first answer, or undefined when none came. */
+/** Writes `bytes` on a fresh connection: the first answer (its head, and its body by Content-Length), or undefined when none came. */
 const rawExchange = (bytes: Buffer) =>
-  new Promise<number | undefined>((resolve) => {
+  new Promise<HttpAnswer | undefined>((resolve) => {
     const url = new URL(base)
     const socket = tcpConnect(Number(url.port), url.hostname)
-    let received = ""
+    let received = Buffer.alloc(0)
+    const answer = (): HttpAnswer | undefined => {
+      const headEnd = received.indexOf("\r\n\r\n")
+      if (headEnd < 0) return undefined
+      const head = received.subarray(0, headEnd).toString("latin1")
+      const status = /^HTTP\/1\.[01] (\d{3})/u.exec(head)?.[1]
+      const length = Number(/^content-length: *(\d+)/imu.exec(head)?.[1] ?? 0)
+      if (status === undefined || received.length < headEnd + 4 + length) return undefined
+      return {
+        status: Number(status),
+        headers: { "content-type": /^content-type: *(.*)$/imu.exec(head)?.[1]?.trim() },
+        body: received.subarray(headEnd + 4, headEnd + 4 + length).toString("utf8")
+      }
+    }
     const finish = () => {
       socket.destroy()
-      const match = /^HTTP\/1\.[01] (\d{3})/u.exec(received)
-      resolve(match?.[1] === undefined ? undefined : Number(match[1]))
+      resolve(answer())
     }
     socket.setTimeout(2_000, finish)
     socket.on("data", (chunk: Buffer) => {
-      received += chunk.toString("latin1")
-      if (received.includes("\r\n\r\n")) finish()
+      received = Buffer.concat([received, chunk])
+      if (answer() !== undefined) finish()
     })
     socket.on("error", finish)
     socket.on("close", finish)

@@ -1,6 +1,6 @@
 import { types } from "cassandra-driver"
 import { Effect, Layer, Schema } from "effect"
-import { ChatHistory, type HistorySlice } from "@chatify/core"
+import { ChatHistory, type HistorySlice, traced } from "@chatify/core"
 import {
   ChatEvent,
   DependencyUnavailable,
@@ -355,7 +355,12 @@ const make = (options: CassandraHistoryOptions) =>
         return yield* readAcrossBuckets(readKeys, readBucket, wanted)
       })
 
-    return ChatHistory.of({ append, page, after, ping: cassandra.ping })
+    return ChatHistory.of({
+      append: traced("CassandraHistory.append")(append),
+      page: traced("CassandraHistory.page")(page),
+      after: traced("CassandraHistory.after")(after),
+      ping: cassandra.ping
+    })
   })
 
 /**

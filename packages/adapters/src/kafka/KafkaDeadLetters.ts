@@ -1,5 +1,5 @@
 import { Duration, Effect, Layer } from "effect"
-import { DeadLetters } from "@chatify/core"
+import { DeadLetters, type LogRecord, traced } from "@chatify/core"
 import { DependencyUnavailable } from "@chatify/domain"
 import { awaitKafka, ensureTopic, KafkaClient, kafkaCall, type KafkaTopicError } from "./KafkaClient.js"
 import { makeIdempotentProducer } from "./KafkaProducer.js"
@@ -27,7 +27,7 @@ export const makeKafkaDeadLetters = Effect.gen(function*() {
   const producer = yield* makeIdempotentProducer(kafka, settings, "dead-letter producer")
 
   return DeadLetters.of({
-    publish: (record, reason) =>
+    publish: traced("KafkaDeadLetters.publish")((record: LogRecord, reason: string) =>
       kafkaCall("publish to the dead-letter topic", () =>
         producer.send({
           topic,
@@ -64,6 +64,7 @@ export const makeKafkaDeadLetters = Effect.gen(function*() {
             )
           )
         )
+    )
   })
 })
 

@@ -1,5 +1,5 @@
 import { Clock, Context, Effect, Layer, Metric, Ref } from "effect"
-import { RateLimiter, type RateLimitDecision, ReadRateLimiter } from "@chatify/core"
+import { RateLimiter, type RateLimitDecision, ReadRateLimiter, traced } from "@chatify/core"
 import type { DependencyUnavailable } from "@chatify/domain"
 import { RedisClient, redisUnavailable } from "./RedisClient.js"
 import { RedisKeys } from "./RedisKeys.js"
@@ -58,6 +58,8 @@ interface CounterKind {
   readonly name: string
   /** "send" or "read", as in "3 send(s) allowed unchecked". */
   readonly noun: string
+  /** The span of a check. */
+  readonly spanName: string
 }
 
 /** A fixed-window limiter on Redis counting under `kind`'s keys, and how many checks it let through unchecked. */
@@ -115,7 +117,9 @@ const makeFixedWindow = (options: RedisRateLimiterOptions, kind: CounterKind) =>
       })
 
     const limiter: RateLimiter["Type"] = {
-      checkAndIncrement: (userId) => options.failOpen ? Effect.catchAll(check(userId), failOpen) : check(userId)
+      checkAndIncrement: traced(kind.spanName)((userId: string) =>
+        options.failOpen ? Effect.catchAll(check(userId), failOpen) : check(userId)
+      )
     }
     return { limiter, failOpenCount: Ref.get(failOpenCount) }
   })
@@ -130,7 +134,8 @@ export const RedisRateLimiter = (
         key: RedisKeys.rateLimit,
         failOpenTotal: rateLimiterFailOpenTotal,
         name: "Rate limiter",
-        noun: "send"
+        noun: "send",
+        spanName: "RedisRateLimiter.checkAndIncrement"
       }),
       ({ failOpenCount, limiter }) =>
         Context.make(RateLimiter, limiter).pipe(Context.add(RedisRateLimiterStats, { failOpenCount }))
@@ -152,7 +157,8 @@ export const RedisReadRateLimiter = (
         key: RedisKeys.readRateLimit,
         failOpenTotal: readRateLimiterFailOpenTotal,
         name: "Read rate limiter",
-        noun: "read"
+        noun: "read",
+        spanName: "RedisReadRateLimiter.checkAndIncrement"
       }),
       ({ limiter }) => limiter
     )

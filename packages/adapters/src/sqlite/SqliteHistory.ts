@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import Database from "better-sqlite3"
 import { Effect, Layer } from "effect"
-import { ChatHistory } from "@chatify/core"
+import { ChatHistory, traced } from "@chatify/core"
 import type { HistorySlice } from "@chatify/core"
 import { backgroundCheckpoints } from "./SqliteCheckpoints.js"
 import { applyMigrations, type SqliteMigration } from "./SqliteMigrations.js"
@@ -264,7 +264,12 @@ const make = (options: SqliteHistoryOptions) =>
 
     const ping = Effect.try({ try: () => void statements.ping.get(), catch: unavailable("ping failed") })
 
-    return ChatHistory.of({ append, page, after, ping })
+    return ChatHistory.of({
+      append: traced("SqliteHistory.append")(append),
+      page: traced("SqliteHistory.page")(page),
+      after: traced("SqliteHistory.after")(after),
+      ping
+    })
   })
 
 /** The embedded history store: one SQLite file in WAL mode, shaped like the Cassandra table. */

@@ -3,14 +3,18 @@ import { fileURLToPath } from "node:url"
 
 const scripts = fileURLToPath(new URL("../../../../scripts/services/", import.meta.url))
 
-export type Service = "redis" | "kafka" | "cassandra" | "opensearch"
+export type Service = "redis" | "kafka" | "cassandra" | "opensearch" | "jaeger"
 
 /** Loopback endpoints of the services that scripts/services/ starts (same env overrides). */
 export const endpoints = {
   redis: `127.0.0.1:${process.env["CHATIFY_REDIS_PORT"] ?? "6379"}`,
   kafka: `127.0.0.1:${process.env["CHATIFY_KAFKA_PORT"] ?? "9092"}`,
   cassandra: { host: "127.0.0.1", port: Number(process.env["CHATIFY_CASSANDRA_PORT"] ?? "9042") },
-  opensearch: `http://127.0.0.1:${process.env["CHATIFY_OPENSEARCH_PORT"] ?? "9200"}`
+  opensearch: `http://127.0.0.1:${process.env["CHATIFY_OPENSEARCH_PORT"] ?? "9200"}`,
+  jaeger: {
+    otlp: `http://127.0.0.1:${process.env["CHATIFY_JAEGER_OTLP_PORT"] ?? "4318"}`,
+    query: `http://127.0.0.1:${process.env["CHATIFY_JAEGER_QUERY_PORT"] ?? "16686"}`
+  }
 } as const
 
 /**

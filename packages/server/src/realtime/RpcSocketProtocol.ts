@@ -26,6 +26,7 @@ import {
   Mailbox,
   ParseResult,
   Predicate,
+  Schedule,
   Schema,
   Scope
 } from "effect"
@@ -48,6 +49,7 @@ import {
   type SubscribeError,
   SubscribePayload,
   SubscriptionItem,
+  SubscriptionLagged,
   ValidationError
 } from "@chatify/domain"
 import { Authenticator, type Principal } from "../Auth.js"
@@ -254,8 +256,11 @@ interface Subscription {
   values: Array<string>
   /** The length of `values`' JSON, counted in the connection's backlog. */
   bytes: number
+  readonly scopeId: string
   /** A chunk was written and its Ack has not come back yet. */
   awaitingAck: boolean
+  /** The Ack sweep during which that chunk was written. */
+  ackSweep: number
   queued: boolean
   ended: boolean
   scope: Scope.CloseableScope | undefined
@@ -280,7 +285,21 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     const gate = yield* ShutdownGate
     const identities = yield* Identities
     /** Each connection's outbox, and the requests RpcServer runs for it (until their Exit). */
-    const clients = new Map<number, { readonly outbox: Outbox; readonly running: Set<string> }>()
+    const clients = new Map<
+      number,
+      { readonly outbox: Outbox; readonly running: Set<string>; readonly expireAcks: () => void }
+    >()
+    // An Ack that never comes (lost, or a client gone without a close) would hold its subscription
+    // forever, silently: a sweep ends those that waited 4 to 5 sweeps (the timeout to 1.25 × it).
+    let ackSweep = 0
+    const ACK_SWEEPS = 4
+    yield* Effect.sync(() => {
+      ackSweep++
+      for (const client of clients.values()) client.expireAcks()
+    }).pipe(
+      Effect.repeat(Schedule.spaced((limits.subscriptionAckTimeoutSeconds * 1_000) / ACK_SWEEPS)),
+      Effect.forkScoped
+    )
     const gateway = yield* WebSocketGateway
     const authenticator = yield* Authenticator
     // connections end with this layer (server shutdown), before the services they use
@@ -329,7 +348,25 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       let queued: Array<Subscription> = []
       let pendingBytes = 0
       const running = new Set<string>()
-      clients.set(clientId, { outbox, running })
+      const expireAcks = () => {
+        let expired = 0
+        for (const subscription of subscriptions.values()) {
+          if (subscription.awaitingAck && ackSweep - subscription.ackSweep > ACK_SWEEPS) {
+            expired++
+            end(
+              subscription,
+              Exit.fail(new SubscriptionLagged({ scopeId: subscription.scopeId, bufferSize: subscriberBufferSize }))
+            )
+          }
+        }
+        if (expired > 0) {
+          runFork(Effect.logInfo(
+            `Ended ${expired} RPC subscription(s) whose chunk was not acknowledged within ` +
+              `${limits.subscriptionAckTimeoutSeconds} s (CHATIFY__LIMITS__SUBSCRIPTIONACKTIMEOUTSECONDS)`
+          ))
+        }
+      }
+      clients.set(clientId, { outbox, running, expireAcks })
 
       const writeLine = (message: unknown) => {
         try {
@@ -347,6 +384,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         pendingBytes -= subscription.bytes
         subscription.bytes = 0
         subscription.awaitingAck = true
+        subscription.ackSweep = ackSweep
       }
       const queue = (subscription: Subscription) => {
         if (subscription.queued || subscription.awaitingAck) return
@@ -516,7 +554,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           chunkPrefix: `{"_tag":"Chunk","requestId":${JSON.stringify(requestId)},"values":[`,
           values: [],
           bytes: 0,
+          scopeId: payload.right.scopeId,
           awaitingAck: false,
+          ackSweep: 0,
           queued: false,
           ended: false,
           scope: undefined

@@ -34,6 +34,7 @@ import {
   HubError,
   type HubMethod,
   hubMethod,
+  type HubResult,
   type InvocationContext,
   JsonResult,
   TOKEN_EXPIRED
@@ -42,7 +43,7 @@ import { encodedOnce, enrichedChatEventJson } from "../realtime/EventJson.js"
 import { LogFields } from "../Logging.js"
 import { textFrame } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
-import { acceptedCorrelationId, CORRELATION_HEADER } from "../Http.js"
+import { correlationIdOf } from "../Http.js"
 
 /** The start of the Close error a client gets when it falls too far behind. */
 export const CONNECTION_TOO_SLOW = "Connection too slow"
@@ -93,6 +94,47 @@ export const errorMessageOf = (error: ChatError, target: string): string => {
     : `${problem.title}: ${problem.detail}`
 }
 
+/**
+ * What every invocation of a connection runs with, the hub's counterpart of ChatRpcs' middleware:
+ * the caller, authenticated once when the connection opened, and each invocation's own correlation
+ * id (its X-Correlation-ID header when valid). Its fiber starts with this context, which also tells
+ * the logger who and what (a provide or log annotation inside it would be a fiber-ref update, and a
+ * send pays for every one).
+ */
+export const makeInvocationServices = (
+  services: Context.Context<ChatHubServices>,
+  principal: Principal
+): (context: InvocationContext) => Context.Context<InvocationServices> => {
+  // the caller's services, built once per connection rather than merged per invocation
+  const callerServices = Context.add(services, CurrentUser, principal)
+  return (context) => {
+    // userId and connectionId reach the logs from CurrentUser (see Logging.ts)
+    const logFields = { target: context.target, invocationId: context.invocationId ?? "" }
+    return Context.add(
+      Context.add(callerServices, CorrelationId, correlationIdOf(context.headers)),
+      LogFields,
+      logFields
+    )
+  }
+}
+
+/**
+ * A hub method that is only its use case: it runs with `makeInvocationServices`' context, and a
+ * typed error becomes the Completion's error, the ProblemDetails title and detail as over HTTP (a
+ * defect is the connection's to answer, without internals).
+ */
+const useCase = <A extends ReadonlyArray<unknown>, I>(
+  parameters: Schema.Schema<A, I, never> & { readonly elements: ReadonlyArray<unknown> },
+  run: (args: A) => Effect.Effect<HubResult, ChatError, InvocationServices>,
+  options?: { readonly pipelined?: boolean }
+): HubMethod<InvocationServices> =>
+  hubMethod(
+    parameters,
+    (args, context) =>
+      Effect.mapError(run(args), (error) => new HubError({ message: errorMessageOf(error, context.target) })),
+    options
+  )
+
 /** The ReceiveMessage record of an event as a WebSocket frame, built once for every connection it reaches. */
 export const makeReceiveMessageEncoder = () =>
   encodedOnce((event): Buffer | undefined => {
@@ -110,23 +152,6 @@ export const makeChatHub =
       const { encodeReceiveMessage, gate, maxMemberships, principal, services } = dependencies
       const connectionScope = yield* Effect.scope
       const memberships = new Map<string, Scope.CloseableScope>()
-      // the caller's services, built once per connection rather than merged per invocation
-      const callerServices = Context.add(services, CurrentUser, principal)
-
-      /**
-       * Each invocation runs as the caller, with its own correlation id, on the shared services: its
-       * fiber starts with this context, which also tells the logger who and what (a provide or log
-       * annotation inside it would be a fiber-ref update, and a send pays for every one).
-       */
-      const servicesFor = (context: InvocationContext): Context.Context<InvocationServices> => {
-        const correlationId = acceptedCorrelationId(context.headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
-        // userId and connectionId reach the logs from CurrentUser (see Logging.ts)
-        const logFields = { target: context.target, invocationId: context.invocationId ?? "" }
-        return Context.add(Context.add(callerServices, CorrelationId, correlationId), LogFields, logFields)
-      }
-
-      const failWith = (target: string) => (error: ChatError) =>
-        new HubError({ message: errorMessageOf(error, target) })
 
       /**
        * Delivers a membership's events straight from the fan-out into the connection's outbox. A
@@ -186,29 +211,22 @@ export const makeChatHub =
         })
 
       const methods = new Map<string, HubMethod<InvocationServices>>([
-        [
-          "JoinScopeAsync",
-          hubMethod(ScopeIdParameter, ([scopeId], context) => Effect.mapError(join(scopeId), failWith(context.target)))
-        ],
-        [
-          "LeaveScopeAsync",
-          hubMethod(ScopeIdParameter, ([scopeId]) => leave(scopeId))
-        ],
+        ["JoinScopeAsync", useCase(ScopeIdParameter, ([scopeId]) => join(scopeId))],
+        ["LeaveScopeAsync", useCase(ScopeIdParameter, ([scopeId]) => leave(scopeId))],
         [
           // Returns the EnrichedChatEvent {chatEvent, partition, offset}: the original's command result
           // (EnrichedChatEventDto), the same body as POST /api/chat/send.
           "SendAsync",
-          hubMethod(SendParameter, ([request], context) =>
+          useCase(SendParameter, ([request]) =>
             gate.track(sendMessage(request)).pipe(
               Effect.flatMap((sent) =>
                 Either.match(enrichedJson(sent), {
                   onLeft: () => Effect.fail(new Unexpected({ message: "could not encode the result" })),
                   onRight: Effect.succeed
                 })
-              ),
-              Effect.mapError(failWith(context.target))
+              )
             ), { pipelined: true })
         ]
       ])
-      return { methods, servicesFor }
+      return { methods, servicesFor: makeInvocationServices(services, principal) }
     })

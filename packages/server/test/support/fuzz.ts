@@ -14,21 +14,22 @@ const positiveIntegerOf = (name: string, text: string | undefined): number | und
   return value
 }
 
-/** FUZZ_RUNS, or `defaultRuns` when it is not set. */
-export const requestedRuns = (defaultRuns: number): number =>
-  positiveIntegerOf("FUZZ_RUNS", process.env["FUZZ_RUNS"]) ?? defaultRuns
+/** FUZZ_RUNS (or the variable named), or `defaultRuns` when it is not set. */
+export const requestedRuns = (defaultRuns: number, variable = "FUZZ_RUNS"): number =>
+  positiveIntegerOf(variable, process.env[variable]) ?? defaultRuns
 
 /** A test's timeout for `runs` cases at `msPerCase` at most each (never below 10 minutes). */
 export const timeoutFor = (runs: number, msPerCase: number): number => Math.max(600_000, runs * msPerCase)
 
 /**
- * FUZZ_SEED (default: from the clock) and FUZZ_RUNS (default `defaultRuns`), printed, so that a
- * failing run is replayed with the same cases: `FUZZ_SEED=<seed> pnpm exec vitest run <file>`.
+ * FUZZ_SEED (default: from the clock) and FUZZ_RUNS (or `runsVariable`; default `defaultRuns`),
+ * printed, so that a failing run is replayed with the same cases:
+ * `FUZZ_SEED=<seed> pnpm exec vitest run <file>`.
  */
-export const fuzzSettings = (name: string, defaultRuns: number): FuzzSettings => {
+export const fuzzSettings = (name: string, defaultRuns: number, runsVariable = "FUZZ_RUNS"): FuzzSettings => {
   const seed = positiveIntegerOf("FUZZ_SEED", process.env["FUZZ_SEED"]) ?? Date.now() % 2_147_483_647
-  const runs = requestedRuns(defaultRuns)
-  console.log(`[fuzz] ${name}: ${runs} cases, seed ${seed} (replay: FUZZ_SEED=${seed} FUZZ_RUNS=${runs})`)
+  const runs = requestedRuns(defaultRuns, runsVariable)
+  console.log(`[fuzz] ${name}: ${runs} cases, seed ${seed} (replay: FUZZ_SEED=${seed} ${runsVariable}=${runs})`)
   return { seed, runs }
 }
 
@@ -43,19 +44,22 @@ export const casesOf = <A>(
   count = settings.runs
 ) => FastCheck.sample(arbitrary, { seed: settings.seed + from, numRuns: count })
 
-/** Runs `work` on every item, `concurrency` at a time; the first failure stops the others' next items. */
+/**
+ * Runs `work` on every item, `concurrency` at a time (each worker numbered, so that it may keep a
+ * connection of its own); the first failure stops the others' next items.
+ */
 export const forEachConcurrently = async <A>(
   items: ReadonlyArray<A>,
   concurrency: number,
-  work: (item: A, index: number) => Promise<void>
+  work: (item: A, index: number, worker: number) => Promise<void>
 ): Promise<void> => {
   let next = 0
   let failed = false
-  const worker = async () => {
+  const worker = async (_: unknown, workerIndex: number) => {
     while (!failed && next < items.length) {
       const index = next++
       try {
-        await work(items[index] as A, index)
+        await work(items[index] as A, index, workerIndex)
       } catch (error) {
         failed = true
         throw error
