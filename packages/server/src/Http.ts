@@ -140,9 +140,13 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
               : Option.none()
           })
           if (Option.isSome(unreadable)) {
+            const message = unreadable.value instanceof HttpServerError.RequestError &&
+                unreadable.value.description === JSON_TOO_DEEP
+              ? JSON_TOO_DEEP
+              : "the request body could not be read"
             return Effect.succeed(
               problemResponse(
-                new ValidationError({ errors: [{ field: "body", message: "the request body could not be read" }] }),
+                new ValidationError({ errors: [{ field: "body", message }] }),
                 instance,
                 correlationId
               )
@@ -157,7 +161,7 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
           )
         }),
         Effect.provideService(CorrelationId, correlationId),
-        Effect.provideService(HttpServerRequest.HttpServerRequest, withoutTokenInUrl(request)),
+        Effect.provideService(HttpServerRequest.HttpServerRequest, withJsonDepthLimit(withoutTokenInUrl(request))),
         Effect.annotateLogs({ correlationId })
       )
       // RFC 6750 §3: every 401 challenges; error="invalid_token" only for a token that was sent (§3.1)
@@ -190,6 +194,44 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
 const withoutTokenInUrl = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest => {
   const url = withoutQueryAccessToken(request.url)
   return url === request.url ? request : request.modify({ url })
+}
+
+/** How deep a JSON body may nest: the contract's bodies are flat objects. */
+export const MAX_JSON_BODY_DEPTH = 32
+
+const JSON_TOO_DEEP = `JSON nested deeper than ${MAX_JSON_BODY_DEPTH} levels`
+
+/** Whether a parsed JSON value nests deeper than `maximum` (a loop, not recursion: it reads any depth). */
+export const jsonNestsDeeperThan = (value: unknown, maximum: number): boolean => {
+  const pending: Array<readonly [unknown, number]> = [[value, 1]]
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [current, depth] = next
+    if (typeof current !== "object" || current === null) continue
+    if (depth > maximum) return true
+    for (const child of Array.isArray(current) ? current : Object.values(current)) pending.push([child, depth + 1])
+  }
+  return false
+}
+
+/**
+ * The request with its JSON body refused past MAX_JSON_BODY_DEPTH levels, as unreadable (400): a body
+ * nested thousands deep is within the size limit, but the schema's error message, which shows the
+ * value it got, would overflow the stack describing it.
+ */
+const withJsonDepthLimit = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest => {
+  const json = () =>
+    Effect.flatMap(request.json, (value) =>
+      jsonNestsDeeperThan(value, MAX_JSON_BODY_DEPTH)
+        ? Effect.fail(
+          new HttpServerError.RequestError({
+            request,
+            reason: "Decode",
+            description: JSON_TOO_DEEP
+          })
+        )
+        : Effect.succeed(value))
+  // every other member is the request's own (the platform reads the body through `json`)
+  return Object.create(request, { json: { get: json } }) as HttpServerRequest.HttpServerRequest
 }
 
 /**

@@ -10,6 +10,7 @@ import { connect as tcpConnect } from "node:net"
 import WebSocket from "ws"
 import { PROBLEM_CONTENT_TYPE, ProblemDetails } from "@chatify/domain"
 import { clientMessageProblem } from "../src/realtime/RpcSocketProtocol.js"
+import { jsonNestsDeeperThan, MAX_JSON_BODY_DEPTH } from "../src/Http.js"
 import { startTestServer } from "../src/testing.js"
 
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Warning)
@@ -194,6 +195,49 @@ describe("malformed input on a running server", () => {
       expect(response.headers.get("content-type")).toBe("application/problem+json")
       expect(yield* Effect.promise(() => response.json())).toMatchObject({ status: 400, errors: [{ field: "body" }] })
     }).pipe(quiet))
+
+  it.scopedLive("REST: a body nested thousands deep, within the size limit, is a 400 naming the depth, not a 500", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const deep = (levels: number) => "[".repeat(levels) + "]".repeat(levels)
+      // the fuzzer's case (seed 1130601, REST case 1644): the whole body, and a field's value
+      for (const body of [deep(30_000), `{"scopeType":0,"scopeId":"g","text":${deep(30_000)}}`]) {
+        const response = yield* Effect.promise(() =>
+          fetch(`${server.httpUrl}/api/chat/send`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body
+          })
+        )
+        expect(response.status).toBe(400)
+        expect(response.headers.get("content-type")).toBe("application/problem+json")
+        expect(yield* Effect.promise(() => response.json())).toMatchObject({
+          status: 400,
+          errors: [{ field: "body", message: `JSON nested deeper than ${MAX_JSON_BODY_DEPTH} levels` }]
+        })
+      }
+      // as deep as the limit is still read, and answered by the contract (a wrong shape: 400 too)
+      const atLimit = yield* Effect.promise(() =>
+        fetch(`${server.httpUrl}/api/chat/send`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: `{"scopeType":0,"scopeId":"g","text":"t","extra":${deep(MAX_JSON_BODY_DEPTH - 1)}}`
+        })
+      )
+      expect(atLimit.status).toBe(200)
+    }).pipe(quiet))
+
+  it.prop(
+    "the JSON depth check agrees with a recursive count for any JSON value",
+    { value: fc.jsonValue({ maxDepth: 12 }), maximum: fc.integer({ min: 0, max: 14 }) },
+    ({ maximum, value }) => {
+      const depthOf = (json: unknown): number =>
+        typeof json !== "object" || json === null
+          ? 0
+          : 1 + Math.max(0, ...(Array.isArray(json) ? json : Object.values(json)).map(depthOf))
+      expect(jsonNestsDeeperThan(value, maximum)).toBe(depthOf(value) > maximum)
+    }
+  )
 
   it.scopedLive("/hubs/chat: a record that is no hub message gets a Close with an error, as SignalR's own servers answer", () =>
     Effect.gen(function*() {
