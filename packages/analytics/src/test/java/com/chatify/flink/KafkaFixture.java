@@ -46,6 +46,9 @@ final class KafkaFixture implements AutoCloseable {
     Properties producer = new Properties();
     producer.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, BOOTSTRAP);
     producer.put(ProducerConfig.ACKS_CONFIG, "all");
+    // one request at a time: a retried first batch (a fresh topic's leader still moving) cannot
+    // leave later ones out of sequence, so the input arrives whole and in the order produced
+    producer.put(ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, 1);
     producer.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
     producer.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
     this.producer = new KafkaProducer<>(producer);
@@ -78,6 +81,7 @@ final class KafkaFixture implements AutoCloseable {
     admin.createTopics(List.of(new NewTopic(input, 3, (short) 1), new NewTopic(stats, 2, (short) 1),
         new NewTopic(violations, 2, (short) 1))).all().get(30, TimeUnit.SECONDS);
     createdTopics.addAll(List.of(input, stats, violations));
+    awaitLeaders(List.of(input, stats, violations));
     Map<JobSettings.Key, String> settings = new java.util.HashMap<>(Map.of(
         JobSettings.Key.BOOTSTRAP_SERVERS, BOOTSTRAP,
         JobSettings.Key.INPUT_TOPIC, input,
@@ -91,10 +95,27 @@ final class KafkaFixture implements AutoCloseable {
     return JobSettings.defaults().with(settings);
   }
 
-  /** Produces to partition 0 in this order (one partition: the order of arrival is the test's). */
+  /** Waits (30 s at most) until every partition of the topics has a leader: produces go nowhere before. */
+  private void awaitLeaders(List<String> topics) throws Exception {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (true) {
+      boolean led = admin.describeTopics(topics).allTopicNames().get(30, TimeUnit.SECONDS).values().stream()
+          .allMatch(description -> description.partitions().stream().allMatch(partition -> partition.leader() != null));
+      if (led) return;
+      if (System.nanoTime() > deadline) throw new IllegalStateException("no leader for " + topics + " within 30 s");
+      Thread.sleep(100);
+    }
+  }
+
+  /**
+   * Produces to partition 0 in this order (one partition: the order of arrival is the test's), and
+   * fails unless every record was acknowledged.
+   */
   void produce(String topic, List<byte[]> values) throws ExecutionException, InterruptedException {
-    for (byte[] value : values) producer.send(new ProducerRecord<>(topic, 0, null, value));
+    List<java.util.concurrent.Future<org.apache.kafka.clients.producer.RecordMetadata>> sent = new ArrayList<>();
+    for (byte[] value : values) sent.add(producer.send(new ProducerRecord<>(topic, 0, null, value)));
     producer.flush();
+    for (java.util.concurrent.Future<org.apache.kafka.clients.producer.RecordMetadata> future : sent) future.get();
   }
 
   static byte[] json(ChatEvent event) {
