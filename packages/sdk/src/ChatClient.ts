@@ -1,6 +1,6 @@
 import * as Socket from "@effect/platform/Socket"
 import * as RpcClient from "@effect/rpc/RpcClient"
-import type * as RpcClientError from "@effect/rpc/RpcClientError"
+import * as RpcClientError from "@effect/rpc/RpcClientError"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import {
   Cause,
@@ -11,6 +11,8 @@ import {
   Duration,
   Effect,
   Either,
+  Exit,
+  FiberId,
   identity,
   Layer,
   Option,
@@ -276,7 +278,33 @@ export const makeChatClient = (
       : transport === "query"
       ? Effect.map(tokenOf, (token) => connector.open(withAccessToken(options.url, token), {}))
       : Effect.map(tokenOf, (token) => connector.open(options.url, { authorization: `Bearer ${token}` }))
-    const socket = Socket.fromWebSocket(Effect.acquireRelease(open, (ws) => Effect.sync(() => ws.close(1000))))
+    // The RPC client replaces a socket that answered no ping for 10 s on its own, without failing
+    // the calls open on it (@effect/rpc swallows that "OpenTimeout" under retryTransientErrors):
+    // their replies would never come. Its run is interrupted then, and this tells those calls.
+    let socketReplaced = Deferred.unsafeMake<void>(FiberId.none)
+    let closed = false
+    const socket = Effect.map(
+      Socket.fromWebSocket(Effect.acquireRelease(open, (ws) => Effect.sync(() => ws.close(1000)))),
+      (socket): Socket.Socket => ({
+        ...socket,
+        runRaw: (handler, runOptions) =>
+          Effect.onInterrupt(socket.runRaw(handler, runOptions), () =>
+            Effect.sync(() => {
+              if (closed) return
+              const replaced = socketReplaced
+              socketReplaced = Deferred.unsafeMake<void>(FiberId.none)
+              Deferred.unsafeDone(replaced, Exit.void)
+            }))
+      })
+    )
+    /** Fails once the socket a call started on is replaced without its calls being failed. */
+    const socketLost = Effect.suspend(() => Deferred.await(socketReplaced)).pipe(
+      Effect.zipRight(
+        Effect.fail(
+          new RpcClientError.RpcClientError({ reason: "Protocol", message: "the connection stopped answering pings" })
+        )
+      )
+    )
 
     // ndjson, as the server's /rpc route; transient open errors wait for the socket instead of failing calls.
     const protocol = RpcClient.layerProtocolSocket({
@@ -291,7 +319,6 @@ export const makeChatClient = (
 
     // Registered after the RPC client, so it runs before the client interrupts its open calls:
     // those interruptions then end subscriptions instead of looking like a server going away.
-    let closed = false
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         closed = true
@@ -307,7 +334,9 @@ export const makeChatClient = (
           text: request.text,
           clientMessageId: request.clientMessageId ?? newClientMessageId()
         }
-        return rpc.Send(payload, { headers }).pipe(Effect.retry({ schedule: sendRetry, while: isRetryableSendError }))
+        return Effect.raceFirst(rpc.Send(payload, { headers }), socketLost).pipe(
+          Effect.retry({ schedule: sendRetry, while: isRetryableSendError })
+        )
       })
 
     const history = (query: HistoryQuery) => rpc.History(query, { headers })
@@ -395,6 +424,7 @@ export const makeChatClient = (
               }),
               Stream.filterMap(identity),
               Stream.interruptWhen(liveInTime),
+              Stream.interruptWhen(socketLost),
               // A subscription has no natural end: a clean end means the server let go of it.
               Stream.concat(
                 Stream.suspend(() =>

@@ -273,6 +273,54 @@ describe("ChatClient end to end", () => {
       expect(ids(received)).toEqual(ids(byOffset(sent)))
     }).pipe(quiet))
 
+  // The RPC client pings every 10 s and, with no Pong by the next ping, reconnects its socket on
+  // its own without failing the calls it had open (@effect/rpc swallows that "OpenTimeout" under
+  // retryTransientErrors): a subscription must not stay on the dead connection, silently.
+  it.scopedLive("a connection whose replies stop is replaced and its subscription resumes, no gap, no duplicate", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      const proxy = yield* startTcpProxy(server.port)
+      const scope = freshScope()
+      const subscriber = yield* makeChatClient({ url: `ws://127.0.0.1:${proxy.port}/rpc`, dedupe: false })
+      const sender = yield* makeChatClient({ url: server.wsUrl })
+
+      const live = yield* Deferred.make<void>()
+      const received: Array<EnrichedChatEvent> = []
+      const reconnectReasons: Array<string> = []
+      const consuming = yield* subscriber.subscribeWithStatus(scope).pipe(
+        Stream.tap((update) => {
+          switch (update._tag) {
+            case "Live":
+              return Deferred.succeed(live, undefined)
+            case "Reconnecting":
+              return Effect.sync(() => void reconnectReasons.push(update.reason._tag))
+            case "PositionLost":
+              return Effect.dieMessage("no position was lost here")
+            case "Event":
+              return Effect.sync(() => void received.push(update.event))
+          }
+        }),
+        Stream.takeUntil(() => received.length >= 10),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      yield* Deferred.await(live).pipe(within("5 seconds", "the subscription to be live"))
+      const before = yield* sendMany(sender, scope, 5, 1, "before")
+      yield* Effect.sync(() => received.length).pipe(
+        Effect.repeat({ until: (n) => n >= 5, schedule: Schedule.spaced("20 millis") }),
+        within("10 seconds", "the first events")
+      )
+
+      yield* proxy.stallReplies
+      const after = yield* sendMany(sender, scope, 5, 1, "after")
+      // the next ping finds no Pong within 10 to 20 s; then a new connection and a resume
+      yield* Fiber.join(consuming).pipe(within("40 seconds", "the events sent while the replies stalled"))
+
+      expect(yield* proxy.accepted).toBe(2)
+      expect(reconnectReasons).toEqual(["RpcClientError"])
+      expect(ids(received)).toEqual(ids([...before, ...after]))
+    }).pipe(quiet))
+
   it.scopedLive("a live-only subscription cut off before its first event resumes where it went live", () =>
     Effect.gen(function*() {
       const server = yield* startTestServer()

@@ -12,6 +12,7 @@ import WebSocket from "ws"
 import { LocalFanout } from "@chatify/core"
 import { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
 import { ChatServer, NodeServer } from "../src/index.js"
+import { defaultLimitSettings, type LimitSettings } from "../src/Limits.js"
 import { awaitReady, makeTempDirectory, testServerConfig } from "../src/testing.js"
 
 const RS = "\u001e"
@@ -31,14 +32,17 @@ const retainedBytes = () => {
 }
 
 /** The server, in this process, with its fan-out at hand so events can be published at full speed. */
-const startServer = Effect.gen(function*() {
-  const config = testServerConfig(yield* makeTempDirectory(), { port: 0 })
-  const context = yield* Layer.build(ChatServer(config).pipe(Layer.provideMerge(NodeServer(config)))).pipe(Effect.orDie)
-  const address = Context.get(context, HttpServer.HttpServer).address
-  const port = address._tag === "TcpAddress" ? address.port : 0
-  yield* awaitReady(`http://127.0.0.1:${port}`)
-  return { port, fanout: Context.get(context, LocalFanout) }
-})
+const startServer = (limits: LimitSettings = defaultLimitSettings) =>
+  Effect.gen(function*() {
+    const config = testServerConfig(yield* makeTempDirectory(), { port: 0, limits })
+    const context = yield* Layer.build(ChatServer(config).pipe(Layer.provideMerge(NodeServer(config)))).pipe(
+      Effect.orDie
+    )
+    const address = Context.get(context, HttpServer.HttpServer).address
+    const port = address._tag === "TcpAddress" ? address.port : 0
+    yield* awaitReady(`http://127.0.0.1:${port}`)
+    return { port, fanout: Context.get(context, LocalFanout) }
+  })
 
 interface Client {
   readonly ws: WebSocket
@@ -54,7 +58,7 @@ const countMarkers = (text: string) => {
 }
 
 /** Opens a raw client and subscribes it to the scope "flood"; resolves once it is live. */
-const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false) =>
+const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false, acknowledge = true) =>
   Effect.async<Client, Error>((resume) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}${kind === "signalr" ? "/hubs/chat" : "/rpc"}`)
     const client: Client = { ws, received: 0, text: "" }
@@ -66,7 +70,7 @@ const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false) =>
       client.received += countMarkers(text)
       if (kind === "rpc") {
         for (const line of text.split("\n")) {
-          if (line.startsWith(`{"_tag":"Chunk"`)) ws.send(`{"_tag":"Ack","requestId":"1"}\n`)
+          if (acknowledge && line.startsWith(`{"_tag":"Chunk"`)) ws.send(`{"_tag":"Ack","requestId":"1"}\n`)
         }
       }
       if (!live && (kind === "signalr" ? text.includes(`"type":3`) : text.includes(`"Subscribed"`))) {
@@ -117,7 +121,7 @@ const waitUntil = (condition: () => boolean, what: string) =>
 
 const floodTest = (kind: "signalr" | "rpc") =>
   Effect.gen(function*() {
-    const { fanout, port } = yield* startServer
+    const { fanout, port } = yield* startServer()
     const fast: Array<Client> = []
     for (let i = 0; i < FAST; i += 20) {
       fast.push(...(yield* Effect.all(Array.from({ length: 20 }, () => subscribe(kind, port)), { concurrency: 20 })))
@@ -171,4 +175,28 @@ describe("a subscriber that stops reading", () => {
     () => floodTest("rpc"),
     { timeout: 120_000 }
   )
+})
+
+describe("an RPC subscription whose chunk is never acknowledged", () => {
+  it.live("ends with SubscriptionLagged after CHATIFY__LIMITS__SUBSCRIPTIONACKTIMEOUTSECONDS, its pending events first", () =>
+    Effect.gen(function*() {
+      const { fanout, port } = yield* startServer({ ...defaultLimitSettings, subscriptionAckTimeoutSeconds: 1 })
+      // reads everything, acknowledges nothing: its Subscribed chunk waits for an Ack forever
+      const client = yield* subscribe("rpc", port, true, false)
+      const liveAt = Date.now()
+      yield* fanout.publish(eventAt(0))
+      yield* waitUntil(() => client.text.includes(`"_tag":"Exit"`), "the subscription's Exit")
+      // the timeout (1 s) to 1.25 × it, plus a sweep's lateness
+      expect(Date.now() - liveAt).toBeGreaterThanOrEqual(1_000)
+      expect(client.text).toContain(`"_tag":"SubscriptionLagged"`)
+      // what it held went out before the Exit: the client resumes after it, from the history
+      expect(client.text.indexOf(`${MARKER}0 `)).toBeGreaterThan(0)
+      expect(client.text.indexOf(`${MARKER}0 `)).toBeLessThan(client.text.indexOf(`"_tag":"Exit"`))
+      // its fan-out subscription is released (asynchronously, with its scope)
+      yield* fanout.subscriberCount.pipe(
+        Effect.repeat({ until: (count) => count === 0, schedule: Schedule.spaced("10 millis"), times: 500 })
+      )
+      expect(yield* fanout.subscriberCount).toBe(0)
+      client.ws.close()
+    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning)))
 })

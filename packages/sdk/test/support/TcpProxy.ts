@@ -9,6 +9,11 @@ export interface TcpProxy {
   readonly accepted: Effect.Effect<number>
   /** Sends new connections to another port, e.g. a restarted server: clients keep one address. */
   readonly retarget: (port: number) => Effect.Effect<void>
+  /**
+   * Stops passing the server's bytes to the client on every open connection, which stay open: a
+   * peer that went silent (a stalled network path, an overloaded server). New connections pass.
+   */
+  readonly stallReplies: Effect.Effect<void>
 }
 
 /** A loopback TCP proxy to 127.0.0.1:targetPort, to cut a client's connection from outside it. */
@@ -62,6 +67,12 @@ export const startTcpProxy = (targetPort: number): Effect.Effect<TcpProxy, never
       retarget: (port) =>
         Effect.sync(() => {
           target = port
-        })
+        }),
+      stallReplies: Effect.sync(() => {
+        for (const [client, upstream] of pairs) {
+          upstream.unpipe(client)
+          upstream.pause()
+        }
+      })
     }
   })
