@@ -10,7 +10,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Logger, LogLevel, Option, Schedule, Schema, type Scope, Stream } from "effect"
-import { type EnrichedChatEvent, ScopeStats } from "@chatify/domain"
+import { type EnrichedChatEvent, partitionForScope, type ScopeRef, ScopeStats } from "@chatify/domain"
 import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
 import { hs256TestAuth, startTestServer } from "../src/testing.js"
@@ -34,6 +34,7 @@ const OPERATOR = "olga"
 const WINDOW_MILLIS = 2_000
 const ABUSE_THRESHOLD = 3
 const ABUSE_WINDOW_MILLIS = 10_000
+const PARTITIONS = 3
 
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Error)
 
@@ -159,6 +160,15 @@ const expectedBurst = (events: ReadonlyArray<EnrichedChatEvent>) => {
 
 const decodeStats = Schema.decodeUnknownSync(ScopeStats)
 
+/** A scope of its own whose events land on the same partition of the chat topic as `scope`'s. */
+const ticksScopeOnPartitionOf = (scope: ScopeRef): string => {
+  const partition = partitionForScope(scope, PARTITIONS)
+  for (let i = 0;; i++) {
+    const candidate = `ticks-${run}-${i}`
+    if (partitionForScope({ scopeType: 0, scopeId: candidate }, PARTITIONS) === partition) return candidate
+  }
+}
+
 describe("analytics end to end: API → Kafka → ChatEventProcessorJob → API", () => {
   it.scopedLive(
     "sends become window statistics on GET …/stats and the Stats RPC, a burst a violation",
@@ -172,7 +182,7 @@ describe("analytics end to end: API → Kafka → ChatEventProcessorJob → API"
               bootstrapServers: [endpoints.kafka],
               topicName: TOPIC,
               deadLetterTopicName: `${TOPIC}-dlq`,
-              partitions: 3,
+              partitions: PARTITIONS,
               broadcastConsumerGroupPrefix: BROADCAST_PREFIX,
               historyWriterConsumerGroup: HISTORY_GROUP,
               // the chat topic and the job's two output topics: the API makes them all
@@ -259,7 +269,11 @@ describe("analytics end to end: API → Kafka → ChatEventProcessorJob → API"
         expect(burst).toBeDefined()
 
         // A window is written once the watermark passes its end: later events (here in a scope of
-        // their own) move it on. Until the windows show, each round sends one and asks.
+        // their own) move it on. Until the windows show, each round sends one and asks. The ticks go
+        // to the chat scope's partition: read from another partition, a tick can move the watermark
+        // past the chat scope's events while they still wait to be fetched (a split idle for the
+        // idle timeout no longer holds the watermark back), and they would be dropped as late.
+        const ticksScopeId = ticksScopeOnPartitionOf({ scopeType: 0, scopeId })
         const from = new Date(expected[0]!.windowStartUtc).toISOString()
         const to = new Date(expected.at(-1)!.windowStartUtc + WINDOW_MILLIS).toISOString()
         const statsUrl = `${httpUrl}/api/chat/scopes/0/${scopeId}/stats?from=${from}&to=${to}`
@@ -276,7 +290,7 @@ describe("analytics end to end: API → Kafka → ChatEventProcessorJob → API"
             lastEventAtUtc: w.lastEventAtUtc.getTime()
           }))
         const served = yield* Effect.gen(function*() {
-          yield* ticker.Send({ scopeType: 0, scopeId: `ticks-${run}`, text: "tick" })
+          yield* ticker.Send({ scopeType: 0, scopeId: ticksScopeId, text: "tick" })
           const response = yield* Effect.promise(() =>
             fetch(statsUrl, { headers: { authorization: `Bearer ${aliceToken}` } })
           )

@@ -7,6 +7,8 @@ import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.functions.windowing.ProcessWindowFunction;
 import org.apache.flink.streaming.api.windowing.windows.TimeWindow;
 import org.apache.flink.util.Collector;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /** Per-scope statistics of a tumbling window, folded one event at a time. */
 public final class ScopeWindowAggregate {
@@ -76,9 +78,15 @@ public final class ScopeWindowAggregate {
     }
   }
 
-  /** Counts the events that came after their window had closed (the late-data side output). */
+  /**
+   * Counts the events that came after their window had closed (the late-data side output), and says
+   * so in the log: the first one and then every thousandth, so a watermark that runs ahead (an
+   * out-of-orderness bound or idle timeout too short for the traffic) is seen, not only measured.
+   */
   public static class CountLate extends org.apache.flink.streaming.api.functions.ProcessFunction<ChatEvent, ChatEvent> {
     public static final String LATE_COUNTER = "lateChatEvents";
+    private static final Logger LOG = LoggerFactory.getLogger(CountLate.class);
+    private static final long LOG_EVERY = 1_000;
     private transient Counter late;
 
     @Override
@@ -89,6 +97,10 @@ public final class ScopeWindowAggregate {
     @Override
     public void processElement(ChatEvent event, Context ctx, Collector<ChatEvent> out) {
       late.inc();
+      if (late.getCount() % LOG_EVERY == 1) {
+        LOG.warn("dropped a late chat event ({} so far in this subtask): scope {} created at {} ms, watermark {} ms",
+            late.getCount(), event.scopeKey(), event.createdAtMillis, ctx.timerService().currentWatermark());
+      }
     }
   }
 }
