@@ -24,7 +24,7 @@ die() { log "$*"; exit 1; }
 
 install_hint() {
   case "$1" in
-    kind) echo "kind v0.20+: https://kind.sigs.k8s.io/docs/user/quick-start/#installation (or: go install sigs.k8s.io/kind@v0.31.0)" ;;
+    kind) echo "kind v0.29+: https://kind.sigs.k8s.io/docs/user/quick-start/#installation (or: go install sigs.k8s.io/kind@v0.31.0)" ;;
     kubectl) echo "kubectl v1.27+: https://kubernetes.io/docs/tasks/tools/" ;;
     docker) echo "Docker Engine or Docker Desktop: https://docs.docker.com/engine/install/" ;;
     *) echo "install it and put it on PATH" ;;

@@ -1,6 +1,5 @@
 import { execFile } from "node:child_process"
 import { randomUUID } from "node:crypto"
-import net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Logger, Schedule, Schema, Stream } from "effect"
 import { Kafka, logLevel, Partitioners } from "kafkajs"
@@ -40,6 +39,7 @@ import { eventLogContract } from "./contracts/EventLogContract.js"
 import { brokerProxy as makeBrokerProxy, throughProxy } from "./support/brokerProxy.js"
 import { withAdmin } from "./support/kafkaAdmin.js"
 import { endpoints, ensureService } from "./support/services.js"
+import { freeLoopbackPort } from "./support/ports.js"
 
 // A fresh topic per run of this file, so parallel files and earlier runs do not interfere.
 const TOPIC = `chatify-test-${randomUUID().slice(0, 8)}`
@@ -335,14 +335,7 @@ describe("Kafka adapter", () => {
       const capture = Logger.make(({ message }) => {
         logs.push(Array.isArray(message) ? message.join(" ") : String(message))
       })
-      const port = yield* Effect.async<number>((resume) => {
-        const server = net.createServer()
-        server.listen(0, "127.0.0.1", () => {
-          const address = server.address()
-          const port = typeof address === "object" && address !== null ? address.port : 1
-          server.close(() => resume(Effect.succeed(port)))
-        })
-      })
+      const port = yield* Effect.promise(freeLoopbackPort)
       const started = Date.now()
       const unreachable = options({ brokers: [`127.0.0.1:${port}`], startupTimeout: "2 seconds", retries: 1 })
       const layer = KafkaProducerLayer.pipe(Layer.provide(KafkaClientLayer(unreachable)))

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
-import { createServer } from "node:net"
 import type { Redis } from "ioredis"
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, FastCheck, Layer, Logger, Metric, Schedule } from "effect"
@@ -26,6 +25,7 @@ import { rateLimiterContract } from "./contracts/RateLimiterContract.js"
 import { readRateLimiterContract } from "./contracts/ReadRateLimiterContract.js"
 import { candidateEvent, sendDeduplicatorContract } from "./contracts/SendDeduplicatorContract.js"
 import { endpoints, ensureService } from "./support/services.js"
+import { freeLoopbackPort } from "./support/ports.js"
 
 beforeAll(() => ensureService("redis"))
 
@@ -42,19 +42,8 @@ const client = (options: Partial<RedisClientOptions> = {}) =>
  */
 const unusedPort = Effect.succeed(0)
 
-/**
- * A free loopback port below the kernel's ephemeral range (32768 and up on Linux, 49152 and up on
- * macOS), for a redis-server of a test's own that is stopped and started again on it: no `listen(0)`
- * and no outgoing connection of another process is given such a port between the two starts.
- */
-const restartablePort: Effect.Effect<number> = Effect.suspend(() => {
-  const port = 20_000 + Math.floor(Math.random() * 12_000)
-  return Effect.async<boolean>((resume) => {
-    const server = createServer()
-    server.once("error", () => resume(Effect.succeed(false)))
-    server.listen(port, "127.0.0.1", () => server.close(() => resume(Effect.succeed(true))))
-  }).pipe(Effect.flatMap((free) => (free ? Effect.succeed(port) : restartablePort)))
-})
+/** For a redis-server of a test's own that is stopped and started again on it (see freeLoopbackPort). */
+const restartablePort: Effect.Effect<number> = Effect.promise(freeLoopbackPort)
 
 const unreachable = (port: number) =>
   RedisClient.layer({

@@ -1,5 +1,4 @@
 import { SignJWT } from "jose"
-import { createServer } from "node:net"
 import type { IncomingMessage } from "node:http"
 import { WebSocket as NodeWebSocket, WebSocketServer } from "ws"
 import { NodeSocket } from "@effect/platform-node"
@@ -38,6 +37,7 @@ import {
 import { ChatClient } from "@chatify/sdk/node"
 import * as Core from "../src/index.js"
 import { type ChatClientService, makeChatClient, type SubscriptionUpdate } from "../src/node.js"
+import { freeLoopbackPort } from "../../adapters/test/support/ports.js"
 import { startTcpProxy } from "./support/TcpProxy.js"
 import { hs256TestAuth, makeTempDirectory, startTestServer } from "@chatify/server/testing"
 
@@ -339,14 +339,7 @@ describe("ChatClient end to end", () => {
       yield* Deferred.await(live).pipe(within("5 seconds", "the subscription to be live"))
 
       // point the proxy at a closed port, cut the connection, send while the subscriber cannot reconnect
-      const closedPort = yield* Effect.async<number>((resume) => {
-        const probe = createServer()
-        probe.listen(0, "127.0.0.1", () => {
-          const address = probe.address()
-          const port = address !== null && typeof address === "object" ? address.port : 0
-          probe.close(() => resume(Effect.succeed(port)))
-        })
-      })
+      const closedPort = yield* Effect.promise(freeLoopbackPort)
       yield* proxy.retarget(closedPort)
       yield* proxy.dropConnections
       const sent = yield* sendMany(sender, scope, 10, 1)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Config, ConfigProvider, Duration, Effect, Exit, Option } from "effect"
+import { Config, ConfigProvider, Duration, Effect, Exit, FastCheck as fc, Option } from "effect"
 import { execFile } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -58,6 +58,7 @@ interface Probe {
 interface Container {
   readonly name: string
   readonly image: string
+  readonly imagePullPolicy?: string
   readonly args?: ReadonlyArray<string>
   readonly env?: ReadonlyArray<EnvVar>
   readonly envFrom?: ReadonlyArray<{ readonly configMapRef?: { readonly name: string } }>
@@ -72,6 +73,11 @@ interface Container {
     readonly capabilities?: { readonly drop?: ReadonlyArray<string> }
   }
   readonly volumeMounts?: ReadonlyArray<{ readonly name: string; readonly mountPath: string }>
+  readonly resources?: Resources
+}
+interface Resources {
+  readonly requests?: Record<string, string>
+  readonly limits?: Record<string, string>
 }
 interface PodSpec {
   readonly containers: ReadonlyArray<Container>
@@ -95,6 +101,12 @@ interface Manifest {
   }
   readonly data?: Record<string, string>
   readonly spec?: {
+    readonly replicas?: number
+    readonly minReplicas?: number
+    readonly maxReplicas?: number
+    readonly maxUnavailable?: number | string
+    readonly minAvailable?: number | string
+    readonly volumeClaimTemplates?: ReadonlyArray<{ readonly spec: { readonly storageClassName?: string } }>
     readonly type?: string
     readonly clusterIP?: string
     readonly serviceName?: string
@@ -224,6 +236,41 @@ const endpoints = (list: string, defaultPort: number) =>
     const [host = "", port] = entry.trim().split(":")
     return { host, port: port === undefined ? defaultPort : Number(port) }
   })
+
+/** A container's plain `value` entries (not those from a ConfigMap, Secret or field). */
+const plainEnv = (container: Container): Map<string, string> =>
+  new Map((container.env ?? []).flatMap((entry) => entry.value === undefined ? [] : [[entry.name, entry.value]]))
+
+/** A CPU or memory quantity ("250m", "1", "768Mi", "2Gi", "750M") in cores or bytes. */
+const quantity = (value: string): number => {
+  const match = /^(\d+(?:\.\d+)?)(m|k|M|G|Ki|Mi|Gi|Ti)?$/u.exec(value)
+  if (match === null) throw new Error(`not a quantity: ${value}`)
+  const factor: Record<string, number> = {
+    m: 1e-3,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40
+  }
+  return Number(match[1]) * (match[2] === undefined ? 1 : factor[match[2]]!)
+}
+
+/**
+ * Whether a .dockerignore pattern leaves `path` (relative to the context) out: `*` within one path
+ * segment, `**` any number of segments, and a directory's contents with it (no `?`, `[…]` or `!`).
+ */
+const dockerignoreExcludes = (pattern: string, path: string): boolean =>
+  new RegExp(
+    `^${
+      pattern.replace(/^\/+|\/+$/gu, "").split("/").map((part) =>
+        part === "**" ? "(?:[^/]+/)*" : `${part.replace(/[.+^${}()|[\]\\]/gu, "\\$&").replaceAll("*", "[^/]*")}/`
+      ).join("").replace(/\/$/u, "")
+    }(?:/.*)?$`,
+    "u"
+  ).test(path)
 
 /** The Service (in the chatify namespace) a host name reaches, with the port it must offer. */
 const expectServiceFor = (manifests: ReadonlyArray<Manifest>, host: string, port: number) => {
@@ -359,13 +406,16 @@ describe.each(eachOverlay)("deploy/: $overlay", ({ manifests }) => {
     }
   })
 
-  it("the JWT key comes from the Secret scripts/up.sh creates", () => {
-    const secretRef = apiContainer.env?.find((entry) => entry.name === "CHATIFY__AUTH__HS256SECRET")?.valueFrom
-      ?.secretKeyRef
+  it("the JWT key and the logging password come from the Secret scripts/up.sh creates", () => {
+    const secretRefOf = (name: string) =>
+      apiContainer.env?.find((entry) => entry.name === name)?.valueFrom?.secretKeyRef
+    const secretRef = secretRefOf("CHATIFY__AUTH__HS256SECRET")
     expect(secretRef).toBeDefined()
     const upScript = readFileSync(join(ROOT, "scripts/up.sh"), "utf8")
     expect(upScript).toContain(`create secret generic ${secretRef!.name}`)
     expect(upScript).toContain(`--from-literal=${secretRef!.key}=`)
+    // the logging password (only when Elasticsearch wants one) from the same Secret, optional there
+    expect(secretRefOf("CHATIFY__LOGGING__PASSWORD")?.name).toBe(secretRef!.name)
     expect(Object.keys(configMap.data ?? {}).some((key) => key.includes("SECRET") || key.includes("PASSWORD"))).toBe(
       false
     )
@@ -377,6 +427,7 @@ describe.each(eachOverlay)("deploy/: $overlay", ({ manifests }) => {
     expect(probes.map((probe) => probe?.httpGet?.path)).toEqual(["/health/startup", "/health/ready", "/health/live"])
     for (const probe of probes) expect(resolvePort([apiContainer], probe!.httpGet!.port)).toBe(settings.port)
     const preStop = apiContainer.lifecycle?.preStop?.sleep?.seconds ?? 0
+    expect(preStop, "a preStop sleep while the endpoint is removed").toBeGreaterThan(0)
     const drain = Duration.toSeconds(settings.shutdownDrainDelay) + 2 * Duration.toSeconds(settings.shutdownGrace)
     expect(podSpecOf(chatApi).terminationGracePeriodSeconds).toBeGreaterThan(preStop + drain)
   })
@@ -393,6 +444,140 @@ describe.each(eachOverlay)("deploy/: $overlay", ({ manifests }) => {
     const mount = apiContainer.volumeMounts?.find((candidate) => dataDirectory.startsWith(candidate.mountPath))
     expect(mount, dataDirectory).toBeDefined()
     expect(pod.volumes?.find((volume) => volume.name === mount!.name)?.emptyDir).toBeDefined()
+  })
+
+  it("the chat API runs 3 pods or more, each with its own POD_NAME from the downward API", () => {
+    expect(chatApi.spec?.replicas).toBeGreaterThanOrEqual(3)
+    const podName = apiContainer.env?.find((entry) => entry.name === "POD_NAME")
+    expect(podName?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.name")
+    expect(loaded.requested.has("POD_NAME")).toBe(true)
+    expect(config().podId).toBe(env.get("POD_NAME"))
+  })
+
+  it("the chat API has a PodDisruptionBudget, a NodePort or ClusterIP Service and an HPA, all on its pods", () => {
+    const pods = podLabelsOf(chatApi)
+    const budgets = manifests.filter((manifest) =>
+      manifest.kind === "PodDisruptionBudget" && matches(manifest.spec?.selector?.matchLabels ?? {}, pods)
+    )
+    expect(budgets.length).toBe(1)
+    expect(budgets[0]!.spec?.maxUnavailable ?? budgets[0]!.spec?.minAvailable).toBeDefined()
+    const services = manifests.filter((manifest) =>
+      manifest.kind === "Service" && matches(manifest.spec?.selector ?? {}, pods)
+    )
+    expect(services.map((service) => service.metadata.name)).toEqual(["chatify-chat-api"])
+    const autoscaler = manifests.find((manifest) =>
+      manifest.kind === "HorizontalPodAutoscaler" && manifest.spec?.scaleTargetRef?.kind === "Deployment" &&
+      manifest.spec.scaleTargetRef.name === chatApi.metadata.name
+    )
+    expect(autoscaler?.spec?.minReplicas).toBe(chatApi.spec?.replicas)
+    expect(autoscaler?.spec?.maxReplicas).toBeGreaterThan(autoscaler?.spec?.minReplicas ?? Infinity)
+  })
+
+  it("every container of every workload has CPU and memory requests and limits, requests within limits", () => {
+    for (const workload of manifests.filter(isWorkload)) {
+      const pod = podSpecOf(workload)
+      for (const container of [...pod.containers, ...(pod.initContainers ?? [])]) {
+        const where = `${workload.metadata.name}/${container.name}`
+        for (const resource of ["cpu", "memory"]) {
+          const request = container.resources?.requests?.[resource]
+          const limit = container.resources?.limits?.[resource]
+          expect(request, `${where} ${resource} request`).toBeDefined()
+          expect(limit, `${where} ${resource} limit`).toBeDefined()
+          expect(quantity(request!), `${where} ${resource}`).toBeLessThanOrEqual(quantity(limit!))
+        }
+      }
+    }
+  })
+
+  it("every component is deployed: Kafka (KRaft), Redis, ScyllaDB, Elasticsearch, Kibana, Flink, AKHQ", () => {
+    const components: ReadonlyArray<readonly [string, string]> = [
+      ["StatefulSet", "chatify-kafka"],
+      ["Job", "chatify-kafka-topic-init"],
+      ["Deployment", "chatify-redis"],
+      ["StatefulSet", "chatify-scylla"],
+      ["StatefulSet", "chatify-elastic"],
+      ["Deployment", "chatify-kibana"],
+      ["Deployment", "chatify-flink-jobmanager"],
+      ["Deployment", "chatify-flink-taskmanager"],
+      ["Job", "chatify-flink-job-submitter"],
+      ["Deployment", "chatify-akhq"]
+    ]
+    for (const [kind, name] of components) expect(() => find(manifests, kind, name), `${kind}/${name}`).not.toThrow()
+  })
+
+  it("Kafka runs KRaft from the Apache image behind a headless Service, one quorum voter per replica", () => {
+    const kafka = find(manifests, "StatefulSet", "chatify-kafka")
+    const broker = containerNamed(kafka, "kafka")
+    expect(broker.image).toMatch(/^apache\/kafka:/u)
+    const headless = find(manifests, "Service", kafka.spec?.serviceName ?? "")
+    expect(headless.spec?.clusterIP).toBe("None")
+    const brokerEnv = plainEnv(broker)
+    expect(brokerEnv.get("KAFKA_PROCESS_ROLES")?.split(",")).toContain("controller")
+    const replicas = kafka.spec?.replicas ?? 1
+    const voters = (brokerEnv.get("KAFKA_CONTROLLER_QUORUM_VOTERS") ?? "").split(",")
+    expect(voters).toEqual(
+      Array.from(
+        { length: replicas },
+        (_, ordinal) => `${ordinal}@chatify-kafka-${ordinal}.${headless.metadata.name}.chatify.svc.cluster.local:9093`
+      )
+    )
+    // every topic and internal topic can be placed, and a write can reach min.insync.replicas
+    const replication = Number(brokerEnv.get("KAFKA_DEFAULT_REPLICATION_FACTOR"))
+    expect(replication).toBeLessThanOrEqual(replicas)
+    expect(Number(brokerEnv.get("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"))).toBeLessThanOrEqual(replicas)
+    expect(Number(brokerEnv.get("KAFKA_MIN_INSYNC_REPLICAS"))).toBeLessThanOrEqual(replication)
+    const topicInit = plainEnv(containerNamed(find(manifests, "Job", "chatify-kafka-topic-init"), "topic-init"))
+    expect(Number(topicInit.get("REPLICATION_FACTOR"))).toBe(replication)
+  })
+
+  it("ScyllaDB has as many nodes as the chat API's keyspace has replicas, or more", () => {
+    const database = Option.getOrThrow(config().database)
+    expect(find(manifests, "StatefulSet", "chatify-scylla").spec?.replicas ?? 1).toBeGreaterThanOrEqual(
+      Number(env.get("CHATIFY__DATABASE__REPLICATIONFACTOR"))
+    )
+    expect(database.contactPoints.length).toBeGreaterThan(0)
+  })
+
+  it("Elasticsearch, Kibana, Flink and AKHQ address Services of this deployment, on ports they offer", () => {
+    const url = (text: string) => {
+      const parsed = new URL(text)
+      return { host: parsed.hostname, port: Number(parsed.port) }
+    }
+    // the chat API's log sink
+    const logs = url(env.get("CHATIFY__LOGGING__URI") ?? "")
+    expectServiceFor(manifests, logs.host, logs.port)
+    // Kibana's Elasticsearch
+    const kibana = plainEnv(containerNamed(find(manifests, "Deployment", "chatify-kibana"), "kibana"))
+    for (const host of (kibana.get("ELASTICSEARCH_HOSTS") ?? "").split(",")) {
+      expectServiceFor(manifests, url(host).host, url(host).port)
+    }
+    // AKHQ's Kafka cluster (its application.yml, mounted from the ConfigMap)
+    const akhq = find(manifests, "ConfigMap", "chatify-akhq-config").data?.["application.yml"] ?? ""
+    const akhqSettings = parseAllDocuments(akhq)[0]!.toJS() as {
+      readonly akhq: { readonly connections: Record<string, { readonly properties: Record<string, string> }> }
+    }
+    const connections = Object.values(akhqSettings.akhq.connections)
+    expect(connections.length).toBeGreaterThan(0)
+    for (const connection of connections) {
+      for (const { host, port } of endpoints(connection.properties["bootstrap.servers"] ?? "", 9092)) {
+        expectServiceFor(manifests, host, port)
+      }
+    }
+    // the Flink cluster's JobManager: RPC for the TaskManagers, REST for the job submitter
+    const flinkProperties = new Map(
+      (find(manifests, "ConfigMap", "chatify-flink-config").data?.["FLINK_PROPERTIES"] ?? "").split("\n").flatMap(
+        (line) => {
+          const [key, value] = line.split(/:\s*/u, 2)
+          return key === undefined || value === undefined ? [] : [[key.trim(), value.trim()]]
+        }
+      )
+    )
+    expectServiceFor(manifests, flinkProperties.get("jobmanager.rpc.address") ?? "", 6123)
+    expectServiceFor(manifests, flinkProperties.get("rest.address") ?? "", 8081)
+    const submitter = plainEnv(
+      containerNamed(find(manifests, "Job", "chatify-flink-job-submitter"), "flink-submit")
+    )
+    expectServiceFor(manifests, submitter.get("JOBMANAGER_HOST") ?? "", Number(submitter.get("JOBMANAGER_REST_PORT")))
   })
 
   it("Kafka, Redis and ScyllaDB endpoints of the configuration are Services of this deployment", () => {
@@ -492,7 +677,9 @@ describe("deploy/: images, Dockerfiles and the kind cluster", () => {
     expect(name).toBe("chatify/chat-api")
     expect(tag).toBe(version)
     const text = dockerfile(libValue("CHAT_API_DOCKERFILE"))
-    expect(fromLines(text).at(-1)).toMatch(/^node:20-/u) // the Node line the workspace targets (engines)
+    // multi-stage: built with the toolchain, shipped on the slim image of the Node line the workspace targets
+    expect(fromLines(text).length).toBeGreaterThanOrEqual(2)
+    expect(fromLines(text).at(-1)).toMatch(/^node:20-[\w.-]*slim$/u)
     expect(text).toMatch(/^USER node$/mu) // uid 1000 in the node image, the Deployment's runAsUser
     expect(podSpecOf(find(base, "Deployment", "chatify-chat-api")).securityContext?.runAsUser).toBe(1000)
     expect(text).toMatch(/^STOPSIGNAL SIGTERM$/mu)
@@ -519,8 +706,23 @@ describe("deploy/: images, Dockerfiles and the kind cluster", () => {
     const submit = containerNamed(find(base, "Job", "chatify-flink-job-submitter"), "flink-submit").args!.join(" ")
     expect(submit).toContain(jar)
     const mainClass = /-c (com\.chatify\.[\w.]+)/u.exec(submit)?.[1] ?? "?"
-    expect(statSync(join(ROOT, "packages/analytics/src/main/java", `${mainClass.replaceAll(".", "/")}.java`)).isFile())
-      .toBe(true)
+    const javaSources = join(ROOT, "packages/analytics/src/main/java")
+    const mainSource = readFileSync(join(javaSources, `${mainClass.replaceAll(".", "/")}.java`), "utf8")
+    // the cluster's Flink is the one the job is compiled against
+    expect(flinkImage).toBe(`flink:${/<flink\.version>([^<]+)<\/flink\.version>/u.exec(pom)?.[1] ?? "?"}-java17`)
+    // every job argument the submitter passes is one the job reads (JobSettings.Key)
+    const jobArguments = [
+      ...readFileSync(join(javaSources, "com/chatify/flink/JobSettings.java"), "utf8").matchAll(
+        /^\s+[A-Z_]+\(\s*"([a-z-]+)",/gmu
+      )
+    ].map((match) => match[1]!)
+    expect(jobArguments.length).toBeGreaterThan(5)
+    const passed = [...flagsOf(submit.slice(submit.indexOf(jar))).keys()]
+    expect(passed.length).toBeGreaterThan(0)
+    expect(passed.filter((flag) => !jobArguments.includes(flag))).toEqual([])
+    // "already runs" looks for the name the job executes under
+    const submitterEnv = plainEnv(containerNamed(find(base, "Job", "chatify-flink-job-submitter"), "flink-submit"))
+    expect(mainSource).toContain(`env.execute("${submitterEnv.get("JOB_NAME") ?? "?"}")`)
   })
 
   it("scripts/up.sh builds both images from their Dockerfiles and applies the kind overlay", () => {
@@ -551,9 +753,105 @@ describe("deploy/: images, Dockerfiles and the kind cluster", () => {
     expect(mapped).toEqual(expect.arrayContaining([30080, 30020, 30561, 3080, 3081]))
   })
 
-  it("the production overlay exposes no NodePort", () => {
+  it("the kind cluster maps the original design's host ports", () => {
+    const cluster = parseAllDocuments(readFileSync(join(ROOT, "deploy/kind/kind-cluster.yaml"), "utf8"))[0]!.toJS() as {
+      readonly nodes: ReadonlyArray<
+        { readonly extraPortMappings?: ReadonlyArray<{ readonly containerPort: number; readonly hostPort: number }> }
+      >
+    }
+    const hostPortOf = new Map(
+      cluster.nodes.flatMap((node) => node.extraPortMappings ?? []).map((mapping) => [
+        mapping.containerPort,
+        mapping.hostPort
+      ])
+    )
+    // API, Elasticsearch, Kibana, AKHQ, Flink UI
+    const original = [[30080, 8080], [30020, 9200], [30561, 5601], [3080, 8081], [3081, 8082]] as const
+    for (const [nodePort, hostPort] of original) expect(hostPortOf.get(nodePort), String(nodePort)).toBe(hostPort)
+  })
+
+  it("the kind cluster runs the Kubernetes minor version the manifests are validated against", () => {
+    const cluster = parseAllDocuments(readFileSync(join(ROOT, "deploy/kind/kind-cluster.yaml"), "utf8"))[0]!.toJS() as {
+      readonly nodes: ReadonlyArray<{ readonly image?: string }>
+    }
+    const minor = KUBERNETES_VERSION.split(".").slice(0, 2).join(".")
+    expect(cluster.nodes.length).toBeGreaterThan(0)
+    for (const node of cluster.nodes) {
+      expect(node.image).toMatch(
+        new RegExp(`^kindest/node:v${minor.replace(".", "\\.")}\\.\\d+(@sha256:[0-9a-f]{64})?$`, "u")
+      )
+    }
+  })
+
+  it("the kind overlay: volumes on kind's storage class, Chatify's images only from what kind loaded", () => {
+    const kind = rendered.get("deploy/overlays/kind")!.manifests
+    for (const statefulSet of kind.filter((manifest) => manifest.kind === "StatefulSet")) {
+      for (const claim of statefulSet.spec?.volumeClaimTemplates ?? []) {
+        expect(claim.spec.storageClassName, statefulSet.metadata.name).toBe("standard")
+      }
+    }
+    const ours = kind.filter(isWorkload).flatMap((workload) =>
+      podSpecOf(workload).containers.filter((container) => container.image.startsWith("chatify/"))
+    )
+    expect(ours.length).toBe(2)
+    for (const container of ours) {
+      expect(container.imagePullPolicy, container.image).toBe("Never")
+    }
+  })
+
+  it("the production overlay: more replicas, bigger resources, volumes on a storage class, no NodePort", () => {
     const production = rendered.get("deploy/overlays/production")!.manifests
     expect(production.filter((manifest) => manifest.spec?.type === "NodePort").map((m) => m.metadata.name)).toEqual([])
+    for (const name of ["chatify-kafka", "chatify-scylla"]) {
+      expect(find(production, "StatefulSet", name).spec?.replicas, name).toBeGreaterThanOrEqual(3)
+    }
+    expect(find(production, "Deployment", "chatify-chat-api").spec?.replicas).toBeGreaterThanOrEqual(3)
+    const total = (manifests: ReadonlyArray<Manifest>) =>
+      manifests.filter(isWorkload).reduce((sum, workload) => sum + (workload.spec?.replicas ?? 1), 0)
+    expect(total(production)).toBeGreaterThan(total(base))
+    for (
+      const [kind, name, container] of [["Deployment", "chatify-chat-api", "chatify-chat-api"], [
+        "StatefulSet",
+        "chatify-scylla",
+        "scylla"
+      ], ["StatefulSet", "chatify-kafka", "kafka"]] as const
+    ) {
+      const before = containerNamed(find(base, kind, name), container).resources
+      const after = containerNamed(find(production, kind, name), container).resources
+      for (const resource of ["cpu", "memory"]) {
+        expect(quantity(after?.requests?.[resource] ?? "0"), `${name} ${resource}`).toBeGreaterThan(
+          quantity(before?.requests?.[resource] ?? "0")
+        )
+      }
+    }
+    for (const statefulSet of production.filter((manifest) => manifest.kind === "StatefulSet")) {
+      for (const claim of statefulSet.spec?.volumeClaimTemplates ?? []) {
+        expect(claim.spec.storageClassName, statefulSet.metadata.name).toMatch(/^[a-z0-9][a-z0-9.-]*$/u)
+      }
+    }
+  })
+
+  it(".dockerignore keeps host build output out of the images, and every source they build from in", async () => {
+    const patterns = readFileSync(join(ROOT, ".dockerignore"), "utf8").split("\n").map((line) => line.trim())
+      .filter((line) => line.length > 0 && !line.startsWith("#"))
+    expect(patterns.some((pattern) => pattern.startsWith("!")), "no re-inclusions: the matcher below ignores them")
+      .toBe(false)
+    const excluded = (path: string) => patterns.some((pattern) => dockerignoreExcludes(pattern, path))
+    for (const path of ["node_modules", "packages/server/node_modules/effect", "packages/server/dist/main.js"]) {
+      expect(excluded(path), path).toBe(true)
+    }
+    // what the Dockerfiles copy from the context, and every tracked file of the workspace's packages
+    const copied = [libValue("CHAT_API_DOCKERFILE"), libValue("FLINK_JOBS_DOCKERFILE")].flatMap((file) =>
+      [...dockerfile(file).matchAll(/^COPY\s+(?!--from)(?:--\S+\s+)*(.+)\s+\S+$/gmu)].flatMap((match) =>
+        match[1]!.split(/\s+/u).filter((source) => source !== ".")
+      )
+    )
+    expect(copied).toEqual(expect.arrayContaining(["pnpm-lock.yaml", "packages/analytics/pom.xml"]))
+    const tracked = await run("git", ["ls-files", "--", "packages", "package.json", "tsconfig*.json", ".npmrc"])
+    expect(tracked.code).toBe(0)
+    const sources = [...copied, ...tracked.output.split("\n").filter((line) => line.length > 0)]
+    expect(sources.length).toBeGreaterThan(100)
+    expect(sources.filter(excluded)).toEqual([])
   })
 })
 
@@ -603,6 +901,179 @@ describe("deploy/: scripts", () => {
   })
 })
 
+/**
+ * Runs a deploy script against fake kind, kubectl and docker that record every call (one line
+ * each) and answer as a reachable cluster would. `kubectl kustomize` renders with the real
+ * kustomize. FAKE_CLUSTERS: what `kind get clusters` prints; FAKE_CONTEXTS: what `kubectl config
+ * get-contexts -o name` prints; FAKE_DOCKER_INFO: the exit code of `docker info`.
+ */
+const runWithFakeTools = async (
+  script: string,
+  args: ReadonlyArray<string>,
+  fake: { readonly clusters?: string; readonly contexts?: string; readonly dockerInfo?: number } = {}
+): Promise<Run & { readonly calls: Array<string> }> => {
+  const bin = mkdtempSync(join(tmpdir(), "chatify-fake-"))
+  try {
+    const bash = (await run("bash", ["-c", "command -v bash"])).output.trim()
+    const calls = join(bin, "calls.log")
+    const record = `printf '%s\\n' "$(basename "$0") $*" >> "$FAKE_CALLS"`
+    const fakes: Record<string, string> = {
+      kind: `${record}\n[ "$1 $2" != "get clusters" ] || printf '%s' "$FAKE_CLUSTERS"\n`,
+      docker: `${record}\n[ "$1" != info ] || exit "$FAKE_DOCKER_INFO"\n`,
+      kubectl: `${record}
+case " $* " in
+  *" kustomize "*) exec "$FAKE_KUSTOMIZE" build "\${@: -1}" ;;
+  *" config get-contexts "*) printf '%s' "$FAKE_CONTEXTS" ;;
+  *" get secret "*) exit 1 ;;
+  *" get deployments,statefulsets "*) echo deployment.apps/fake ;;
+  *" get jobs "*) echo job.batch/fake ;;
+esac
+`
+    }
+    for (const [tool, body] of Object.entries(fakes)) {
+      writeFileSync(join(bin, tool), `#!${bash}\n${body}`, { mode: 0o755 })
+    }
+    const { CHATIFY_KIND_CLUSTER: _cluster, CHATIFY_KUBE_CONTEXT: _context, ...inherited } = process.env
+    const result = await run(bash, [script, ...args], {
+      ...inherited,
+      PATH: `${bin}:${process.env["PATH"] ?? ""}`,
+      FAKE_CALLS: calls,
+      FAKE_KUSTOMIZE: tools.kustomize,
+      FAKE_CLUSTERS: fake.clusters ?? "",
+      FAKE_CONTEXTS: fake.contexts ?? "kind-chatify\n",
+      FAKE_DOCKER_INFO: String(fake.dockerInfo ?? 0)
+    })
+    let recorded = ""
+    try {
+      recorded = readFileSync(calls, "utf8")
+    } catch {
+      // no call was made
+    }
+    return { ...result, calls: recorded.split("\n").filter((line) => line.length > 0) }
+  } finally {
+    rmSync(bin, { recursive: true, force: true })
+  }
+}
+
+describe("deploy/: scripts against fake kind, kubectl and docker", () => {
+  const kind = rendered.get("deploy/overlays/kind")!.manifests
+  const production = rendered.get("deploy/overlays/production")!.manifests
+  const kubectlCalls = (calls: ReadonlyArray<string>) => calls.filter((call) => call.startsWith("kubectl "))
+
+  it("up.sh builds and loads both images, then applies every object of the kind overlay, in dependency order", async () => {
+    const up = await runWithFakeTools("scripts/up.sh", [])
+    expect(up.code, up.output).toBe(0)
+    const { calls } = up
+    const at = (call: string) => {
+      const index = calls.indexOf(call)
+      expect(index, call).toBeGreaterThanOrEqual(0)
+      return index
+    }
+    expect(calls[0]).toBe("docker info")
+    const create = at("kind create cluster --name chatify --config deploy/kind/kind-cluster.yaml --wait 180s")
+    const chatApiBuild = at(`docker build -f ${libValue("CHAT_API_DOCKERFILE")} -t ${libValue("CHAT_API_IMAGE")} .`)
+    const flinkBuild = at(`docker build -f ${libValue("FLINK_JOBS_DOCKERFILE")} -t ${libValue("FLINK_JOBS_IMAGE")} .`)
+    const load = at(
+      `kind load docker-image --name chatify ${libValue("CHAT_API_IMAGE")} ${libValue("FLINK_JOBS_IMAGE")}`
+    )
+    const applies = calls.flatMap((call, index) => call.includes(" apply ") ? [index] : [])
+    expect(create).toBeLessThan(chatApiBuild)
+    expect(Math.max(chatApiBuild, flinkBuild)).toBeLessThan(load)
+    expect(load).toBeLessThan(applies[0]!)
+    // never the current context: every call to the cluster names kind-chatify
+    for (const call of kubectlCalls(calls).filter((call) => !call.startsWith("kubectl kustomize "))) {
+      expect(call).toContain("--context kind-chatify")
+    }
+    expect(calls[applies[0]!]).toMatch(/ apply -f deploy\/k8s\/00-namespace\.yaml$/u)
+    const secret = calls.findIndex((call) => call.includes(" create secret generic chatify-chat-api-secrets "))
+    expect(secret).toBeGreaterThan(applies[0]!)
+
+    // the component steps, in order, each waited for before the next is applied
+    const steps = applies.slice(1).map((index) => {
+      const component = / apply -f \S+ -l app\.kubernetes\.io\/component=(\S+)$/u.exec(calls[index]!)?.[1]
+      expect(component, calls[index]).toBeDefined()
+      return { index, component: component! }
+    })
+    steps.forEach(({ component, index }, step) => {
+      const next = steps[step + 1]?.index ?? calls.length
+      const between = calls.slice(index + 1, next)
+      expect(between.some((call) => call.includes(" rollout status ")), component).toBe(true)
+      expect(
+        between.some((call) =>
+          call.includes(` wait --for=condition=complete job -l app.kubernetes.io/component=${component} `)
+        ),
+        component
+      ).toBe(true)
+    })
+    const order = steps.map((step) => step.component)
+    expect(secret).toBeLessThan(steps[order.indexOf("api")]!.index)
+    for (const dependency of ["message-broker", "cache", "database"]) {
+      expect(order.indexOf(dependency), dependency).toBeLessThan(order.indexOf("api"))
+    }
+    // and nothing of the overlay is left out: every object but the namespace is in one step
+    const missed = kind.filter((manifest) =>
+      manifest.kind !== "Namespace" && !order.includes(manifest.metadata.labels?.["app.kubernetes.io/component"] ?? "")
+    )
+    expect(missed.map((manifest) => `${manifest.kind}/${manifest.metadata.name}`)).toEqual([])
+    const namespace = parseManifests(readFileSync(join(ROOT, "deploy/k8s/00-namespace.yaml"), "utf8"), "namespace")
+    expect(namespace).toEqual(kind.filter((manifest) => manifest.kind === "Namespace"))
+  })
+
+  it("up.sh and down.sh stop before changing anything when Docker's daemon does not answer", async () => {
+    for (const script of ["scripts/up.sh", "scripts/down.sh"]) {
+      const stopped = await runWithFakeTools(script, [], { dockerInfo: 1, clusters: "chatify\n" })
+      expect(stopped.code, script).toBe(1)
+      expect(stopped.output, script).toContain("daemon does not answer")
+      expect(stopped.calls, script).toEqual(["docker info"])
+    }
+  })
+
+  it("down.sh deletes the chatify cluster when it exists, and only then", async () => {
+    const deleted = await runWithFakeTools("scripts/down.sh", [], { clusters: "other\nchatify\n" })
+    expect(deleted.code, deleted.output).toBe(0)
+    expect(deleted.calls.filter((call) => call.startsWith("kind delete"))).toEqual([
+      "kind delete cluster --name chatify"
+    ])
+    const absent = await runWithFakeTools("scripts/down.sh", [], { clusters: "other\n" })
+    expect(absent.code).toBe(0)
+    expect(absent.output).toContain("nothing to delete")
+    expect(absent.calls.filter((call) => call.startsWith("kind delete"))).toEqual([])
+  })
+
+  it("status.sh, logs-chatify.sh and port-forward.sh refuse a missing context and call nothing else", async () => {
+    for (const script of ["scripts/status.sh", "scripts/logs-chatify.sh", "scripts/port-forward.sh"]) {
+      const refused = await runWithFakeTools(script, [], { contexts: "kind-other\n" })
+      expect(refused.code, script).toBe(1)
+      expect(refused.output, script).toContain("no kubectl context kind-chatify")
+      expect(refused.calls, script).toEqual(["kubectl config get-contexts -o name"])
+    }
+  })
+
+  it("logs-chatify.sh follows the chat API's pods; port-forward.sh forwards Services and ports that exist", async () => {
+    const logs = await runWithFakeTools("scripts/logs-chatify.sh", ["--since=10m"])
+    expect(logs.code, logs.output).toBe(0)
+    const follow = kubectlCalls(logs.calls).find((call) => call.includes(" logs "))!
+    expect(follow).toContain("--context kind-chatify --namespace chatify")
+    expect(follow).toMatch(/ --since=10m$/u)
+    const chatApi = find(kind, "Deployment", "chatify-chat-api")
+    const [key = "", value = ""] = (/--selector (\S+)/u.exec(follow)?.[1] ?? "").split("=")
+    expect(matches({ [key]: value }, podLabelsOf(chatApi))).toBe(true)
+    expect(() => containerNamed(chatApi, /--container (\S+)/u.exec(follow)?.[1] ?? "")).not.toThrow()
+
+    const forward = await runWithFakeTools("scripts/port-forward.sh", [])
+    expect(forward.code, forward.output).toBe(0)
+    const forwards = kubectlCalls(forward.calls).flatMap((call) => {
+      const match = /--context kind-chatify --namespace chatify port-forward service\/(\S+) (\d+):(\d+)$/u.exec(call)
+      return match === null ? [] : [{ service: match[1]!, local: Number(match[2]), remote: Number(match[3]) }]
+    })
+    expect(forwards.map((entry) => entry.service)).toEqual(
+      expect.arrayContaining(["chatify-chat-api", "chatify-akhq", "chatify-flink-jobmanager", "chatify-kibana"])
+    )
+    expect(new Set(forwards.map((entry) => entry.local)).size).toBe(forwards.length)
+    for (const { remote, service } of forwards) expectServiceFor(production, service, remote)
+  })
+})
+
 describe("deploy/: probes against the server", () => {
   it.scopedLive("the chat API's probe paths are routes the server serves", () =>
     Effect.gen(function*() {
@@ -620,6 +1091,48 @@ describe("deploy/: probes against the server", () => {
       // and the check can fail: a path the server does not serve
       expect(yield* status("/health/nonexistent")).toBe(404)
     }))
+})
+
+describe("deploy/: this file's parsers", () => {
+  const segment = fc.stringMatching(/^[a-z][a-z0-9_-]{0,7}$/u)
+  const units = { "": 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 } as const
+
+  it.prop("quantity reads a count in its unit", {
+    count: fc.integer({ min: 0, max: 100_000 }),
+    unit: fc.constantFrom(...Object.keys(units))
+  }, ({ count, unit }) => {
+    expect(quantity(`${count}${unit}`)).toBeCloseTo(count * units[unit as keyof typeof units], 6)
+    expect(quantity(`${count}Gi`)).toBe(quantity(`${count * 1024}Mi`))
+    expect(quantity(`${count}`)).toBeCloseTo(quantity(`${count * 1000}m`), 9)
+  })
+
+  // paths that hold the name (or start with the pattern) half of the time, at any depth
+  const segments = fc.array(segment, { maxLength: 4 })
+
+  it.prop("a **/name pattern leaves out exactly the paths with a segment of that name", {
+    name: segment,
+    before: segments,
+    after: segments,
+    holds: fc.boolean()
+  }, ({ after, before, holds, name }) => {
+    const path = holds ? [...before, name, ...after] : [...before, ...after]
+    fc.pre(path.length > 0)
+    expect(dockerignoreExcludes(`**/${name}`, path.join("/"))).toBe(path.includes(name))
+  })
+
+  it.prop("a rooted pattern leaves out that path and what is under it, nothing else", {
+    pattern: fc.array(segment, { minLength: 1, maxLength: 3 }),
+    rest: segments,
+    under: fc.boolean()
+  }, ({ pattern, rest, under }) => {
+    const path = under ? [...pattern, ...rest] : rest
+    fc.pre(path.length > 0)
+    const expected = pattern.every((part, index) => path[index] === part)
+    expect(dockerignoreExcludes(pattern.join("/"), path.join("/"))).toBe(expected)
+    // a sibling whose name only starts like the pattern's last segment stays in
+    expect(dockerignoreExcludes(pattern.join("/"), `${pattern.join("/")}x`)).toBe(false)
+    expect(dockerignoreExcludes(`${pattern.join("/")}*`, `${pattern.join("/")}x`)).toBe(true)
+  })
 })
 
 it("deploy/k8s has the original design's layout", () => {

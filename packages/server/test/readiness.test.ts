@@ -118,8 +118,16 @@ describe("readiness: what a send needs", () => {
           rateLimit: { limit: 100, windowSeconds: 60, failOpen: true }
         }
       })
-      // a background check has run against the dead port by now
-      yield* Effect.sleep("1200 millis")
+      // once a background check has run against the dead port (they run once a second), the answer
+      // comes from its result
+      yield* readyOf(server.httpUrl).pipe(
+        Effect.repeat({
+          schedule: Schedule.spaced("100 millis"),
+          until: (ready) => ready.body.checks["redis"] === "unavailable"
+        }),
+        Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("redis never reported unavailable") }),
+        Effect.orDie
+      )
       for (let i = 0; i < 3; i++) {
         const ready = yield* readyOf(server.httpUrl)
         expect(ready.status).toBe(200)

@@ -20,10 +20,10 @@ export interface RateLimiterContractOptions {
   readonly live?: boolean
 }
 
-/** What every RateLimiter must do; run against each adapter. */
 /** The window of the tests that count within one: no run lasts long enough to see it roll over. */
 export const COUNTING_WINDOW_SECONDS = 3_600
 
+/** What every RateLimiter must do; run against each adapter. */
 export const rateLimiterContract = (name: string, options: RateLimiterContractOptions) =>
   describe(`RateLimiter contract: ${name}`, () => {
     const test = options.live === true ? it.live : it.effect

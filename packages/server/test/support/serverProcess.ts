@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { createServer as createNetServer } from "node:net"
+import { freeLoopbackPort } from "../../../adapters/test/support/ports.js"
 
 const MAIN = new URL("../../src/main.ts", import.meta.url).pathname
 
@@ -48,15 +48,8 @@ export const startServerProcess = (env: Record<string, string>, children: Array<
   }
 }
 
-/** A loopback port nothing listens on (bound, then released). */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createNetServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(
-        () => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")))
-      )
-    })
-  })
+/**
+ * A loopback port nothing listens on, and that nothing is given meanwhile however late it is used: a
+ * dead endpoint stays dead, a service stopped on it can start on it again (see freeLoopbackPort).
+ */
+export const freePort = freeLoopbackPort
