@@ -61,4 +61,13 @@ if [ -f "$report" ]; then
   ' "$report"
 fi
 [ "$analytics_status" -eq 0 ] || [ "$status" -ne 0 ] || status="$analytics_status"
+
+# the fault bench's short profile (kafka-kill, pod-kill, broker-net; about 4 minutes): it exits
+# non-zero when an acknowledged message is lost. The full profile is `pnpm bench:faults`.
+if [ $# -eq 0 ]; then
+  log "fault injection, short profile (FAULTS_PROFILE=short pnpm bench:faults)"
+  faults_status=0
+  FAULTS_PROFILE=short "${PNPM[@]}" run --silent bench:faults || faults_status=$?
+  [ "$faults_status" -eq 0 ] || [ "$status" -ne 0 ] || status="$faults_status"
+fi
 exit "$status"

@@ -105,6 +105,28 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
       // arrives (chunked, no Content-Length) is cut off: the platform destroys the connection
       // as its read fails, before anything more is buffered, so no answer can follow.
       const announced = Number(request.headers["content-length"] ?? 0)
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400 (Node's own check, which answers
+      // without a body, is off in NodeServer so that this one answers with a ProblemDetails)
+      if (request.headers.host === undefined && httpVersionOf(request) === "1.1") {
+        const missingHost = new ValidationError({
+          errors: [{ field: "host", message: "an HTTP/1.1 request needs a Host header" }]
+        })
+        return HttpServerResponse.setHeaders(problemResponse(missingHost, instance, correlationId), {
+          [CORRELATION_HEADER]: correlationId,
+          connection: "close"
+        })
+      }
+      // No route takes a multipart body, and the platform's multipart reader waits forever on an
+      // empty one (and fails with a defect without a boundary): refused unread, as the size limit.
+      if (/^\s*multipart\//iu.test(request.headers["content-type"] ?? "")) {
+        const multipart = new ValidationError({
+          errors: [{ field: "content-type", message: "multipart bodies are not accepted; send application/json" }]
+        })
+        return HttpServerResponse.setHeaders(problemResponse(multipart, instance, correlationId), {
+          [CORRELATION_HEADER]: correlationId,
+          connection: "close"
+        })
+      }
       if (announced > maxBodyBytes) {
         return HttpServerResponse.setHeaders(problemResponse(bodyTooLarge(maxBodyBytes), instance, correlationId), {
           [CORRELATION_HEADER]: correlationId,
@@ -190,6 +212,15 @@ export const ProblemAndCorrelationMiddleware = HttpLayerRouter.middleware(
     }),
   { global: true }
 )
+
+/** The request's HTTP version as Node parsed it ("1.1", "1.0"), when it came through Node's server. */
+const httpVersionOf = (request: HttpServerRequest.HttpServerRequest): string | undefined => {
+  const source: unknown = request.source
+  return typeof source === "object" && source !== null && "httpVersion" in source &&
+      typeof source.httpVersion === "string"
+    ? source.httpVersion
+    : undefined
+}
 
 const withoutTokenInUrl = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest => {
   const url = withoutQueryAccessToken(request.url)

@@ -226,7 +226,8 @@ export const listenFailureMessage = (
  * gateway that takes WebSocket upgrades.
  */
 export const NodeServer = (config: Pick<ServerConfig, "host" | "port" | "limits" | "trustedProxies">) => {
-  const server = createServer()
+  // a request without Host gets its 400 as a ProblemDetails from the HTTP middleware (Http.ts)
+  const server = createServer({ requireHostHeader: false })
   server.on("request", answerWhileNotServing(server))
   server.on("clientError", answerUnparsable)
   return Layer.mergeAll(

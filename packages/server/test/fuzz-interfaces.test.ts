@@ -29,11 +29,12 @@ import {
 import { type ServerProcess, startServerProcess } from "./support/serverProcess.js"
 
 /**
- * Cases per interface in the normal suite (FUZZ_RUNS overrides; `pnpm bench:fuzz` runs 100,000):
- * the issue asks for 10,000, which took about 6 minutes on the loaded 2-core box (README,
- * Reliability); 5,000 should fit in 4 (estimated from those rates, not measured).
+ * Cases per interface in the normal suite (FUZZ_RUNS overrides; `pnpm bench:fuzz` runs 100,000).
+ * The issue asks for 10,000 in CI: on the 2-core box that took 9.7 minutes for the five interfaces
+ * beside other work (2026-11-30), a third of the suite's budget, so CI runs 2,000 (about 2 minutes)
+ * and the larger counts run by command.
  */
-const DEFAULT_RUNS = 5_000
+const DEFAULT_RUNS = 2_000
 /**
  * Connections (WebSockets) or requests in flight at a time: enough to keep both the server and
  * this process busy on a 2-core box, where one at a time leaves each waiting on the other.
@@ -58,8 +59,6 @@ let token = ""
 const pidOf = () => server.child.pid ?? -1
 
 beforeAll(async () => {
-  // the tests below run only with FUZZ_RUNS set (see the describe)
-  if (process.env["FUZZ_RUNS"] === undefined) return
   directory = mkdtempSync(join(tmpdir(), "chatify-fuzz-"))
   keys = makeTokenKeys()
   token = validToken(keys)
@@ -302,6 +301,7 @@ const restCall = fc.record({
       "text/plain",
       "application/problem+json",
       "multipart/form-data; boundary=x",
+      "multipart/mixed",
       "application/x-www-form-urlencoded"
     ),
     { nil: undefined }
@@ -328,11 +328,7 @@ const restCall = fc.record({
   body: fc.option(fc.oneof(bodyOf, bytesBody), { nil: undefined })
 })
 
-// Runs only when FUZZ_RUNS is set (`pnpm bench:fuzz`, or `FUZZ_RUNS=5000 pnpm exec vitest run <this
-// file>`) until two open findings are fixed: a POST /api/chat/send whose body is JSON nested some
-// 35,000 deep is a 500 (a stack overflow formatting the decode error), and an HTTP/1.1 request
-// without a Host header gets Node's bare 400. Then it joins the normal suite with DEFAULT_RUNS.
-describe.skipIf(process.env["FUZZ_RUNS"] === undefined)("fuzzing the interfaces of a running server", () => {
+describe("fuzzing the interfaces of a running server", () => {
   it(
     "REST: random methods, paths, query strings, headers and bodies get an answer below 500, every refusal a ProblemDetails",
     async () => {

@@ -181,19 +181,27 @@ describe("malformed input on a running server", () => {
       })
     }).pipe(quiet))
 
-  it.scopedLive("REST: a multipart content-type over a body that is none is a 400, not a 500", () =>
+  it.scopedLive("REST: a multipart content-type is a 400 naming the content type, whatever the body: none, empty, chunked, without a boundary", () =>
     Effect.gen(function*() {
       const server = yield* startTestServer()
-      const response = yield* Effect.promise(() =>
-        fetch(`${server.httpUrl}/api/chat/send/`, {
-          method: "POST",
-          headers: { "content-type": "multipart/form-data; boundary=x" },
-          body: `{"scopeType":0,"scopeId":"g","text":"t"}`
-        })
-      )
-      expect(response.status).toBe(400)
-      expect(response.headers.get("content-type")).toBe("application/problem+json")
-      expect(yield* Effect.promise(() => response.json())).toMatchObject({ status: 400, errors: [{ field: "body" }] })
+      const head = (contentType: string, framing: string) =>
+        `POST /api/chat/send HTTP/1.1\r\nhost: x\r\ncontent-type: ${contentType}\r\n${framing}\r\n`
+      const cases = [
+        // a body that is not the multipart its content type says (was a 400 from the platform's reader)
+        head("multipart/form-data; boundary=x", "content-length: 41\r\n") + `{"scopeType":0,"scopeId":"g","text":"t"}`,
+        // an empty body, by length and chunked (the platform's reader waited for ever)
+        head("multipart/form-data; boundary=x", "content-length: 0\r\n"),
+        head("multipart/form-data; boundary=x", "transfer-encoding: chunked\r\n") + "0\r\n\r\n",
+        // no boundary (was a 500)
+        head("Multipart/mixed", "content-length: 0\r\n")
+      ]
+      for (const bytes of cases) {
+        const [answer, ...more] = responsesIn(yield* rawHttp(server.port, bytes))
+        expect(more, bytes).toEqual([])
+        expect(answer?.status, bytes).toBe(400)
+        expect(answer?.contentType).toBe(PROBLEM_CONTENT_TYPE)
+        expect(JSON.parse(answer!.body)).toMatchObject({ status: 400, errors: [{ field: "content-type" }] })
+      }
     }).pipe(quiet))
 
   it.scopedLive("REST: a body nested thousands deep, within the size limit, is a 400 naming the depth, not a 500", () =>
@@ -293,5 +301,22 @@ describe("malformed input on a running server", () => {
       // and the server serves on
       const live = yield* Effect.promise(() => fetch(`${server.httpUrl}/health/live`))
       expect(live.status).toBe(200)
+    }).pipe(quiet))
+
+  it.scopedLive("HTTP: an HTTP/1.1 request without Host is a 400 ProblemDetails naming the header, then a close; HTTP/1.0 needs none", () =>
+    Effect.gen(function*() {
+      const server = yield* startTestServer()
+      for (const path of ["/health/live", "/api/chat/scopes/0/general/history"]) {
+        // the server closes the connection after its answer: rawHttp returns once it has
+        const [missing, ...more] = responsesIn(yield* rawHttp(server.port, `GET ${path} HTTP/1.1\r\n\r\n`))
+        expect(more).toEqual([])
+        expect(missing?.status).toBe(400)
+        expect(missing?.contentType).toBe(PROBLEM_CONTENT_TYPE)
+        const problem = decodeProblem(missing!.body)
+        expect(problem.status).toBe(400)
+        expect(JSON.stringify(problem)).toContain("Host header")
+      }
+      const old = yield* rawHttp(server.port, "GET /health/live HTTP/1.0\r\n\r\n")
+      expect(old).toMatch(/^HTTP\/1\.1 200 /u)
     }).pipe(quiet))
 })
