@@ -27,6 +27,7 @@ import {
 import { PresenceHeartbeat } from "./PresenceHeartbeat.js"
 import { checkReadRate } from "./ReadLimit.js"
 import { CoreSettings } from "./Settings.js"
+import { traced } from "./Tracing.js"
 
 export type SubscribeRequirements =
   | ChatEventSource
@@ -110,11 +111,15 @@ export interface SubscriptionSink {
  * position. Each subscription is a read in the caller's read window: past it, RateLimited before
  * anything is registered, tracked or read.
  */
-export const subscribeInto = (
+export const subscribeInto: (
   scope: ScopeRef,
   after: StreamPosition | undefined,
   sink: SubscriptionSink
-): Effect.Effect<void, SubscribeError, SubscribeRequirements | Scope.Scope> =>
+) => Effect.Effect<void, SubscribeError, SubscribeRequirements | Scope.Scope> = traced("Chat.subscribe")((
+  scope: ScopeRef,
+  after: StreamPosition | undefined,
+  sink: SubscriptionSink
+) =>
   Effect.gen(function*() {
     const identity = yield* authorizeScope(scope, "subscribe")
     yield* checkReadRate(identity)
@@ -210,7 +215,10 @@ export const subscribeInto = (
           Effect.suspend(() => {
             if (ended) return Effect.interrupt
             const events = Chunk.toReadonlyArray(chunk)
-            lastDelivered = Math.max(lastDelivered, events[events.length - 1]!.offset)
+            const newest = events.at(-1)
+            // an empty page: the scope has no message in the rest of the gap (other scopes' filled it)
+            if (newest === undefined) return Effect.void
+            lastDelivered = Math.max(lastDelivered, newest.offset)
             return Effect.flatMap(sink.pushReplay(events), (accepted) => (accepted ? Effect.void : Effect.sync(lagged)))
           }))
       ),
@@ -225,6 +233,7 @@ export const subscribeInto = (
       Effect.forkScoped
     )
   })
+)
 
 /** The same subscription as a mailbox the interface drains (bounded by `subscriberBufferSize`). */
 export const subscribe = (

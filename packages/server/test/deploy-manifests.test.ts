@@ -505,6 +505,15 @@ describe.each(eachOverlay)("deploy/: $overlay", ({ manifests }) => {
     for (const [kind, name] of components) expect(() => find(manifests, kind, name), `${kind}/${name}`).not.toThrow()
   })
 
+  it("every StatefulSet is governed by a headless Service of its own pods (stable DNS names per pod)", () => {
+    for (const { overlay, manifests: objects } of [{ overlay: "base", manifests }, ...eachOverlay]) {
+      for (const set of objects.filter((m) => m.kind === "StatefulSet")) {
+        const governing = find(objects, "Service", set.spec?.serviceName ?? "")
+        expect(governing.spec?.clusterIP, `${overlay}: ${set.metadata.name}`).toBe("None")
+      }
+    }
+  })
+
   it("Kafka runs KRaft from the Apache image behind a headless Service, one quorum voter per replica", () => {
     const kafka = find(manifests, "StatefulSet", "chatify-kafka")
     const broker = containerNamed(kafka, "kafka")

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Ref, Schedule, Stream } from "effect"
+import { Deferred, Effect, Fiber, Option, Ref, Schedule, Stream } from "effect"
 import {
   broadcastConsumer,
   ChatEventProducer,
@@ -12,7 +12,7 @@ import {
   LocalFanout,
   subscribeStream
 } from "@chatify/core"
-import { ChatEvent, type EnrichedChatEvent, type ScopeRef, Subscribed } from "@chatify/domain"
+import { ChatEvent, type EnrichedChatEvent, partitionForScope, type ScopeRef, Subscribed } from "@chatify/domain"
 import { ServerServices } from "../src/index.js"
 import { testServerConfig } from "../src/testing.js"
 
@@ -139,6 +139,65 @@ describe("subscribe with resume", () => {
       )
       expect(error._tag).toBe("Conflict")
       if (error._tag === "Conflict") expect(error.message).toContain("beyond the end of partition")
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
+  it.live("resumes over a stretch of its partition that holds none of its own messages, and goes on live", () => {
+    const dir = mkdtempSync(join(tmpdir(), "chatify-resume-"))
+    directories.push(dir)
+    const config = configIn(dir)
+    const layer = ServerServices(config)
+    // a channel on the partition of `scope`: its messages move the partition's end, not the scope's
+    const partitions = config.broker.partitions
+    const neighbourId = Array.from({ length: 100 }, (_, i) => `neighbour-${i}`).find((scopeId) =>
+      partitionForScope({ scopeType: 0, scopeId }, partitions) === partitionForScope(scope, partitions)
+    )
+    return Effect.gen(function*() {
+      if (neighbourId === undefined) return yield* Effect.dieMessage("no channel on the scope's partition")
+      yield* Effect.forkScoped(broadcastConsumer)
+      yield* Effect.forkScoped(historyWriter)
+      yield* (yield* ConsumerHealth).snapshot.pipe(
+        Effect.repeat({ until: (s) => s.get("broadcast") === "running", schedule: Schedule.spaced("5 millis") })
+      )
+      const producer = yield* ChatEventProducer
+      const [lastSeen] = yield* produce(1, "seen")
+      for (const text of ["n-0", "n-1", "n-2"]) {
+        yield* producer.produce(
+          new ChatEvent({
+            messageId: crypto.randomUUID(),
+            scopeType: 0,
+            scopeId: neighbourId,
+            senderId: "alice",
+            text,
+            createdAtUtc: new Date(),
+            originPodId: "pod-resume"
+          })
+        )
+      }
+      const received = yield* Ref.make<ReadonlyArray<EnrichedChatEvent | Subscribed>>([])
+      const subscriber = yield* subscribeStream(scope, lastSeen).pipe(
+        Stream.tap((item) => Ref.update(received, (all) => [...all, item])),
+        Stream.provideService(CurrentUser, { userId: "bob", connectionId: "c-bob" }),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      yield* Ref.get(received).pipe(
+        Effect.repeat({ until: (all) => all.length >= 1, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      // held back until the gap (none of this scope's messages in it) is replayed, then delivered
+      const [later] = yield* produce(1, "later")
+      yield* Ref.get(received).pipe(
+        Effect.repeat({ until: (all) => all.length >= 2, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      const items = yield* Ref.get(received)
+      expect(items.map((item) => item instanceof Subscribed ? "Subscribed" : item.chatEvent.text)).toEqual([
+        "Subscribed",
+        "later-0"
+      ])
+      expect(items[1]).toMatchObject({ offset: later!.offset })
+      expect(yield* Fiber.poll(subscriber)).toEqual(Option.none())
     }).pipe(Effect.scoped, Effect.provide(layer))
   })
 })

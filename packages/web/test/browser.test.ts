@@ -10,6 +10,7 @@ import { homedir, tmpdir } from "node:os"
 import { join } from "node:path"
 import { SignJWT } from "jose"
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
+import { directMessageScopeId, partitionForScope } from "@chatify/domain"
 import { makeChatClient } from "@chatify/sdk/node"
 import { hs256TestAuth, startTestServer, type TestServer } from "@chatify/server/testing"
 import type { ServerConfig } from "@chatify/server"
@@ -207,21 +208,70 @@ describe("the chat page in Chromium", () => {
     expect(pageErrors).toEqual([])
   })
 
+  it("shows the channel clicked in the Channels list, sends with the Send button, and says Offline while the browser is", async () => {
+    const [first, second] = ["first", "second"].map((name) => `${name}-${crypto.randomUUID().slice(0, 8)}`) as [
+      string,
+      string
+    ]
+    await sendFromNode(main.server.wsUrl, first, ["in the first channel"])
+    await sendFromNode(main.server.wsUrl, second, ["in the second channel"])
+    const page = await openPage(main.server.httpUrl)
+    await joinChannel(page, first)
+    await joinChannel(page, second)
+    await messagesLog(page).getByText("in the second channel", { exact: true }).waitFor({ timeout: 5_000 })
+    expect(await messageTexts(page)).toEqual(["in the second channel"])
+
+    const channels = page.getByRole("list", { name: "Channels" })
+    const channel = (name: string) => channels.getByRole("button", { name: `#${name}`, exact: true })
+    await channel(first).click()
+    await page.getByRole("heading", { name: `#${first}` }).waitFor({ timeout: 2_000 })
+    await messagesLog(page).getByText("in the first channel", { exact: true }).waitFor({ timeout: 2_000 })
+    expect(await messageTexts(page)).toEqual(["in the first channel"])
+    expect(await channel(first).getAttribute("aria-current")).toBe("true")
+    expect(await channel(second).getAttribute("aria-current")).toBe("false")
+
+    await page.getByLabel("Message", { exact: true }).fill("sent with the button")
+    await page.getByRole("button", { name: "Send", exact: true }).click()
+    await messagesLog(page).getByText("sent with the button", { exact: true }).waitFor({ timeout: 2_000 })
+    expect(await messageTexts(page)).toEqual(["in the first channel", "sent with the button"])
+    await channel(second).click()
+    await page.getByRole("heading", { name: `#${second}` }).waitFor({ timeout: 2_000 })
+    expect(await messageTexts(page)).toEqual(["in the second channel"])
+
+    await status(page, "Connected").waitFor({ timeout: 10_000 })
+    await page.context().setOffline(true)
+    await status(page, "Offline").waitFor({ timeout: 5_000 })
+    await screenshot(page, "5-offline")
+    await page.context().setOffline(false)
+    await status(page, "Connected").waitFor({ timeout: 15_000 })
+    expect(pageErrors).toEqual([])
+  })
+
   it("says Reconnecting… while the server is down and Connected once it is back, with a message sent meanwhile shown once", async () => {
     const dataDirectory = newDataDirectory()
     let first = await startServer(dataDirectory)
     const port = first.server.port
-    const channel = `restart-${crypto.randomUUID().slice(0, 8)}`
+    // on the partition of #general (which the page also joined), so that #general resumes over a
+    // stretch of its partition that holds none of its own messages
+    const partitions = first.server.config.broker.partitions
+    const generalPartition = partitionForScope({ scopeType: 0, scopeId: "general" }, partitions)
+    const channel = Array.from({ length: 200 }, () => `restart-${crypto.randomUUID().slice(0, 8)}`).find((name) =>
+      partitionForScope({ scopeType: 0, scopeId: name }, partitions) === generalPartition
+    )
+    if (channel === undefined) throw new Error(`no channel name on partition ${generalPartition} in 200 tries`)
     try {
       const page = await openPage(first.server.httpUrl)
       await joinChannel(page, channel)
       await status(page, "Connected").waitFor({ timeout: 10_000 })
       await send(page, "before the outage")
       await messagesLog(page).getByText("before the outage", { exact: true }).waitFor({ timeout: 2_000 })
+      const general = page.getByRole("list", { name: "Channels" }).getByRole("button", { name: "#general" })
+      await sendFromNode(first.server.wsUrl, "general", ["general before the outage"])
+      await expect.poll(() => general.getAttribute("data-unread"), { timeout: 5_000 }).toBe("true")
 
       await first.stop()
       await status(page, "Reconnecting…").waitFor({ timeout: 10_000 })
-      await screenshot(page, "5-reconnecting")
+      await screenshot(page, "6-reconnecting")
 
       // Meanwhile another client sends through a server the page cannot reach (another port, the
       // same log and history), so the message can only reach the page as the gap after it reconnects.
@@ -240,14 +290,21 @@ describe("the chat page in Chromium", () => {
         items.map((item) => item.getAttribute("data-message-id"))
       )
       expect(new Set(ids).size).toBe(3)
-      await screenshot(page, "6-connected-again")
+      await screenshot(page, "7-connected-again")
+
+      // #general, quiet during the outage, is followed again too
+      await sendFromNode(first.server.wsUrl, "general", ["general after the outage"])
+      await general.click()
+      await messagesLog(page).getByText("general after the outage", { exact: true }).waitFor({ timeout: 5_000 })
+      expect(await messageTexts(page)).toEqual(["general before the outage", "general after the outage"])
+      expect(await page.locator("#join-error").textContent()).toBe("")
       expect(pageErrors).toEqual([])
     } finally {
       await first.stop()
     }
   })
 
-  it("asks for an access token when the server requires one, opens a DM by user, and says why a send was refused", async () => {
+  it("asks for an access token when the server requires one, says why a scope is forbidden, opens a DM by user, and says why a send was refused", async () => {
     const secret = "a-test-secret-of-at-least-32-bytes!!"
     const authenticated = await startServer(newDataDirectory(), {
       auth: Option.some(hs256TestAuth(secret)),
@@ -255,6 +312,14 @@ describe("the chat page in Chromium", () => {
     })
     try {
       const [alice, bob] = [await openPage(authenticated.server.httpUrl), await openPage(authenticated.server.httpUrl)]
+      // A DM of two others among alice's stored scopes: the page offers no way to open one, so this
+      // is how a scope the server refuses to alice (Forbidden) reaches it.
+      const othersDm = directMessageScopeId("carol", "dave")
+      await alice.evaluate((scopeId) =>
+        localStorage.setItem(
+          "chatify.scopes:alice",
+          JSON.stringify([{ scopeType: 0, scopeId: "general" }, { scopeType: 1, scopeId }])
+        ), othersDm)
       for (const [page, user] of [[alice, "alice"], [bob, "bob"]] as const) {
         await status(page, "Offline").waitFor()
         await page.getByLabel("Access token").fill(await hs256Token(secret, user))
@@ -262,6 +327,15 @@ describe("the chat page in Chromium", () => {
         await status(page, "Connected").waitFor({ timeout: 10_000 })
         await page.getByText(`Signed in as ${user}`).waitFor()
       }
+      await alice.locator("#join-error").getByText(
+        "Cannot join @carol: not allowed (alice may not read in this scope)",
+        { exact: true }
+      ).waitFor({ timeout: 5_000 })
+      expect(await alice.getByLabel("Channel", { exact: true }).getAttribute("aria-describedby")).toBe("join-error")
+      expect(await alice.getByRole("list", { name: "Channels" }).getByRole("button").allTextContents()).toEqual([
+        "#general"
+      ])
+
       await alice.getByLabel("User", { exact: true }).fill("bob")
       await alice.getByRole("button", { name: "Open DM" }).click()
       await alice.getByRole("list", { name: "Channels" }).getByRole("button", { name: "@bob" }).waitFor({
@@ -287,7 +361,7 @@ describe("the chat page in Chromium", () => {
       await error.getByText(/^Not sent: too many messages \(at most 3 in 60 s\)\. Try again in \d+ seconds?\.$/u)
         .waitFor({ timeout: 5_000 })
       expect(await alice.getByLabel("Message", { exact: true }).getAttribute("aria-describedby")).toBe("send-error")
-      await screenshot(alice, "7-dm-and-rate-limit")
+      await screenshot(alice, "8-dm-forbidden-and-rate-limit")
       expect(pageErrors).toEqual([])
     } finally {
       await authenticated.stop()
