@@ -1,27 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Logger, LogLevel, Option, Schedule, Stream } from "effect"
+import { Chunk, Effect, Either, Logger, LogLevel, Schedule, Stream } from "effect"
 import { directMessageScopeId, ScopeStats } from "@chatify/domain"
-import { hs256TestAuth, startTestServer } from "@chatify/server/testing"
+import { startTestServer } from "@chatify/server/testing"
 import { SignJWT } from "jose"
 import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { produceRecords } from "../../adapters/test/support/kafkaProducer.js"
-import { endpoints, ensureService } from "../../adapters/test/support/services.js"
+import { ensureService } from "../../adapters/test/support/services.js"
+import { analyticsRun, analyticsServerConfig, removeAnalyticsRun } from "../../server/test/support/analyticsRun.js"
 import { makeChatClient } from "../src/node.js"
 
 // The SDK's stats and rateLimitViolations against a server in Kafka mode (the real Kafka of
 // scripts/services), fed records shaped as the analytics job writes them. Topics and groups are
 // this file's own, removed afterwards.
-const RUN = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
-const TOPIC = `chatify-sdk-stats-events-${RUN}`
-const STATS_TOPIC = `chatify-sdk-stats-${RUN}`
-const VIOLATIONS_TOPIC = `chatify-sdk-stats-violations-${RUN}`
-const POD = `sdk-stats-${RUN}`
-const GROUPS = [
-  `chatify-sdk-stats-writer-${RUN}`,
-  `chatify-sdk-stats-violations-${RUN}-${POD}`,
-  `chatify-sdk-stats-broadcast-${RUN}-${POD}`,
-  `chatify-sdk-stats-history-${RUN}`
-]
+const names = analyticsRun("sdk-stats")
+const STATS_TOPIC = names.statsTopic
+const VIOLATIONS_TOPIC = names.violationsTopic
 const SECRET = "an-sdk-stats-test-secret-of-32-bytes!"
 const OPERATOR = "olga"
 const MINUTE = 60_000
@@ -38,15 +31,7 @@ beforeAll(async () => {
   ))
 }, 300_000)
 
-afterAll(async () => {
-  await Effect.runPromise(
-    withAdmin(async (admin) => {
-      await admin.deleteTopics({ topics: [TOPIC, `${TOPIC}-dlq`, STATS_TOPIC, VIOLATIONS_TOPIC] })
-        .catch(() => undefined)
-      await admin.deleteGroups(GROUPS).catch(() => undefined)
-    }).pipe(Effect.ignore)
-  )
-}, 120_000)
+afterAll(() => removeAnalyticsRun(names), 120_000)
 
 const token = (sub: string) =>
   Effect.promise(() =>
@@ -77,29 +62,7 @@ describe("ChatClient.stats and rateLimitViolations (analytics, Kafka mode)", () 
       Effect.gen(function*() {
         const server = yield* Logger.withMinimumLogLevel(
           startTestServer({
-            config: {
-              podId: POD,
-              broker: {
-                useInMemoryBroker: false,
-                bootstrapServers: [endpoints.kafka],
-                topicName: TOPIC,
-                deadLetterTopicName: `${TOPIC}-dlq`,
-                partitions: 1,
-                broadcastConsumerGroupPrefix: `chatify-sdk-stats-broadcast-${RUN}`,
-                historyWriterConsumerGroup: `chatify-sdk-stats-history-${RUN}`,
-                createTopics: true
-              },
-              auth: Option.some(hs256TestAuth(SECRET)),
-              analytics: {
-                enabled: true,
-                statsTopic: STATS_TOPIC,
-                rateLimitEventsTopic: VIOLATIONS_TOPIC,
-                statsConsumerGroup: GROUPS[0]!,
-                violationsConsumerGroupPrefix: `chatify-sdk-stats-violations-${RUN}`,
-                recentViolations: 100,
-                operators: [OPERATOR]
-              }
-            }
+            config: analyticsServerConfig(names, { secret: SECRET, operators: [OPERATOR], partitions: 1 })
           }),
           LogLevel.Error
         )
@@ -131,7 +94,7 @@ describe("ChatClient.stats and rateLimitViolations (analytics, Kafka mode)", () 
         expect(Either.isLeft(inverted) && inverted.left._tag).toBe("ValidationError")
 
         const violation = {
-          senderId: `spammer-${RUN}`,
+          senderId: `spammer-${names.id}`,
           scopeType: 1,
           scopeId: dm,
           messageCount: 31,

@@ -9,25 +9,20 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Logger, LogLevel, Option, Schedule, Schema, type Scope, Stream } from "effect"
+import { Chunk, Effect, Fiber, Logger, LogLevel, Schedule, Schema, type Scope, Stream } from "effect"
 import { type EnrichedChatEvent, partitionForScope, type ScopeRef, ScopeStats } from "@chatify/domain"
 import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
-import { hs256TestAuth, startTestServer } from "../src/testing.js"
+import { startTestServer } from "../src/testing.js"
+import { analyticsRun, analyticsServerConfig, removeAnalyticsRun } from "./support/analyticsRun.js"
 import { rpcClient } from "./support/rpcClient.js"
 import { hs256Token } from "./support/tokens.js"
 
 const ANALYTICS_SH = fileURLToPath(new URL("../../../scripts/analytics.sh", import.meta.url))
-const run = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
-const TOPIC = `chatify-e2e-events-${run}`
-const STATS_TOPIC = `chatify-e2e-stats-${run}`
-const VIOLATIONS_TOPIC = `chatify-e2e-violations-${run}`
+const names = analyticsRun("e2e")
+const run = names.id
+const { statsTopic: STATS_TOPIC, topic: TOPIC, violationsTopic: VIOLATIONS_TOPIC } = names
 const JOB_GROUP = `chatify-e2e-job-${run}`
-const STATS_GROUP = `chatify-e2e-stats-${run}`
-const VIOLATIONS_PREFIX = `chatify-e2e-violations-${run}`
-const BROADCAST_PREFIX = `chatify-e2e-broadcast-${run}`
-const HISTORY_GROUP = `chatify-e2e-history-${run}`
-const POD = `e2e-${run}`
 const SECRET = "an-analytics-e2e-test-secret-32b!!"
 const OPERATOR = "olga"
 // short enough for a fast test, long enough that a window holds a few sends
@@ -52,21 +47,7 @@ beforeAll(async () => {
   )
 }, 660_000)
 
-afterAll(async () => {
-  await Effect.runPromise(
-    withAdmin(async (admin) => {
-      await admin.deleteTopics({ topics: [TOPIC, `${TOPIC}-dlq`, STATS_TOPIC, VIOLATIONS_TOPIC] })
-        .catch(() => undefined)
-      await admin.deleteGroups([
-        JOB_GROUP,
-        STATS_GROUP,
-        `${VIOLATIONS_PREFIX}-${POD}`,
-        `${BROADCAST_PREFIX}-${POD}`,
-        HISTORY_GROUP
-      ]).catch(() => undefined)
-    }).pipe(Effect.ignore)
-  )
-}, 120_000)
+afterAll(() => removeAnalyticsRun(names, [JOB_GROUP]), 120_000)
 
 /** The end of a process's output, for a failure message. */
 const tail = (text: string) => text.slice(-4_000)
@@ -174,31 +155,9 @@ describe("analytics end to end: API → Kafka → ChatEventProcessorJob → API"
     "sends become window statistics on GET …/stats and the Stats RPC, a burst a violation",
     () =>
       Effect.gen(function*() {
+        // the API makes the chat topic and the job's two output topics
         const server = yield* quiet(startTestServer({
-          config: {
-            podId: POD,
-            broker: {
-              useInMemoryBroker: false,
-              bootstrapServers: [endpoints.kafka],
-              topicName: TOPIC,
-              deadLetterTopicName: `${TOPIC}-dlq`,
-              partitions: PARTITIONS,
-              broadcastConsumerGroupPrefix: BROADCAST_PREFIX,
-              historyWriterConsumerGroup: HISTORY_GROUP,
-              // the chat topic and the job's two output topics: the API makes them all
-              createTopics: true
-            },
-            auth: Option.some(hs256TestAuth(SECRET)),
-            analytics: {
-              enabled: true,
-              statsTopic: STATS_TOPIC,
-              rateLimitEventsTopic: VIOLATIONS_TOPIC,
-              statsConsumerGroup: STATS_GROUP,
-              violationsConsumerGroupPrefix: VIOLATIONS_PREFIX,
-              recentViolations: 100,
-              operators: [OPERATOR]
-            }
-          }
+          config: analyticsServerConfig(names, { secret: SECRET, operators: [OPERATOR], partitions: PARTITIONS })
         }))
         const { httpUrl, wsUrl } = server
 

@@ -7,20 +7,7 @@
  * Topics and groups are this run's own, removed afterwards.
  */
 import { afterAll, beforeAll, expect, layer } from "@effect/vitest"
-import {
-  Chunk,
-  Context,
-  Effect,
-  Either,
-  Layer,
-  Logger,
-  LogLevel,
-  Metric,
-  Option,
-  Schedule,
-  Schema,
-  Stream
-} from "effect"
+import { Chunk, Context, Effect, Either, Layer, Logger, LogLevel, Metric, Schedule, Schema, Stream } from "effect"
 import { malformedRecordsOf, STATS_WRITER } from "@chatify/core"
 import {
   directMessageScopeId,
@@ -32,20 +19,16 @@ import {
 } from "@chatify/domain"
 import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { produceRecords as produce } from "../../adapters/test/support/kafkaProducer.js"
-import { endpoints, ensureService } from "../../adapters/test/support/services.js"
-import { hs256TestAuth, startTestServer, type TestServer } from "../src/testing.js"
+import { ensureService } from "../../adapters/test/support/services.js"
+import { startTestServer, type TestServer } from "../src/testing.js"
+import { analyticsRun, analyticsServerConfig, removeAnalyticsRun } from "./support/analyticsRun.js"
 import { rpcClient } from "./support/rpcClient.js"
 import { hs256Token } from "./support/tokens.js"
 
-const run = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
-const TOPIC = `chatify-analytics-api-${run}`
-const STATS_TOPIC = `chatify-analytics-stats-${run}`
-const VIOLATIONS_TOPIC = `chatify-analytics-violations-${run}`
-const STATS_GROUP = `chatify-analytics-stats-${run}`
-const VIOLATIONS_PREFIX = `chatify-analytics-violations-${run}`
-const BROADCAST_PREFIX = `chatify-analytics-broadcast-${run}`
-const HISTORY_GROUP = `chatify-analytics-history-${run}`
-const POD = `analytics-${run}`
+const names = analyticsRun("analytics-api")
+const run = names.id
+const STATS_TOPIC = names.statsTopic
+const VIOLATIONS_TOPIC = names.violationsTopic
 const SECRET = "an-analytics-api-test-secret-32b!!"
 const OPERATOR = "olga"
 
@@ -63,51 +46,14 @@ beforeAll(async () => {
   )
 }, 300_000)
 
-afterAll(async () => {
-  await Effect.runPromise(
-    withAdmin(async (admin) => {
-      await admin.deleteTopics({ topics: [TOPIC, `${TOPIC}-dlq`, STATS_TOPIC, VIOLATIONS_TOPIC] }).catch(() =>
-        undefined
-      )
-      await admin.deleteGroups([
-        STATS_GROUP,
-        `${VIOLATIONS_PREFIX}-${POD}`,
-        `${BROADCAST_PREFIX}-${POD}`,
-        HISTORY_GROUP
-      ])
-        .catch(() => undefined)
-    }).pipe(Effect.ignore)
-  )
-}, 120_000)
+afterAll(() => removeAnalyticsRun(names), 120_000)
 
 class Server extends Context.Tag("test/AnalyticsServer")<Server, TestServer>() {}
 
 const ServerLive = Layer.scoped(
   Server,
   quiet(startTestServer({
-    config: {
-      podId: POD,
-      broker: {
-        useInMemoryBroker: false,
-        bootstrapServers: [endpoints.kafka],
-        topicName: TOPIC,
-        deadLetterTopicName: `${TOPIC}-dlq`,
-        partitions: 1,
-        broadcastConsumerGroupPrefix: BROADCAST_PREFIX,
-        historyWriterConsumerGroup: HISTORY_GROUP,
-        createTopics: true
-      },
-      auth: Option.some(hs256TestAuth(SECRET)),
-      analytics: {
-        enabled: true,
-        statsTopic: STATS_TOPIC,
-        rateLimitEventsTopic: VIOLATIONS_TOPIC,
-        statsConsumerGroup: STATS_GROUP,
-        violationsConsumerGroupPrefix: VIOLATIONS_PREFIX,
-        recentViolations: 100,
-        operators: [OPERATOR]
-      }
-    }
+    config: analyticsServerConfig(names, { secret: SECRET, operators: [OPERATOR], partitions: 1 })
   }))
 )
 
