@@ -36,10 +36,17 @@ const program = Effect.gen(function*() {
 })
 
 program.pipe(
-  Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => `no answer from ${server} within 10 s` }),
+  // the SDK reconnects until it gets through, so a server that is down, or one that refuses the
+  // connection for want of a token, shows as no answer
+  Effect.timeoutFail({
+    duration: "10 seconds",
+    onTimeout: () =>
+      `no answer from ${server} within 10 s: is the server running there and, if it requires authentication, ` +
+      "is CHATIFY_TOKEN a valid token?"
+  }),
   Effect.provide(ChatClient.layer({
     url: `${server.replace(/^http/u, "ws")}/rpc`,
     accessToken: process.env.CHATIFY_TOKEN // undefined: no authentication
   })),
-  NodeRuntime.runMain // exit code 1 and the cause on stderr if it fails
+  NodeRuntime.runMain // if it fails: exit code 1, the cause logged (Effect's pretty logger, on stdout)
 )

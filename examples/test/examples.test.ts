@@ -135,6 +135,17 @@ describe("the examples, with authentication (CHATIFY_TOKEN)", () => {
   it("rest", async () => {
     expectRestWalkthrough(await runExample("rest", { CHATIFY_URL: url, CHATIFY_TOKEN: token }), "alice")
   }, TEST_TIMEOUT)
+
+  // the SDK retries a refused upgrade as it retries a lost connection, so the example can only time
+  // out: its message has to name the missing token, not just "no answer"
+  it("sdk without CHATIFY_TOKEN: exits 1 after its 10 s, naming CHATIFY_TOKEN", async () => {
+    const run = await runExample("sdk", { CHATIFY_URL: url })
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(1)
+    expect(run.stdout).not.toMatch(/^sent /mu)
+    // NodeRuntime.runMain logs the cause with Effect's pretty logger, which writes to stdout
+    expect(run.stdout).toContain(`no answer from ${url} within 10 s`)
+    expect(run.stdout).toContain("is CHATIFY_TOKEN a valid token?")
+  }, TEST_TIMEOUT)
 })
 
 describe("the READMEs", () => {
@@ -153,6 +164,33 @@ describe("the READMEs", () => {
     const sdkReadme = read("packages/sdk/README.md")
     expect(fenced(sdkReadme, "ts")).toContain(read("examples/sdk.ts"))
     expect(sdkReadme).toContain("pnpm --filter @chatify/examples sdk")
+  })
+
+  it("Troubleshooting names the errors a new user meets, as the examples and the server word them", () => {
+    const readme = read("README.md")
+    // on one line: the markdown wraps an entry anywhere
+    const troubleshooting = readme.slice(
+      readme.indexOf("\n## Troubleshooting\n"),
+      readme.indexOf("\n## How it works\n")
+    ).replace(/\s+/gu, " ")
+    expect(troubleshooting.length).toBeGreaterThan(100)
+    const errors: ReadonlyArray<readonly [string, string | undefined]> = [
+      ["curl: (7) Failed to connect to localhost port 8080", undefined], // curl's own words
+      ["Error [ERR_MODULE_NOT_FOUND]: Cannot find package '@chatify/sdk'", undefined], // Node's own words
+      ["no answer from", "examples/sdk.ts"],
+      ["a bearer access token is required", "packages/server/src/Auth.ts"],
+      ["the access token expired", "packages/server/src/Auth.ts"],
+      ["is already in use (EADDRINUSE)", "packages/server/src/Server.ts"],
+      // worded in packages/domain/src/Policy.ts, checked by packages/server/test/first-hour.test.ts
+      ["must not start with \"dm:\" for a channel", undefined],
+      ["must be the canonical direct-message id \"dm:alice:bob\"", undefined]
+    ]
+    for (const [error, source] of errors) {
+      expect(troubleshooting, error).toContain(error)
+      if (source !== undefined) expect(read(source), `${source} words it "${error}"`).toContain(error)
+    }
+    expect(troubleshooting).toContain("until curl -sf localhost:8080/health/ready; do sleep 1; done")
+    expect(troubleshooting).toContain("**Authorize**")
   })
 
   it("wait until the server is ready wherever they start one in the background", () => {

@@ -45,11 +45,30 @@ install_dependencies() {
   if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then
     export npm_config_nodedir=/usr
   fi
-  (cd "$CHATIFY_ROOT" && "${PNPM[@]}" install --frozen-lockfile --reporter=append-only >&2)
+  in_root_locked "${PNPM[@]}" install --frozen-lockfile --reporter=append-only >&2
 }
 
 build() {
-  (cd "$CHATIFY_ROOT" && "${PNPM[@]}" run --silent build >&2)
+  in_root_locked "${PNPM[@]}" run --silent build >&2
+}
+
+# Runs a command in CHATIFY_ROOT holding this checkout's setup lock, so that one install or build
+# runs at a time: start.sh, test.sh and mint-token.sh may run side by side (the authentication
+# walkthrough mints a token while start.sh, in the background, still installs and builds). The lock
+# is on fd 7 of a subshell, closed for the command: nothing the command leaves running holds it.
+# Without flock (util-linux) the command runs unlocked.
+in_root_locked() {
+  if ! command -v flock >/dev/null 2>&1; then (cd "$CHATIFY_ROOT" && "$@"); return; fi
+  local lockfile
+  lockfile="$CHATIFY_CACHE/locks/setup-$(printf '%s' "$CHATIFY_ROOT" | cksum | cut -d ' ' -f 1).lock"
+  mkdir -p "$CHATIFY_CACHE/locks"
+  (
+    if ! flock -n 7; then
+      log "waiting for another install or build of $CHATIFY_ROOT to finish"
+      flock -w "${CHATIFY_LOCK_TIMEOUT:-1800}" 7 || { log "still locked after ${CHATIFY_LOCK_TIMEOUT:-1800}s: $lockfile"; exit 1; }
+    fi
+    cd "$CHATIFY_ROOT" && "$@" 7>&-
+  ) 7>>"$lockfile"
 }
 
 # The browser that the web page's tests drive (packages/web/test/browser.test.ts): Debian's

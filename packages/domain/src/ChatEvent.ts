@@ -130,13 +130,18 @@ export const ClientMessageId = Schema.String.annotations({
     "writes nothing; reused for a different message it is a 409 Conflict."
 })
 
-/** What a client sends: the sender comes from its identity, never from the payload. */
-export class ChatSendRequest extends Schema.Class<ChatSendRequest>("ChatSendRequest")({
-  scopeType: ChatScopeType,
-  scopeId: Schema.String,
-  text: Schema.String,
-  clientMessageId: Schema.optional(ClientMessageId)
-}) {}
+/**
+ * What a client sends: the sender comes from its identity, never from the payload. A payload wrong
+ * in several fields is refused naming each of them (parseOptions), not only the first.
+ */
+export class ChatSendRequest extends Schema.Class<ChatSendRequest>("ChatSendRequest")(
+  Schema.Struct({
+    scopeType: ChatScopeType,
+    scopeId: Schema.String,
+    text: Schema.String,
+    clientMessageId: Schema.optional(ClientMessageId)
+  }).annotations({ parseOptions: { errors: "all" } })
+) {}
 
 /** Where an event sits in the log. A scope lives on one partition, so offsets order a scope. */
 export const StreamPosition = Schema.Struct({

@@ -4,7 +4,7 @@
  * for sends, validateScope for subscribe, history and presence).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Either, Option } from "effect"
+import { Either, FastCheck, Option } from "effect"
 import {
   canonicalDirectMessageScopeId,
   defaultPolicyLimits,
@@ -70,5 +70,69 @@ describe("scope kinds: channels and direct messages", () => {
     expect(canonicalDirectMessageScopeId("dm:alice:bob")).toEqual(Option.some("dm:alice:bob"))
     expect(canonicalDirectMessageScopeId("general")).toEqual(Option.none())
     expect(canonicalDirectMessageScopeId("dm:a:b:c")).toEqual(Option.none())
+  })
+})
+
+/** User ids made mostly of what could confuse a `dm:{a}:{b}` id (':' and '%'), and some others. */
+const member = FastCheck.string({ unit: FastCheck.constantFrom(..."ab:%3A25é/"), minLength: 1, maxLength: 8 })
+
+/**
+ * `value` percent-encoded another way that decodes to the same: each character either as
+ * encodeURIComponent writes it or as its UTF-8 bytes, in upper- or lower-case hex.
+ */
+const encodedSomehow = (value: string) =>
+  FastCheck.array(FastCheck.constantFrom("component", "BYTES", "bytes"), {
+    minLength: [...value].length,
+    maxLength: [...value].length
+  }).map((ways) =>
+    [...value].map((character, index) => {
+      const way = ways[index]
+      if (way === "component") return encodeURIComponent(character)
+      const bytes = [...new TextEncoder().encode(character)].map((byte) => `%${byte.toString(16).padStart(2, "0")}`)
+        .join("")
+      return way === "BYTES" ? bytes.toUpperCase() : bytes
+    }).join("")
+  )
+
+/** Two members and a `dm:` id naming them in either order, each encoded somehow. */
+const namedPair = FastCheck.tuple(member, member).chain(([a, b]) =>
+  FastCheck.record({ first: encodedSomehow(a), second: encodedSomehow(b), swap: FastCheck.boolean() }).map((
+    { first, second, swap }
+  ) => ({ a, b, scopeId: `dm:${swap ? `${second}:${first}` : `${first}:${second}`}` }))
+)
+
+describe("scope kinds, for any ids", () => {
+  it.prop("a DM id naming two members is accepted exactly when canonical, else refused naming the canonical one", {
+    pair: namedPair
+  }, ({ pair: { a, b, scopeId } }) => {
+    const canonical = directMessageScopeId(a, b)
+    expect(canonicalDirectMessageScopeId(scopeId)).toEqual(Option.some(canonical))
+    if (scopeId === canonical) {
+      expect(Either.isRight(validateScope(defaultPolicyLimits, { scopeType: 1, scopeId }))).toBe(true)
+      expect(Either.isRight(send({ scopeType: 1, scopeId }))).toBe(true)
+    } else {
+      expect(refusal({ scopeType: 1, scopeId })).toContain(`canonical direct-message id ${JSON.stringify(canonical)}`)
+    }
+  })
+
+  it.prop("no channel id that starts with dm:, in any case, is accepted", {
+    prefix: FastCheck.constantFrom("dm:", "DM:", "Dm:", "dM:"),
+    rest: FastCheck.string({ maxLength: 20 })
+  }, ({ prefix, rest }) => {
+    const scopeId = `${prefix}${rest}`
+    expect(Either.isLeft(validateScope(defaultPolicyLimits, { scopeType: 0, scopeId })), scopeId).toBe(true)
+    expect(Either.isLeft(send({ scopeType: 0, scopeId })), scopeId).toBe(true)
+  })
+
+  it.prop("a channel id without that prefix is never refused for looking like a DM", {
+    scopeId: FastCheck.oneof(
+      FastCheck.string({ unit: FastCheck.constantFrom(..."dDmM: x"), maxLength: 12 }),
+      FastCheck.string({ maxLength: 20 })
+    ).filter((id) => !/^dm:/iu.test(id))
+  }, ({ scopeId }) => {
+    const refused = validateScope(defaultPolicyLimits, { scopeType: 0, scopeId })
+    if (Either.isLeft(refused)) {
+      for (const error of refused.left.errors) expect(error.message).not.toContain("dm:")
+    }
   })
 })

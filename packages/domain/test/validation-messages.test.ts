@@ -4,7 +4,7 @@
  */
 import * as HttpApiError from "@effect/platform/HttpApiError"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, ParseResult, Schema } from "effect"
+import { Effect, Either, FastCheck, ParseResult, Schema } from "effect"
 import {
   ChatScopeType,
   ChatSendRequest,
@@ -35,6 +35,19 @@ describe("validation messages", () => {
     expect(issuesOf(Schema.Struct({ scopeType: ChatScopeType }), { scopeType: 1 })).toEqual([])
   })
 
+  it("a send request wrong in several fields names each of them, whatever the parse options", () => {
+    const wrong = { scopeType: "0", scopeId: 7, text: 5 }
+    const expected = [SCOPE_TYPE, "scopeId: Expected string, actual 7", "text: Expected string, actual 5"]
+    expect(issuesOf(ChatSendRequest, wrong)).toEqual(expected)
+    // as HttpApi and RpcServer decode it: with the default parse options (errors: "first")
+    const decoded = Schema.decodeUnknownEither(ChatSendRequest)(wrong)
+    expect(
+      Either.isLeft(decoded) ?
+        ParseResult.ArrayFormatter.formatErrorSync(decoded.left).map((i) => `${i.path.join(".")}: ${i.message}`) :
+        []
+    ).toEqual(expected)
+  })
+
   it("limit from the query string: one message for text, fractions and values out of range", () => {
     const urlParams = Schema.Struct({ limit: Schema.optionalWith(HistoryLimitFromString, { exact: true }) })
     for (const limit of ["abc", "zz", "0", "501", "1.5", "", "-3"]) {
@@ -63,4 +76,32 @@ describe("validation messages", () => {
       expect(yield* listed(pathError)).toEqual([SCOPE_TYPE])
       expect(yield* listed(queryError)).toEqual([LIMIT])
     }))
+})
+
+describe("validation messages, for any value", () => {
+  const urlParams = Schema.Struct({ limit: Schema.optionalWith(HistoryLimitFromString, { exact: true }) })
+
+  it.prop("limit from the query string: an integer from 1 to 500, or that one message", {
+    limit: FastCheck.oneof(
+      FastCheck.string({ maxLength: 8 }),
+      FastCheck.integer({ min: -1_000, max: 1_000 }).map(String),
+      FastCheck.double({ noNaN: false }).map(String)
+    )
+  }, ({ limit }) => {
+    const decoded = Schema.decodeUnknownEither(urlParams)({ limit })
+    if (Either.isRight(decoded)) {
+      expect(Number.isInteger(decoded.right.limit)).toBe(true)
+      expect(decoded.right.limit).toBeGreaterThanOrEqual(1)
+      expect(decoded.right.limit).toBeLessThanOrEqual(500)
+    } else {
+      expect(issuesOf(urlParams, { limit })).toEqual([LIMIT])
+    }
+    // every integer of the range, written plainly, is accepted
+    if (/^\d+$/u.test(limit) && Number(limit) >= 1 && Number(limit) <= 500) expect(Either.isRight(decoded)).toBe(true)
+  })
+
+  it.prop("scopeType: 0 or 1, or that one message", { scopeType: FastCheck.anything() }, ({ scopeType }) => {
+    const issues = issuesOf(ChatSendRequest, { scopeType, scopeId: "general", text: "hi" })
+    expect(issues).toEqual(scopeType === 0 || scopeType === 1 ? [] : [SCOPE_TYPE])
+  })
 })

@@ -69,6 +69,11 @@ describe("mint-token (item 4)", () => {
       expect(stdout).toContain("0 or negative")
       expect(stdout.split(/\s+/u).some((word) => JWT.test(word))).toBe(false)
       expect(stderr).toBe("")
+      // as in the READMEs: a server started in the background is waited for before the token is used
+      const lines = stdout.split("\n").map((line) => line.trim())
+      const backgroundStart = lines.findIndex((line) => /start\.sh &$/u.test(line))
+      expect(backgroundStart).toBeGreaterThan(-1)
+      expect(lines[backgroundStart + 1]).toBe("until curl -sf localhost:8080/health/ready; do sleep 1; done")
     }
     // without a secret too: help needs none
     expect((await mint(["--help"], {})).code).toBe(0)

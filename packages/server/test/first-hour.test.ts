@@ -322,6 +322,12 @@ describe("Swagger and validation messages (items 7 and 9)", () => {
         [
           call(`${server.httpUrl}/api/chat/scopes/0/general/history?limit=0`),
           "limit: must be an integer between 1 and 500"
+        ],
+        [
+          // every field of the body that is wrong, not only the first
+          post(`${server.httpUrl}/api/chat/send`, { scopeType: "0", scopeId: 7, text: 5 }),
+          "scopeType: must be 0 (channel) or 1 (direct message); scopeId: Expected string, actual 7; " +
+          "text: Expected string, actual 5"
         ]
       ]
       for (const [request, detail] of cases) {

@@ -16,6 +16,7 @@ around exp (default 30, 0 to 300), so:
   ./scripts/mint-token.sh alice -60     # expired a minute ago: refused with the default skew
   # a short token that expires while you watch: start the server without skew, then
   CHATIFY__AUTH__CLOCKSKEWSECONDS=0 ./scripts/start.sh &
+  until curl -sf localhost:8080/health/ready; do sleep 1; done
   TOKEN=$(./scripts/mint-token.sh alice 5)   # accepted now, refused (401) 5 s later
 `
 
