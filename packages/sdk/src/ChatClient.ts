@@ -226,6 +226,13 @@ const DEFAULT_ATTEMPT_TIMEOUT = "30 seconds"
 /** A connection that stayed up this long reconnects with the schedule's first, shortest delay. */
 const SOCKET_QUIET_RESET = "10 seconds"
 
+/** What a call left on a socket that RpcClient replaced on its own fails with. */
+const SOCKET_LOST = "the connection stopped answering pings"
+const isSocketLost = (error: unknown): boolean =>
+  error instanceof RpcClientError.RpcClientError && error.reason === "Protocol" && error.message === SOCKET_LOST
+/** How often a read is asked again after its socket was replaced, before the failure is the caller's. */
+const READ_RETRIES_ON_SOCKET_LOSS = 3
+
 /** Whether a subscription resumes after `error`; `freshToken`: whether a fresh token may cure an Unauthenticated. */
 const retryable = (error: SubscriptionError, freshToken: boolean): Option.Option<RetryableSubscribeError> => {
   switch (error._tag) {
@@ -299,12 +306,11 @@ export const makeChatClient = (
     )
     /** Fails once the socket a call started on is replaced without its calls being failed. */
     const socketLost = Effect.suspend(() => Deferred.await(socketReplaced)).pipe(
-      Effect.zipRight(
-        Effect.fail(
-          new RpcClientError.RpcClientError({ reason: "Protocol", message: "the connection stopped answering pings" })
-        )
-      )
+      Effect.zipRight(Effect.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message: SOCKET_LOST })))
     )
+    /** A read (history, presence, stats) left on a replaced socket is asked again on the new one: reads are safe to repeat. */
+    const read = <A, E>(call: Effect.Effect<A, E>): Effect.Effect<A, E | RpcClientError.RpcClientError> =>
+      Effect.raceFirst(call, socketLost).pipe(Effect.retry({ times: READ_RETRIES_ON_SOCKET_LOSS, while: isSocketLost }))
 
     // ndjson, as the server's /rpc route; transient open errors wait for the socket instead of failing calls.
     const protocol = RpcClient.layerProtocolSocket({
@@ -339,7 +345,7 @@ export const makeChatClient = (
         )
       })
 
-    const history = (query: HistoryQuery) => rpc.History(query, { headers })
+    const history = (query: HistoryQuery) => read(rpc.History(query, { headers }))
 
     const historyAll = (scope: ScopeRef, pageOptions: { readonly pageSize?: number | undefined } = {}) =>
       Stream.paginateChunkEffect(Option.none<string>(), (before) =>
@@ -358,9 +364,9 @@ export const makeChatClient = (
         ))
 
     const presence = (scope: ScopeRef) =>
-      rpc.Presence({ scopeType: scope.scopeType, scopeId: scope.scopeId }, { headers })
+      read(rpc.Presence({ scopeType: scope.scopeType, scopeId: scope.scopeId }, { headers }))
 
-    const stats = (query: StatsQuery) => rpc.Stats(query, { headers })
+    const stats = (query: StatsQuery) => read(rpc.Stats(query, { headers }))
 
     const rateLimitViolations = rpc.RateLimitViolations(undefined, { headers })
 

@@ -312,13 +312,23 @@ describe("ChatClient end to end", () => {
       )
 
       yield* proxy.stallReplies
+      // reads made on the stalled connection: asked again on the new one, not left waiting for ever
+      const reads = yield* Effect.all([
+        subscriber.history({ ...scope, limit: 50 }),
+        subscriber.presence(scope),
+        subscriber.stats({ ...scope, from: new Date(Date.now() - 60_000), to: new Date(Date.now() + 60_000) })
+      ], { concurrency: "unbounded" }).pipe(Effect.forkScoped)
       const after = yield* sendMany(sender, scope, 5, 1, "after")
       // the next ping finds no Pong within 10 to 20 s; then a new connection and a resume
       yield* Fiber.join(consuming).pipe(within("40 seconds", "the events sent while the replies stalled"))
+      const [page, online, stats] = yield* Fiber.join(reads).pipe(within("20 seconds", "the reads made on the stall"))
 
       expect(yield* proxy.accepted).toBe(2)
       expect(reconnectReasons).toEqual(["RpcClientError"])
       expect(ids(received)).toEqual(ids([...before, ...after]))
+      expect(page.items.length).toBeGreaterThanOrEqual(before.length)
+      expect(online.scopeId).toBe(scope.scopeId)
+      expect(stats.scopeId).toBe(scope.scopeId)
     }).pipe(quiet))
 
   it.scopedLive("a live-only subscription cut off before its first event resumes where it went live", () =>
