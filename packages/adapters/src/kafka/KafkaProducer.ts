@@ -1,4 +1,4 @@
-import { Effect, Either, Layer, type Scope } from "effect"
+import { Effect, Either, Layer, Runtime, type Scope } from "effect"
 import { type Kafka, Partitioners, type Producer, type RecordMetadata } from "kafkajs"
 import { ChatEventProducer, recordContext, traced } from "@chatify/core"
 import {
@@ -13,27 +13,94 @@ import {
 import { awaitKafka, closeQuietly, KafkaClient, type KafkaSettings, kafkaCall, unavailable } from "./KafkaClient.js"
 import { type RecordHeaders, recordHeaders } from "./KafkaRecords.js"
 
+const producerConfig = (settings: KafkaSettings) => ({
+  idempotent: true,
+  maxInFlightRequests: 1,
+  allowAutoTopicCreation: false,
+  createPartitioner: Partitioners.DefaultPartitioner,
+  retry: settings.retry
+})
+
+/**
+ * Kafka's answers that mean the broker and this producer no longer agree on the idempotent
+ * sequence: kafkajs keeps failing every later send with them until the producer is replaced (its
+ * issue 598; seen here after the broker's network was cut for 20 s with a request in flight).
+ */
+const SEQUENCE_DESYNC = new Set(["OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID", "INVALID_PRODUCER_EPOCH"])
+
+/** Whether `error`, or an error it wraps (kafkajs nests them in cause, originalError and errors), is a sequence desync. */
+export const isSequenceDesync = (error: unknown, depth = 0): boolean => {
+  if (typeof error !== "object" || error === null || depth > 5) return false
+  const { cause, errors, originalError, type } = error as {
+    readonly type?: unknown
+    readonly cause?: unknown
+    readonly originalError?: unknown
+    readonly errors?: unknown
+  }
+  return (typeof type === "string" && SEQUENCE_DESYNC.has(type)) ||
+    isSequenceDesync(cause, depth + 1) ||
+    isSequenceDesync(originalError, depth + 1) ||
+    (Array.isArray(errors) && errors.some((inner) => isSequenceDesync(inner, depth + 1)))
+}
+
+/** The `send` of an idempotent producer that replaces itself (see makeIdempotentProducer). */
+export type RenewingProducer = Pick<Producer, "send">
+
 /**
  * An idempotent producer (acks from every in-sync replica, one request in flight so retries keep
  * the order), connected with backoff at startup and disconnected when the scope closes. kafkajs
  * does not buffer or linger, so once in-flight sends resolved there is nothing left to flush.
+ * When a send fails with a sequence desync, that send fails as any other (its caller may retry,
+ * the send deduplicator keeps the retry from doubling it) and the producer is replaced by a new
+ * one, with a new producer id; later sends wait for the replacement.
  */
 export const makeIdempotentProducer = (
   kafka: Kafka,
   settings: KafkaSettings,
-  name: string
-): Effect.Effect<Producer, DependencyUnavailable, Scope.Scope> =>
+  name: string,
+  newProducer: () => Producer = () => kafka.producer(producerConfig(settings))
+): Effect.Effect<RenewingProducer, DependencyUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const producer = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      retry: settings.retry
-    })
-    yield* Effect.addFinalizer(() => closeQuietly(name, () => producer.disconnect(), settings.requestTimeoutMs))
-    yield* awaitKafka(settings, `connect the ${name}`, kafkaCall(`connect ${name}`, () => producer.connect()))
-    return producer
+    let current = newProducer()
+    let renewing: Promise<void> | undefined
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => renewing ?? Promise.resolve()).pipe(
+        Effect.zipRight(closeQuietly(name, () => current.disconnect(), settings.requestTimeoutMs))
+      )
+    )
+    yield* awaitKafka(settings, `connect the ${name}`, kafkaCall(`connect ${name}`, () => current.connect()))
+    const runtime = yield* Effect.runtime<never>()
+    const log = (message: string) =>
+      Runtime.runFork(runtime)(Effect.logWarning(message).pipe(Effect.annotateLogs({ producer: name })))
+
+    const renew = (): Promise<void> => {
+      renewing ??= (async () => {
+        const stale = current
+        const next = newProducer()
+        await next.connect()
+        current = next
+        log(`Kafka ${name} replaced after a sequence desync (a new producer id)`)
+        await stale.disconnect().catch(() => undefined)
+      })().catch((error: unknown) => {
+        // the broker is away again: the next desync tries anew
+        log(`Kafka ${name} could not be replaced yet: ${String(error)}`)
+      }).finally(() => {
+        renewing = undefined
+      })
+      return renewing
+    }
+
+    return {
+      send: async (record) => {
+        if (renewing !== undefined) await renewing
+        try {
+          return await current.send(record)
+        } catch (error) {
+          if (isSequenceDesync(error)) void renew()
+          throw error
+        }
+      }
+    }
   })
 
 /** One send waiting for its batch: where it goes, and how its caller is resumed (once). */
