@@ -24,6 +24,8 @@ export class PresenceHeartbeat extends Context.Tag("chatify/PresenceHeartbeat")<
         )
       )
       yield* refreshAll.pipe(
+        // a round per ttl/3 for every held entry, with no request to belong to: no trace of its own
+        Effect.withTracerEnabled(false),
         Effect.repeat(Schedule.spaced(Math.max(1_000, Math.floor(presence.ttlMillis / 3)))),
         Effect.forkScoped
       )

@@ -6,14 +6,19 @@
  * Jaeger's query API as one trace holding the HTTP request, the use case, the produce (pod A), the
  * fan-out on pod B (via the `traceparent` Kafka header) and the history write; the consumer-side
  * log lines of both pods carry the sender's correlation id (the `x-correlation-id` header).
+ * A third pod, on Cassandra, takes an /rpc send on the WebSocket fast path: its trace must have
+ * RpcServer's span above the use case, as RpcServer's own path has, and the Cassandra append.
  */
 import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { NodeSocket } from "@effect/platform-node"
+import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Schedule, Schema } from "effect"
-import { EnrichedChatEvent } from "@chatify/domain"
+import { Client } from "cassandra-driver"
+import { Effect, Layer, Schedule, Schema } from "effect"
+import { ChatRpcs, EnrichedChatEvent } from "@chatify/domain"
 import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
 import { type ServerProcess, startServerProcess } from "./support/serverProcess.js"
@@ -25,12 +30,22 @@ const HISTORY_GROUP = `chatify-traces-history-${run}`
 // this run's own service name: Jaeger keeps traces of earlier runs in memory
 const SERVICE = `chatify-trace-test-${run}`
 const PODS = [`traces-a-${run}`, `traces-b-${run}`] as const
+// the /rpc + Cassandra case: one pod of its own, with its own service name and keyspace
+const RPC_SERVICE = `${SERVICE}-rpc`
+const RPC_POD = `traces-rpc-${run}`
+const KEYSPACE = `chatify_traces_${run}`
+// its own topic and history group too: the two-pod case's writers (SQLite) must not store its send
+const RPC_TOPIC = `${TOPIC}-rpc`
+const RPC_HISTORY_GROUP = `${HISTORY_GROUP}-rpc`
 
 const children: Array<ChildProcess> = []
 const directories: Array<string> = []
 const pods: Array<ServerProcess> = []
 
-beforeAll(() => Promise.all([ensureService("kafka"), ensureService("jaeger")]), 600_000)
+beforeAll(
+  () => Promise.all([ensureService("kafka"), ensureService("jaeger"), ensureService("cassandra")]),
+  600_000
+)
 
 afterAll(async () => {
   for (const pod of pods) pod.child.kill("SIGTERM")
@@ -41,13 +56,24 @@ afterAll(async () => {
   for (const dir of directories) rmSync(dir, { recursive: true, force: true })
   await Effect.runPromise(
     withAdmin(async (admin) => {
-      await admin.deleteTopics({ topics: [TOPIC] }).catch(() => undefined)
-      await admin.deleteGroups([...PODS.map((pod) => `${GROUP_PREFIX}-${pod}`), HISTORY_GROUP]).catch(() => undefined)
+      await admin.deleteTopics({ topics: [TOPIC, RPC_TOPIC] }).catch(() => undefined)
+      await admin.deleteGroups([
+        ...[...PODS, RPC_POD].map((pod) => `${GROUP_PREFIX}-${pod}`),
+        HISTORY_GROUP,
+        RPC_HISTORY_GROUP
+      ]).catch(() => undefined)
     }).pipe(Effect.ignore)
   )
+  const cassandra = new Client({
+    contactPoints: [endpoints.cassandra.host],
+    protocolOptions: { port: endpoints.cassandra.port },
+    localDataCenter: "datacenter1"
+  })
+  await cassandra.execute(`DROP KEYSPACE IF EXISTS ${KEYSPACE}`).catch(() => undefined)
+  await cassandra.shutdown()
 }, 120_000)
 
-const startPod = (podName: string) => {
+const startPod = (podName: string, extra: Record<string, string> = {}) => {
   const dataDirectory = mkdtempSync(join(tmpdir(), `chatify-${podName}-`))
   directories.push(dataDirectory)
   const pod = startServerProcess({
@@ -63,7 +89,8 @@ const startPod = (podName: string) => {
     CHATIFY__TRACING__EXPORTINTERVALSECONDS: "0.5",
     CHATIFY__LOGGING__FORMAT: "json",
     CHATIFY__LOGGING__LEVEL: "Debug",
-    CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0"
+    CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0",
+    ...extra
   }, children)
   pods.push(pod)
   return pod
@@ -128,7 +155,7 @@ describe("traces in Jaeger, Kafka mode, two pods", () => {
     "a REST send is one trace: request, use case and produce on pod A, fan-out on pod B, the history write; consumer logs carry its correlation id",
     () =>
       Effect.gen(function*() {
-        const [podA, podB] = PODS.map(startPod) as [ServerProcess, ServerProcess]
+        const [podA, podB] = PODS.map((name) => startPod(name)) as [ServerProcess, ServerProcess]
         const [a, b] = yield* Effect.all([Effect.promise(() => podA.listening), Effect.promise(() => podB.listening)], {
           concurrency: 2
         })
@@ -222,6 +249,76 @@ describe("traces in Jaeger, Kafka mode, two pods", () => {
         const everything = yield* Effect.orDie(tracesOf(SERVICE, {}))
         const probes = everything.flatMap((t) => t.spans).filter((s) => s.operationName.startsWith("http.server GET"))
         expect(probes).toEqual([])
+      }),
+    { timeout: 150_000 }
+  )
+
+  it.scopedLive(
+    "an /rpc send on the WebSocket fast path has RpcServer's span, and a Cassandra history write shows in its trace",
+    () =>
+      Effect.gen(function*() {
+        const pod = startPod(RPC_POD, {
+          CHATIFY__TRACING__SERVICENAME: RPC_SERVICE,
+          CHATIFY__MESSAGEBROKER__TOPICNAME: RPC_TOPIC,
+          CHATIFY__MESSAGEBROKER__HISTORYWRITERCONSUMERGROUP: RPC_HISTORY_GROUP,
+          CHATIFY__DATABASE__CONTACTPOINTS: endpoints.cassandra.host,
+          CHATIFY__DATABASE__PORT: String(endpoints.cassandra.port),
+          CHATIFY__DATABASE__KEYSPACE: KEYSPACE
+        })
+        const base = yield* Effect.promise(() => pod.listening)
+        yield* awaitReady(base)
+
+        // a bare RPC client, anonymous as the pod is: its sends take the fast path (see RpcSocketProtocol)
+        const context = yield* Layer.build(
+          RpcClient.layerProtocolSocket().pipe(
+            Layer.provide(NodeSocket.layerWebSocket(`${base.replace(/^http/u, "ws")}/rpc`)),
+            Layer.provide(RpcSerialization.layerNdjson)
+          )
+        )
+        const client = yield* RpcClient.make(ChatRpcs).pipe(Effect.provide(context))
+        const sent = yield* client.Send({ scopeType: 0, scopeId: `traces-rpc-${run}`, text: "traced over /rpc" })
+
+        const expected = [
+          "RpcServer.Send",
+          "Chat.send",
+          "KafkaProducer.produce",
+          "ChatHistoryWriter.store",
+          "CassandraHistory.append"
+        ]
+        let seen: ReadonlyArray<string> = []
+        const trace = yield* tracesOf(RPC_SERVICE, {}).pipe(
+          Effect.flatMap((traces) => {
+            seen = traces.flatMap((t) => t.spans.map((s) => `${t.traceID.slice(0, 8)}:${s.operationName}`))
+            const found = traces.find((t) => t.spans.some((s) => s.operationName === "RpcServer.Send"))
+            return found !== undefined && expected.every((name) => found.spans.some((s) => s.operationName === name))
+              ? Effect.succeed(found)
+              : Effect.fail(new Error("incomplete"))
+          }),
+          Effect.retry(Schedule.spaced("250 millis")),
+          Effect.timeoutFail({
+            duration: "45 seconds",
+            onTimeout: () => new Error(`no complete /rpc trace in Jaeger; spans: ${seen.join(", ")}`)
+          }),
+          Effect.orDie
+        )
+        const only = (name: string) => {
+          const spans = trace.spans.filter((s) => s.operationName === name)
+          expect(spans, name).toHaveLength(1)
+          return spans[0]!
+        }
+        const rpc = only("RpcServer.Send")
+        const send = only("Chat.send")
+        const produce = only("KafkaProducer.produce")
+        const store = only("ChatHistoryWriter.store")
+        const append = only("CassandraHistory.append")
+        // as on RpcServer's path: the call's span, with its request id, holds the use case
+        expect(rpc.tags.map((tag) => tag.key)).toContain("requestId")
+        expect(send.references.map((r) => r.spanID)).toContain(rpc.spanID)
+        expect(produce.references.map((r) => r.spanID)).toContain(send.spanID)
+        expect(store.references.map((r) => r.spanID)).toContain(produce.spanID)
+        expect(store.tags).toContainEqual({ key: "messaging.kafka.offset", value: sent.offset })
+        expect(append.references.map((r) => r.spanID)).toContain(store.spanID)
+        expect(new Set(trace.spans.map((s) => s.traceID))).toEqual(new Set([trace.traceID]))
       }),
     { timeout: 150_000 }
   )

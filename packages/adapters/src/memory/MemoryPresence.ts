@@ -1,5 +1,5 @@
 import { Clock, Effect, Layer } from "effect"
-import { Presence } from "@chatify/core"
+import { Presence, traced } from "@chatify/core"
 import type { PresentUser } from "@chatify/domain"
 
 /** Presence with a TTL per connection: an entry not refreshed within ttl is gone. */
@@ -21,7 +21,7 @@ export const MemoryPresence = (settings: { readonly ttlMillis: number }) =>
     }
     return {
       ttlMillis: settings.ttlMillis,
-      track: (scopeKey, userId, connectionId) =>
+      track: traced("MemoryPresence.track")((scopeKey: string, userId: string, connectionId: string) =>
         Effect.map(Clock.currentTimeMillis, (now) => {
           let connections = scopes.get(scopeKey)
           if (connections === undefined) {
@@ -29,13 +29,17 @@ export const MemoryPresence = (settings: { readonly ttlMillis: number }) =>
             scopes.set(scopeKey, connections)
           }
           connections.set(connectionId, { userId, expiresAt: now + settings.ttlMillis })
-        }),
-      untrack: (scopeKey, connectionId) =>
+        })
+      ),
+      untrack: traced("MemoryPresence.untrack")((scopeKey: string, connectionId: string) =>
         Effect.sync(() => {
           const connections = scopes.get(scopeKey)
           connections?.delete(connectionId)
           if (connections?.size === 0) scopes.delete(scopeKey)
-        }),
-      online: (scopeKey) => Effect.map(Clock.currentTimeMillis, (now) => online(scopeKey, now))
+        })
+      ),
+      online: traced("MemoryPresence.online")((scopeKey: string) =>
+        Effect.map(Clock.currentTimeMillis, (now) => online(scopeKey, now))
+      )
     }
   })

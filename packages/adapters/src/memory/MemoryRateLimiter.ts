@@ -1,5 +1,5 @@
 import { Clock, Effect, Layer } from "effect"
-import { RateLimiter, ReadRateLimiter } from "@chatify/core"
+import { RateLimiter, ReadRateLimiter, traced } from "@chatify/core"
 
 export interface RateLimitSettings {
   readonly limit: number
@@ -7,12 +7,12 @@ export interface RateLimitSettings {
 }
 
 /** Fixed-window counter per user, as the original's INCR + EXPIRE; windows are aligned to the epoch. */
-const makeFixedWindow = (settings: RateLimitSettings): RateLimiter["Type"] => {
+const makeFixedWindow = (settings: RateLimitSettings, spanName: string): RateLimiter["Type"] => {
   const windowMs = settings.windowSeconds * 1000
   const counters = new Map<string, { window: number; count: number }>()
   let lastSweep = 0
   return {
-    checkAndIncrement: (userId) =>
+    checkAndIncrement: traced(spanName)((userId: string) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const window = Math.floor(now / windowMs)
         if (window !== lastSweep) {
@@ -33,13 +33,14 @@ const makeFixedWindow = (settings: RateLimitSettings): RateLimiter["Type"] => {
           retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil(retryAfterMs / 1000))
         }
       })
+    )
   }
 }
 
 /** Sends per user in a fixed window, in this process. */
 export const MemoryRateLimiter = (settings: RateLimitSettings) =>
-  Layer.sync(RateLimiter, () => makeFixedWindow(settings))
+  Layer.sync(RateLimiter, () => makeFixedWindow(settings, "MemoryRateLimiter.checkAndIncrement"))
 
 /** Reads (Subscribe, History, Presence) per user in a fixed window, in this process: counters of their own. */
 export const MemoryReadRateLimiter = (settings: RateLimitSettings) =>
-  Layer.sync(ReadRateLimiter, () => makeFixedWindow(settings))
+  Layer.sync(ReadRateLimiter, () => makeFixedWindow(settings, "MemoryReadRateLimiter.checkAndIncrement"))

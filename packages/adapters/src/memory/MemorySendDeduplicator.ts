@@ -1,5 +1,5 @@
 import { Clock, Effect, Layer } from "effect"
-import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey } from "@chatify/core"
+import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey, traced } from "@chatify/core"
 import type { ChatEvent, EnrichedChatEvent } from "@chatify/domain"
 
 export interface MemorySendDeduplicatorOptions {
@@ -42,7 +42,7 @@ export const MemorySendDeduplicator = (options: MemorySendDeduplicatorOptions) =
       return entry === undefined || entry.expiresAt <= now ? undefined : entry
     }
     return SendDeduplicator.of({
-      claim: (key, candidate) =>
+      claim: traced("MemorySendDeduplicator.claim")((key: SendKey, candidate: ChatEvent) =>
         Effect.map(Clock.currentTimeMillis, (now): SendClaim => {
           const name = nameOf(key)
           const entry = live(name, now)
@@ -61,18 +61,21 @@ export const MemorySendDeduplicator = (options: MemorySendDeduplicatorOptions) =
           entry.owner = candidate.messageId
           entry.leaseUntil = now + leaseMillis
           return { _tag: "Claimed", event: entry.event }
-        }),
-      complete: (key, sent) =>
+        })
+      ),
+      complete: traced("MemorySendDeduplicator.complete")((key: SendKey, sent: EnrichedChatEvent) =>
         Effect.map(Clock.currentTimeMillis, (now) => {
           const name = nameOf(key)
           const entry = live(name, now)
           if (entry?.sent !== undefined) return
           entries.set(name, { event: sent.chatEvent, owner: "", leaseUntil: 0, sent, expiresAt: now + windowMillis })
-        }),
-      release: (key, owner) =>
+        })
+      ),
+      release: traced("MemorySendDeduplicator.release")((key: SendKey, owner: string) =>
         Effect.map(Clock.currentTimeMillis, (now) => {
           const entry = live(nameOf(key), now)
           if (entry !== undefined && entry.sent === undefined && entry.owner === owner) entry.leaseUntil = 0
         })
+      )
     })
   })

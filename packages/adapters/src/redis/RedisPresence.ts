@@ -1,5 +1,5 @@
 import { Effect, Layer, Schema } from "effect"
-import { Presence } from "@chatify/core"
+import { Presence, traced } from "@chatify/core"
 import type { PresentUser } from "@chatify/domain"
 import { RedisClient, redisUnavailable } from "./RedisClient.js"
 import { RedisKeys } from "./RedisKeys.js"
@@ -103,7 +103,7 @@ export const RedisPresence = (options: RedisPresenceOptions): Layer.Layer<Presen
       const podId = options.podId
       return {
         ttlMillis: options.ttlMillis,
-        track: (scopeKey, userId, connectionId) =>
+        track: traced("RedisPresence.track")((scopeKey: string, userId: string, connectionId: string) =>
           Effect.asVoid(
             podId === undefined
               ? track(scopeKeys(scopeKey), [connectionId, userId, options.ttlMillis])
@@ -111,9 +111,12 @@ export const RedisPresence = (options: RedisPresenceOptions): Layer.Layer<Presen
                 [...scopeKeys(scopeKey), client.key(RedisKeys.userPresence(userId))],
                 [connectionId, userId, options.ttlMillis, `${podId}:${connectionId}`]
               )
-          ),
-        untrack: (scopeKey, connectionId) => Effect.asVoid(untrack(scopeKeys(scopeKey), [connectionId])),
-        online: (scopeKey) =>
+          )
+        ),
+        untrack: traced("RedisPresence.untrack")((scopeKey: string, connectionId: string) =>
+          Effect.asVoid(untrack(scopeKeys(scopeKey), [connectionId]))
+        ),
+        online: traced("RedisPresence.online")((scopeKey: string) =>
           online(scopeKeys(scopeKey), []).pipe(
             Effect.flatMap((reply) =>
               Schema.decodeUnknown(OnlineReply)(reply).pipe(
@@ -128,6 +131,7 @@ export const RedisPresence = (options: RedisPresenceOptions): Layer.Layer<Presen
               )
             })
           )
+        )
       }
     })
   )

@@ -1,5 +1,5 @@
 import { Clock, Effect, Either, Layer, Metric, Ref } from "effect"
-import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey } from "@chatify/core"
+import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey, traced } from "@chatify/core"
 import {
   type ChatEvent,
   decodeChatEventJson,
@@ -151,7 +151,7 @@ export const RedisSendDeduplicator = (
         Either.mapLeft(encodeChatEventJson(event), (error) => unexpected(error.message))
 
       return SendDeduplicator.of({
-        claim: (key, candidate) =>
+        claim: traced("RedisSendDeduplicator.claim")((key: SendKey, candidate: ChatEvent) =>
           guarded(
             Effect.flatMap(encoded(candidate), (json) =>
               Effect.flatMap(
@@ -159,16 +159,20 @@ export const RedisSendDeduplicator = (
                 claimed(candidate)
               )),
             { _tag: "Claimed", event: candidate }
-          ),
-        complete: (key, sent) =>
+          )
+        ),
+        complete: traced("RedisSendDeduplicator.complete")((key: SendKey, sent: EnrichedChatEvent) =>
           guarded(
             Effect.flatMap(
               encoded(sent.chatEvent),
               (json) => Effect.asVoid(completeScript(keyOf(key), [json, sent.partition, sent.offset, windowMillis]))
             ),
             undefined
-          ),
-        release: (key, owner) => guarded(Effect.asVoid(releaseScript(keyOf(key), [owner])), undefined)
+          )
+        ),
+        release: traced("RedisSendDeduplicator.release")((key: SendKey, owner: string) =>
+          guarded(Effect.asVoid(releaseScript(keyOf(key), [owner])), undefined)
+        )
       })
     })
   )

@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import Database from "better-sqlite3"
 import { Clock, Duration, Effect, Either, Layer, Schedule } from "effect"
-import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey } from "@chatify/core"
+import { DEFAULT_SEND_CLAIM_LEASE_MILLIS, type SendClaim, SendDeduplicator, type SendKey, traced } from "@chatify/core"
 import {
   type ChatEvent,
   decodeChatEventJson,
@@ -266,7 +266,7 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
     )
 
     return SendDeduplicator.of({
-      claim: (key, candidate) =>
+      claim: traced("SqliteSendDeduplicator.claim")((key: SendKey, candidate: ChatEvent) =>
         Clock.currentTimeMillis.pipe(
           Effect.flatMap((now) =>
             Effect.async<RawClaim, DependencyUnavailable>((resume) =>
@@ -288,15 +288,18 @@ const make = (options: SqliteSendDeduplicatorOptions) =>
                 }))
             }
           })
-        ),
-      complete: (key, sent) =>
+        )
+      ),
+      complete: traced("SqliteSendDeduplicator.complete")((key: SendKey, sent: EnrichedChatEvent) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.async<void, DependencyUnavailable>((resume) => enqueue({ _tag: "complete", key, sent, now, resume }))),
-      release: (key, owner) =>
+          Effect.async<void, DependencyUnavailable>((resume) => enqueue({ _tag: "complete", key, sent, now, resume })))
+      ),
+      release: traced("SqliteSendDeduplicator.release")((key: SendKey, owner: string) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           Effect.async<void, DependencyUnavailable>((resume) =>
             enqueue({ _tag: "release", key, owner, now, resume })
           ))
+      )
     })
   })
 

@@ -22,13 +22,15 @@ import {
   Exit,
   type Fiber,
   FiberId,
+  FiberRef,
   Layer,
   Mailbox,
   ParseResult,
   Predicate,
   Schedule,
   Schema,
-  Scope
+  Scope,
+  Tracer
 } from "effect"
 import {
   callerServices,
@@ -248,6 +250,28 @@ export const sendExitLine = (requestId: string, exit: Exit.Exit<EnrichedChatEven
     onRight: (encoded) => JSON.stringify({ _tag: "Exit", requestId, exit: encoded }) + "\n"
   })
 }
+
+/**
+ * The span RpcServer gives a call, for the calls the fast path serves itself, so both paths look
+ * the same in a trace: `RpcServer.{tag}`, with the request id, the child of the client's span
+ * when the request names one. None while tracing is off; under an unsampled client span, none
+ * either, and the call's own spans see that parent and make none.
+ */
+export const asRpcServerCall =
+  (request: RequestEncoded, requestId: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.withFiberRuntime<A, E, R>((fiber) => {
+      if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return effect
+      const { sampled, spanId, traceId } = request
+      const parent = spanId === undefined || traceId === undefined
+        ? undefined
+        : Tracer.externalSpan({ traceId, spanId, sampled: sampled === true })
+      if (parent?.sampled === false) return Effect.withParentSpan(effect, parent)
+      return Effect.withSpan(effect, `RpcServer.${request.tag}`, {
+        captureStackTrace: false,
+        attributes: { requestId },
+        ...(parent === undefined ? {} : { parent })
+      })
+    })
 
 interface Subscription {
   readonly requestId: string
@@ -502,7 +526,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
         const requestId = String(request.id)
         if (sends.has(requestId)) return false
-        const send = gate.track(sendMessage(payload)).pipe(hideDefects)
+        const send = gate.track(sendMessage(payload)).pipe(hideDefects, asRpcServerCall(request, requestId))
         // an Interrupt from the client ends the send with an interrupted Exit, as on RpcServer's path
         const fiber = fibers.start(
           Effect.uninterruptibleMask((restore) =>
@@ -565,7 +589,10 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         const { after, scopeId, scopeType } = payload.right
         const scope = Effect.runSync(Scope.make())
         subscription.scope = scope
-        const subscribe = subscribeInto({ scopeType, scopeId }, after, sinkOf(subscription)).pipe(hideDefects)
+        const subscribe = subscribeInto({ scopeType, scopeId }, after, sinkOf(subscription)).pipe(
+          hideDefects,
+          asRpcServerCall(request, requestId)
+        )
         const ended = <R>(effect: Effect.Effect<void, SubscribeError, R>) =>
           effect.pipe(
             Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),

@@ -10,7 +10,8 @@ import {
   CurrentUser,
   sendMessage,
   subscribeInto,
-  type SubscriptionSink
+  type SubscriptionSink,
+  traced
 } from "@chatify/core"
 import {
   type ChatError,
@@ -119,21 +120,28 @@ export const makeInvocationServices = (
 }
 
 /**
- * A hub method that is only its use case: it runs with `makeInvocationServices`' context, and a
- * typed error becomes the Completion's error, the ProblemDetails title and detail as over HTTP (a
- * defect is the connection's to answer, without internals).
+ * A hub method that is only its use case: it runs with `makeInvocationServices`' context, in a
+ * server span `ChatHub.{method}` while tracing is on, and a typed error becomes the Completion's
+ * error, the ProblemDetails title and detail as over HTTP (a defect is the connection's to answer,
+ * without internals).
  */
 const useCase = <A extends ReadonlyArray<unknown>, I>(
+  method: string,
   parameters: Schema.Schema<A, I, never> & { readonly elements: ReadonlyArray<unknown> },
   run: (args: A) => Effect.Effect<HubResult, ChatError, InvocationServices>,
   options?: { readonly pipelined?: boolean }
-): HubMethod<InvocationServices> =>
-  hubMethod(
-    parameters,
-    (args, context) =>
-      Effect.mapError(run(args), (error) => new HubError({ message: errorMessageOf(error, context.target) })),
-    options
-  )
+): [string, HubMethod<InvocationServices>] => {
+  const invoke = traced(`ChatHub.${method}`, { kind: "server" })(run)
+  return [
+    method,
+    hubMethod(
+      parameters,
+      (args, context) =>
+        Effect.mapError(invoke(args), (error) => new HubError({ message: errorMessageOf(error, context.target) })),
+      options
+    )
+  ]
+}
 
 /** The ReceiveMessage record of an event as a WebSocket frame, built once for every connection it reaches. */
 export const makeReceiveMessageEncoder = () =>
@@ -211,22 +219,19 @@ export const makeChatHub =
         })
 
       const methods = new Map<string, HubMethod<InvocationServices>>([
-        ["JoinScopeAsync", useCase(ScopeIdParameter, ([scopeId]) => join(scopeId))],
-        ["LeaveScopeAsync", useCase(ScopeIdParameter, ([scopeId]) => leave(scopeId))],
-        [
-          // Returns the EnrichedChatEvent {chatEvent, partition, offset}: the original's command result
-          // (EnrichedChatEventDto), the same body as POST /api/chat/send.
-          "SendAsync",
-          useCase(SendParameter, ([request]) =>
-            gate.track(sendMessage(request)).pipe(
-              Effect.flatMap((sent) =>
-                Either.match(enrichedJson(sent), {
-                  onLeft: () => Effect.fail(new Unexpected({ message: "could not encode the result" })),
-                  onRight: Effect.succeed
-                })
-              )
-            ), { pipelined: true })
-        ]
+        useCase("JoinScopeAsync", ScopeIdParameter, ([scopeId]) => join(scopeId)),
+        useCase("LeaveScopeAsync", ScopeIdParameter, ([scopeId]) => leave(scopeId)),
+        // Returns the EnrichedChatEvent {chatEvent, partition, offset}: the original's command result
+        // (EnrichedChatEventDto), the same body as POST /api/chat/send.
+        useCase("SendAsync", SendParameter, ([request]) =>
+          gate.track(sendMessage(request)).pipe(
+            Effect.flatMap((sent) =>
+              Either.match(enrichedJson(sent), {
+                onLeft: () => Effect.fail(new Unexpected({ message: "could not encode the result" })),
+                onRight: Effect.succeed
+              })
+            )
+          ), { pipelined: true })
       ])
       return { methods, servicesFor: makeInvocationServices(services, principal) }
     })
