@@ -42,6 +42,7 @@ import {
 } from "./Ports.js"
 import { checkReadRate } from "./ReadLimit.js"
 import { CoreSettings } from "./Settings.js"
+import { traced } from "./Tracing.js"
 
 export const STATS_WRITER_GROUP = "chatify-analytics-stats-writer"
 export const STATS_WRITER = "analytics-stats-writer"
@@ -293,23 +294,22 @@ export const violationRelay = Effect.gen(function*() {
  * oldest first. The same authorization as the history (`read` in the scope), counted in the caller's
  * read window.
  */
-export const readStats = (
+export const readStats: (
   query: StatsQuery
-): Effect.Effect<
+) => Effect.Effect<
   ScopeStats,
   QueryError,
   ChatPolicy | CurrentUser | ReadRateLimiter | ScopeAuthorizer | ScopeStatsStore
-> =>
-  Effect.gen(function*() {
-    const scope = { scopeType: query.scopeType, scopeId: query.scopeId }
-    yield* checkReadRate(yield* authorizeScope(scope, "read"))
-    const range = yield* Either.mapLeft(
-      statsRange(query, yield* Clock.currentTimeMillis),
-      (error) => new ValidationError({ errors: [error] })
-    )
-    const windows = yield* (yield* ScopeStatsStore).range(scope, { ...range, limit: MAX_STATS_WINDOWS })
-    return new ScopeStats({ ...scope, fromUtc: range.from, toUtc: range.to, windows })
-  }).pipe(Effect.withSpan("chat.stats"))
+> = traced("Chat.readStats")(function*(query: StatsQuery) {
+  const scope = { scopeType: query.scopeType, scopeId: query.scopeId }
+  yield* checkReadRate(yield* authorizeScope(scope, "read"))
+  const range = yield* Either.mapLeft(
+    statsRange(query, yield* Clock.currentTimeMillis),
+    (error) => new ValidationError({ errors: [error] })
+  )
+  const windows = yield* (yield* ScopeStatsStore).range(scope, { ...range, limit: MAX_STATS_WINDOWS })
+  return new ScopeStats({ ...scope, fromUtc: range.from, toUtc: range.to, windows })
+})
 
 /**
  * The rate-limit violations for an operator (the recent ones this pod holds, then live ones): the

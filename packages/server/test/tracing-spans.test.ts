@@ -16,6 +16,7 @@ import {
   PodIdentity,
   PresenceHeartbeat,
   readPresence,
+  readStats,
   sendMessage,
   subscribeInto,
   type SubscriptionSink,
@@ -27,6 +28,7 @@ import {
   MemoryPresence,
   MemoryRateLimiter,
   MemoryReadRateLimiter,
+  MemoryScopeStats,
   MemorySendDeduplicator,
   UuidV7IdGenerator
 } from "@chatify/adapters/memory"
@@ -60,6 +62,7 @@ const services = Layer.mergeAll(
   MemoryRateLimiter({ limit: 100, windowSeconds: 60 }),
   MemoryReadRateLimiter({ limit: 100, windowSeconds: 60 }),
   MemorySendDeduplicator({ windowSeconds: 60 }),
+  MemoryScopeStats,
   CoreSettings.layer(),
   Layer.succeed(ChatPolicy, defaultPolicyLimits),
   UuidV7IdGenerator,
@@ -143,6 +146,18 @@ describe("spans of the use cases and their adapters", () => {
           "Chat.readPresence",
           "MemoryReadRateLimiter.checkAndIncrement < Chat.readPresence",
           "MemoryPresence.online < Chat.readPresence"
+        ])
+      })
+    ))
+
+  it.effect("a stats read: the read limiter and the store's range are children of Chat.readStats", () =>
+    withRecordedSpans((spans) =>
+      Effect.gen(function*() {
+        yield* readStats(general).pipe(Effect.provideService(CurrentUser, alice))
+        expect(tree(yield* spans)).toEqual([
+          "Chat.readStats",
+          "MemoryReadRateLimiter.checkAndIncrement < Chat.readStats",
+          "MemoryScopeStats.range < Chat.readStats"
         ])
       })
     ))

@@ -1,5 +1,5 @@
 import { Effect, Layer, Schema } from "effect"
-import { ScopeStatsStore } from "@chatify/core"
+import { ScopeStatsStore, traced } from "@chatify/core"
 import { type ScopeRef, scopeKey, ScopeWindowStats } from "@chatify/domain"
 import { AnalyticsTables } from "./AnalyticsSchema.js"
 import { CassandraClient, cassandraUnavailable } from "./CassandraClient.js"
@@ -101,7 +101,10 @@ const make = Effect.gen(function*() {
       return windows
     })
 
-  return ScopeStatsStore.of({ upsert, range })
+  return ScopeStatsStore.of({
+    upsert: traced("CassandraScopeStats.upsert")(upsert),
+    range: traced("CassandraScopeStats.range")(range)
+  })
 })
 
 /** Window stats in Cassandra/ScyllaDB's scope_stats (migration Analytics/0001_scope_stats). */

@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import Database from "better-sqlite3"
 import { Effect, Layer } from "effect"
-import { ScopeStatsStore } from "@chatify/core"
+import { ScopeStatsStore, traced } from "@chatify/core"
 import { type ChatScopeType, DependencyUnavailable, type ScopeRef, scopeKey, ScopeWindowStats } from "@chatify/domain"
 import { backgroundCheckpoints } from "./SqliteCheckpoints.js"
 import { applyMigrations, type SqliteMigration } from "./SqliteMigrations.js"
@@ -145,11 +145,15 @@ const make = (options: SqliteScopeStatsOptions) =>
     })
 
     return ScopeStatsStore.of({
-      upsert: (windows) =>
+      upsert: traced("SqliteScopeStats.upsert")((windows: ReadonlyArray<ScopeWindowStats>) =>
         windows.length === 0
           ? Effect.void
-          : Effect.try({ try: () => statements.upsertAll(windows), catch: unavailable("cannot store window stats") }),
-      range: (scope: ScopeRef, { from, limit, to }) =>
+          : Effect.try({ try: () => statements.upsertAll(windows), catch: unavailable("cannot store window stats") })
+      ),
+      range: traced("SqliteScopeStats.range")((
+        scope: ScopeRef,
+        { from, limit, to }: { readonly from: Date; readonly to: Date; readonly limit: number }
+      ) =>
         Effect.try({
           try: () =>
             limit <= 0
@@ -157,6 +161,7 @@ const make = (options: SqliteScopeStatsOptions) =>
               : statements.range.all(scopeKey(scope), from.getTime(), to.getTime(), Math.trunc(limit)).map(fromRow),
           catch: unavailable("cannot read window stats")
         })
+      )
     })
   })
 
