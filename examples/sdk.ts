@@ -23,8 +23,9 @@ const program = Effect.gen(function*() {
     Effect.fork
   )
 
-  // 2. Wait until the server has registered the subscription: every later message reaches it.
-  yield* Deferred.await(live)
+  // 2. Wait until the server has registered the subscription: every later message reaches it
+  //    (or for the subscription's failure, e.g. a refused token).
+  yield* Deferred.await(live).pipe(Effect.raceFirst(Fiber.join(subscription)))
 
   // 3. Send.
   const event = yield* chat.send({ ...general, text: "Hello from the SDK!" })
@@ -36,13 +37,15 @@ const program = Effect.gen(function*() {
 })
 
 program.pipe(
-  // the SDK reconnects until it gets through, so a server that is down, or one that refuses the
-  // connection for want of a token, shows as no answer
+  // a server that requires authentication and got no token, or one it refuses
+  Effect.catchTag(
+    "Unauthenticated",
+    (error) => Effect.fail(`${server} refused the connection (${error.message}): is CHATIFY_TOKEN a valid token?`)
+  ),
+  // the SDK reconnects until it gets through, so a server that is down shows as no answer
   Effect.timeoutFail({
     duration: "10 seconds",
-    onTimeout: () =>
-      `no answer from ${server} within 10 s: is the server running there and, if it requires authentication, ` +
-      "is CHATIFY_TOKEN a valid token?"
+    onTimeout: () => `no answer from ${server} within 10 s: is the server running there?`
   }),
   Effect.provide(ChatClient.layer({
     url: `${server.replace(/^http/u, "ws")}/rpc`,

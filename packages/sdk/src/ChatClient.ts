@@ -43,7 +43,7 @@ import {
   type SubscribeError,
   type SubscriptionLagged,
   Timeout,
-  type Unauthenticated
+  Unauthenticated
 } from "@chatify/domain"
 import { DEFAULT_DEDUPE_CAPACITY, makeMessageIdLru } from "./Dedupe.js"
 import { defaultReconnectSchedule, resetWhenQuiet } from "./Reconnect.js"
@@ -280,11 +280,25 @@ export const makeChatClient = (
     // WebSocket can send upgrade headers, in the URL's query elsewhere.
     const connector = yield* WebSocketConnector
     const transport = options.accessTokenTransport ?? (connector.upgradeHeaders ? "header" : "query")
+    // RpcClient retries a refused upgrade as it retries a lost connection, so the calls waiting for
+    // a socket would wait for ever on a token the server refuses (401): where the runtime tells the
+    // status, those calls fail with Unauthenticated instead.
+    let upgradeRefused = Deferred.unsafeMake<Unauthenticated>(FiberId.none)
+    const onRefused = (status: number) => {
+      if (status !== 401) return
+      const refused = upgradeRefused
+      upgradeRefused = Deferred.unsafeMake<Unauthenticated>(FiberId.none)
+      Deferred.unsafeDone(
+        refused,
+        Exit.succeed(new Unauthenticated({ message: "the server refused the connection's access token (401)" }))
+      )
+    }
+    const tokenRefused = Effect.suspend(() => Deferred.await(upgradeRefused)).pipe(Effect.flatMap(Effect.fail))
     const open: Effect.Effect<globalThis.WebSocket> = tokenOf === undefined
-      ? Effect.sync(() => connector.open(options.url, {}))
+      ? Effect.sync(() => connector.open(options.url, {}, onRefused))
       : transport === "query"
-      ? Effect.map(tokenOf, (token) => connector.open(withAccessToken(options.url, token), {}))
-      : Effect.map(tokenOf, (token) => connector.open(options.url, { authorization: `Bearer ${token}` }))
+      ? Effect.map(tokenOf, (token) => connector.open(withAccessToken(options.url, token), {}, onRefused))
+      : Effect.map(tokenOf, (token) => connector.open(options.url, { authorization: `Bearer ${token}` }, onRefused))
     // The RPC client replaces a socket that answered no ping for 10 s on its own, without failing
     // the calls open on it (@effect/rpc swallows that "OpenTimeout" under retryTransientErrors):
     // their replies would never come. Its run is interrupted then, and this tells those calls.
@@ -309,8 +323,13 @@ export const makeChatClient = (
       Effect.zipRight(Effect.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message: SOCKET_LOST })))
     )
     /** A read (history, presence, stats) left on a replaced socket is asked again on the new one: reads are safe to repeat. */
-    const read = <A, E>(call: Effect.Effect<A, E>): Effect.Effect<A, E | RpcClientError.RpcClientError> =>
-      Effect.raceFirst(call, socketLost).pipe(Effect.retry({ times: READ_RETRIES_ON_SOCKET_LOSS, while: isSocketLost }))
+    const read = <A, E>(
+      call: Effect.Effect<A, E>
+    ): Effect.Effect<A, E | RpcClientError.RpcClientError | Unauthenticated> =>
+      Effect.raceFirst(call, socketLost).pipe(
+        Effect.retry({ times: READ_RETRIES_ON_SOCKET_LOSS, while: isSocketLost }),
+        Effect.raceFirst(tokenRefused)
+      )
 
     // ndjson, as the server's /rpc route; transient open errors wait for the socket instead of failing calls.
     const protocol = RpcClient.layerProtocolSocket({
@@ -341,7 +360,8 @@ export const makeChatClient = (
           clientMessageId: request.clientMessageId ?? newClientMessageId()
         }
         return Effect.raceFirst(rpc.Send(payload, { headers }), socketLost).pipe(
-          Effect.retry({ schedule: sendRetry, while: isRetryableSendError })
+          Effect.retry({ schedule: sendRetry, while: isRetryableSendError }),
+          Effect.raceFirst(tokenRefused)
         )
       })
 
@@ -431,6 +451,7 @@ export const makeChatClient = (
               Stream.filterMap(identity),
               Stream.interruptWhen(liveInTime),
               Stream.interruptWhen(socketLost),
+              Stream.interruptWhen(tokenRefused),
               // A subscription has no natural end: a clean end means the server let go of it.
               Stream.concat(
                 Stream.suspend(() =>

@@ -8,8 +8,16 @@ export interface WebSocketConnectorService {
    * WebSocket cannot. The access token then travels in the `Authorization` header, else in the URL.
    */
   readonly upgradeHeaders: boolean
-  /** A new WebSocket to `url`; `headers` go on its upgrade request when `upgradeHeaders` is true. */
-  readonly open: (url: string, headers: Readonly<Record<string, string>>) => globalThis.WebSocket
+  /**
+   * A new WebSocket to `url`; `headers` go on its upgrade request when `upgradeHeaders` is true.
+   * `onRefused` hears the HTTP status of an upgrade the server answered with something else than
+   * 101, where the runtime tells it (Node's `ws` does; a browser's WebSocket does not).
+   */
+  readonly open: (
+    url: string,
+    headers: Readonly<Record<string, string>>,
+    onRefused?: (status: number) => void
+  ) => globalThis.WebSocket
 }
 
 /**

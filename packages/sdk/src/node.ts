@@ -12,8 +12,18 @@ export * from "./index.js"
 /** Opens sockets with `ws`, which Node ≥ 20 has no global WebSocket to replace and which can send upgrade headers. */
 export const NodeWebSocketConnector: Layer.Layer<WebSocketConnector> = Layer.succeed(WebSocketConnector, {
   upgradeHeaders: true,
-  // `ws` implements the browser's WebSocket interface, which is all the client uses of it
-  open: (url, headers) => new WebSocket(url, { headers }) as unknown as globalThis.WebSocket
+  open: (url, headers, onRefused) => {
+    const ws = new WebSocket(url, { headers })
+    // `ws` reports a refused upgrade as an error whose message holds the status
+    if (onRefused !== undefined) {
+      ws.once("error", (error) => {
+        const status = /^Unexpected server response: (\d{3})$/u.exec(error.message)?.[1]
+        if (status !== undefined) onRefused(Number(status))
+      })
+    }
+    // `ws` implements the browser's WebSocket interface, which is all the client uses of it
+    return ws as unknown as globalThis.WebSocket
+  }
 })
 
 /** A ChatClient over one WebSocket, closed with the scope. */

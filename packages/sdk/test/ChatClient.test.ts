@@ -588,8 +588,21 @@ describe("ChatClient end to end", () => {
       const history = yield* alice.history({ ...scope })
       expect(history.items.map((e) => e.chatEvent.text)).toEqual(["signed"])
 
-      // without a token the upgrade itself is refused, with a 401 Unauthenticated ProblemDetails (the
-      // SDK then only waits for a socket: it has no typed error for a refused upgrade)
+      // a client whose connection token the server refuses: its calls fail with Unauthenticated, they
+      // do not wait for ever on a socket that cannot open
+      const refusedClient = yield* makeChatClient({ url: server.wsUrl, accessToken: "not-a-jwt" })
+      const [refusedSend, refusedRead, refusedSubscription] = yield* Effect.all([
+        Effect.flip(refusedClient.send({ ...scope, text: "never sent" })),
+        Effect.flip(refusedClient.history({ ...scope })),
+        Effect.flip(Stream.runDrain(refusedClient.subscribe(scope)))
+      ], { concurrency: "unbounded" }).pipe(within("10 seconds", "the refused connection's calls to fail"))
+      expect([refusedSend._tag, refusedRead._tag, refusedSubscription._tag]).toEqual([
+        "Unauthenticated",
+        "Unauthenticated",
+        "Unauthenticated"
+      ])
+
+      // without a token the upgrade itself is refused, with a 401 Unauthenticated ProblemDetails
       const upgrade = yield* Effect.async<{ readonly status: number | undefined; readonly body: string }>((resume) => {
         const ws = new NodeWebSocket(server.wsUrl)
         ws.on("unexpected-response", (_, response) => {
