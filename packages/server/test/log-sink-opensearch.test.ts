@@ -42,11 +42,14 @@ interface Hit {
   readonly _source: Record<string, unknown>
 }
 
-/** Documents of `index` matching the query string `q` (after a refresh), or [] while the index does not exist. */
+/**
+ * Documents of `index` matching the query string `q` (after a refresh), or [] while the index does
+ * not exist or cannot answer yet (a new index whose shards have not started answers 503, no `hits`).
+ */
 const search = async (index: string, q: string): Promise<ReadonlyArray<Hit>> => {
   await fetch(`${opensearch}/${index}/_refresh`, { method: "POST" })
   const response = await fetch(`${opensearch}/${index}/_search?size=1000&q=${encodeURIComponent(q)}`)
-  if (response.status === 404) return []
+  if (!response.ok) return []
   const body = (await response.json()) as { hits: { hits: ReadonlyArray<Hit> } }
   return body.hits.hits
 }
