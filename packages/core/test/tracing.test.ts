@@ -8,6 +8,7 @@ import {
   traced,
   withRecordContext
 } from "../src/index.js"
+import { recordingTracer } from "./support/recordingTracer.js"
 
 const hexId = (length: number) =>
   FastCheck.stringMatching(new RegExp(`^[0-9a-f]{${length}}$`, "u")).filter((id) => !/^0+$/u.test(id))
@@ -62,16 +63,8 @@ describe("traceparent codec (W3C Trace Context, version 00)", () => {
 /** Effect's own tracer, recording every span it makes; on for `effect`. */
 const withRecordedSpans = <A, E, R>(effect: (spans: Ref.Ref<ReadonlyArray<Tracer.Span>>) => Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
-    const native = yield* Effect.tracer
     const spans = yield* Ref.make<ReadonlyArray<Tracer.Span>>([])
-    const recording = Tracer.make({
-      span: (...args) => {
-        const span = native.span(...args)
-        Effect.runSync(Ref.update(spans, (all) => [...all, span]))
-        return span
-      },
-      context: (f, fiber) => native.context(f, fiber)
-    })
+    const recording = yield* recordingTracer(spans)
     return yield* effect(spans).pipe(Effect.withTracer(recording), Effect.withTracerEnabled(true))
   })
 

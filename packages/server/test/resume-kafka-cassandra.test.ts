@@ -19,8 +19,11 @@ import { Deferred, Effect, Layer, Ref, Schedule, Schema, Stream } from "effect"
 import { ChatRpcs, EnrichedChatEvent, type StreamPosition, Subscribed, type SubscriptionItem } from "@chatify/domain"
 import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
+import { awaitReady } from "../src/testing.js"
 import { type ServerProcess, startServerProcess } from "./support/serverProcess.js"
 
+/** A pod from source on a loaded box: Kafka group joins and schema checks before it is ready. */
+const POD_START = "90 seconds"
 const run = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
 const TOPIC = `chatify-resume-${run}`
 const KEYSPACE = `chatify_resume_${run}`
@@ -80,14 +83,6 @@ const startPod = (podName: string) => {
   pods.push(pod)
   return pod
 }
-
-const awaitReady = (base: string) =>
-  Effect.tryPromise(() => fetch(`${base}/health/ready`).then((r) => r.status)).pipe(
-    Effect.orElseSucceed(() => 0),
-    Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (status) => status === 200 }),
-    Effect.timeoutFail({ duration: "90 seconds", onTimeout: () => new Error(`${base} never became ready`) }),
-    Effect.orDie
-  )
 
 const decodeEvent = Schema.decodeUnknownSync(EnrichedChatEvent)
 
@@ -154,7 +149,7 @@ describe("resume on Kafka and Cassandra, two pods", () => {
         const [a, b] = yield* Effect.all([Effect.promise(() => podA.listening), Effect.promise(() => podB.listening)], {
           concurrency: 2
         })
-        yield* Effect.all([awaitReady(a), awaitReady(b)], { concurrency: 2 })
+        yield* Effect.all([awaitReady(a, POD_START), awaitReady(b, POD_START)], { concurrency: 2 })
         const scopeId = `resume-${run}`
         const sent: Array<EnrichedChatEvent> = []
         const sendMany = (count: number, label: string) =>

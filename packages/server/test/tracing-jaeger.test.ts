@@ -21,8 +21,11 @@ import { Effect, Layer, Schedule, Schema } from "effect"
 import { ChatRpcs, EnrichedChatEvent } from "@chatify/domain"
 import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
+import { awaitReady } from "../src/testing.js"
 import { type ServerProcess, startServerProcess } from "./support/serverProcess.js"
 
+/** A pod from source on a loaded box: Kafka group joins and schema checks before it is ready. */
+const POD_START = "90 seconds"
 const run = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
 const TOPIC = `chatify-traces-${run}`
 const GROUP_PREFIX = `chatify-traces-broadcast-${run}`
@@ -96,14 +99,6 @@ const startPod = (podName: string, extra: Record<string, string> = {}) => {
   return pod
 }
 
-const awaitReady = (base: string) =>
-  Effect.tryPromise(() => fetch(`${base}/health/ready`).then((r) => r.status)).pipe(
-    Effect.orElseSucceed(() => 0),
-    Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (status) => status === 200 }),
-    Effect.timeoutFail({ duration: "90 seconds", onTimeout: () => new Error(`${base} never became ready`) }),
-    Effect.orDie
-  )
-
 const decodeEvent = Schema.decodeUnknownSync(EnrichedChatEvent)
 
 // Jaeger's query API (/api/traces): the part of its answer this test reads
@@ -159,7 +154,7 @@ describe("traces in Jaeger, Kafka mode, two pods", () => {
         const [a, b] = yield* Effect.all([Effect.promise(() => podA.listening), Effect.promise(() => podB.listening)], {
           concurrency: 2
         })
-        yield* Effect.all([awaitReady(a), awaitReady(b)], { concurrency: 2 })
+        yield* Effect.all([awaitReady(a, POD_START), awaitReady(b, POD_START)], { concurrency: 2 })
 
         const correlationId = `trace-${run}`
         const response = yield* Effect.promise(() =>
@@ -266,7 +261,7 @@ describe("traces in Jaeger, Kafka mode, two pods", () => {
           CHATIFY__DATABASE__KEYSPACE: KEYSPACE
         })
         const base = yield* Effect.promise(() => pod.listening)
-        yield* awaitReady(base)
+        yield* awaitReady(base, POD_START)
 
         // a bare RPC client, anonymous as the pod is: its sends take the fast path (see RpcSocketProtocol)
         const context = yield* Layer.build(

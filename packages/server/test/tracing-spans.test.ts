@@ -43,6 +43,7 @@ import type { Principal } from "../src/Auth.js"
 import { asRpcServerCall } from "../src/realtime/RpcSocketProtocol.js"
 import { Flusher, Outbox } from "../src/realtime/Outbox.js"
 import { ShutdownGate } from "../src/Runtime.js"
+import { recordingTracer } from "../../core/test/support/recordingTracer.js"
 import { makeChatHub, makeReceiveMessageEncoder } from "../src/signalr/ChatHub.js"
 
 const PRESENCE_TTL_MILLIS = 30_000
@@ -81,16 +82,8 @@ const withRecordedSpans = <A, E, R>(
   effect: (spans: Effect.Effect<ReadonlyArray<Tracer.Span>>) => Effect.Effect<A, E, R>
 ) =>
   Effect.gen(function*() {
-    const native = yield* Effect.tracer
     const spans = yield* Ref.make<ReadonlyArray<Tracer.Span>>([])
-    const recording = Tracer.make({
-      span: (...args) => {
-        const span = native.span(...args)
-        Effect.runSync(Ref.update(spans, (all) => [...all, span]))
-        return span
-      },
-      context: (f, fiber) => native.context(f, fiber)
-    })
+    const recording = yield* recordingTracer(spans)
     // the services are built under the recording tracer too: their background fibers (the
     // presence heartbeat) record what they make
     return yield* effect(Ref.get(spans)).pipe(
