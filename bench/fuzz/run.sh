@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full fuzz and crash run (pnpm bench:fuzz): 100,000 cases per interface against a running
 # server and 20 SIGKILLs of the embedded server during sends, with the figures printed.
-#   FUZZ_RUNS     cases per interface (default 100000; the normal suite skips the fuzzers until their open findings are fixed)
+#   FUZZ_RUNS     cases per interface (default 100000; the normal suite runs 10000)
 #   CRASH_ROUNDS  SIGKILL rounds (default 20)
 #   FUZZ_SEED     replays a run: every test prints the seed it used
 set -euo pipefail

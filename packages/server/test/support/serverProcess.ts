@@ -26,11 +26,18 @@ export const startServerProcess = (env: Record<string, string>, children: Array<
   let output = ""
   const lines: Array<{ readonly at: number; readonly text: string }> = []
   const listening = new Promise<string>((resolve, reject) => {
+    let searching = true
     const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      lines.push({ at: Date.now(), text: chunk.toString() })
+      const text = chunk.toString()
+      output += text
+      lines.push({ at: Date.now(), text })
+      // only until found: a server that logs every request would otherwise be searched anew per chunk
+      if (!searching) return
       const match = /Listening on (http:\/\/[^"\s]+)/u.exec(output)
-      if (match?.[1] !== undefined) resolve(match[1].replace("0.0.0.0", "127.0.0.1"))
+      if (match?.[1] !== undefined) {
+        searching = false
+        resolve(match[1].replace("0.0.0.0", "127.0.0.1"))
+      }
     }
     child.stdout.on("data", onData)
     child.stderr.on("data", onData)
