@@ -89,7 +89,10 @@ const config: ServerConfig = testing.testServerConfig(dataDirectory, {
 // As the server runs without CHATIFY__TRACING__* (Effect's tracer off); SEND_TRACING=1 keeps it on,
 // making spans that go nowhere (the cost of tracing without an exporter's).
 const tracing = process.env["SEND_TRACING"] === "1" ? Layer.empty : Layer.setTracerEnabled(false)
-const services = server.Consumers(config).pipe(Layer.provideMerge(server.ServerServices(config)), Layer.provide(tracing))
+const services = server.Consumers(config).pipe(
+  Layer.provideMerge(server.ServerServices(config)),
+  Layer.provide(tracing)
+)
 
 const users = Array.from({ length: USERS }, (_, i) => ({ userId: `user-${i}`, connectionId: `conn-${i}` }))
 // fresh scopes per run: a production history outlives the run
