@@ -165,8 +165,13 @@ const BROADCAST_COMMIT_INTERVAL_MILLIS = 1_000
  * idle log then costs two fetches a second rather than one per few milliseconds.
  */
 const HISTORY_FETCH_DELAY_MILLIS = 500
-/** See historyBatchMaxWindow: batches grow while more than 1000 / this messages a second arrive. */
-const HISTORY_WAIT_PER_RECORD_MILLIS = 4
+/**
+ * See historyBatchMaxWindow: batches grow while more than 1000 / this (50) messages a second arrive.
+ * A store's cost is per request (Cassandra: one unlogged batch per scope and bucket), so a window
+ * holding one message per scope costs as much per message as no window at all: with 100 scopes,
+ * windows of 100 ms only start to pay at thousands of messages a second.
+ */
+const HISTORY_WAIT_PER_RECORD_MILLIS = 20
 
 const consumeChunks = <E, R>(
   consumer: ConsumerRecords,

@@ -17,8 +17,8 @@ export interface CoreSettingsShape {
    */
   readonly historyBatchWindow: Duration.Duration
   /**
-   * The longest the writer waits under load: after a batch of n records it waits n × 4 ms, at least
-   * historyBatchWindow and at most this. Above ~250 messages/s the batches grow up to this window,
+   * The longest the writer waits under load: after a batch of n records it waits n × 20 ms, at least
+   * historyBatchWindow and at most this. Above ~50 messages/s the batches grow up to this window,
    * so a busy store gets few large writes; below, a message is stored within historyBatchWindow.
    */
   readonly historyBatchMaxWindow: Duration.Duration
