@@ -16,6 +16,8 @@ RUN npm install -g pnpm@12.4.2
 WORKDIR /src
 # the lockfile alone decides what is fetched: this layer is reused until it changes
 COPY pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
+# pnpm-workspace.yaml's patchedDependencies name these: the lockfile's hashes cover them
+COPY patches ./patches
 RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store pnpm fetch --store-dir /pnpm/store
 COPY . .
 RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \

@@ -855,7 +855,7 @@ describe("deploy/: images, Dockerfiles and the kind cluster", () => {
         match[1]!.split(/\s+/u).filter((source) => source !== ".")
       )
     )
-    expect(copied).toEqual(expect.arrayContaining(["pnpm-lock.yaml", "packages/analytics/pom.xml"]))
+    expect(copied).toEqual(expect.arrayContaining(["pnpm-lock.yaml", "patches", "packages/analytics/pom.xml"]))
     const tracked = await run("git", ["ls-files", "--", "packages", "package.json", "tsconfig*.json", ".npmrc"])
     expect(tracked.code).toBe(0)
     const sources = [...copied, ...tracked.output.split("\n").filter((line) => line.length > 0)]
