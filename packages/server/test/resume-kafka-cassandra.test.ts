@@ -7,20 +7,15 @@
  * history writer has committed that far; what arrives live meanwhile is held back and released
  * after it. Topic, keyspace, broadcast groups and pod names are this run's own, removed afterwards.
  */
-import type { ChildProcess } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { NodeSocket } from "@effect/platform-node"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Client } from "cassandra-driver"
 import { Deferred, Effect, Layer, Ref, Schedule, Schema, Stream } from "effect"
 import { ChatRpcs, EnrichedChatEvent, type StreamPosition, Subscribed, type SubscriptionItem } from "@chatify/domain"
-import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
 import { awaitReady } from "../src/testing.js"
-import { type ServerProcess, startServerProcess } from "./support/serverProcess.js"
+import { makePodFleet } from "./support/podFleet.js"
+import type { ServerProcess } from "./support/serverProcess.js"
 
 /** A pod from source on a loaded box: Kafka group joins and schema checks before it is ready. */
 const POD_START = "90 seconds"
@@ -32,42 +27,18 @@ const GROUP_PREFIX = `chatify-resume-broadcast-${run}`
 const HISTORY_GROUP = `chatify-resume-history-${run}`
 const PODS = [`resume-a-${run}`, `resume-b-${run}`] as const
 
-const children: Array<ChildProcess> = []
-const directories: Array<string> = []
-const pods: Array<ServerProcess> = []
+const fleet = makePodFleet({
+  topics: [TOPIC],
+  groups: [...PODS.map((pod) => `${GROUP_PREFIX}-${pod}`), HISTORY_GROUP],
+  keyspaces: [KEYSPACE]
+})
 
 beforeAll(() => Promise.all([ensureService("kafka"), ensureService("cassandra")]), 300_000)
 
-afterAll(async () => {
-  // a graceful stop: the pods leave their history-writer group at once instead of stalling it for a
-  // session timeout
-  for (const pod of pods) pod.child.kill("SIGTERM")
-  await Promise.all(
-    pods.map((pod) => Promise.race([pod.exited, new Promise((resolve) => setTimeout(resolve, 20_000))]))
-  )
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-  for (const dir of directories) rmSync(dir, { recursive: true, force: true })
-  await Effect.runPromise(
-    withAdmin(async (admin) => {
-      await admin.deleteTopics({ topics: [TOPIC] }).catch(() => undefined)
-      await admin.deleteGroups([...PODS.map((pod) => `${GROUP_PREFIX}-${pod}`), HISTORY_GROUP]).catch(() => undefined)
-    }).pipe(Effect.ignore)
-  )
-  const cassandra = new Client({
-    contactPoints: [endpoints.cassandra.host],
-    protocolOptions: { port: endpoints.cassandra.port },
-    localDataCenter: "datacenter1"
-  })
-  await cassandra.execute(`DROP KEYSPACE IF EXISTS ${KEYSPACE}`).catch(() => undefined)
-  await cassandra.shutdown()
-}, 120_000)
+afterAll(() => fleet.stop(), 120_000)
 
-const startPod = (podName: string) => {
-  const dataDirectory = mkdtempSync(join(tmpdir(), `chatify-${podName}-`))
-  directories.push(dataDirectory)
-  const pod = startServerProcess({
-    POD_NAME: podName,
-    CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
+const startPod = (podName: string) =>
+  fleet.start(podName, {
     CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
     CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
     CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
@@ -79,10 +50,7 @@ const startPod = (podName: string) => {
     CHATIFY__RATELIMIT__LIMIT: "100000",
     CHATIFY__RATELIMIT__READLIMIT: "100000",
     CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0"
-  }, children)
-  pods.push(pod)
-  return pod
-}
+  })
 
 const decodeEvent = Schema.decodeUnknownSync(EnrichedChatEvent)
 

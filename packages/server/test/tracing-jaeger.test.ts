@@ -9,20 +9,15 @@
  * A third pod, on Cassandra, takes an /rpc send on the WebSocket fast path: its trace must have
  * RpcServer's span above the use case, as RpcServer's own path has, and the Cassandra append.
  */
-import type { ChildProcess } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { NodeSocket } from "@effect/platform-node"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Client } from "cassandra-driver"
 import { Effect, Layer, Schedule, Schema } from "effect"
 import { ChatRpcs, EnrichedChatEvent } from "@chatify/domain"
-import { withAdmin } from "../../adapters/test/support/kafkaAdmin.js"
 import { endpoints, ensureService } from "../../adapters/test/support/services.js"
 import { awaitReady } from "../src/testing.js"
-import { type ServerProcess, startServerProcess } from "./support/serverProcess.js"
+import { makePodFleet } from "./support/podFleet.js"
+import type { ServerProcess } from "./support/serverProcess.js"
 
 /** A pod from source on a loaded box: Kafka group joins and schema checks before it is ready. */
 const POD_START = "90 seconds"
@@ -41,47 +36,21 @@ const KEYSPACE = `chatify_traces_${run}`
 const RPC_TOPIC = `${TOPIC}-rpc`
 const RPC_HISTORY_GROUP = `${HISTORY_GROUP}-rpc`
 
-const children: Array<ChildProcess> = []
-const directories: Array<string> = []
-const pods: Array<ServerProcess> = []
+const fleet = makePodFleet({
+  topics: [TOPIC, RPC_TOPIC],
+  groups: [...[...PODS, RPC_POD].map((pod) => `${GROUP_PREFIX}-${pod}`), HISTORY_GROUP, RPC_HISTORY_GROUP],
+  keyspaces: [KEYSPACE]
+})
 
 beforeAll(
   () => Promise.all([ensureService("kafka"), ensureService("jaeger"), ensureService("cassandra")]),
   600_000
 )
 
-afterAll(async () => {
-  for (const pod of pods) pod.child.kill("SIGTERM")
-  await Promise.all(
-    pods.map((pod) => Promise.race([pod.exited, new Promise((resolve) => setTimeout(resolve, 20_000))]))
-  )
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-  for (const dir of directories) rmSync(dir, { recursive: true, force: true })
-  await Effect.runPromise(
-    withAdmin(async (admin) => {
-      await admin.deleteTopics({ topics: [TOPIC, RPC_TOPIC] }).catch(() => undefined)
-      await admin.deleteGroups([
-        ...[...PODS, RPC_POD].map((pod) => `${GROUP_PREFIX}-${pod}`),
-        HISTORY_GROUP,
-        RPC_HISTORY_GROUP
-      ]).catch(() => undefined)
-    }).pipe(Effect.ignore)
-  )
-  const cassandra = new Client({
-    contactPoints: [endpoints.cassandra.host],
-    protocolOptions: { port: endpoints.cassandra.port },
-    localDataCenter: "datacenter1"
-  })
-  await cassandra.execute(`DROP KEYSPACE IF EXISTS ${KEYSPACE}`).catch(() => undefined)
-  await cassandra.shutdown()
-}, 120_000)
+afterAll(() => fleet.stop(), 120_000)
 
-const startPod = (podName: string, extra: Record<string, string> = {}) => {
-  const dataDirectory = mkdtempSync(join(tmpdir(), `chatify-${podName}-`))
-  directories.push(dataDirectory)
-  const pod = startServerProcess({
-    POD_NAME: podName,
-    CHATIFY__EMBEDDED__DATADIRECTORY: dataDirectory,
+const startPod = (podName: string, extra: Record<string, string> = {}) =>
+  fleet.start(podName, {
     CHATIFY__MESSAGEBROKER__BOOTSTRAPSERVERS: endpoints.kafka,
     CHATIFY__MESSAGEBROKER__TOPICNAME: TOPIC,
     CHATIFY__MESSAGEBROKER__CREATETOPICS: "true",
@@ -94,10 +63,7 @@ const startPod = (podName: string, extra: Record<string, string> = {}) => {
     CHATIFY__LOGGING__LEVEL: "Debug",
     CHATIFY__SHUTDOWN__DRAINDELAYSECONDS: "0",
     ...extra
-  }, children)
-  pods.push(pod)
-  return pod
-}
+  })
 
 const decodeEvent = Schema.decodeUnknownSync(EnrichedChatEvent)
 
