@@ -8,7 +8,7 @@ import { withAdmin } from "../../../adapters/test/support/kafkaAdmin.js"
 import { endpoints } from "../../../adapters/test/support/services.js"
 import { type ServerProcess, startServerProcess } from "./serverProcess.js"
 
-/** What a test file's pods leave on the shared services: removed when the fleet stops. */
+/** What a test file's pods leave on the shared services (topics with their `-dlq`): removed when the fleet stops. */
 export interface RunResources {
   readonly topics: ReadonlyArray<string>
   readonly groups: ReadonlyArray<string>
@@ -51,7 +51,9 @@ export const makePodFleet = (resources: RunResources): PodFleet => {
       for (const dir of directories) rmSync(dir, { recursive: true, force: true })
       await Effect.runPromise(
         withAdmin(async (admin) => {
-          await admin.deleteTopics({ topics: [...resources.topics] }).catch(() => undefined)
+          // with CREATETOPICS the pods also created each topic's dead-letter topic, `{topic}-dlq`
+          const topics = resources.topics.flatMap((topic) => [topic, `${topic}-dlq`])
+          await admin.deleteTopics({ topics }).catch(() => undefined)
           await admin.deleteGroups([...resources.groups]).catch(() => undefined)
         }).pipe(Effect.ignore)
       )
