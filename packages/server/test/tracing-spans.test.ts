@@ -104,6 +104,15 @@ const tree = (spans: ReadonlyArray<Tracer.Span>) => {
   )
 }
 
+/** The span tree (see `tree`) of one call of a use case by alice. */
+const spanTreeOf = <A, E>(useCase: Effect.Effect<A, E, Layer.Layer.Success<typeof services> | CurrentUser>) =>
+  withRecordedSpans((spans) =>
+    Effect.gen(function*() {
+      yield* useCase.pipe(Effect.provideService(CurrentUser, alice))
+      return tree(yield* spans)
+    })
+  )
+
 const collectingSink = (items: Array<SubscriptionItem>): SubscriptionSink => ({
   push: (item) => {
     items.push(item)
@@ -115,45 +124,34 @@ const collectingSink = (items: Array<SubscriptionItem>): SubscriptionSink => ({
 
 describe("spans of the use cases and their adapters", () => {
   it.effect("a de-duplicated send: the limiter and every de-duplicator call are children of Chat.send", () =>
-    withRecordedSpans((spans) =>
-      Effect.gen(function*() {
-        yield* sendMessage({ ...general, text: "hi", clientMessageId: "m-1" }).pipe(
-          Effect.provideService(CurrentUser, alice)
-        )
-        expect(tree(yield* spans)).toEqual([
-          "Chat.send",
-          "Chat.validate < Chat.send",
-          "MemoryRateLimiter.checkAndIncrement < Chat.send",
-          "MemorySendDeduplicator.claim < Chat.send",
-          "MemoryLog.produce < Chat.send",
-          "MemorySendDeduplicator.complete < Chat.send"
-        ])
-      })
-    ))
+    Effect.gen(function*() {
+      expect(yield* spanTreeOf(sendMessage({ ...general, text: "hi", clientMessageId: "m-1" }))).toEqual([
+        "Chat.send",
+        "Chat.validate < Chat.send",
+        "MemoryRateLimiter.checkAndIncrement < Chat.send",
+        "MemorySendDeduplicator.claim < Chat.send",
+        "MemoryLog.produce < Chat.send",
+        "MemorySendDeduplicator.complete < Chat.send"
+      ])
+    }))
 
   it.effect("a presence read: the read limiter and the presence lookup are children of Chat.readPresence", () =>
-    withRecordedSpans((spans) =>
-      Effect.gen(function*() {
-        yield* readPresence(general).pipe(Effect.provideService(CurrentUser, alice))
-        expect(tree(yield* spans)).toEqual([
-          "Chat.readPresence",
-          "MemoryReadRateLimiter.checkAndIncrement < Chat.readPresence",
-          "MemoryPresence.online < Chat.readPresence"
-        ])
-      })
-    ))
+    Effect.gen(function*() {
+      expect(yield* spanTreeOf(readPresence(general))).toEqual([
+        "Chat.readPresence",
+        "MemoryReadRateLimiter.checkAndIncrement < Chat.readPresence",
+        "MemoryPresence.online < Chat.readPresence"
+      ])
+    }))
 
   it.effect("a stats read: the read limiter and the store's range are children of Chat.readStats", () =>
-    withRecordedSpans((spans) =>
-      Effect.gen(function*() {
-        yield* readStats(general).pipe(Effect.provideService(CurrentUser, alice))
-        expect(tree(yield* spans)).toEqual([
-          "Chat.readStats",
-          "MemoryReadRateLimiter.checkAndIncrement < Chat.readStats",
-          "MemoryScopeStats.range < Chat.readStats"
-        ])
-      })
-    ))
+    Effect.gen(function*() {
+      expect(yield* spanTreeOf(readStats(general))).toEqual([
+        "Chat.readStats",
+        "MemoryReadRateLimiter.checkAndIncrement < Chat.readStats",
+        "MemoryScopeStats.range < Chat.readStats"
+      ])
+    }))
 
   it.effect(
     "a subscription: Chat.subscribe holds its read limit and presence track; the heartbeat's refreshes make no span",
