@@ -1,6 +1,7 @@
-import { Client, type QueryOptions, type tracker, types } from "cassandra-driver"
+import type { Client, QueryOptions, tracker, types } from "cassandra-driver"
 import { Context, Data, Duration, Effect, Layer, Option, Schedule, type Scope } from "effect"
 import { DependencyUnavailable } from "@chatify/domain"
+import { Consistency, CONSISTENCIES, consistencyName, parseConsistency } from "./CassandraConsistency.js"
 import {
   applyMigrations,
   type CassandraMigration,
@@ -106,31 +107,6 @@ export const cassandraUnavailable = (what: string) => (cause: unknown): Dependen
 
 const invalid = (message: string) => new DependencyUnavailable({ dependency: CASSANDRA_DEPENDENCY, message })
 
-// By CQL name; lookups normalise case, "_" and "-", so the driver's names ("localQuorum") match too.
-const CONSISTENCIES: ReadonlyArray<readonly [string, types.consistencies]> = [
-  ["ANY", types.consistencies.any],
-  ["ONE", types.consistencies.one],
-  ["TWO", types.consistencies.two],
-  ["THREE", types.consistencies.three],
-  ["QUORUM", types.consistencies.quorum],
-  ["ALL", types.consistencies.all],
-  ["LOCAL_QUORUM", types.consistencies.localQuorum],
-  ["EACH_QUORUM", types.consistencies.eachQuorum],
-  ["SERIAL", types.consistencies.serial],
-  ["LOCAL_SERIAL", types.consistencies.localSerial],
-  ["LOCAL_ONE", types.consistencies.localOne]
-]
-
-const normalise = (name: string) => name.trim().toLowerCase().replaceAll("_", "").replaceAll("-", "")
-
-/** A consistency level from its CQL name ("LOCAL_QUORUM") or the driver's ("localQuorum"), any case. */
-export const parseConsistency = (name: string): Option.Option<types.consistencies> =>
-  Option.fromNullable(CONSISTENCIES.find(([cqlName]) => normalise(cqlName) === normalise(name))?.[1])
-
-/** The CQL name of a consistency level, for messages. */
-export const consistencyName = (level: types.consistencies): string =>
-  CONSISTENCIES.find(([, value]) => value === level)?.[0] ?? String(level)
-
 // Unquoted CQL identifiers: names go into statements as text, so only these are accepted.
 const IDENTIFIER = /^[A-Za-z][A-Za-z0-9_]{0,47}$/u
 
@@ -142,7 +118,7 @@ const checkIdentifier = (what: string, name: string) =>
     )
 
 const resolveConsistency = (value: CassandraOptions["consistency"]) => {
-  if (value === undefined) return Effect.succeed(types.consistencies.localQuorum)
+  if (value === undefined) return Effect.succeed<types.consistencies>(Consistency.localQuorum)
   if (typeof value === "number") {
     return CONSISTENCIES.some(([, level]) => level === value)
       ? Effect.succeed(value)
@@ -186,6 +162,8 @@ const errorOf = (failure: NotConnected | DependencyUnavailable): DependencyUnava
 /** Creates a client and connects it; a client that failed to connect is shut down, never reused. */
 const connectOnce = (settings: ConstructorParameters<typeof Client>[0]) =>
   Effect.gen(function*() {
+    // loaded with the first client: a process without Cassandra never loads the driver
+    const { Client } = yield* Effect.promise(() => import("cassandra-driver"))
     // The constructor validates its options synchronously.
     const client = yield* Effect.try({
       try: () => new Client(settings),

@@ -1,4 +1,4 @@
-import { types } from "cassandra-driver"
+import type { types } from "cassandra-driver"
 import { Effect, Layer, Schema } from "effect"
 import { ChatHistory, type HistorySlice, traced } from "@chatify/core"
 import {
@@ -18,6 +18,7 @@ import {
   type CqlStatement,
   type CqlWrite
 } from "./CassandraClient.js"
+import { Consistency } from "./CassandraConsistency.js"
 import type { SchemaMigrationFailed } from "./CassandraMigrations.js"
 import { ChatTables, OFFSET_BUCKET_WIDTH } from "./ChatSchema.js"
 
@@ -39,9 +40,12 @@ const BUCKET_MILLIS_SETTING = "bucket_millis"
 
 const COLUMNS = "created_at_utc, message_id, sender_id, text, origin_pod_id, broker_partition, broker_offset"
 
-const UuidColumn = Schema.declare((u: unknown): u is types.Uuid => u instanceof types.Uuid, {
-  identifier: "Uuid"
-})
+// The driver's Uuid (its 16 bytes), recognised by shape so that this module does not load the driver
+const UuidColumn = Schema.declare(
+  (u: unknown): u is types.Uuid =>
+    u instanceof Object && "buffer" in u && Buffer.isBuffer(u.buffer) && u.buffer.length === 16,
+  { identifier: "Uuid" }
+)
 
 /** The columns both message tables return, as the driver decodes them (bigint as native bigint). */
 const MessageRow = Schema.Struct({
@@ -370,13 +374,13 @@ const make = (options: CassandraHistoryOptions) =>
 const checkBucketWidth = (settingsTable: string, bucketMillis: number) =>
   Effect.gen(function*() {
     const cassandra = yield* CassandraClient
-    const local = cassandra.consistency === types.consistencies.localQuorum ||
-      cassandra.consistency === types.consistencies.localOne
+    const local = cassandra.consistency === Consistency.localQuorum ||
+      cassandra.consistency === Consistency.localOne
     const result = yield* cassandra.execute(
       "cannot record the history bucket width",
       `INSERT INTO ${settingsTable} (name, value) VALUES (?, ?) IF NOT EXISTS`,
       [BUCKET_MILLIS_SETTING, BigInt(bucketMillis)],
-      { serialConsistency: local ? types.consistencies.localSerial : types.consistencies.serial }
+      { serialConsistency: local ? Consistency.localSerial : Consistency.serial }
     )
     if (result.wasApplied()) return
     // first() is null without rows, whatever its type says

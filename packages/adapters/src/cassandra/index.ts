@@ -1,4 +1,5 @@
 export * from "./CassandraClient.js"
+export * from "./CassandraConsistency.js"
 export * from "./CassandraHistory.js"
 export * from "./CassandraMigrations.js"
 export * from "./ChatSchema.js"

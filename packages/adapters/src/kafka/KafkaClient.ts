@@ -1,5 +1,5 @@
 import { Context, Data, Duration, Effect, Either, Layer, LogLevel, Runtime, Schedule, type Scope } from "effect"
-import { type Admin, type ISocketFactory, Kafka, type LogEntry, logLevel, type RetryOptions } from "kafkajs"
+import type { Admin, ISocketFactory, Kafka, LogEntry, logLevel, RetryOptions } from "kafkajs"
 import { DependencyUnavailable } from "@chatify/domain"
 
 export interface KafkaOptions {
@@ -184,11 +184,11 @@ export const awaitKafka = <A, E extends DependencyUnavailable | KafkaTopicError>
   )
 }
 
-const LEVELS: ReadonlyArray<readonly [logLevel, LogLevel.LogLevel]> = [
-  [logLevel.ERROR, LogLevel.Error],
-  [logLevel.WARN, LogLevel.Warning],
-  [logLevel.INFO, LogLevel.Info],
-  [logLevel.DEBUG, LogLevel.Debug]
+const levelsOf = (levels: typeof logLevel): ReadonlyArray<readonly [logLevel, LogLevel.LogLevel]> => [
+  [levels.ERROR, LogLevel.Error],
+  [levels.WARN, LogLevel.Warning],
+  [levels.INFO, LogLevel.Info],
+  [levels.DEBUG, LogLevel.Debug]
 ]
 
 /**
@@ -209,12 +209,17 @@ const logAnnotation = (value: unknown): unknown => {
 }
 
 /** Routes kafkajs' log lines into Effect's logger, with kafkajs' structured fields as annotations. */
-const effectLogCreator = (runtime: Runtime.Runtime<never>) => () => (entry: LogEntry): void => {
+const effectLogCreator = (
+  runtime: Runtime.Runtime<never>,
+  levels: ReadonlyArray<readonly [logLevel, LogLevel.LogLevel]>
+) =>
+() =>
+(entry: LogEntry): void => {
   const { level, log, namespace } = entry
   const message = typeof log.message === "string" ? log.message : String(log.message)
   const effectLevel = isExpected(message, log)
     ? LogLevel.Debug
-    : LEVELS.find(([kafkajsLevel]) => kafkajsLevel === level)?.[1] ?? LogLevel.Info
+    : levels.find(([kafkajsLevel]) => kafkajsLevel === level)?.[1] ?? LogLevel.Info
   const annotations: Record<string, unknown> = { kafkajs: namespace }
   for (const [key, value] of Object.entries(log)) {
     if (key !== "message" && key !== "timestamp" && key !== "logger" && key !== "stack") {
@@ -288,6 +293,8 @@ export const makeKafkaClient = (
   Effect.gen(function*() {
     const settings = kafkaSettings(options)
     const runtime = yield* Effect.runtime<never>()
+    // loaded with the first client: a process without Kafka never loads kafkajs
+    const { Kafka, logLevel } = yield* Effect.promise(() => import("kafkajs"))
     const kafka = new Kafka({
       brokers: [...settings.brokers],
       clientId: settings.clientId,
@@ -295,7 +302,7 @@ export const makeKafkaClient = (
       requestTimeout: settings.requestTimeoutMs,
       retry: settings.retry,
       logLevel: logLevel.WARN,
-      logCreator: effectLogCreator(runtime),
+      logCreator: effectLogCreator(runtime, levelsOf(logLevel)),
       ...(options.socketFactory === undefined ? {} : { socketFactory: options.socketFactory })
     })
     const admin = kafka.admin({ retry: settings.retry })

@@ -1,5 +1,5 @@
 import { Effect, Either, Layer, Runtime, type Scope } from "effect"
-import { type Kafka, Partitioners, type Producer, type RecordMetadata } from "kafkajs"
+import type { Kafka, Producer, RecordMetadata } from "kafkajs"
 import { ChatEventProducer, recordContext, traced } from "@chatify/core"
 import {
   type ChatEvent,
@@ -13,13 +13,15 @@ import {
 import { awaitKafka, closeQuietly, KafkaClient, type KafkaSettings, kafkaCall, unavailable } from "./KafkaClient.js"
 import { type RecordHeaders, recordHeaders } from "./KafkaRecords.js"
 
-const producerConfig = (settings: KafkaSettings) => ({
-  idempotent: true,
-  maxInFlightRequests: 1,
-  allowAutoTopicCreation: false,
-  createPartitioner: Partitioners.DefaultPartitioner,
-  retry: settings.retry
-})
+const producerConfig = (settings: KafkaSettings) =>
+  // kafkajs is loaded by now (the client was made with it): the import only looks it up
+  Effect.map(Effect.promise(() => import("kafkajs")), ({ Partitioners }) => ({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: settings.retry
+  }))
 
 /**
  * Kafka's answers that mean the broker and this producer no longer agree on the idempotent
@@ -58,9 +60,11 @@ export const makeIdempotentProducer = (
   kafka: Kafka,
   settings: KafkaSettings,
   name: string,
-  newProducer: () => Producer = () => kafka.producer(producerConfig(settings))
+  makeProducer?: () => Producer
 ): Effect.Effect<RenewingProducer, DependencyUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
+    const config = makeProducer === undefined ? yield* producerConfig(settings) : undefined
+    const newProducer = makeProducer ?? (() => kafka.producer(config))
     let current = newProducer()
     let renewing: Promise<void> | undefined
     yield* Effect.addFinalizer(() =>

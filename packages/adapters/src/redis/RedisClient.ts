@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto"
-import { Redis, type RedisOptions } from "ioredis"
+import type { Redis, RedisOptions } from "ioredis"
 import { Context, Duration, Effect, Layer, Redacted, Runtime, type Scope } from "effect"
 import { DependencyUnavailable } from "@chatify/domain"
 import { formatRedisEndpoint, type RedisConnection } from "./RedisConnectionString.js"
@@ -125,6 +125,8 @@ export const makeRedisClient = (
     // ioredis's own message for a refused command ("Stream isn't writeable…") says nothing useful
     let lastError: string | undefined
 
+    // loaded with the first client: a process without Redis never loads ioredis
+    const { Redis } = yield* Effect.promise(() => import("ioredis"))
     const redis = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const client = options.url !== undefined
