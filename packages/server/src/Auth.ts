@@ -1,6 +1,6 @@
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Clock, Config, ConfigError, Context, Data, Effect, Either, Layer, Option, Redacted } from "effect"
-import { createHmac, createPublicKey, type KeyObject, randomBytes } from "node:crypto"
+import { createHmac, createPublicKey, createSecretKey, type KeyObject, randomBytes } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { createLocalJWKSet, errors as joseErrors, type JWK, type JWTPayload, jwtVerify } from "jose"
 import type { Identity } from "@chatify/core"
@@ -42,8 +42,11 @@ export const ANONYMOUS_USER_ID = /^anon_[0-9a-f]{20}$/u
  * process's life and never reveals the address it stands for (a plain hash of an IPv4 address is
  * undone by trying all 2^32).
  */
-export const makeAnonymousUserId = (key: Uint8Array) => (client: string): string =>
-  `anon_${createHmac("sha256", key).update(client).digest("hex").slice(0, 20)}`
+export const makeAnonymousUserId = (key: Uint8Array) => {
+  // imported once: an HMAC over a raw key imports the key again on every call
+  const secret = createSecretKey(key)
+  return (client: string): string => `anon_${createHmac("sha256", secret).update(client).digest("hex").slice(0, 20)}`
+}
 
 /**
  * Without authentication (as the original design) every caller is anonymous, one identity per
