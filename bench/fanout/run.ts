@@ -207,6 +207,21 @@ const startServer = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>,
     })
   })
 
+/** When the server's code was last compiled: the newest file under the workspace packages' dist/ (tsc leaves unchanged files alone). */
+const newestBuild = (): Date => {
+  let newest = 0
+  for (const pkg of ["domain", "core", "adapters", "server"]) {
+    const dist = join(ROOT, "packages", pkg, "dist")
+    if (!existsSync(dist)) continue
+    for (const entry of readdirSync(dist, { recursive: true, withFileTypes: true })) {
+      if (entry.isFile() && entry.name.endsWith(".js")) {
+        newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs)
+      }
+    }
+  }
+  return new Date(newest)
+}
+
 const startTarget = async (target: TargetName, pinning: Pinning): Promise<{ server: Server; cleanup: () => void }> => {
   if (target === "socketio") {
     const server = await startServer(pinning.server, [SOCKETIO_JS], { HOST: "127.0.0.1", PORT: "0" })
@@ -337,7 +352,7 @@ const printHeader = (cpus: number, pinning: Pinning, background: number) => {
       .version
   const commit = commandOutput("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"]) ?? "unknown"
   const dirty = (commandOutput("git", ["-C", ROOT, "status", "--porcelain", "--", "packages"]) ?? "") !== ""
-  const built = existsSync(CHATIFY_MAIN) ? statSync(CHATIFY_MAIN).mtime.toISOString() : "not built"
+  const built = existsSync(CHATIFY_MAIN) ? newestBuild().toISOString() : "not built"
   console.log(`# bench:fanout${QUICK ? " (QUICK=1: smoke sizes, not figures to compare)" : ""}`)
   console.log(`date:     ${new Date().toISOString()}`)
   console.log(`machine:  nproc ${cpus}, ${cpuModel()}, ${pinning.description}`)
