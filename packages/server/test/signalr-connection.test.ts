@@ -341,6 +341,40 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
       expect(Chunk.toReadonlyArray(yield* Queue.takeAll(started))).toEqual(["c", "join", "d"])
     }))
 
+  it.effect("a serial invocation that still runs holds the pipelined ones behind it", () =>
+    Effect.gen(function*() {
+      const started = yield* Queue.unbounded<string>()
+      const release = yield* Deferred.make<void>()
+      const serialFirstHub = () =>
+        Effect.succeed<Hub>({
+          methods: new Map([
+            [
+              "Send",
+              hubMethod(Schema.Tuple(Schema.String), ([name]) => Effect.as(Queue.offer(started, name), name), {
+                pipelined: true
+              })
+            ],
+            [
+              "Join",
+              hubMethod(
+                Schema.Tuple(Schema.String),
+                ([name]) => Effect.zipRight(Queue.offer(started, name), Effect.as(Deferred.await(release), name))
+              )
+            ]
+          ]),
+          servicesFor: () => Context.empty()
+        })
+      const c = yield* connected({ makeHub: serialFirstHub })
+      yield* c.send(invocation("Join", ["join"], "join") + invocation("Send", ["a"], "a"))
+      expect(yield* Queue.take(started)).toBe("join")
+      expect(yield* c.drained).toEqual([])
+      expect(yield* Queue.size(started)).toBe(0)
+      yield* Deferred.succeed(release, undefined)
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "join", result: "join" })
+      expect(yield* c.next).toEqual({ type: 3, invocationId: "a", result: "a" })
+      expect(yield* Queue.take(started)).toBe("a")
+    }))
+
   it.effect("the server pings every keepAliveInterval", () =>
     Effect.gen(function*() {
       const c = yield* connected()

@@ -109,13 +109,12 @@ export const makeInvocationServices = (
   // the caller's services, built once per connection rather than merged per invocation
   const callerServices = Context.add(services, CurrentUser, principal)
   return (context) => {
+    // one copy of the services per invocation (Context.add copies them at each call)
+    const invocationServices = new Map(callerServices.unsafeMap)
+    invocationServices.set(CorrelationId.key, correlationIdOf(context.headers))
     // userId and connectionId reach the logs from CurrentUser (see Logging.ts)
-    const logFields = { target: context.target, invocationId: context.invocationId ?? "" }
-    return Context.add(
-      Context.add(callerServices, CorrelationId, correlationIdOf(context.headers)),
-      LogFields,
-      logFields
-    )
+    invocationServices.set(LogFields.key, { target: context.target, invocationId: context.invocationId ?? "" })
+    return Context.unsafeMake<InvocationServices>(invocationServices)
   }
 }
 
