@@ -24,6 +24,7 @@ import { startTestServer, type TestServer } from "../src/testing.js"
 import { analyticsRun, analyticsServerConfig, removeAnalyticsRun } from "./support/analyticsRun.js"
 import { rpcClient } from "./support/rpcClient.js"
 import { hs256Token } from "./support/tokens.js"
+import WebSocket from "ws"
 
 const names = analyticsRun("analytics-api")
 const run = names.id
@@ -279,5 +280,47 @@ layer(ServerLive, { timeout: "120 seconds", excludeTestServices: true })("analyt
         Effect.timeout("10 seconds")
       )
       expect(Either.isLeft(refused) && refused.left._tag).toBe("Forbidden")
+    })))
+
+  it.effect("RateLimitViolations on /rpc?acks=none: each violation arrives without the client acknowledging the one before", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { wsUrl } = yield* Server
+      const token = yield* hs256Token(SECRET, OPERATOR)
+      let text = ""
+      const ws = yield* Effect.acquireRelease(
+        Effect.async<WebSocket, Error>((resume) => {
+          const socket = new WebSocket(`${wsUrl}?acks=none`, { headers: { authorization: `Bearer ${token}` } })
+          socket.on("error", (error) => resume(Effect.fail(error)))
+          socket.on("message", (data: Buffer) => (text += data.toString()))
+          socket.on("open", () => resume(Effect.succeed(socket)))
+        }),
+        (socket) => Effect.sync(() => socket.close())
+      )
+      ws.send(
+        JSON.stringify({ _tag: "Request", id: "1", tag: "RateLimitViolations", payload: null, headers: [] }) + "\n"
+      )
+      const seen = (senderId: string) =>
+        Effect.suspend(() => (text.includes(`"senderId":"${senderId}"`) ? Effect.void : Effect.fail("not yet"))).pipe(
+          Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 1_500 })
+        )
+      // one at a time: each in a chunk of its own, which RpcServer sends only once the one before is acknowledged
+      for (const n of [1, 2, 3]) {
+        const senderId = `no-acks-${run}-${n}`
+        yield* produce(VIOLATIONS_TOPIC, [{
+          key: senderId,
+          value: JSON.stringify({
+            senderId,
+            scopeType: 0,
+            scopeId: `general-${run}`,
+            messageCount: 31,
+            threshold: 30,
+            windowStartUtc: "2026-11-30T10:00:00Z",
+            windowEndUtc: "2026-11-30T10:00:10Z",
+            detectedAtUtc: "2026-11-30T10:00:10.120Z"
+          })
+        }])
+        yield* seen(senderId)
+      }
+      expect(text).not.toContain(`"_tag":"Exit"`)
     })))
 })

@@ -58,9 +58,9 @@ const countMarkers = (text: string) => {
 }
 
 /** Opens a raw client and subscribes it to the scope "flood"; resolves once it is live. */
-const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false, acknowledge = true) =>
+const subscribe = (kind: "signalr" | "rpc", port: number, keepText = false, acknowledge = true, query = "") =>
   Effect.async<Client, Error>((resume) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}${kind === "signalr" ? "/hubs/chat" : "/rpc"}`)
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${kind === "signalr" ? "/hubs/chat" : "/rpc"}${query}`)
     const client: Client = { ws, received: 0, text: "" }
     let live = false
     ws.on("error", (error) => resume(Effect.fail(error)))
@@ -198,5 +198,39 @@ describe("an RPC subscription whose chunk is never acknowledged", () => {
       )
       expect(yield* fanout.subscriberCount).toBe(0)
       client.ws.close()
+    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning)))
+})
+
+describe("an RPC client that does not acknowledge (/rpc?acks=none)", () => {
+  it.live("gets each chunk as soon as it is due, none held back for an Ack", () =>
+    Effect.gen(function*() {
+      const { fanout, port } = yield* startServer({ ...defaultLimitSettings, subscriptionAckTimeoutSeconds: 1 })
+      const client = yield* subscribe("rpc", port, true, false, "?acks=none")
+      // one event at a time, each in a chunk of its own: with Acks awaited, the first would hold the rest
+      for (let offset = 0; offset < 3; offset++) {
+        yield* fanout.publish(eventAt(offset))
+        yield* waitUntil(() => client.received === offset + 1, `event ${offset}`)
+      }
+      // and the subscription is not ended for want of Acks
+      yield* Effect.sleep("2500 millis")
+      expect(client.text).not.toContain(`"_tag":"Exit"`)
+      expect(yield* fanout.subscriberCount).toBe(1)
+      client.ws.close()
+    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning)))
+
+  it.live("any other acks value is refused before the upgrade, with ProblemDetails", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer()
+      const refused = yield* Effect.async<{ readonly status: number | undefined; readonly body: string }>((resume) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/rpc?acks=some`)
+        ws.on("error", () => undefined)
+        ws.on("unexpected-response", (_request, response) => {
+          let body = ""
+          response.on("data", (chunk: Buffer) => (body += chunk.toString()))
+          response.on("end", () => resume(Effect.succeed({ status: response.statusCode, body })))
+        })
+      })
+      expect(refused.status).toBe(400)
+      expect(refused.body).toContain(`"field":"acks"`)
     }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning)))
 })

@@ -7,6 +7,12 @@
  * goes out in the next chunk, and the chunks of all subscriptions share one frame per turn. A
  * subscription more than `subscriberBufferSize` events (or the connection `maxBufferedBytes`)
  * behind ends with SubscriptionLagged. Every other request is handed to RpcServer as usual.
+ *
+ * A client that reads its frames in order and does not need flow control by Acks connects to
+ * `/rpc?acks=none`: its chunks go out as soon as they are due (one write per event at low rates
+ * instead of a write and the read of its Ack), RpcServer's streams are acknowledged on its behalf,
+ * and only the connection's buffer bounds it (past `maxBufferedBytes`, SubscriptionLagged). Not
+ * for RpcClient, which hands each frame to a fiber of its own and keeps order only with Acks.
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
@@ -311,7 +317,13 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     /** Each connection's outbox, and the requests RpcServer runs for it (until their Exit). */
     const clients = new Map<
       number,
-      { readonly outbox: Outbox; readonly running: Set<string>; readonly expireAcks: () => void }
+      {
+        readonly outbox: Outbox
+        readonly running: Set<string>
+        readonly expireAcks: () => void
+        /** False for `?acks=none`: its chunks are acknowledged here, on its behalf. */
+        readonly acknowledges: boolean
+      }
     >()
     // An Ack that never comes (lost, or a client gone without a close) would hold its subscription
     // forever, silently: a sweep ends those that waited 4 to 5 sweeps (the timeout to 1.25 × it).
@@ -361,7 +373,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       upgradeHeaders: ReadonlyArray<[string, string]>,
       bearer: string | undefined,
       expiresAtMs: number | undefined,
-      clientAddress: string
+      clientAddress: string,
+      acknowledges: boolean
     ) => {
       const clientId = nextClientId++
       // a line spread over many frames is bounded as one frame is
@@ -390,7 +403,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           ))
         }
       }
-      clients.set(clientId, { outbox, running, expireAcks })
+      clients.set(clientId, { outbox, running, expireAcks, acknowledges })
 
       const writeLine = (message: unknown) => {
         try {
@@ -407,7 +420,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         subscription.values = []
         pendingBytes -= subscription.bytes
         subscription.bytes = 0
-        subscription.awaitingAck = true
+        // a client that does not acknowledge gets every chunk as soon as it is due
+        subscription.awaitingAck = acknowledges
         subscription.ackSweep = ackSweep
       }
       const queue = (subscription: Subscription) => {
@@ -775,8 +789,16 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           if (Either.isLeft(checked)) return respond.refuse(checked.left)
           expiresAtMs = checked.right.expiresAtMs
         }
+        const acks = upgrade.query.get("acks")
+        if (acks !== null && acks !== "none") {
+          return respond.refuse(
+            new ValidationError({ errors: [{ field: "acks", message: "must be \"none\" or absent" }] })
+          )
+        }
         const headers = upgradeHeadersOf(upgrade)
-        respond.accept((ws, socket) => serve(ws, socket, headers, upgrade.bearer, expiresAtMs, upgrade.clientAddress))
+        respond.accept((ws, socket) =>
+          serve(ws, socket, headers, upgrade.bearer, expiresAtMs, upgrade.clientAddress, acks === null)
+        )
       }).pipe(Effect.annotateLogs({ correlationId: upgrade.correlationId }))
     yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
     // a plain GET (no upgrade) is the client's mistake
@@ -797,9 +819,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       return Effect.succeed({
         disconnects,
         send: (clientId, response) =>
-          Effect.sync(() => {
+          Effect.suspend(() => {
             const client = clients.get(clientId)
-            if (client === undefined) return
+            if (client === undefined) return Effect.void
             const { outbox } = client
             // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- as it was added: a string
             if (response._tag === "Exit") client.running.delete(String(response.requestId))
@@ -808,6 +830,11 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
             } catch (cause) {
               outbox.write(JSON.stringify({ _tag: "Defect", defect: encodeDefect(cause) }) + "\n")
             }
+            // a client that does not acknowledge: RpcServer's streams (RateLimitViolations) are
+            // acknowledged on its behalf, or they would wait for it after their first chunk
+            return response._tag === "Chunk" && !client.acknowledges
+              ? writeRequest(clientId, { _tag: "Ack", requestId: response.requestId })
+              : Effect.void
           }),
         end: () => Effect.void,
         clientIds: Effect.sync(() => new Set(clients.keys())),
