@@ -1,7 +1,7 @@
 // Workloads of `pnpm bench:fanout` and their environment overrides. QUICK=1 shrinks every size
 // for a smoke run; an explicit variable still wins over QUICK.
 
-export type TargetName = "socketio" | "signalr" | "rpc"
+export type TargetName = "socketio" | "signalr" | "rpc" | "rpc-noack"
 export type WorkloadName = "w1" | "ceiling" | "w2" | "idle"
 
 /** What the Go generator runs (bench/fanout/loadgen Plan; unused fields stay 0). */
@@ -66,7 +66,7 @@ const names = <A extends string>(name: string, all: ReadonlyArray<A>): ReadonlyA
   return all.filter((a) => picked.includes(a))
 }
 
-export const TARGETS: ReadonlyArray<TargetName> = names("FANOUT_TARGETS", ["socketio", "signalr", "rpc"])
+export const TARGETS: ReadonlyArray<TargetName> = names("FANOUT_TARGETS", ["socketio", "signalr", "rpc", "rpc-noack"])
 
 /** On a shared machine: before each run, wait up to this long for other processes to go quiet. */
 export const QUIET_WAIT_SECONDS = number("FANOUT_WAIT_QUIET_SECONDS", 0, 0)

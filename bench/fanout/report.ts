@@ -6,7 +6,8 @@ import type { RunResult, StepLine } from "./results.js"
 export const TARGET_LABELS: Record<TargetName, string> = {
   socketio: "socket.io 4.8",
   signalr: "chatify /hubs/chat",
-  rpc: "chatify /rpc"
+  rpc: "chatify /rpc",
+  "rpc-noack": "chatify /rpc?acks=none"
 }
 
 /** The generator's own core is this busy or more: its figures may be the generator's limits. */

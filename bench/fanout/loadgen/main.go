@@ -41,7 +41,7 @@ type Plan struct {
 }
 
 func main() {
-	target := flag.String("target", "", "signalr | rpc | socketio")
+	target := flag.String("target", "", "signalr | rpc | rpc-noack | socketio")
 	base := flag.String("url", "", "server base URL, ws://127.0.0.1:PORT")
 	serverPid := flag.Int("server-pid", 0, "the server's pid, for CPU and RSS from /proc")
 	planJSON := flag.String("plan", "", "the plan as JSON")

@@ -27,7 +27,9 @@ func protocolOf(name string) (protocol, error) {
 	case "signalr":
 		return signalR{}, nil
 	case "rpc":
-		return effectRPC{}, nil
+		return effectRPC{acks: true}, nil
+	case "rpc-noack":
+		return effectRPC{acks: false}, nil
 	case "socketio":
 		return socketIO{}, nil
 	}
@@ -116,9 +118,10 @@ func (signalR) control(c *conn, frame []byte) {
 
 // ---------------------------------------------------------------------------------------------
 // @effect/rpc ndjson: one JSON message per line, several lines may share a frame. Every stream
-// Chunk must be acknowledged or the server sends no further chunk.
+// Chunk must be acknowledged or the server sends no further chunk, except on /rpc?acks=none
+// (acks false), which sends each chunk when it is due and wants no Ack.
 
-type effectRPC struct{}
+type effectRPC struct{ acks bool }
 
 var (
 	rpcChunk      = []byte(`{"_tag":"Chunk"`)
@@ -127,7 +130,12 @@ var (
 	rpcPing       = []byte("{\"_tag\":\"Ping\"}\n")
 )
 
-func (effectRPC) path() string { return "/rpc" }
+func (p effectRPC) path() string {
+	if p.acks {
+		return "/rpc"
+	}
+	return "/rpc?acks=none"
+}
 
 func (effectRPC) handshake(*conn) error { return nil }
 
@@ -155,7 +163,7 @@ type rpcMessage struct {
 	Defect json.RawMessage `json:"defect"`
 }
 
-func (effectRPC) control(c *conn, frame []byte) {
+func (p effectRPC) control(c *conn, frame []byte) {
 	lines := bytes.Count(frame, []byte{'\n'})
 	chunks := 0
 	if c.role == subscriber {
@@ -165,8 +173,10 @@ func (effectRPC) control(c *conn, frame []byte) {
 				c.settle(nil)
 			}
 			// only one chunk of the subscription is ever unacknowledged, but a frame could hold more
-			if err := c.write(bytes.Repeat(rpcAck, chunks)); err != nil {
-				c.r.noteError("rpc: ack: " + err.Error())
+			if p.acks {
+				if err := c.write(bytes.Repeat(rpcAck, chunks)); err != nil {
+					c.r.noteError("rpc: ack: " + err.Error())
+				}
 			}
 		}
 		if lines == chunks {
