@@ -33,6 +33,18 @@ const VIOLATIONS_TOPIC = names.violationsTopic
 const SECRET = "an-analytics-api-test-secret-32b!!"
 const OPERATOR = "olga"
 
+/** A violation as the job writes it, by `senderId` in this run's channel. */
+const violationOf = (senderId: string) => ({
+  senderId,
+  scopeType: 0,
+  scopeId: `general-${run}`,
+  messageCount: 31,
+  threshold: 30,
+  windowStartUtc: "2026-11-30T10:00:00Z",
+  windowEndUtc: "2026-11-30T10:00:10Z",
+  detectedAtUtc: "2026-11-30T10:00:10.120Z"
+})
+
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Error)
 
 beforeAll(async () => {
@@ -248,16 +260,7 @@ layer(ServerLive, { timeout: "120 seconds", excludeTestServices: true })("analyt
     Effect.scoped(Effect.gen(function*() {
       const { wsUrl } = yield* Server
       const senderId = `spammer-${run}`
-      const violation = {
-        senderId,
-        scopeType: 0,
-        scopeId: `general-${run}`,
-        messageCount: 31,
-        threshold: 30,
-        windowStartUtc: "2026-11-30T10:00:00Z",
-        windowEndUtc: "2026-11-30T10:00:10Z",
-        detectedAtUtc: "2026-11-30T10:00:10.120Z"
-      }
+      const violation = violationOf(senderId)
       yield* produce(VIOLATIONS_TOPIC, [
         { key: senderId, value: "not a violation" },
         { key: senderId, value: JSON.stringify(violation) }
@@ -306,19 +309,7 @@ layer(ServerLive, { timeout: "120 seconds", excludeTestServices: true })("analyt
       // one at a time: each in a chunk of its own, which RpcServer sends only once the one before is acknowledged
       for (const n of [1, 2, 3]) {
         const senderId = `no-acks-${run}-${n}`
-        yield* produce(VIOLATIONS_TOPIC, [{
-          key: senderId,
-          value: JSON.stringify({
-            senderId,
-            scopeType: 0,
-            scopeId: `general-${run}`,
-            messageCount: 31,
-            threshold: 30,
-            windowStartUtc: "2026-11-30T10:00:00Z",
-            windowEndUtc: "2026-11-30T10:00:10Z",
-            detectedAtUtc: "2026-11-30T10:00:10.120Z"
-          })
-        }])
+        yield* produce(VIOLATIONS_TOPIC, [{ key: senderId, value: JSON.stringify(violationOf(senderId)) }])
         yield* seen(senderId)
       }
       expect(text).not.toContain(`"_tag":"Exit"`)

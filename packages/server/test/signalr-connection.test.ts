@@ -217,6 +217,26 @@ class Invocation extends Context.Tag("test/Invocation")<Invocation, string>() {}
 const invocation = (target: string, args: ReadonlyArray<unknown>, invocationId?: string) =>
   record({ type: 1, target, arguments: args, ...(invocationId === undefined ? {} : { invocationId }) })
 
+/**
+ * A hub of a pipelined Send and a serial Join, both taking a name and answering with it: each records
+ * its start in `started`, and the method `holds` waits for `release` before it answers.
+ */
+const sendAndJoinHub =
+  (started: Queue.Queue<string>, release: Deferred.Deferred<void>, holds: "Send" | "Join") => () => {
+    const method = (target: "Send" | "Join") => ([name]: readonly [string]) =>
+      Effect.zipRight(
+        Queue.offer(started, name),
+        target === holds ? Effect.as(Deferred.await(release), name) : Effect.succeed(name)
+      )
+    return Effect.succeed<Hub>({
+      methods: new Map([
+        ["Send", hubMethod(Schema.Tuple(Schema.String), method("Send"), { pipelined: true })],
+        ["Join", hubMethod(Schema.Tuple(Schema.String), method("Join"))]
+      ]),
+      servicesFor: () => Context.empty()
+    })
+  }
+
 describe("SignalR connection (in-memory socket, test clock)", () => {
   it.effect("handshake, several records in one frame, a record split across frames, UTF-8 split across binary frames", () =>
     Effect.gen(function*() {
@@ -310,21 +330,7 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
     Effect.gen(function*() {
       const started = yield* Queue.unbounded<string>()
       const release = yield* Deferred.make<void>()
-      const pipelinedHub = () =>
-        Effect.succeed<Hub>({
-          methods: new Map([
-            [
-              "Send",
-              hubMethod(
-                Schema.Tuple(Schema.String),
-                ([name]) => Effect.zipRight(Queue.offer(started, name), Effect.as(Deferred.await(release), name)),
-                { pipelined: true }
-              )
-            ],
-            ["Join", hubMethod(Schema.Tuple(Schema.String), ([name]) => Effect.as(Queue.offer(started, name), name))]
-          ]),
-          servicesFor: () => Context.empty()
-        })
+      const pipelinedHub = sendAndJoinHub(started, release, "Send")
       const c = yield* connected({ makeHub: pipelinedHub, settings: { maxPipelinedInvocations: 2 } })
       yield* c.send(
         ["a", "b", "c"].map((name) => invocation("Send", [name], name)).join("") +
@@ -345,25 +351,7 @@ describe("SignalR connection (in-memory socket, test clock)", () => {
     Effect.gen(function*() {
       const started = yield* Queue.unbounded<string>()
       const release = yield* Deferred.make<void>()
-      const serialFirstHub = () =>
-        Effect.succeed<Hub>({
-          methods: new Map([
-            [
-              "Send",
-              hubMethod(Schema.Tuple(Schema.String), ([name]) => Effect.as(Queue.offer(started, name), name), {
-                pipelined: true
-              })
-            ],
-            [
-              "Join",
-              hubMethod(
-                Schema.Tuple(Schema.String),
-                ([name]) => Effect.zipRight(Queue.offer(started, name), Effect.as(Deferred.await(release), name))
-              )
-            ]
-          ]),
-          servicesFor: () => Context.empty()
-        })
+      const serialFirstHub = sendAndJoinHub(started, release, "Join")
       const c = yield* connected({ makeHub: serialFirstHub })
       yield* c.send(invocation("Join", ["join"], "join") + invocation("Send", ["a"], "a"))
       expect(yield* Queue.take(started)).toBe("join")

@@ -23,20 +23,11 @@ export const Consistency = {
   localOne: level(0x0a)
 } as const satisfies Record<keyof typeof types.consistencies, types.consistencies>
 
-// By CQL name; lookups normalise case, "_" and "-", so the driver's names ("localQuorum") match too.
-export const CONSISTENCIES: ReadonlyArray<readonly [string, types.consistencies]> = [
-  ["ANY", Consistency.any],
-  ["ONE", Consistency.one],
-  ["TWO", Consistency.two],
-  ["THREE", Consistency.three],
-  ["QUORUM", Consistency.quorum],
-  ["ALL", Consistency.all],
-  ["LOCAL_QUORUM", Consistency.localQuorum],
-  ["EACH_QUORUM", Consistency.eachQuorum],
-  ["SERIAL", Consistency.serial],
-  ["LOCAL_SERIAL", Consistency.localSerial],
-  ["LOCAL_ONE", Consistency.localOne]
-]
+// By CQL name ("localQuorum" → "LOCAL_QUORUM"); lookups normalise case, "_" and "-", so the driver's
+// names match too.
+export const CONSISTENCIES: ReadonlyArray<readonly [string, types.consistencies]> = Object.entries(Consistency).map((
+  [name, level]
+) => [name.replace(/[A-Z]/gu, (upper) => `_${upper}`).toUpperCase(), level])
 
 const normalise = (name: string) => name.trim().toLowerCase().replaceAll("_", "").replaceAll("-", "")
 

@@ -63,8 +63,8 @@ export const makeIdempotentProducer = (
   makeProducer?: () => Producer
 ): Effect.Effect<RenewingProducer, DependencyUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const config = makeProducer === undefined ? yield* producerConfig(settings) : undefined
-    const newProducer = makeProducer ?? (() => kafka.producer(config))
+    const newProducer = makeProducer ??
+      (yield* Effect.map(producerConfig(settings), (config) => () => kafka.producer(config)))
     let current = newProducer()
     let renewing: Promise<void> | undefined
     yield* Effect.addFinalizer(() =>

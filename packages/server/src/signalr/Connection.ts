@@ -236,8 +236,6 @@ export class SignalRConnection<R = never> {
   private readonly canceledIds = new Set<string>()
   /** In start order; more than one only while they are all pipelined. */
   private readonly running = new Set<Running>()
-  /** How many of `running` are not pipelined (at most one: such an invocation runs alone). */
-  private serialRunning = 0
   private readonly openedAtMs: number
   private lastReceivedAtMs: number
   private lastPingAtMs: number
@@ -357,7 +355,6 @@ export class SignalRConnection<R = never> {
       this.outbox.close()
       const running = [...this.running]
       this.running.clear()
-      this.serialRunning = 0
       this.invocations.length = 0
       this.invocationSizes.length = 0
       this.pendingBytes = 0
@@ -486,8 +483,8 @@ export class SignalRConnection<R = never> {
       const pipelined = method?.pipelined === true
       if (this.running.size > 0) {
         if (!pipelined || this.running.size >= this.options.settings.maxPipelinedInvocations) return
-        // a serial invocation still running holds everything behind it
-        if (this.serialRunning > 0) return
+        // a serial invocation still running holds everything behind it (it runs alone: the only one)
+        if (this.running.values().next().value?.pipelined === false) return
       }
       this.invocations.shift()
       this.pendingBytes -= this.invocationSizes.shift() ?? 0
@@ -510,10 +507,8 @@ export class SignalRConnection<R = never> {
         : this.options.startFiber(method.invoke(message.arguments, context), hub.servicesFor(context))
       const running: Running = { invocationId, pipelined, fiber }
       this.running.add(running)
-      if (!pipelined) this.serialRunning++
       onExit(fiber, (exit) => {
         if (!this.running.delete(running)) return
-        if (!pipelined) this.serialRunning--
         this.finish(message, exit)
         this.runNext()
       })
