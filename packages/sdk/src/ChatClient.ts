@@ -41,11 +41,12 @@ import {
   type StreamPosition,
   Subscribed,
   type SubscribeError,
-  type SubscriptionLagged,
+  SubscriptionLagged,
   Timeout,
   Unauthenticated
 } from "@chatify/domain"
 import { DEFAULT_DEDUPE_CAPACITY, makeMessageIdLru } from "./Dedupe.js"
+import { boundedStream, inArrivalOrder } from "./Frames.js"
 import { defaultReconnectSchedule, resetWhenQuiet } from "./Reconnect.js"
 import { WebSocketConnector } from "./WebSocketConnector.js"
 
@@ -177,15 +178,22 @@ export interface ChatClientOptions {
    * (`?access_token=…`, the default elsewhere, e.g. browsers, whose WebSocket cannot).
    */
   readonly accessTokenTransport?: AccessTokenTransport | undefined
+  /**
+   * How many events a subscription holds for a consumer that has not taken them yet (default
+   * 10,000). The server does not wait for the client between events (`/rpc?acks=none`); a
+   * subscription whose consumer falls further behind lets go and resumes from the history after
+   * the last event taken, reporting `Reconnecting` with SubscriptionLagged: memory stays bounded.
+   */
+  readonly subscriptionBuffer?: number | undefined
 }
 
 /** Where the access token goes on the WebSocket upgrade. */
 export type AccessTokenTransport = "header" | "query"
 
-/** The socket URL with the access token as its `access_token` query parameter. */
-const withAccessToken = (url: string, token: string): string => {
+/** The URL with one more query parameter. */
+const withQuery = (url: string, name: string, value: string): string => {
   const parsed = new URL(url)
-  parsed.searchParams.set("access_token", token)
+  parsed.searchParams.set(name, value)
   return parsed.toString()
 }
 
@@ -201,8 +209,15 @@ export interface ChatClientService {
   readonly presence: (scope: ScopeRef) => Effect.Effect<ScopePresence, QueryError | RpcClientFailure>
   /** The analytics job's window statistics of a scope in [from, to) (default: the last hour), oldest first. */
   readonly stats: (query: StatsQuery) => Effect.Effect<ScopeStats, QueryError | RpcClientFailure>
-  /** For operators (CHATIFY__ANALYTICS__OPERATORS): the recent rate-limit violations, then live ones. */
-  readonly rateLimitViolations: Stream.Stream<RateLimitViolation, OperatorStreamError | RpcClientFailure>
+  /**
+   * For operators (CHATIFY__ANALYTICS__OPERATORS): the recent rate-limit violations, then live ones.
+   * Fails with SubscriptionLagged (scopeId `rate-limit-violations`) when its consumer falls more
+   * than `subscriptionBuffer` violations behind.
+   */
+  readonly rateLimitViolations: Stream.Stream<
+    RateLimitViolation,
+    OperatorStreamError | SubscriptionLagged | RpcClientFailure
+  >
   /**
    * The scope's events, each message once and in log order, surviving reconnects: after a
    * retryable failure it resubscribes after the last position it delivered.
@@ -218,8 +233,10 @@ export interface ChatClientService {
   ) => Stream.Stream<SubscriptionUpdate, SubscriptionError>
 }
 
-/** Room for a burst of events between the socket and a consumer; the server is acked per chunk. */
-const SUBSCRIBE_BUFFER = 256
+/** Events a subscription holds for its consumer by default (see `subscriptionBuffer`). */
+const DEFAULT_SUBSCRIPTION_BUFFER = 10_000
+/** The name in SubscriptionLagged of the operators' stream of rate-limit violations. */
+export const RATE_LIMIT_VIOLATIONS_STREAM = "rate-limit-violations"
 
 const DEFAULT_ATTEMPT_TIMEOUT = "30 seconds"
 
@@ -267,6 +284,10 @@ export const makeChatClient = (
     const dedupe = options.dedupe ?? true
     const attemptTimeout = Duration.decode(options.attemptTimeout ?? DEFAULT_ATTEMPT_TIMEOUT)
     const headers = options.headers
+    const subscriptionBuffer = options.subscriptionBuffer ?? DEFAULT_SUBSCRIPTION_BUFFER
+    // Frames are read in order and every stream is bounded here, so the server need not wait for
+    // an Ack of each chunk before it sends the next one.
+    const url = withQuery(options.url, "acks", "none")
     const accessToken = options.accessToken
     const tokenOf = accessToken === undefined
       ? undefined
@@ -295,10 +316,10 @@ export const makeChatClient = (
     }
     const tokenRefused = Effect.suspend(() => Deferred.await(upgradeRefused)).pipe(Effect.flatMap(Effect.fail))
     const open: Effect.Effect<globalThis.WebSocket> = tokenOf === undefined
-      ? Effect.sync(() => connector.open(options.url, {}, onRefused))
+      ? Effect.sync(() => connector.open(url, {}, onRefused))
       : transport === "query"
-      ? Effect.map(tokenOf, (token) => connector.open(withAccessToken(options.url, token), {}, onRefused))
-      : Effect.map(tokenOf, (token) => connector.open(options.url, { authorization: `Bearer ${token}` }, onRefused))
+      ? Effect.map(tokenOf, (token) => connector.open(withQuery(url, "access_token", token), {}, onRefused))
+      : Effect.map(tokenOf, (token) => connector.open(url, { authorization: `Bearer ${token}` }, onRefused))
     // The RPC client replaces a socket that answered no ping for 10 s on its own, without failing
     // the calls open on it (@effect/rpc swallows that "OpenTimeout" under retryTransientErrors):
     // their replies would never come. Its run is interrupted then, and this tells those calls.
@@ -306,17 +327,20 @@ export const makeChatClient = (
     let closed = false
     const socket = Effect.map(
       Socket.fromWebSocket(Effect.acquireRelease(open, (ws) => Effect.sync(() => ws.close(1000)))),
-      (socket): Socket.Socket => ({
-        ...socket,
-        runRaw: (handler, runOptions) =>
-          Effect.onInterrupt(socket.runRaw(handler, runOptions), () =>
-            Effect.sync(() => {
-              if (closed) return
-              const replaced = socketReplaced
-              socketReplaced = Deferred.unsafeMake<void>(FiberId.none)
-              Deferred.unsafeDone(replaced, Exit.void)
-            }))
-      })
+      (opened): Socket.Socket => {
+        const socket = inArrivalOrder(opened)
+        return {
+          ...socket,
+          runRaw: (handler, runOptions) =>
+            Effect.onInterrupt(socket.runRaw(handler, runOptions), () =>
+              Effect.sync(() => {
+                if (closed) return
+                const replaced = socketReplaced
+                socketReplaced = Deferred.unsafeMake<void>(FiberId.none)
+                Deferred.unsafeDone(replaced, Exit.void)
+              }))
+        }
+      }
     )
     /** Fails once the socket a call started on is replaced without its calls being failed. */
     const socketLost = Effect.suspend(() => Deferred.await(socketReplaced)).pipe(
@@ -331,11 +355,18 @@ export const makeChatClient = (
         Effect.raceFirst(tokenRefused)
       )
 
-    // ndjson, as the server's /rpc route; transient open errors wait for the socket instead of failing calls.
-    const protocol = RpcClient.layerProtocolSocket({
-      retryTransientErrors: true,
-      retrySchedule: resetWhenQuiet(reconnect, SOCKET_QUIET_RESET)
-    }).pipe(
+    // ndjson, as the server's /rpc route; transient open errors wait for the socket instead of
+    // failing calls; no Ack per stream chunk (see `url`).
+    const protocol = Layer.scoped(
+      RpcClient.Protocol,
+      Effect.map(
+        RpcClient.makeProtocolSocket({
+          retryTransientErrors: true,
+          retrySchedule: resetWhenQuiet(reconnect, SOCKET_QUIET_RESET)
+        }),
+        (protocol) => ({ ...protocol, supportsAck: false })
+      )
+    ).pipe(
       Layer.provide(Layer.effect(Socket.Socket, socket)),
       Layer.provide(RpcSerialization.layerNdjson)
     )
@@ -388,7 +419,11 @@ export const makeChatClient = (
 
     const stats = (query: StatsQuery) => read(rpc.Stats(query, { headers }))
 
-    const rateLimitViolations = rpc.RateLimitViolations(undefined, { headers })
+    const rateLimitViolations = boundedStream(
+      rpc.RateLimitViolations(undefined, { headers, asMailbox: true, streamBufferSize: Number.POSITIVE_INFINITY }),
+      subscriptionBuffer,
+      () => new SubscriptionLagged({ scopeId: RATE_LIMIT_VIOLATIONS_STREAM, bufferSize: subscriptionBuffer })
+    )
 
     const subscribeWithStatus = (
       scope: ScopeRef,
@@ -421,9 +456,13 @@ export const makeChatClient = (
                 Effect.suspend(() => live ? Effect.never : Effect.fail(new Timeout({ operation: "subscribe" })))
               )
             )
-            return rpc.Subscribe(
-              { scopeType: scope.scopeType, scopeId: scope.scopeId, ...(after === undefined ? {} : { after }) },
-              { headers: attemptHeaders, streamBufferSize: SUBSCRIBE_BUFFER }
+            return boundedStream(
+              rpc.Subscribe(
+                { scopeType: scope.scopeType, scopeId: scope.scopeId, ...(after === undefined ? {} : { after }) },
+                { headers: attemptHeaders, asMailbox: true, streamBufferSize: Number.POSITIVE_INFINITY }
+              ),
+              subscriptionBuffer,
+              () => new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: subscriptionBuffer })
             ).pipe(
               Stream.mapEffect((item): Effect.Effect<Option.Option<SubscriptionUpdate>> => {
                 if (item instanceof Subscribed) {

@@ -31,7 +31,8 @@ import {
   ProblemDetails,
   type ScopeRef,
   type StreamPosition,
-  Subscribed
+  Subscribed,
+  SubscriptionLagged
 } from "@chatify/domain"
 // By package name, as another workspace package would import it (a self-reference through "exports").
 import { ChatClient } from "@chatify/sdk/node"
@@ -405,6 +406,74 @@ describe("ChatClient end to end", () => {
       expect(received.length).toBe(N)
       expectStrictlyIncreasing(offsets(received))
       expect(ids(received)).toEqual(ids(byOffset(sent)))
+    }).pipe(quiet))
+
+  it.scopedLive("no Ack per chunk: a consumer that falls behind its own buffer lets go and resumes from the history, no loss, no duplicate", () =>
+    Effect.gen(function*() {
+      const N = 2_000
+      const BUFFER = 200
+      const server = yield* startTestServer()
+      const scope = freshScope()
+      // every frame the slow client writes, to see that it never acknowledges a chunk
+      const written: Array<string> = []
+      const recordingConnector = Layer.succeed(Core.WebSocketConnector, {
+        upgradeHeaders: true,
+        open: (url, headers) => {
+          const ws = new NodeWebSocket(url, { headers })
+          const send = ws.send.bind(ws)
+          ws.send = ((data: string, callback?: (error?: Error) => void) => {
+            written.push(data)
+            send(data, callback)
+          }) as typeof ws.send
+          return ws as unknown as globalThis.WebSocket
+        }
+      })
+      const slow = yield* Core.makeChatClient({ url: server.wsUrl, dedupe: false, subscriptionBuffer: BUFFER }).pipe(
+        Effect.provide(recordingConnector)
+      )
+      const sender = yield* makeChatClient({ url: server.wsUrl })
+
+      const live = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const received: Array<EnrichedChatEvent> = []
+      const lags: Array<SubscriptionUpdate> = []
+      const consuming = yield* slow.subscribeWithStatus(scope).pipe(
+        Stream.tap((update): Effect.Effect<void> => {
+          switch (update._tag) {
+            case "Live":
+              return Deferred.succeed(live, undefined)
+            case "Reconnecting":
+              return Effect.sync(() => lags.push(update))
+            case "PositionLost":
+              return Effect.dieMessage("no position was lost here")
+            case "Event":
+              received.push(update.event)
+              // Hold the first event until the fan-out is done: everything behind it piles up in the client.
+              return received.length === 1 ? Deferred.await(gate) : Effect.void
+          }
+        }),
+        Stream.takeUntil(() => received.length >= N),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      yield* Deferred.await(live).pipe(within("5 seconds", "the slow subscription to be live"))
+      const probe = yield* makeChatClient({ url: server.wsUrl })
+      const probing = yield* collectUntil(probe, scope, untilCount(N))
+
+      const sent = yield* sendMany(sender, scope, N, 32)
+      yield* Fiber.join(probing).pipe(within("20 seconds", "the probe subscriber"))
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(consuming).pipe(within("20 seconds", "the lagging subscriber"))
+
+      // the client's own bound let go, not the server's
+      expect(lags.map((update) => update._tag === "Reconnecting" ? update.reason : undefined)).toContainEqual(
+        new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: BUFFER })
+      )
+      expect(received.length).toBe(N)
+      expectStrictlyIncreasing(offsets(received))
+      expect(ids(received)).toEqual(ids(byOffset(sent)))
+      expect(written.some((frame) => frame.includes("\"Request\""))).toBe(true)
+      expect(written.filter((frame) => frame.includes("\"Ack\""))).toEqual([])
     }).pipe(quiet))
 
   it.scopedLive("a live subscription survives a server restart and resumes after its last position", () =>
@@ -803,8 +872,8 @@ describe("the access token on the WebSocket upgrade", () => {
       yield* makeChatClient({ url: server.url, accessToken, reconnect: Schedule.spaced("20 millis") })
       yield* untilUpgrades(server.upgrades, 3)
       const [first, second, third] = server.upgrades
-      expect(first).toEqual({ url: "/rpc", authorization: "Bearer token-1" })
-      expect(second).toEqual({ url: "/rpc", authorization: "Bearer token-2" })
+      expect(first).toEqual({ url: "/rpc?acks=none", authorization: "Bearer token-1" })
+      expect(second).toEqual({ url: "/rpc?acks=none", authorization: "Bearer token-2" })
       expect(third?.authorization).toBe("Bearer token-3")
       expect(server.upgrades.every((upgrade) => !upgrade.url.includes("access_token"))).toBe(true)
     }).pipe(quiet))

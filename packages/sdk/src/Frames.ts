@@ -1,0 +1,68 @@
+/**
+ * How the client reads the server's frames without acknowledging each stream chunk (the server's
+ * `/rpc?acks=none`): frames are handled one after another in the order they arrived, and each
+ * stream holds a bounded number of items for its consumer.
+ */
+import type * as Socket from "@effect/platform/Socket"
+import { Deferred, Effect, Exit, identity, Mailbox, Option, Queue, Schedule, Scope, Stream } from "effect"
+
+/**
+ * The socket with its frames' effects run one after another, in arrival order. `Socket.runRaw`
+ * forks a fiber per frame: once nothing waits for an Ack between two chunks of a stream, a fiber
+ * that waits or yields could let a later chunk overtake it.
+ */
+export const inArrivalOrder = (socket: Socket.Socket): Socket.Socket => ({
+  ...socket,
+  runRaw: <_, E = never, R = never>(
+    handler: (data: string | Uint8Array) => Effect.Effect<_, E, R> | void,
+    options?: { readonly onOpen?: Effect.Effect<void> | undefined }
+  ) =>
+    Effect.gen(function*() {
+      const frames = yield* Queue.unbounded<Effect.Effect<_, E, R>>()
+      const handleInOrder = Queue.take(frames).pipe(Effect.flatMap(identity), Effect.forever)
+      return yield* Effect.raceFirst(
+        socket.runRaw((data) => {
+          const handled = handler(data)
+          if (Effect.isEffect(handled)) frames.unsafeOffer(handled)
+        }, options),
+        handleInOrder
+      ).pipe(Effect.ensuring(Queue.shutdown(frames)))
+    })
+})
+
+/** How often a stream checks how many items wait for its consumer. */
+const LAG_CHECK_INTERVAL = "100 millis"
+
+/**
+ * The items of a streaming call, at most `bound` of them held for a consumer that has not taken
+ * them yet. Past that, the call is let go (its request interrupted, its items dropped) and the
+ * stream fails with `lagged()` when the consumer next pulls: memory stays bounded however far
+ * behind the consumer falls, and a subscription resumes from the history after the last item taken.
+ * The call's own buffer must be unbounded (`streamBufferSize: Infinity`): a full one would hold up
+ * every frame behind it on the socket.
+ */
+export const boundedStream = <A, E, L>(
+  call: Effect.Effect<Mailbox.ReadonlyMailbox<A, E>, never, Scope.Scope>,
+  bound: number,
+  lagged: () => L
+): Stream.Stream<A, E | L> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    // the call's own scope, so that it can be let go while the stream waits for its consumer
+    const callScope = yield* Scope.make()
+    yield* Effect.addFinalizer((exit) => Scope.close(callScope, exit))
+    const mailbox = yield* Scope.extend(call, callScope)
+    const lag = yield* Deferred.make<never, L>()
+    yield* Effect.suspend(() =>
+      Option.getOrElse(mailbox.unsafeSize(), () => 0) > bound ? Effect.fail(lagged()) : Effect.void
+    ).pipe(
+      Effect.repeat(Schedule.spaced(LAG_CHECK_INTERVAL)),
+      Effect.catchAll((error) =>
+        Scope.close(callScope, Exit.void).pipe(
+          Effect.zipRight(Effect.ignore(mailbox.clear)),
+          Effect.zipRight(Deferred.fail(lag, error))
+        )
+      ),
+      Effect.forkScoped
+    )
+    return Mailbox.toStream(mailbox).pipe(Stream.interruptWhen(Deferred.await(lag)))
+  }))
