@@ -1,4 +1,5 @@
-import { Context, Effect, Layer, Schedule, type Scope } from "effect"
+import { Context, Effect, Layer, Option, Schedule, type Scope, Tracer } from "effect"
+import { acquirePlainRelease } from "./Finalizers.js"
 import { type Identity, Presence } from "./Ports.js"
 
 /**
@@ -31,7 +32,7 @@ export class PresenceHeartbeat extends Context.Tag("chatify/PresenceHeartbeat")<
       )
       return {
         hold: (scopeKey, identity) =>
-          Effect.acquireRelease(
+          acquirePlainRelease(
             Effect.zipRight(
               Effect.sync(() => {
                 const key = entryKey(scopeKey, identity.connectionId)
@@ -40,16 +41,19 @@ export class PresenceHeartbeat extends Context.Tag("chatify/PresenceHeartbeat")<
                 else entry.holders++
               }),
               Effect.ignore(presence.track(scopeKey, identity.userId, identity.connectionId))
-            ),
-            () =>
+            ).pipe(Effect.zipRight(Effect.serviceOption(Tracer.ParentSpan))),
+            // the untrack joins the trace of the request that tracked (only its span is kept; read without
+            // Effect.currentParentSpan, whose NoSuchElementException with tracing off costs a stack trace)
+            (parent) =>
               Effect.suspend(() => {
                 const key = entryKey(scopeKey, identity.connectionId)
                 const entry = held.get(key)
                 if (entry !== undefined && --entry.holders > 0) return Effect.void
                 held.delete(key)
-                return Effect.ignore(presence.untrack(scopeKey, identity.connectionId))
+                const untrack = Effect.ignore(presence.untrack(scopeKey, identity.connectionId))
+                return Option.isSome(parent) ? Effect.withParentSpan(untrack, parent.value) : untrack
               })
-          )
+          ).pipe(Effect.asVoid)
       }
     })
   )

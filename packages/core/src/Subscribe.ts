@@ -15,6 +15,7 @@ import {
   Unexpected
 } from "@chatify/domain"
 import { authorizeScope } from "./Access.js"
+import { addPlainFinalizer } from "./Finalizers.js"
 import {
   ChatEventSource,
   ChatHistory,
@@ -142,11 +143,9 @@ export const subscribeInto: (
     }
     const lagged = () =>
       end(new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: settings.subscriberBufferSize }))
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        ended = true
-      })
-    )
+    yield* addPlainFinalizer(Effect.sync(() => {
+      ended = true
+    }))
     let lastDelivered = after?.offset ?? -1
     const deliverNow = (event: EnrichedChatEvent): boolean => {
       if (ended) return false
@@ -250,7 +249,7 @@ export const subscribe = (
       capacity: settings.subscriberBufferSize,
       strategy: "suspend"
     })
-    yield* Effect.addFinalizer(() => mailbox.shutdown)
+    yield* addPlainFinalizer(mailbox.shutdown)
     yield* subscribeInto(scope, after, {
       push: (item) => mailbox.unsafeOffer(item),
       pushReplay: (events) => Effect.as(mailbox.offerAll(events), true),

@@ -218,7 +218,7 @@ describe("spans of the use cases and their adapters", () => {
           "MemoryReadRateLimiter.checkAndIncrement < Chat.subscribe",
           "MemoryPresence.track < Chat.subscribe",
           "ChatHub.LeaveScopeAsync",
-          // the subscription's finalizer keeps the context it was added in: its cleanup joins its trace
+          // the untrack joins the trace of the subscribe that tracked (PresenceHeartbeat keeps its span)
           "MemoryPresence.untrack < Chat.subscribe"
         ])
         expect(recorded.filter((span) => span.name.startsWith("ChatHub.")).map((span) => span.kind)).toEqual([

@@ -1,5 +1,5 @@
 import { Effect, Layer } from "effect"
-import { type FanoutSubscriber, LocalFanout } from "@chatify/core"
+import { acquirePlainRelease, type FanoutSubscriber, LocalFanout } from "@chatify/core"
 import { type EnrichedChatEvent, scopeKey } from "@chatify/domain"
 
 /**
@@ -27,7 +27,7 @@ export const MemoryFanout = Layer.sync(LocalFanout, () => {
   }
   return {
     register: (key, subscriber) =>
-      Effect.acquireRelease(
+      acquirePlainRelease(
         Effect.sync(() => {
           let set = scopes.get(key)
           if (set === undefined) {
