@@ -46,7 +46,7 @@ import {
   Unauthenticated
 } from "@chatify/domain"
 import { DEFAULT_DEDUPE_CAPACITY, makeMessageIdLru } from "./Dedupe.js"
-import { boundedStream, inArrivalOrder } from "./Frames.js"
+import { inArrivalOrder, makeBoundedStreams } from "./Frames.js"
 import { defaultReconnectSchedule, resetWhenQuiet } from "./Reconnect.js"
 import { WebSocketConnector } from "./WebSocketConnector.js"
 
@@ -372,6 +372,8 @@ export const makeChatClient = (
     )
     // Built into this scope (not Effect.provide), so the socket lives as long as the client.
     const rpc = yield* RpcClient.make(ChatRpcs).pipe(Effect.provide(yield* Layer.build(protocol)))
+
+    const boundedStream = yield* makeBoundedStreams
 
     // Registered after the RPC client, so it runs before the client interrupts its open calls:
     // those interruptions then end subscriptions instead of looking like a server going away.

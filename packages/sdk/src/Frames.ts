@@ -30,39 +30,54 @@ export const inArrivalOrder = (socket: Socket.Socket): Socket.Socket => ({
     })
 })
 
-/** How often a stream checks how many items wait for its consumer. */
+/** How often the client checks how many items wait for each stream's consumer. */
 const LAG_CHECK_INTERVAL = "100 millis"
 
 /**
- * The items of a streaming call, at most `bound` of them held for a consumer that has not taken
- * them yet. Past that, the call is let go (its request interrupted, its items dropped) and the
- * stream fails with `lagged()` when the consumer next pulls: memory stays bounded however far
- * behind the consumer falls, and a subscription resumes from the history after the last item taken.
- * The call's own buffer must be unbounded (`streamBufferSize: Infinity`): a full one would hold up
- * every frame behind it on the socket.
+ * Bounds the streaming calls of one client. `bounded(call, bound, lagged)` gives the call's items
+ * with at most `bound` of them held for a consumer that has not taken them yet. Past that, the call
+ * is let go (its request interrupted, its items dropped) and the stream fails with `lagged()` when
+ * the consumer next pulls: memory stays bounded however far behind the consumer falls, and a
+ * subscription resumes from the history after the last item taken. One fiber of the client checks
+ * every stream, rather than a timer per stream. The call's own buffer must be unbounded
+ * (`streamBufferSize: Infinity`): a full one would hold up every frame behind it on the socket.
  */
-export const boundedStream = <A, E, L>(
-  call: Effect.Effect<Mailbox.ReadonlyMailbox<A, E>, never, Scope.Scope>,
-  bound: number,
-  lagged: () => L
-): Stream.Stream<A, E | L> =>
-  Stream.unwrapScoped(Effect.gen(function*() {
-    // the call's own scope, so that it can be let go while the stream waits for its consumer
-    const callScope = yield* Scope.make()
-    yield* Effect.addFinalizer((exit) => Scope.close(callScope, exit))
-    const mailbox = yield* Scope.extend(call, callScope)
-    const lag = yield* Deferred.make<never, L>()
-    yield* Effect.suspend(() =>
-      Option.getOrElse(mailbox.unsafeSize(), () => 0) > bound ? Effect.fail(lagged()) : Effect.void
-    ).pipe(
-      Effect.repeat(Schedule.spaced(LAG_CHECK_INTERVAL)),
-      Effect.catchAll((error) =>
-        Scope.close(callScope, Exit.void).pipe(
-          Effect.zipRight(Effect.ignore(mailbox.clear)),
-          Effect.zipRight(Deferred.fail(lag, error))
-        )
-      ),
-      Effect.forkScoped
+export const makeBoundedStreams = Effect.gen(function*() {
+  /** Each stream's check; true once it let its call go. */
+  const watched = new Set<Effect.Effect<boolean>>()
+  yield* Effect.suspend(() =>
+    Effect.forEach(
+      Array.from(watched),
+      (check) =>
+        Effect.map(check, (letGo) => {
+          if (letGo) watched.delete(check)
+        }),
+      { discard: true }
     )
-    return Mailbox.toStream(mailbox).pipe(Stream.interruptWhen(Deferred.await(lag)))
-  }))
+  ).pipe(Effect.repeat(Schedule.spaced(LAG_CHECK_INTERVAL)), Effect.forkScoped)
+
+  return <A, E, L>(
+    call: Effect.Effect<Mailbox.ReadonlyMailbox<A, E>, never, Scope.Scope>,
+    bound: number,
+    lagged: () => L
+  ): Stream.Stream<A, E | L> =>
+    Stream.unwrapScoped(Effect.gen(function*() {
+      // the call's own scope, so that it can be let go while the stream waits for its consumer
+      const callScope = yield* Scope.make()
+      yield* Effect.addFinalizer((exit) => Scope.close(callScope, exit))
+      const mailbox = yield* Scope.extend(call, callScope)
+      const lag = yield* Deferred.make<never, L>()
+      const check = Effect.suspend(() =>
+        Option.getOrElse(mailbox.unsafeSize(), () => 0) <= bound
+          ? Effect.succeed(false)
+          : Scope.close(callScope, Exit.void).pipe(
+            Effect.zipRight(Effect.ignore(mailbox.clear)),
+            Effect.zipRight(Deferred.fail(lag, lagged())),
+            Effect.as(true)
+          )
+      )
+      watched.add(check)
+      yield* Effect.addFinalizer(() => Effect.sync(() => watched.delete(check)))
+      return Mailbox.toStream(mailbox).pipe(Stream.interruptWhen(Deferred.await(lag)))
+    }))
+})
