@@ -165,7 +165,8 @@ const main = async () => {
         execFileSync("nproc").toString().trim()
       }`
   )
-  sh(["scripts/services/all.sh", "start"])
+  // only what the pods use: all.sh would start OpenSearch and Jaeger too, and leave them running
+  for (const service of SERVICES) sh([`scripts/services/${service}.sh`, "start"])
   sh(["scripts/services/kafka.sh", "topics"], {
     CHATIFY_KAFKA_TOPIC: TOPIC,
     CHATIFY_KAFKA_PARTITIONS: String(PARTITIONS)
