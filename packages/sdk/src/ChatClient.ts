@@ -41,7 +41,7 @@ import {
   type StreamPosition,
   Subscribed,
   type SubscribeError,
-  SubscriptionLagged,
+  type SubscriptionLagged,
   Timeout,
   Unauthenticated
 } from "@chatify/domain"
@@ -373,7 +373,7 @@ export const makeChatClient = (
     // Built into this scope (not Effect.provide), so the socket lives as long as the client.
     const rpc = yield* RpcClient.make(ChatRpcs).pipe(Effect.provide(yield* Layer.build(protocol)))
 
-    const boundedStream = yield* makeBoundedStreams
+    const bounded = yield* makeBoundedStreams(subscriptionBuffer)
 
     // Registered after the RPC client, so it runs before the client interrupts its open calls:
     // those interruptions then end subscriptions instead of looking like a server going away.
@@ -421,10 +421,9 @@ export const makeChatClient = (
 
     const stats = (query: StatsQuery) => read(rpc.Stats(query, { headers }))
 
-    const rateLimitViolations = boundedStream(
-      rpc.RateLimitViolations(undefined, { headers, asMailbox: true, streamBufferSize: Number.POSITIVE_INFINITY }),
-      subscriptionBuffer,
-      () => new SubscriptionLagged({ scopeId: RATE_LIMIT_VIOLATIONS_STREAM, bufferSize: subscriptionBuffer })
+    const rateLimitViolations = bounded(
+      RATE_LIMIT_VIOLATIONS_STREAM,
+      (mailbox) => rpc.RateLimitViolations(undefined, { headers, ...mailbox })
     )
 
     const subscribeWithStatus = (
@@ -458,48 +457,45 @@ export const makeChatClient = (
                 Effect.suspend(() => live ? Effect.never : Effect.fail(new Timeout({ operation: "subscribe" })))
               )
             )
-            return boundedStream(
+            return bounded(scope.scopeId, (mailbox) =>
               rpc.Subscribe(
                 { scopeType: scope.scopeType, scopeId: scope.scopeId, ...(after === undefined ? {} : { after }) },
-                { headers: attemptHeaders, asMailbox: true, streamBufferSize: Number.POSITIVE_INFINITY }
-              ),
-              subscriptionBuffer,
-              () => new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: subscriptionBuffer })
-            ).pipe(
-              Stream.mapEffect((item): Effect.Effect<Option.Option<SubscriptionUpdate>> => {
-                if (item instanceof Subscribed) {
-                  // Live again: the next loss starts the backoff from its first delay.
-                  return Effect.as(
-                    Effect.zipRight(
-                      backoff.reset,
-                      Effect.sync(() => {
-                        live = true
-                        attempt = 0
-                        triedFreshToken = false
-                        // nothing delivered yet: a later resume starts where this subscription went live
-                        if (last === undefined) last = item.position
-                      })
-                    ),
-                    Option.some(SubscriptionUpdate.Live({ resumedAfter: Option.fromNullable(after) }))
+                { headers: attemptHeaders, ...mailbox }
+              )).pipe(
+                Stream.mapEffect((item): Effect.Effect<Option.Option<SubscriptionUpdate>> => {
+                  if (item instanceof Subscribed) {
+                    // Live again: the next loss starts the backoff from its first delay.
+                    return Effect.as(
+                      Effect.zipRight(
+                        backoff.reset,
+                        Effect.sync(() => {
+                          live = true
+                          attempt = 0
+                          triedFreshToken = false
+                          // nothing delivered yet: a later resume starts where this subscription went live
+                          if (last === undefined) last = item.position
+                        })
+                      ),
+                      Option.some(SubscriptionUpdate.Live({ resumedAfter: Option.fromNullable(after) }))
+                    )
+                  }
+                  return Effect.sync(() => {
+                    if (dedupe && !seen.firstSeen(item.chatEvent.messageId)) return Option.none()
+                    last = positionOf(item)
+                    return Option.some(SubscriptionUpdate.Event({ event: item }))
+                  })
+                }),
+                Stream.filterMap(identity),
+                Stream.interruptWhen(liveInTime),
+                Stream.interruptWhen(socketLost),
+                Stream.interruptWhen(tokenRefused),
+                // A subscription has no natural end: a clean end means the server let go of it.
+                Stream.concat(
+                  Stream.suspend(() =>
+                    Stream.fail(new SubscriptionEnded({ message: "the server ended the subscription" }))
                   )
-                }
-                return Effect.sync(() => {
-                  if (dedupe && !seen.firstSeen(item.chatEvent.messageId)) return Option.none()
-                  last = positionOf(item)
-                  return Option.some(SubscriptionUpdate.Event({ event: item }))
-                })
-              }),
-              Stream.filterMap(identity),
-              Stream.interruptWhen(liveInTime),
-              Stream.interruptWhen(socketLost),
-              Stream.interruptWhen(tokenRefused),
-              // A subscription has no natural end: a clean end means the server let go of it.
-              Stream.concat(
-                Stream.suspend(() =>
-                  Stream.fail(new SubscriptionEnded({ message: "the server ended the subscription" }))
                 )
               )
-            )
           })
 
         const resume = (reason: RetryableSubscribeError): Stream.Stream<SubscriptionUpdate, SubscriptionError> =>

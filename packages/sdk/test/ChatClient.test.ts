@@ -136,6 +136,53 @@ const collectRawUntil = (
 const untilEnd = (received: ReadonlyArray<EnrichedChatEvent>) => received.at(-1)?.chatEvent.text === END
 const untilCount = (count: number) => (received: ReadonlyArray<EnrichedChatEvent>) => received.length >= count
 
+/**
+ * Sends `count` messages while the slow client's subscription holds its first event, until a fast
+ * probe subscriber on the same scope has them all (so the fan-out offered everything): everything
+ * behind that first event piles up. Returns what the slow subscription then delivered, why it
+ * reconnected meanwhile, and what was sent.
+ */
+const floodHeldSubscriber = (
+  wsUrl: string,
+  slow: ChatClientService,
+  sender: ChatClientService,
+  scope: ScopeRef,
+  count: number
+) =>
+  Effect.gen(function*() {
+    const live = yield* Deferred.make<void>()
+    const gate = yield* Deferred.make<void>()
+    const received: Array<EnrichedChatEvent> = []
+    const reconnectReasons: Array<Extract<SubscriptionUpdate, { _tag: "Reconnecting" }>["reason"]> = []
+    const consuming = yield* slow.subscribeWithStatus(scope).pipe(
+      Stream.tap((update): Effect.Effect<void> => {
+        switch (update._tag) {
+          case "Live":
+            return Deferred.succeed(live, undefined)
+          case "Reconnecting":
+            return Effect.sync(() => reconnectReasons.push(update.reason))
+          case "PositionLost":
+            return Effect.dieMessage("no position was lost here")
+          case "Event":
+            received.push(update.event)
+            return received.length === 1 ? Deferred.await(gate) : Effect.void
+        }
+      }),
+      Stream.takeUntil(() => received.length >= count),
+      Stream.runDrain,
+      Effect.forkScoped
+    )
+    yield* Deferred.await(live).pipe(within("5 seconds", "the slow subscription to be live"))
+    const probe = yield* makeChatClient({ url: wsUrl })
+    const probing = yield* collectUntil(probe, scope, untilCount(count))
+
+    const sent = yield* sendMany(sender, scope, count, 32)
+    yield* Fiber.join(probing).pipe(within("20 seconds", "the probe subscriber"))
+    yield* Deferred.succeed(gate, undefined)
+    yield* Fiber.join(consuming).pipe(within("20 seconds", "the lagging subscriber"))
+    return { received, reconnectReasons, sent }
+  })
+
 describe("ChatClient end to end", () => {
   it.scopedLive("two subscribers and a sender: each subscriber gets every message exactly once", () =>
     Effect.gen(function*() {
@@ -369,40 +416,9 @@ describe("ChatClient end to end", () => {
       const slow = yield* makeChatClient({ url: server.wsUrl, dedupe: false })
       const sender = yield* makeChatClient({ url: server.wsUrl })
 
-      const live = yield* Deferred.make<void>()
-      const gate = yield* Deferred.make<void>()
-      const received: Array<EnrichedChatEvent> = []
-      const reconnectReasons: Array<string> = []
-      const consuming = yield* slow.subscribeWithStatus(scope).pipe(
-        Stream.tap((update): Effect.Effect<void> => {
-          switch (update._tag) {
-            case "Live":
-              return Deferred.succeed(live, undefined)
-            case "Reconnecting":
-              return Effect.sync(() => reconnectReasons.push(update.reason._tag))
-            case "PositionLost":
-              return Effect.dieMessage("no position was lost here")
-            case "Event":
-              received.push(update.event)
-              // Hold the first event until the fan-out is done: everything behind it piles up.
-              return received.length === 1 ? Deferred.await(gate) : Effect.void
-          }
-        }),
-        Stream.takeUntil(() => received.length >= N),
-        Stream.runDrain,
-        Effect.forkScoped
-      )
-      yield* Deferred.await(live).pipe(within("5 seconds", "the slow subscription to be live"))
-      // A fast subscriber on the same scope: once it has everything, the fan-out has offered everything.
-      const probe = yield* makeChatClient({ url: server.wsUrl })
-      const probing = yield* collectUntil(probe, scope, untilCount(N))
+      const { received, reconnectReasons, sent } = yield* floodHeldSubscriber(server.wsUrl, slow, sender, scope, N)
 
-      const sent = yield* sendMany(sender, scope, N, 32)
-      yield* Fiber.join(probing).pipe(within("20 seconds", "the probe subscriber"))
-      yield* Deferred.succeed(gate, undefined)
-      yield* Fiber.join(consuming).pipe(within("20 seconds", "the lagging subscriber"))
-
-      expect(reconnectReasons).toContain("SubscriptionLagged")
+      expect(reconnectReasons.map((reason) => reason._tag)).toContain("SubscriptionLagged")
       expect(received.length).toBe(N)
       expectStrictlyIncreasing(offsets(received))
       expect(ids(received)).toEqual(ids(byOffset(sent)))
@@ -433,40 +449,10 @@ describe("ChatClient end to end", () => {
       )
       const sender = yield* makeChatClient({ url: server.wsUrl })
 
-      const live = yield* Deferred.make<void>()
-      const gate = yield* Deferred.make<void>()
-      const received: Array<EnrichedChatEvent> = []
-      const lags: Array<SubscriptionUpdate> = []
-      const consuming = yield* slow.subscribeWithStatus(scope).pipe(
-        Stream.tap((update): Effect.Effect<void> => {
-          switch (update._tag) {
-            case "Live":
-              return Deferred.succeed(live, undefined)
-            case "Reconnecting":
-              return Effect.sync(() => lags.push(update))
-            case "PositionLost":
-              return Effect.dieMessage("no position was lost here")
-            case "Event":
-              received.push(update.event)
-              // Hold the first event until the fan-out is done: everything behind it piles up in the client.
-              return received.length === 1 ? Deferred.await(gate) : Effect.void
-          }
-        }),
-        Stream.takeUntil(() => received.length >= N),
-        Stream.runDrain,
-        Effect.forkScoped
-      )
-      yield* Deferred.await(live).pipe(within("5 seconds", "the slow subscription to be live"))
-      const probe = yield* makeChatClient({ url: server.wsUrl })
-      const probing = yield* collectUntil(probe, scope, untilCount(N))
-
-      const sent = yield* sendMany(sender, scope, N, 32)
-      yield* Fiber.join(probing).pipe(within("20 seconds", "the probe subscriber"))
-      yield* Deferred.succeed(gate, undefined)
-      yield* Fiber.join(consuming).pipe(within("20 seconds", "the lagging subscriber"))
+      const { received, reconnectReasons, sent } = yield* floodHeldSubscriber(server.wsUrl, slow, sender, scope, N)
 
       // the client's own bound let go, not the server's
-      expect(lags.map((update) => update._tag === "Reconnecting" ? update.reason : undefined)).toContainEqual(
+      expect(reconnectReasons).toContainEqual(
         new SubscriptionLagged({ scopeId: scope.scopeId, bufferSize: BUFFER })
       )
       expect(received.length).toBe(N)
