@@ -137,4 +137,31 @@ describe("Outbox", () => {
       )
       expect(order).toEqual(outboxes.map((_, i) => i))
     }))
+
+  it.effect("an owner's frames added in onFlush go out in that flush, and the outbox is not queued a second time", () =>
+    Effect.gen(function*() {
+      const base = yield* Effect.provide(Flusher, Flusher.layer)
+      let scheduled = 0
+      const flusher: Flusher["Type"] = {
+        schedule: (outbox) => {
+          scheduled++
+          base.schedule(outbox)
+        }
+      }
+      const socket = recordingTransport()
+      const outbox = new Outbox(socket.transport, flusher, 1024)
+      let flushes = 0
+      let pending: Array<string> = []
+      outbox.onFlush = () => {
+        flushes++
+        for (const text of pending) outbox.write(text)
+        pending = []
+      }
+      pending.push("batched")
+      outbox.wake()
+      yield* nextTurn
+      yield* nextTurn
+      expect(clientReads(Buffer.concat(socket.writes)).texts).toEqual(["batched"])
+      expect({ scheduled, flushes }).toEqual({ scheduled: 1, flushes: 1 })
+    }))
 })

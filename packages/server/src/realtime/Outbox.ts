@@ -134,9 +134,10 @@ export class Outbox {
 
   /** Writes everything queued in one write: one system call however many frames. */
   flush() {
-    this.queued = false
     if (this.closed) return
+    // still marked queued while the owner adds its frames, so they do not schedule a second flush
     this.onFlush?.()
+    this.queued = false
     const frames = this.frames
     if (frames.length === 0) return
     const bytes = this.bytes

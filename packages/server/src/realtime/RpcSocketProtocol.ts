@@ -361,7 +361,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         lastChunk !== undefined && lastChunk.prefix === prefix && sameValues(lastChunk.values, values)
       ) return lastChunk.frame
       const frame = textFrame(prefix + values.join(",") + "]}\n")
-      lastChunk = { prefix, values, frame }
+      // a copy: each subscription empties and refills its own array
+      lastChunk = { prefix, values: values.slice(), frame }
       return frame
     }
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
@@ -382,7 +383,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       let open = true
       const outbox = new Outbox(webSocketTransport(ws, socket), flusher, options.maxBufferedBytes)
       const subscriptions = new Map<string, Subscription>()
-      let queued: Array<Subscription> = []
+      const queued: Array<Subscription> = []
       let pendingBytes = 0
       const running = new Set<string>()
       const expireAcks = () => {
@@ -417,7 +418,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         subscription.queued = false
         if (subscription.values.length === 0 || subscription.awaitingAck) return
         outbox.writeFrame(chunkFrame(subscription.chunkPrefix, subscription.values))
-        subscription.values = []
+        subscription.values.length = 0
         pendingBytes -= subscription.bytes
         subscription.bytes = 0
         // a client that does not acknowledge gets every chunk as soon as it is due
@@ -431,9 +432,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         outbox.wake()
       }
       outbox.onFlush = () => {
-        const now = queued
-        queued = []
-        for (const subscription of now) moveToOutbox(subscription)
+        // moving writes frames only, so nothing is queued meanwhile: the array is reused
+        for (const subscription of queued) moveToOutbox(subscription)
+        queued.length = 0
       }
       const hasRoom = () => outbox.hasRoom(pendingBytes)
 
