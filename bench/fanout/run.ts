@@ -6,7 +6,17 @@
 // timeout on each generator run). Exits non-zero only when the harness itself fails.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync
+} from "node:fs"
 import { availableParallelism, homedir, loadavg, tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -26,6 +36,8 @@ const CHATIFY_MAIN = join(ROOT, "packages/server/dist/main.js")
 /** Extra node flags for every server, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` (NODE_OPTIONS refuses --cpu-prof). */
 const SERVER_NODE_ARGS = (process.env["FANOUT_SERVER_NODE_ARGS"] ?? "").split(" ").filter((arg) => arg !== "")
 const SOCKETIO_JS = join(ROOT, "bench/node_modules/.cache/chatify-bench/socketio-server.mjs")
+/** Where each server's output goes as well, one file per server run (e.g. with `--trace-gc`). */
+const SERVER_OUTPUT_DIR = process.env["FANOUT_SERVER_OUTPUT_DIR"]
 
 const log = (message: string) => process.stderr.write(`[bench:fanout] ${message}\n`)
 
@@ -147,6 +159,9 @@ const PROBLEM = /"level":"(?:WARN|ERROR|FATAL)"/u
 const startServer = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>, env: Record<string, string>) =>
   new Promise<Server>((resolveServer, reject) => {
     const child = spawnPinned(prefix, process.execPath, [...SERVER_NODE_ARGS, ...args], { ...process.env, ...env })
+    const copy = SERVER_OUTPUT_DIR === undefined
+      ? undefined
+      : createWriteStream(join(SERVER_OUTPUT_DIR, `server-${Date.now()}-${child.pid}.log`))
     const lines: Array<string> = []
     let partial = ""
     let port: number | undefined
@@ -157,6 +172,7 @@ const startServer = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>,
       reject(new HarnessError(`the server did not print its address within 60 s:\n${lines.join("\n")}`))
     }, 60_000)
     const onData = (chunk: Buffer) => {
+      copy?.write(chunk)
       const text = partial + chunk.toString()
       const split = text.split("\n")
       partial = split.pop() ?? ""
@@ -178,6 +194,7 @@ const startServer = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>,
     child.stdout?.on("data", onData)
     child.stderr?.on("data", onData)
     child.once("exit", (code) => {
+      copy?.end()
       clearTimeout(timer)
       if (port === undefined) {
         reject(new HarnessError(`the server exited with ${code} before listening:\n${lines.join("\n")}`))

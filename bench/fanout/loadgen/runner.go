@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,7 @@ type step struct {
 
 	mu        sync.Mutex
 	latencies []int64 // nanoseconds, sampled
+	sentAt    []int64 // each sample's send time (unix ns), for the p99 per second of the step
 }
 
 func newRunner(proto protocol, base string, serverPid int, plan Plan) (*runner, error) {
@@ -100,7 +102,7 @@ func (r *runner) count(c *conn, frame []byte) {
 	if want >= n {
 		return
 	}
-	var sampled []int64
+	var sampled, sentAt []int64
 	pos := 0
 	for k := int64(0); want < n; k++ {
 		i := bytes.Index(frame[pos:], st.marker)
@@ -114,10 +116,12 @@ func (r *runner) count(c *conn, frame []byte) {
 		want += st.sample
 		if sent, ok := parseDigits(frame[pos:]); ok {
 			sampled = append(sampled, now-sent)
+			sentAt = append(sentAt, sent)
 		}
 	}
 	st.mu.Lock()
 	st.latencies = append(st.latencies, sampled...)
+	st.sentAt = append(st.sentAt, sentAt...)
 	st.mu.Unlock()
 }
 
@@ -224,6 +228,7 @@ type stepResult struct {
 	SampleEvery      int64  `json:"sampleEvery"`
 	P50Ms            num    `json:"p50Ms"`
 	P99Ms            num    `json:"p99Ms"`
+	P99BySecondMs    []num  `json:"p99BySecondMs"` // by send time: a start-up transient shows in the first seconds
 	MaxMs            num    `json:"maxMs"`
 	WindowSeconds    num    `json:"windowSeconds"`
 	ServerCPUSeconds num    `json:"serverCpuSeconds"`
@@ -279,8 +284,8 @@ func (r *runner) fanout() error {
 		res := r.runStep(i+1, rate, p.StepSeconds, pubs)
 		res.Index = i
 		emit(res)
-		progress("%.0f msg/s: %.0f delivered/s, loss %.3f%%, p99 %.1f ms, gen CPU %.0f%%",
-			rate, res.DeliveredPerSec, res.LossPct, res.P99Ms, res.GenCPUPct)
+		progress("%.0f msg/s: %.0f delivered/s, loss %.3f%%, p99 %.1f ms (per second: %s), gen CPU %.0f%%",
+			rate, res.DeliveredPerSec, res.LossPct, res.P99Ms, formatMs(res.P99BySecondMs), res.GenCPUPct)
 		if p.StopOnFail && (res.LossPct > 0 || float64(res.P99Ms) > p.P99LimitMs || res.Samples == 0) {
 			break
 		}
@@ -363,6 +368,7 @@ func (r *runner) runStep(index int, rate, secs float64, pubs []*conn) stepResult
 	span := math.Max(secs, float64(st.lastDelivery.Load()-start.UnixNano())/1e9)
 	st.mu.Lock()
 	lat := slices.Clone(st.latencies)
+	bySecond := p99BySecond(st.latencies, st.sentAt, start.UnixNano())
 	st.mu.Unlock()
 	slices.Sort(lat)
 	text, errs := r.takeError()
@@ -371,7 +377,7 @@ func (r *runner) runStep(index int, rate, secs float64, pubs []*conn) stepResult
 		Acked: r.acked.Load() - ackedBefore, SendFailed: r.failed.Load() - failedBefore,
 		Expected: want, Delivered: delivered, DeliveredPerSec: num(float64(delivered) / span),
 		Samples: len(lat), SampleEvery: st.sample,
-		P50Ms: num(pct(lat, 50)), P99Ms: num(pct(lat, 99)), MaxMs: num(pct(lat, 100)),
+		P50Ms: num(pct(lat, 50)), P99Ms: num(pct(lat, 99)), MaxMs: num(pct(lat, 100)), P99BySecondMs: bySecond,
 		WindowSeconds: num(window), ServerCPUSeconds: num(srvAfter - srvBefore), ServerCPUPct: num(100 * (srvAfter - srvBefore) / window),
 		ServerRSS: rss, GenCPUPct: num(100 * (genAfter - genBefore) / window),
 		OtherCPUPct: num(100 * otherLoad(busyAfter-busyBefore, srvAfter-srvBefore, genAfter-genBefore) / window),
@@ -491,6 +497,32 @@ func (r *runner) idle() error {
 func otherLoad(busy, server, generator float64) float64 { return math.Max(0, busy-server-generator) }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func formatMs(values []num) string {
+	parts := make([]string, len(values))
+	for i, v := range values {
+		parts[i] = fmt.Sprintf("%.0f", float64(v))
+	}
+	return strings.Join(parts, " ")
+}
+
+// p99BySecond is the p99 of the samples sent in each second of a step that started at startNs.
+func p99BySecond(latencies, sentAt []int64, startNs int64) []num {
+	var buckets [][]int64
+	for i, sent := range sentAt {
+		b := int(max(0, sent-startNs) / int64(time.Second))
+		for len(buckets) <= b {
+			buckets = append(buckets, nil)
+		}
+		buckets[b] = append(buckets[b], latencies[i])
+	}
+	out := make([]num, len(buckets))
+	for i, bucket := range buckets {
+		slices.Sort(bucket)
+		out[i] = num(pct(bucket, 99))
+	}
+	return out
+}
 
 // pct is the p-th percentile of sorted nanoseconds, in milliseconds (NaN without samples).
 func pct(sorted []int64, p float64) float64 {

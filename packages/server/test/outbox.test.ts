@@ -87,6 +87,28 @@ describe("Outbox", () => {
       expect(outbox.backlog()).toBe(0)
     }))
 
+  it.effect.prop(
+    "each turn's write holds that turn's frames and nothing written before, however long a burst",
+    { turns: fc.array(fc.array(fc.string({ maxLength: 8 }), { maxLength: 90 }), { minLength: 1, maxLength: 5 }) },
+    ({ turns }) =>
+      Effect.gen(function*() {
+        const flusher = yield* Effect.provide(Flusher, Flusher.layer)
+        const socket = recordingTransport()
+        const outbox = new Outbox(socket.transport, flusher, 1024 * 1024)
+        const written: Array<ReadonlyArray<string>> = []
+        for (const texts of turns) {
+          const before = socket.writes.length
+          for (const text of texts) outbox.write(text)
+          yield* nextTurn
+          written.push(socket.writes.slice(before).flatMap((write) => clientReads(write).texts))
+          expect(socket.writes.length - before).toBe(texts.length === 0 ? 0 : 1)
+          expect(outbox.backlog()).toBe(0)
+        }
+        expect(written).toEqual(turns)
+      }),
+    { fastCheck: { numRuns: 60 } }
+  )
+
   it.effect("counts the socket's buffer in its backlog and has no room past its limit", () =>
     Effect.gen(function*() {
       const flusher = yield* Effect.provide(Flusher, Flusher.layer)

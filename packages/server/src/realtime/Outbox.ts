@@ -55,20 +55,26 @@ export class Flusher extends Context.Tag("@chatify/server/Flusher")<Flusher, {
   readonly schedule: (outbox: Outbox) => void
 }>() {
   static readonly layer = Layer.sync(Flusher, () => {
-    let due: Array<Outbox> = []
+    // one array for every turn, its first `dueCount` slots in use (see Outbox.frames)
+    const due: Array<Outbox | undefined> = []
+    let dueCount = 0
     let next = 0
     let scheduled = false
     const flushSlice = () => {
-      const end = Math.min(due.length, next + FLUSH_SLICE)
-      for (; next < end; next++) due[next]!.flush()
-      if (next < due.length) return setImmediate(flushSlice)
-      due = []
+      const end = Math.min(dueCount, next + FLUSH_SLICE)
+      for (; next < end; next++) {
+        const outbox = due[next]!
+        due[next] = undefined
+        outbox.flush()
+      }
+      if (next < dueCount) return setImmediate(flushSlice)
+      dueCount = 0
       next = 0
       scheduled = false
     }
     return {
       schedule: (outbox) => {
-        due.push(outbox)
+        due[dueCount++] = outbox
         if (!scheduled) {
           scheduled = true
           setImmediate(flushSlice)
@@ -78,9 +84,18 @@ export class Flusher extends Context.Tag("@chatify/server/Flusher")<Flusher, {
   })
 }
 
+/** A queue array longer than this (after a burst) is not kept for reuse: idle connections stay small. */
+const MAX_KEPT_SLOTS = 64
+
 /** One connection's outbound queue. */
 export class Outbox {
-  private frames: Array<Buffer> = []
+  /**
+   * The frames queued for this turn's write: the first `frameCount` slots. The array is reused
+   * (a new one per flush, or emptying it with `length = 0`, which drops its storage, would be
+   * garbage at every delivery), unless a burst made it long.
+   */
+  private frames: Array<Buffer | undefined> = []
+  private frameCount = 0
   private bytes = 0
   /**
    * The socket's unsent bytes as of our last write or check. Only our writes grow it (besides ws's
@@ -120,7 +135,7 @@ export class Outbox {
   /** Queues a frame built by `textFrame` (shared by every connection that gets it). */
   writeFrame(frame: Buffer) {
     if (this.closed) return
-    this.frames.push(frame)
+    this.frames[this.frameCount++] = frame
     this.bytes += frame.length
     this.wake()
   }
@@ -138,21 +153,38 @@ export class Outbox {
     // still marked queued while the owner adds its frames, so they do not schedule a second flush
     this.onFlush?.()
     this.queued = false
+    const count = this.frameCount
+    if (count === 0) return
     const frames = this.frames
-    if (frames.length === 0) return
-    const bytes = this.bytes
-    this.frames = []
-    this.bytes = 0
+    let write: Buffer
+    if (count === 1) write = frames[0]!
+    else {
+      write = Buffer.allocUnsafe(this.bytes)
+      let at = 0
+      for (let i = 0; i < count; i++) {
+        const frame = frames[i]!
+        frame.copy(write, at)
+        at += frame.length
+      }
+    }
+    this.dropFrames()
     if (!this.transport.isOpen()) return
-    this.transport.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes))
+    this.transport.write(write)
     this.socketBytes = this.transport.bufferedAmount()
+  }
+
+  /** Empties the queue: the frames it held are released. */
+  private dropFrames() {
+    if (this.frames.length > MAX_KEPT_SLOTS) this.frames = []
+    else this.frames.fill(undefined, 0, this.frameCount)
+    this.frameCount = 0
+    this.bytes = 0
   }
 
   /** Drops whatever is queued; nothing is written after this. */
   close() {
     this.closed = true
-    this.frames = []
-    this.bytes = 0
+    this.dropFrames()
   }
 }
 

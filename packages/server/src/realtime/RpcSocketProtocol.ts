@@ -177,11 +177,15 @@ export const ackedRequestId = (frame: Buffer): string | undefined => {
   return frame.toString("latin1", ACK_PREFIX.length, ACK_PREFIX.length + idLength)
 }
 
-const sameValues = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean => {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+/** Whether `a` holds exactly the first `count` values of `b`. */
+const sameValues = (a: ReadonlyArray<string>, b: ReadonlyArray<string>, count: number): boolean => {
+  if (a.length !== count) return false
+  for (let i = 0; i < count; i++) if (a[i] !== b[i]) return false
   return true
 }
+
+/** A reused array longer than this (after a burst) is not kept: idle connections stay small. */
+const MAX_KEPT_VALUES = 64
 
 /** The longest Ack frame's payload (a 7-bit length): ids have at most 20 digits. */
 const MAX_ACK_LINE = ACK_PREFIX.length + 20 + ACK_SUFFIX.length
@@ -283,7 +287,9 @@ interface Subscription {
   readonly requestId: string
   /** `{"_tag":"Chunk","requestId":…,"values":[`: every chunk of this subscription starts so. */
   readonly chunkPrefix: string
+  /** The values of its next chunk: the first `valueCount` slots (reused, as Outbox reuses its frames). */
   values: Array<string>
+  valueCount: number
   /** The length of `values`' JSON, counted in the connection's backlog. */
   bytes: number
   readonly scopeId: string
@@ -356,13 +362,14 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     let lastChunk:
       | { readonly prefix: string; readonly values: ReadonlyArray<string>; readonly frame: Buffer }
       | undefined
-    const chunkFrame = (prefix: string, values: ReadonlyArray<string>): Buffer => {
+    const chunkFrame = (prefix: string, values: ReadonlyArray<string>, count: number): Buffer => {
       if (
-        lastChunk !== undefined && lastChunk.prefix === prefix && sameValues(lastChunk.values, values)
+        lastChunk !== undefined && lastChunk.prefix === prefix && sameValues(lastChunk.values, values, count)
       ) return lastChunk.frame
-      const frame = textFrame(prefix + values.join(",") + "]}\n")
-      // a copy: each subscription empties and refills its own array
-      lastChunk = { prefix, values: values.slice(), frame }
+      // a copy: each subscription refills its own array
+      const copy = values.slice(0, count)
+      const frame = textFrame(prefix + copy.join(",") + "]}\n")
+      lastChunk = { prefix, values: copy, frame }
       return frame
     }
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
@@ -383,7 +390,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       let open = true
       const outbox = new Outbox(webSocketTransport(ws, socket), flusher, options.maxBufferedBytes)
       const subscriptions = new Map<string, Subscription>()
-      const queued: Array<Subscription> = []
+      // the subscriptions with values for this turn's flush: the first `queuedCount` (reused)
+      let queued: Array<Subscription | undefined> = []
+      let queuedCount = 0
       let pendingBytes = 0
       const running = new Set<string>()
       const expireAcks = () => {
@@ -416,9 +425,11 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       // pending events become one Chunk per subscription, all in this turn's frame
       const moveToOutbox = (subscription: Subscription) => {
         subscription.queued = false
-        if (subscription.values.length === 0 || subscription.awaitingAck) return
-        outbox.writeFrame(chunkFrame(subscription.chunkPrefix, subscription.values))
-        subscription.values.length = 0
+        if (subscription.valueCount === 0 || subscription.awaitingAck) return
+        outbox.writeFrame(chunkFrame(subscription.chunkPrefix, subscription.values, subscription.valueCount))
+        if (subscription.values.length > MAX_KEPT_VALUES) subscription.values = []
+        else subscription.values.fill("", 0, subscription.valueCount)
+        subscription.valueCount = 0
         pendingBytes -= subscription.bytes
         subscription.bytes = 0
         // a client that does not acknowledge gets every chunk as soon as it is due
@@ -428,13 +439,15 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       const queue = (subscription: Subscription) => {
         if (subscription.queued || subscription.awaitingAck) return
         subscription.queued = true
-        queued.push(subscription)
+        queued[queuedCount++] = subscription
         outbox.wake()
       }
       outbox.onFlush = () => {
-        // moving writes frames only, so nothing is queued meanwhile: the array is reused
-        for (const subscription of queued) moveToOutbox(subscription)
-        queued.length = 0
+        // moving writes frames only, so nothing is queued meanwhile
+        for (let i = 0; i < queuedCount; i++) moveToOutbox(queued[i]!)
+        if (queued.length > MAX_KEPT_VALUES) queued = []
+        else queued.fill(undefined, 0, queuedCount)
+        queuedCount = 0
       }
       const hasRoom = () => outbox.hasRoom(pendingBytes)
 
@@ -459,18 +472,18 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
             ? encodeEvent(item)
             : Either.match(encodeItem(item), { onLeft: () => undefined, onRight: (encoded) => JSON.stringify(encoded) })
           if (json === undefined) return
-          subscription.values.push(json)
+          subscription.values[subscription.valueCount++] = json
           subscription.bytes += json.length
           pendingBytes += json.length
           queue(subscription)
         }
         const waitingForClient = () =>
           open && !subscription.ended &&
-          (subscription.values.length > 0 || outbox.backlog() + pendingBytes > options.maxBufferedBytes / 2)
+          (subscription.valueCount > 0 || outbox.backlog() + pendingBytes > options.maxBufferedBytes / 2)
         return {
           push: (item) => {
             if (subscription.ended || !open) return false
-            if (subscription.values.length >= subscriberBufferSize || !hasRoom()) return false
+            if (subscription.valueCount >= subscriberBufferSize || !hasRoom()) return false
             append(item)
             return true
           },
@@ -558,7 +571,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
 
       const acknowledge = (subscription: Subscription) => {
         subscription.awaitingAck = false
-        if (subscription.values.length > 0) queue(subscription)
+        if (subscription.valueCount > 0) queue(subscription)
       }
 
       const startSubscription = (request: RequestEncoded) => {
@@ -592,6 +605,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           requestId,
           chunkPrefix: `{"_tag":"Chunk","requestId":${JSON.stringify(requestId)},"values":[`,
           values: [],
+          valueCount: 0,
           bytes: 0,
           scopeId: payload.right.scopeId,
           awaitingAck: false,
