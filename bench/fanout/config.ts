@@ -109,7 +109,7 @@ const ceiling: Workload = {
   plan: {
     ...w1.plan,
     // from 10: on a 2-core VM Socket.IO itself tops out near 50 msg/s × 1,000 subscribers
-    rates: numbers("FANOUT_CEILING_RATES", [10, 20, 30, 40, 50, 70, 100, 140, 200, 300, 400, 600, 800], [20, 50, 100]),
+    rates: numbers("FANOUT_CEILING_RATES", [10, 20, 30, 40, 50, 70, 100, 140, 200, 300, 400, 600, 800, 1000, 1400, 2000], [20, 50, 100]),
     stepSeconds: number("FANOUT_CEILING_SECONDS", 5, 2),
     stopOnFail: true,
     room: "ceiling"
