@@ -88,7 +88,7 @@ const open = (
     readonly expiresAtMs?: number
     /** Where the connection's log messages go; by default only warnings and worse are printed. */
     readonly logged?: Array<string>
-    readonly makeHub?: (client: HubClient) => Effect.Effect<Hub, never, Scope.Scope>
+    readonly makeHub?: (client: HubClient) => Hub
   } = {}
 ) =>
   Effect.gen(function*() {
@@ -99,39 +99,38 @@ const open = (
     let writes = 0
     let now = 0
     let socketOpen = true
-    const testHub = (client: HubClient) =>
-      Effect.gen(function*() {
-        yield* Ref.set(hubBuilt, true)
-        yield* Effect.addFinalizer(() => Ref.set(hubReleased, true))
-        const hub: Hub = {
-          methods: new Map([
-            ["Echo", hubMethod(Schema.Tuple(Schema.String), ([text]) => Effect.succeed(text))],
-            ["Add", hubMethod(Schema.Tuple(Schema.Number, Schema.Number), ([a, b]) => Effect.succeed(a + b))],
-            ["Void", hubMethod(Schema.Tuple(), () => Effect.void)],
-            ["Slow", hubMethod(Schema.Tuple(), () => Effect.never)],
-            ["Fail", hubMethod(Schema.Tuple(), () => Effect.fail(new HubError({ message: "Forbidden: not yours" })))],
-            ["Boom", hubMethod(Schema.Tuple(), () => Effect.die(new Error("secret internals at db.ts:42")))],
-            ["BigInt", hubMethod(Schema.Tuple(), () => Effect.succeed(1n))],
-            [
-              "Notify",
-              hubMethod(
-                Schema.Tuple(Schema.String),
-                ([text]) => Effect.sync(() => client.send([{ target: "Note", arguments: [text] }]))
-              )
-            ],
-            [
-              "WhoAmI",
-              hubMethod(
-                Schema.Tuple(),
-                () => Effect.map(Effect.serviceOption(Invocation), Option.getOrElse(() => "nobody"))
-              )
-            ]
-          ]),
-          // what each invocation's fiber starts with
-          servicesFor: (context) => Context.make(Invocation, `${context.target}/${context.invocationId ?? "-"}`)
-        }
-        return hub
-      })
+    const testHub = (client: HubClient): Hub => {
+      Effect.runSync(Ref.set(hubBuilt, true))
+      const hub: Hub = {
+        methods: new Map([
+          ["Echo", hubMethod(Schema.Tuple(Schema.String), ([text]) => Effect.succeed(text))],
+          ["Add", hubMethod(Schema.Tuple(Schema.Number, Schema.Number), ([a, b]) => Effect.succeed(a + b))],
+          ["Void", hubMethod(Schema.Tuple(), () => Effect.void)],
+          ["Slow", hubMethod(Schema.Tuple(), () => Effect.never)],
+          ["Fail", hubMethod(Schema.Tuple(), () => Effect.fail(new HubError({ message: "Forbidden: not yours" })))],
+          ["Boom", hubMethod(Schema.Tuple(), () => Effect.die(new Error("secret internals at db.ts:42")))],
+          ["BigInt", hubMethod(Schema.Tuple(), () => Effect.succeed(1n))],
+          [
+            "Notify",
+            hubMethod(
+              Schema.Tuple(Schema.String),
+              ([text]) => Effect.sync(() => client.send([{ target: "Note", arguments: [text] }]))
+            )
+          ],
+          [
+            "WhoAmI",
+            hubMethod(
+              Schema.Tuple(),
+              () => Effect.map(Effect.serviceOption(Invocation), Option.getOrElse(() => "nobody"))
+            )
+          ]
+        ]),
+        // what each invocation's fiber starts with
+        servicesFor: (context) => Context.make(Invocation, `${context.target}/${context.invocationId ?? "-"}`),
+        release: Ref.set(hubReleased, true)
+      }
+      return hub
+    }
     const runtime = yield* Effect.runtime<never>().pipe(
       options.logged === undefined
         ? Logger.withMinimumLogLevel(LogLevel.Warning)
@@ -228,13 +227,15 @@ const sendAndJoinHub =
         Queue.offer(started, name),
         target === holds ? Effect.as(Deferred.await(release), name) : Effect.succeed(name)
       )
-    return Effect.succeed<Hub>({
+    const hub: Hub = {
       methods: new Map([
         ["Send", hubMethod(Schema.Tuple(Schema.String), method("Send"), { pipelined: true })],
         ["Join", hubMethod(Schema.Tuple(Schema.String), method("Join"))]
       ]),
-      servicesFor: () => Context.empty()
-    })
+      servicesFor: () => Context.empty(),
+      release: Effect.void
+    }
+    return hub
   }
 
 describe("SignalR connection (in-memory socket, test clock)", () => {
@@ -531,7 +532,8 @@ const withItsServices = <R>(hub: Hub<R>): Hub => ({
     invoke: (args: ReadonlyArray<unknown>, context: InvocationContext) =>
       Effect.provide(method.invoke(args, context), hub.servicesFor(context))
   }])),
-  servicesFor: () => Context.empty()
+  servicesFor: () => Context.empty(),
+  release: hub.release
 })
 
 describe("ChatHub on the embedded services (in-memory socket)", () => {
@@ -550,15 +552,14 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
       const io = yield* open({
         settings,
         makeHub: (client) =>
-          Effect.map(
+          withItsServices(
             makeChatHub({
               principal: { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined },
               encodeReceiveMessage: makeReceiveMessageEncoder(),
               gate,
               services,
               maxMemberships: 100
-            })(client),
-            withItsServices
+            })(client)
           )
       })
       yield* io.send(HANDSHAKE)

@@ -190,7 +190,7 @@ describe("spans of the use cases and their adapters", () => {
           flusher,
           1 << 20
         )
-        const hub = yield* makeChatHub({
+        const hub = makeChatHub({
           principal: alice,
           encodeReceiveMessage: makeReceiveMessageEncoder(),
           gate: yield* ShutdownGate,

@@ -151,86 +151,93 @@ export const makeReceiveMessageEncoder = () =>
     return undefined
   })
 
-/** Builds the chat hub of one connection; memberships close with the connection's scope. */
-export const makeChatHub =
-  (dependencies: ChatHubDependencies) =>
-  (client: HubClient): Effect.Effect<Hub<InvocationServices>, never, Scope.Scope> =>
+/** Builds the chat hub of one connection; its memberships close when the connection ends (`release`). */
+export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubClient): Hub<InvocationServices> => {
+  const { encodeReceiveMessage, gate, maxMemberships, principal, services } = dependencies
+  const memberships = new Map<string, Scope.CloseableScope>()
+  // after release, a join still finishing closes what it opened instead of keeping it
+  let released = false
+
+  /**
+   * Delivers a membership's events straight from the fan-out into the connection's outbox. A
+   * client that falls too far behind is closed (it reconnects and joins again); any other end of
+   * a membership closes the connection too, saying why.
+   */
+  const sinkFor = (scope: ScopeRef): SubscriptionSink => {
+    const push = (item: SubscriptionItem): boolean => {
+      if (!(item instanceof EnrichedChatEvent)) return true
+      const record = encodeReceiveMessage(item)
+      if (record === undefined) return true
+      if (!client.outbox.hasRoom()) return false
+      client.outbox.writeFrame(record)
+      return true
+    }
+    return {
+      push,
+      pushReplay: (events) => Effect.sync(() => events.every(push)),
+      fail: (error) =>
+        client.close({
+          error: error._tag === "Unauthenticated"
+            ? TOKEN_EXPIRED
+            : error._tag === "SubscriptionLagged"
+            ? `${CONNECTION_TOO_SLOW}: more than ${client.outbox.limitBytes} bytes were waiting for it.`
+            : `The subscription to '${scope.scopeId}' ended: ${errorMessageOf(error, "JoinScopeAsync")}`,
+          allowReconnect: true
+        })
+    }
+  }
+
+  // The original groups connections by scopeId alone and its JoinScopeAsync takes only that id: a
+  // direct-message id (dm:…, see directMessageScopeId) joins that DM scope — where the authorizer
+  // admits only its two members, and a non-canonical one is refused naming the canonical id — and
+  // every other id joins the CHANNEL of that name.
+  const join = (scopeId: string) =>
     Effect.gen(function*() {
-      const { encodeReceiveMessage, gate, maxMemberships, principal, services } = dependencies
-      const connectionScope = yield* Effect.scope
-      const memberships = new Map<string, Scope.CloseableScope>()
-
-      /**
-       * Delivers a membership's events straight from the fan-out into the connection's outbox. A
-       * client that falls too far behind is closed (it reconnects and joins again); any other end of
-       * a membership closes the connection too, saying why.
-       */
-      const sinkFor = (scope: ScopeRef): SubscriptionSink => {
-        const push = (item: SubscriptionItem): boolean => {
-          if (!(item instanceof EnrichedChatEvent)) return true
-          const record = encodeReceiveMessage(item)
-          if (record === undefined) return true
-          if (!client.outbox.hasRoom()) return false
-          client.outbox.writeFrame(record)
-          return true
-        }
-        return {
-          push,
-          pushReplay: (events) => Effect.sync(() => events.every(push)),
-          fail: (error) =>
-            client.close({
-              error: error._tag === "Unauthenticated"
-                ? TOKEN_EXPIRED
-                : error._tag === "SubscriptionLagged"
-                ? `${CONNECTION_TOO_SLOW}: more than ${client.outbox.limitBytes} bytes were waiting for it.`
-                : `The subscription to '${scope.scopeId}' ended: ${errorMessageOf(error, "JoinScopeAsync")}`,
-              allowReconnect: true
-            })
-        }
+      if (released || memberships.has(scopeId)) return
+      if (memberships.size >= maxMemberships) return yield* tooManySubscriptions(maxMemberships)
+      const scope: ScopeRef = {
+        scopeType: scopeId.startsWith(DIRECT_MESSAGE_PREFIX) ? ScopeTypes.DirectMessage : ScopeTypes.Channel,
+        scopeId
       }
-
-      // The original groups connections by scopeId alone and its JoinScopeAsync takes only that id: a
-      // direct-message id (dm:…, see directMessageScopeId) joins that DM scope — where the authorizer
-      // admits only its two members, and a non-canonical one is refused naming the canonical id — and
-      // every other id joins the CHANNEL of that name.
-      const join = (scopeId: string) =>
-        Effect.gen(function*() {
-          if (memberships.has(scopeId)) return
-          if (memberships.size >= maxMemberships) return yield* tooManySubscriptions(maxMemberships)
-          const scope: ScopeRef = {
-            scopeType: scopeId.startsWith(DIRECT_MESSAGE_PREFIX) ? ScopeTypes.DirectMessage : ScopeTypes.Channel,
-            scopeId
-          }
-          const membership = yield* Scope.fork(connectionScope, ExecutionStrategy.sequential)
-          // live once this returns: the client hears of the join after the fan-out knows it
-          yield* Scope.extend(subscribeInto(scope, undefined, sinkFor(scope)), membership).pipe(
-            Effect.onError((cause) => Scope.close(membership, Exit.failCause(cause)))
-          )
-          memberships.set(scopeId, membership)
-        })
-
-      const leave = (scopeId: string) =>
-        Effect.suspend(() => {
-          const membership = memberships.get(scopeId)
-          if (membership === undefined) return Effect.void
-          memberships.delete(scopeId)
-          return Scope.close(membership, Exit.void)
-        })
-
-      const methods = new Map<string, HubMethod<InvocationServices>>([
-        useCase("JoinScopeAsync", ScopeIdParameter, ([scopeId]) => join(scopeId)),
-        useCase("LeaveScopeAsync", ScopeIdParameter, ([scopeId]) => leave(scopeId)),
-        // Returns the EnrichedChatEvent {chatEvent, partition, offset}: the original's command result
-        // (EnrichedChatEventDto), the same body as POST /api/chat/send.
-        useCase("SendAsync", SendParameter, ([request]) =>
-          gate.track(sendMessage(request)).pipe(
-            Effect.flatMap((sent) =>
-              Either.match(enrichedJson(sent), {
-                onLeft: () => Effect.fail(new Unexpected({ message: "could not encode the result" })),
-                onRight: Effect.succeed
-              })
-            )
-          ), { pipelined: true })
-      ])
-      return { methods, servicesFor: makeInvocationServices(services, principal) }
+      const membership = yield* Scope.make(ExecutionStrategy.sequential)
+      // live once this returns: the client hears of the join after the fan-out knows it
+      yield* Scope.extend(subscribeInto(scope, undefined, sinkFor(scope)), membership).pipe(
+        Effect.onError((cause) => Scope.close(membership, Exit.failCause(cause)))
+      )
+      // released meanwhile, while the subscribe ran (the flag is set from another fiber)
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+      if (released) return yield* Scope.close(membership, Exit.void)
+      memberships.set(scopeId, membership)
     })
+
+  const leave = (scopeId: string) =>
+    Effect.suspend(() => {
+      const membership = memberships.get(scopeId)
+      if (membership === undefined) return Effect.void
+      memberships.delete(scopeId)
+      return Scope.close(membership, Exit.void)
+    })
+
+  const methods = new Map<string, HubMethod<InvocationServices>>([
+    useCase("JoinScopeAsync", ScopeIdParameter, ([scopeId]) => join(scopeId)),
+    useCase("LeaveScopeAsync", ScopeIdParameter, ([scopeId]) => leave(scopeId)),
+    // Returns the EnrichedChatEvent {chatEvent, partition, offset}: the original's command result
+    // (EnrichedChatEventDto), the same body as POST /api/chat/send.
+    useCase("SendAsync", SendParameter, ([request]) =>
+      gate.track(sendMessage(request)).pipe(
+        Effect.flatMap((sent) =>
+          Either.match(enrichedJson(sent), {
+            onLeft: () => Effect.fail(new Unexpected({ message: "could not encode the result" })),
+            onRight: Effect.succeed
+          })
+        )
+      ), { pipelined: true })
+  ])
+  const release = Effect.suspend(() => {
+    released = true
+    const open = Array.from(memberships.values())
+    memberships.clear()
+    return Effect.forEach(open, (membership) => Scope.close(membership, Exit.void), { discard: true })
+  })
+  return { methods, servicesFor: makeInvocationServices(services, principal), release }
+}

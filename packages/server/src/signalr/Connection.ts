@@ -6,19 +6,7 @@
  * not a set of fibers: an idle connection costs its socket and a few fields. Only an invocation
  * runs as a fiber, while it runs.
  */
-import {
-  Cause,
-  type Context,
-  Data,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  type Fiber,
-  ParseResult,
-  type Schema,
-  Scope
-} from "effect"
+import { Cause, type Context, Data, Duration, Effect, Either, Exit, type Fiber, ParseResult, type Schema } from "effect"
 import { type Flusher, Outbox, type Transport } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
@@ -161,6 +149,8 @@ export interface Hub<R = never> {
   readonly methods: ReadonlyMap<string, HubMethod<R>>
   /** The services an invocation runs with (its caller's): its fiber starts with them. */
   readonly servicesFor: (context: InvocationContext) => Context.Context<R>
+  /** Releases what the hub holds for its connection (its memberships), once the connection ended. */
+  readonly release: Effect.Effect<void>
 }
 
 /** Runs an effect as a fiber of the server (its logger, its services). */
@@ -183,7 +173,11 @@ export interface ConnectionOptions<R> {
   /** When the caller's credentials expire (epoch ms): the connection is closed then. */
   readonly expiresAtMs: number | undefined
   /** Builds the hub once the handshake succeeded; its resources live as long as the connection. */
-  readonly makeHub: (client: HubClient) => Effect.Effect<Hub<R>, never, Scope.Scope>
+  /**
+   * Builds the hub once the handshake succeeded, synchronously: a fiber and a Scope per connection
+   * for this cost more than the hub itself. Its `release` runs when the connection ends.
+   */
+  readonly makeHub: (client: HubClient) => Hub<R>
   readonly runFork: RunFork
   /** Starts invocations, with the services the hub gives each. */
   readonly startFiber: StartFiber
@@ -223,11 +217,8 @@ export class SignalRConnection<R = never> {
   /** For binary frames only (browsers' clients send text): made on the first one. */
   private decoder: InstanceType<typeof TextDecoder> | undefined
   private framer = Protocol.emptyFramer
-  private state: "handshake" | "building" | "open" | "closing" | "closed" = "handshake"
-  /** Records that arrived while the hub was being built. */
-  private early: Array<string> = []
+  private state: "handshake" | "open" | "closing" | "closed" = "handshake"
   private hub: Hub<R> | undefined
-  private hubScope: Scope.CloseableScope | undefined
   private readonly invocations: Array<Protocol.InvocationMessage> = []
   /** The size of each queued invocation's record, in queue order, and their sum. */
   private readonly invocationSizes: Array<number> = []
@@ -291,8 +282,7 @@ export class SignalRConnection<R = never> {
     if (Either.isLeft(framed)) return this.protocolError(framed.left)
     this.framer = framed.right.framer
     for (const record of framed.right.records) {
-      if (this.state === "building") this.early.push(record)
-      else if (this.state === "handshake") this.handshake(record)
+      if (this.state === "handshake") this.handshake(record)
       // a record before this one may have closed it
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       else if (this.state === "open") this.onRecord(record)
@@ -358,10 +348,10 @@ export class SignalRConnection<R = never> {
       this.invocations.length = 0
       this.invocationSizes.length = 0
       this.pendingBytes = 0
-      const scope = this.hubScope
+      const hub = this.hub
       return Effect.zipRight(
         Effect.forEach(running, ({ fiber }) => fiber.interruptAsFork(fiber.id()), { discard: true }),
-        scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+        hub === undefined ? Effect.void : hub.release
       ).pipe(Effect.ensuring(Effect.sync(() => {
         for (const f of this.onClosed.splice(0)) f()
       })))
@@ -387,24 +377,9 @@ export class SignalRConnection<R = never> {
       return this.close(Protocol.writeHandshakeResponse(refusal))
     }
     // the hub exists before the client hears it is connected
-    this.state = "building"
-    const scope = Effect.runSync(Scope.make())
-    this.hubScope = scope
-    onExit(this.options.runFork(Scope.extend(this.options.makeHub(this.client), scope)), (exit) => {
-      if (this.state !== "building") return
-      if (Exit.isFailure(exit)) {
-        this.log(Effect.logError("Building a SignalR hub failed", exit.cause))
-        return this.close(Protocol.closeRecord({ error: "Connection closed with an error." }))
-      }
-      this.hub = exit.value
-      this.state = "open"
-      this.outbox.write(Protocol.writeHandshakeResponse(undefined))
-      const early = this.early
-      this.early = []
-      // a record before this one may have closed it
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-      for (const record of early) if (this.state === "open") this.onRecord(record)
-    })
+    this.hub = this.options.makeHub(this.client)
+    this.state = "open"
+    this.outbox.write(Protocol.writeHandshakeResponse(undefined))
   }
 
   private onRecord(record: string) {
