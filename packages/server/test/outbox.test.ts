@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
 import * as ws from "ws"
-import { Flusher, Outbox, textFrame, type Transport } from "../src/realtime/Outbox.js"
+import { Flusher, Outbox, ReusedList, textFrame, type Transport } from "../src/realtime/Outbox.js"
 
 // ws's own frame parser (what every Node client runs) is the judge of the frames we build by hand
 interface FrameReceiver {
@@ -68,6 +68,22 @@ const recordingTransport = () => {
 
 /** Resolves after the Flusher's turn has run. */
 const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+describe("ReusedList", () => {
+  it.prop("holds what was pushed since the last clear, in order, through bursts past what it keeps", [
+    fc.array(fc.array(fc.integer(), { maxLength: 100 }), { maxLength: 8 })
+  ], ([rounds]) => {
+    const list = new ReusedList<number>(8)
+    for (const items of rounds) {
+      for (const item of items) list.push(item)
+      expect(list.size).toBe(items.length)
+      expect(list.toArray()).toEqual(items)
+      expect(items.map((_, i) => list.get(i))).toEqual(items)
+      list.clear()
+      expect(list.toArray()).toEqual([])
+    }
+  })
+})
 
 describe("Outbox", () => {
   it.effect("what one turn writes goes out in one write, in order, the shared frames as they are", () =>

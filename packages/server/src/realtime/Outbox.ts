@@ -50,31 +50,63 @@ export const textFrame = (payload: string | Buffer): Buffer => {
  */
 const FLUSH_SLICE = 256
 
+/**
+ * A list emptied and refilled at every turn that keeps its array. Emptying an array with
+ * `length = 0` drops its storage in V8 (and a new array per turn is garbage as well), so every
+ * refill would allocate anew: at one per delivery, that was most of the fan-out's garbage. After a
+ * burst longer than `keepAtMost`, the array is let go, so an idle owner stays small.
+ */
+export class ReusedList<A> {
+  private items: Array<A | undefined> = []
+  private count = 0
+
+  constructor(private readonly keepAtMost = 64) {}
+
+  get size(): number {
+    return this.count
+  }
+
+  push(item: A) {
+    this.items[this.count++] = item
+  }
+
+  /** The item at `index`, below `size`. */
+  get(index: number): A {
+    return this.items[index]!
+  }
+
+  toArray(): Array<A> {
+    return this.items.slice(0, this.count) as Array<A>
+  }
+
+  /** Empties the list; what it held is released. */
+  clear() {
+    if (this.items.length > this.keepAtMost) this.items = []
+    else this.items.fill(undefined, 0, this.count)
+    this.count = 0
+  }
+}
+
 /** Flushes every queued outbox soon after it was queued, in the order they were queued. */
 export class Flusher extends Context.Tag("@chatify/server/Flusher")<Flusher, {
   readonly schedule: (outbox: Outbox) => void
 }>() {
   static readonly layer = Layer.sync(Flusher, () => {
-    // one array for every turn, its first `dueCount` slots in use (see Outbox.frames)
-    const due: Array<Outbox | undefined> = []
-    let dueCount = 0
+    // one list for the whole pod, however many outboxes a turn flushes
+    const due = new ReusedList<Outbox>(Infinity)
     let next = 0
     let scheduled = false
     const flushSlice = () => {
-      const end = Math.min(dueCount, next + FLUSH_SLICE)
-      for (; next < end; next++) {
-        const outbox = due[next]!
-        due[next] = undefined
-        outbox.flush()
-      }
-      if (next < dueCount) return setImmediate(flushSlice)
-      dueCount = 0
+      const end = Math.min(due.size, next + FLUSH_SLICE)
+      for (; next < end; next++) due.get(next).flush()
+      if (next < due.size) return setImmediate(flushSlice)
+      due.clear()
       next = 0
       scheduled = false
     }
     return {
       schedule: (outbox) => {
-        due[dueCount++] = outbox
+        due.push(outbox)
         if (!scheduled) {
           scheduled = true
           setImmediate(flushSlice)
@@ -84,18 +116,10 @@ export class Flusher extends Context.Tag("@chatify/server/Flusher")<Flusher, {
   })
 }
 
-/** A queue array longer than this (after a burst) is not kept for reuse: idle connections stay small. */
-const MAX_KEPT_SLOTS = 64
-
 /** One connection's outbound queue. */
 export class Outbox {
-  /**
-   * The frames queued for this turn's write: the first `frameCount` slots. The array is reused
-   * (a new one per flush, or emptying it with `length = 0`, which drops its storage, would be
-   * garbage at every delivery), unless a burst made it long.
-   */
-  private frames: Array<Buffer | undefined> = []
-  private frameCount = 0
+  /** The frames queued for this turn's write. */
+  private readonly frames = new ReusedList<Buffer>()
   private bytes = 0
   /**
    * The socket's unsent bytes as of our last write or check. Only our writes grow it (besides ws's
@@ -135,7 +159,7 @@ export class Outbox {
   /** Queues a frame built by `textFrame` (shared by every connection that gets it). */
   writeFrame(frame: Buffer) {
     if (this.closed) return
-    this.frames[this.frameCount++] = frame
+    this.frames.push(frame)
     this.bytes += frame.length
     this.wake()
   }
@@ -153,16 +177,15 @@ export class Outbox {
     // still marked queued while the owner adds its frames, so they do not schedule a second flush
     this.onFlush?.()
     this.queued = false
-    const count = this.frameCount
-    if (count === 0) return
     const frames = this.frames
+    if (frames.size === 0) return
     let write: Buffer
-    if (count === 1) write = frames[0]!
+    if (frames.size === 1) write = frames.get(0)
     else {
       write = Buffer.allocUnsafe(this.bytes)
       let at = 0
-      for (let i = 0; i < count; i++) {
-        const frame = frames[i]!
+      for (let i = 0; i < frames.size; i++) {
+        const frame = frames.get(i)
         frame.copy(write, at)
         at += frame.length
       }
@@ -173,11 +196,8 @@ export class Outbox {
     this.socketBytes = this.transport.bufferedAmount()
   }
 
-  /** Empties the queue: the frames it held are released. */
   private dropFrames() {
-    if (this.frames.length > MAX_KEPT_SLOTS) this.frames = []
-    else this.frames.fill(undefined, 0, this.frameCount)
-    this.frameCount = 0
+    this.frames.clear()
     this.bytes = 0
   }
 

@@ -70,7 +70,7 @@ import { encodedOnce, enrichedChatEventJson } from "./EventJson.js"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
-import { Flusher, Outbox, textFrame, webSocketTransport } from "./Outbox.js"
+import { Flusher, Outbox, ReusedList, textFrame, webSocketTransport } from "./Outbox.js"
 
 /** The upgrade's headers as every call sees them first; `access_token` arrives as Authorization. */
 const upgradeHeadersOf = (upgrade: Upgrade): ReadonlyArray<[string, string]> => {
@@ -177,15 +177,11 @@ export const ackedRequestId = (frame: Buffer): string | undefined => {
   return frame.toString("latin1", ACK_PREFIX.length, ACK_PREFIX.length + idLength)
 }
 
-/** Whether `a` holds exactly the first `count` values of `b`. */
-const sameValues = (a: ReadonlyArray<string>, b: ReadonlyArray<string>, count: number): boolean => {
-  if (a.length !== count) return false
-  for (let i = 0; i < count; i++) if (a[i] !== b[i]) return false
+const sameValues = (a: ReadonlyArray<string>, b: ReusedList<string>): boolean => {
+  if (a.length !== b.size) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b.get(i)) return false
   return true
 }
-
-/** A reused array longer than this (after a burst) is not kept: idle connections stay small. */
-const MAX_KEPT_VALUES = 64
 
 /** The longest Ack frame's payload (a 7-bit length): ids have at most 20 digits. */
 const MAX_ACK_LINE = ACK_PREFIX.length + 20 + ACK_SUFFIX.length
@@ -287,9 +283,8 @@ interface Subscription {
   readonly requestId: string
   /** `{"_tag":"Chunk","requestId":…,"values":[`: every chunk of this subscription starts so. */
   readonly chunkPrefix: string
-  /** The values of its next chunk: the first `valueCount` slots (reused, as Outbox reuses its frames). */
-  values: Array<string>
-  valueCount: number
+  /** The values of its next chunk. */
+  readonly values: ReusedList<string>
   /** The length of `values`' JSON, counted in the connection's backlog. */
   bytes: number
   readonly scopeId: string
@@ -362,12 +357,12 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     let lastChunk:
       | { readonly prefix: string; readonly values: ReadonlyArray<string>; readonly frame: Buffer }
       | undefined
-    const chunkFrame = (prefix: string, values: ReadonlyArray<string>, count: number): Buffer => {
+    const chunkFrame = (prefix: string, values: ReusedList<string>): Buffer => {
       if (
-        lastChunk !== undefined && lastChunk.prefix === prefix && sameValues(lastChunk.values, values, count)
+        lastChunk !== undefined && lastChunk.prefix === prefix && sameValues(lastChunk.values, values)
       ) return lastChunk.frame
-      // a copy: each subscription refills its own array
-      const copy = values.slice(0, count)
+      // a copy: each subscription empties and refills its own list
+      const copy = values.toArray()
       const frame = textFrame(prefix + copy.join(",") + "]}\n")
       lastChunk = { prefix, values: copy, frame }
       return frame
@@ -390,9 +385,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       let open = true
       const outbox = new Outbox(webSocketTransport(ws, socket), flusher, options.maxBufferedBytes)
       const subscriptions = new Map<string, Subscription>()
-      // the subscriptions with values for this turn's flush: the first `queuedCount` (reused)
-      let queued: Array<Subscription | undefined> = []
-      let queuedCount = 0
+      // the subscriptions with values for this turn's flush
+      const queued = new ReusedList<Subscription>()
       let pendingBytes = 0
       const running = new Set<string>()
       const expireAcks = () => {
@@ -425,11 +419,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       // pending events become one Chunk per subscription, all in this turn's frame
       const moveToOutbox = (subscription: Subscription) => {
         subscription.queued = false
-        if (subscription.valueCount === 0 || subscription.awaitingAck) return
-        outbox.writeFrame(chunkFrame(subscription.chunkPrefix, subscription.values, subscription.valueCount))
-        if (subscription.values.length > MAX_KEPT_VALUES) subscription.values = []
-        else subscription.values.fill("", 0, subscription.valueCount)
-        subscription.valueCount = 0
+        if (subscription.values.size === 0 || subscription.awaitingAck) return
+        outbox.writeFrame(chunkFrame(subscription.chunkPrefix, subscription.values))
+        subscription.values.clear()
         pendingBytes -= subscription.bytes
         subscription.bytes = 0
         // a client that does not acknowledge gets every chunk as soon as it is due
@@ -439,15 +431,13 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       const queue = (subscription: Subscription) => {
         if (subscription.queued || subscription.awaitingAck) return
         subscription.queued = true
-        queued[queuedCount++] = subscription
+        queued.push(subscription)
         outbox.wake()
       }
       outbox.onFlush = () => {
         // moving writes frames only, so nothing is queued meanwhile
-        for (let i = 0; i < queuedCount; i++) moveToOutbox(queued[i]!)
-        if (queued.length > MAX_KEPT_VALUES) queued = []
-        else queued.fill(undefined, 0, queuedCount)
-        queuedCount = 0
+        for (let i = 0; i < queued.size; i++) moveToOutbox(queued.get(i))
+        queued.clear()
       }
       const hasRoom = () => outbox.hasRoom(pendingBytes)
 
@@ -472,18 +462,18 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
             ? encodeEvent(item)
             : Either.match(encodeItem(item), { onLeft: () => undefined, onRight: (encoded) => JSON.stringify(encoded) })
           if (json === undefined) return
-          subscription.values[subscription.valueCount++] = json
+          subscription.values.push(json)
           subscription.bytes += json.length
           pendingBytes += json.length
           queue(subscription)
         }
         const waitingForClient = () =>
           open && !subscription.ended &&
-          (subscription.valueCount > 0 || outbox.backlog() + pendingBytes > options.maxBufferedBytes / 2)
+          (subscription.values.size > 0 || outbox.backlog() + pendingBytes > options.maxBufferedBytes / 2)
         return {
           push: (item) => {
             if (subscription.ended || !open) return false
-            if (subscription.valueCount >= subscriberBufferSize || !hasRoom()) return false
+            if (subscription.values.size >= subscriberBufferSize || !hasRoom()) return false
             append(item)
             return true
           },
@@ -571,7 +561,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
 
       const acknowledge = (subscription: Subscription) => {
         subscription.awaitingAck = false
-        if (subscription.valueCount > 0) queue(subscription)
+        if (subscription.values.size > 0) queue(subscription)
       }
 
       const startSubscription = (request: RequestEncoded) => {
@@ -604,8 +594,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         const subscription: Subscription = {
           requestId,
           chunkPrefix: `{"_tag":"Chunk","requestId":${JSON.stringify(requestId)},"values":[`,
-          values: [],
-          valueCount: 0,
+          values: new ReusedList(),
           bytes: 0,
           scopeId: payload.right.scopeId,
           awaitingAck: false,
