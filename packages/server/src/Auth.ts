@@ -31,6 +31,17 @@ export class Authenticator extends Context.Tag("chatify/Authenticator")<Authenti
     clientAddress?: string,
     anonymousClient?: string
   ) => Effect.Effect<Principal, Unauthenticated>
+  /**
+   * `authenticate`'s answer when it needs no I/O (anonymous identities); undefined when the
+   * credentials must be checked asynchronously. WebSocket upgrades use it to admit a connection
+   * without starting a fiber for it.
+   */
+  readonly authenticateNow?: (
+    bearer: string | undefined,
+    connectionId: string,
+    clientAddress?: string,
+    anonymousClient?: string
+  ) => Either.Either<Principal, Unauthenticated> | undefined
 }>() {}
 
 /** `anon_` and 20 hex digits: every anonymous identity, on every interface. */
@@ -61,15 +72,18 @@ export const makeAnonymousUserId = (key: Uint8Array) => {
  */
 export const AnonymousAuthenticator = Layer.sync(Authenticator, () => {
   const anonymousUserId = makeAnonymousUserId(randomBytes(32))
+  const principal = (connectionId: string, clientAddress?: string, anonymousClient?: string): Principal => ({
+    userId: anonymousUserId(anonymousClient ?? `connection:${connectionId}`),
+    connectionId,
+    expiresAtMs: undefined,
+    rateLimitKey: clientAddress === undefined ? undefined : `address:${clientAddress}`
+  })
   return {
     enabled: false,
     authenticate: (_bearer, connectionId, clientAddress, anonymousClient) =>
-      Effect.succeed({
-        userId: anonymousUserId(anonymousClient ?? `connection:${connectionId}`),
-        connectionId,
-        expiresAtMs: undefined,
-        rateLimitKey: clientAddress === undefined ? undefined : `address:${clientAddress}`
-      })
+      Effect.sync(() => principal(connectionId, clientAddress, anonymousClient)),
+    authenticateNow: (_bearer, connectionId, clientAddress, anonymousClient) =>
+      Either.right(principal(connectionId, clientAddress, anonymousClient))
   }
 })
 

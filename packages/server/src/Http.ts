@@ -306,7 +306,7 @@ export const AuthenticationLive = Layer.effect(
             request.headers["x-forwarded-for"]
           )
           const bearer = yield* restBearerOf(request, authenticator.enabled)
-          const requestId = yield* identities.newConnectionId
+          const requestId = identities.newConnectionId()
           return yield* authenticator.authenticate(
             bearer,
             requestId,

@@ -78,13 +78,13 @@ export class ShutdownGate extends Context.Tag("chatify/ShutdownGate")<ShutdownGa
 
 /** Connection ids, unique across restarts and pods (anonymous users are named after them). */
 export class Identities extends Context.Tag("chatify/Identities")<Identities, {
-  readonly newConnectionId: Effect.Effect<string>
+  readonly newConnectionId: () => string
   readonly connectionIdForClient: (clientId: number) => string
 }>() {
   static readonly layer = Layer.sync(Identities, () => {
     const boot = crypto.randomUUID().slice(0, 8)
     return {
-      newConnectionId: Effect.sync(() => crypto.randomUUID()),
+      newConnectionId: () => crypto.randomUUID(),
       connectionIdForClient: (clientId) => `${boot}-${clientId}`
     }
   })

@@ -784,27 +784,34 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         Effect.flatMap((now) => Effect.sleep(Math.max(0, expiresAtMs - now) + 1_000)),
         Effect.zipRight(Effect.logInfo("Closing an RPC connection: its access token expired"))
       )
-    const connect = (upgrade: Upgrade, respond: UpgradeResponder) =>
-      Effect.gen(function*() {
-        let expiresAtMs: number | undefined
-        if (authenticator.enabled) {
-          // refuse before upgrading, so a client learns why instead of seeing a closed socket
-          const checked = yield* Effect.either(authenticator.authenticate(upgrade.bearer, "upgrade"))
-          if (Either.isLeft(checked)) return respond.refuse(checked.left)
-          expiresAtMs = checked.right.expiresAtMs
-        }
-        const acks = upgrade.query.get("acks")
-        if (acks !== null && acks !== "none") {
-          return respond.refuse(
-            new ValidationError({ errors: [{ field: "acks", message: "must be \"none\" or absent" }] })
-          )
-        }
-        const headers = upgradeHeadersOf(upgrade)
-        respond.accept((ws, socket) =>
-          serve(ws, socket, headers, upgrade.bearer, expiresAtMs, upgrade.clientAddress, acks === null)
+    const admit = (upgrade: Upgrade, respond: UpgradeResponder, expiresAtMs: number | undefined) => {
+      const acks = upgrade.query.get("acks")
+      if (acks !== null && acks !== "none") {
+        return respond.refuse(
+          new ValidationError({ errors: [{ field: "acks", message: "must be \"none\" or absent" }] })
         )
-      }).pipe(Effect.annotateLogs({ correlationId: upgrade.correlationId }))
-    yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
+      }
+      const headers = upgradeHeadersOf(upgrade)
+      respond.accept((ws, socket) =>
+        serve(ws, socket, headers, upgrade.bearer, expiresAtMs, upgrade.clientAddress, acks === null)
+      )
+    }
+    // Anonymous upgrades are admitted synchronously; with authentication a fiber checks the token
+    // first, refusing before the upgrade so that a client learns why instead of seeing a closed socket.
+    const connect = (upgrade: Upgrade, respond: UpgradeResponder) => {
+      if (!authenticator.enabled) return admit(upgrade, respond, undefined)
+      runFork(
+        Effect.either(authenticator.authenticate(upgrade.bearer, "upgrade")).pipe(
+          Effect.map((checked) =>
+            Either.isLeft(checked)
+              ? respond.refuse(checked.left)
+              : admit(upgrade, respond, checked.right.expiresAtMs)
+          ),
+          Effect.annotateLogs({ correlationId: upgrade.correlationId })
+        )
+      )
+    }
+    yield* gateway.route(options.path, connect)
     // a plain GET (no upgrade) is the client's mistake
     yield* router.add(
       "GET",

@@ -104,6 +104,25 @@ export const hubMethod = <A extends ReadonlyArray<unknown>, I, R = never>(
   }
 }
 
+/** The settings' timers in milliseconds, computed once per settings: every connection's tick reads them. */
+const timersBySettings = new WeakMap<ConnectionSettings, {
+  readonly handshakeTimeoutMs: number
+  readonly clientTimeoutMs: number
+  readonly keepAliveIntervalMs: number
+}>()
+const timersOf = (settings: ConnectionSettings) => {
+  let timers = timersBySettings.get(settings)
+  if (timers === undefined) {
+    timers = {
+      handshakeTimeoutMs: Duration.toMillis(settings.handshakeTimeout),
+      clientTimeoutMs: Duration.toMillis(settings.clientTimeout),
+      keepAliveIntervalMs: Duration.toMillis(settings.keepAliveInterval)
+    }
+    timersBySettings.set(settings, timers)
+  }
+  return timers
+}
+
 /** Hubs are built per connection: each parameter schema is compiled once, not once per connection. */
 const compiledDecoders = new WeakMap<object, (args: ReadonlyArray<unknown>) => Either.Either<unknown, string>>()
 const argumentsDecoderOf = <A, I>(schema: Schema.Schema<A, I, never>) => {
@@ -293,20 +312,21 @@ export class SignalRConnection<R = never> {
   /** Checks the connection's timers; the pod's ticker calls it about once a second. */
   tick(nowMs: number) {
     const { settings } = this.options
-    if (this.state === "handshake" && nowMs - this.openedAtMs >= Duration.toMillis(settings.handshakeTimeout)) {
+    const timers = timersOf(settings)
+    if (this.state === "handshake" && nowMs - this.openedAtMs >= timers.handshakeTimeoutMs) {
       return this.close(Protocol.writeHandshakeResponse("Handshake was not received in time."))
     }
     if (this.state !== "open") return
     if (this.options.expiresAtMs !== undefined && nowMs >= this.options.expiresAtMs) {
       return this.client.close({ error: TOKEN_EXPIRED, allowReconnect: true })
     }
-    if (nowMs - this.lastReceivedAtMs >= Duration.toMillis(settings.clientTimeout)) {
+    if (nowMs - this.lastReceivedAtMs >= timers.clientTimeoutMs) {
       return this.client.close({
         error: `No message received from the client within ${Duration.format(settings.clientTimeout)}.`,
         allowReconnect: true
       })
     }
-    if (nowMs - this.lastPingAtMs >= Duration.toMillis(settings.keepAliveInterval)) {
+    if (nowMs - this.lastPingAtMs >= timers.keepAliveIntervalMs) {
       this.lastPingAtMs = nowMs
       this.outbox.write(Protocol.pingRecord)
     }

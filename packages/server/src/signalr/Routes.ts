@@ -5,10 +5,10 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Clock, Duration, Effect, Either, Layer, Option, Schedule } from "effect"
+import { Duration, Effect, Either, Layer, Option, Schedule } from "effect"
 import { callerServices, CorrelationId } from "@chatify/core"
-import { type ChatError, Forbidden, NotFound, ValidationError } from "@chatify/domain"
-import { Authenticator, bearerOf, pathOf } from "../Auth.js"
+import { type ChatError, Forbidden, NotFound, type Unauthenticated, ValidationError } from "@chatify/domain"
+import { Authenticator, bearerOf, pathOf, type Principal } from "../Auth.js"
 import { ClientAddresses } from "../ClientAddress.js"
 import { Limits } from "../Limits.js"
 import { problemResponse } from "../Http.js"
@@ -120,7 +120,7 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         const request = yield* HttpServerRequest.HttpServerRequest
         const version = negotiateVersionOf(searchParamsOf(request.url).get("negotiateVersion"))
         if (Either.isLeft(version)) return yield* refuse(version.left, request.url)
-        const connectionId = yield* identities.newConnectionId
+        const connectionId = identities.newConnectionId()
         const clientAddress = clientAddresses.of(
           Option.getOrUndefined(request.remoteAddress),
           request.headers["x-forwarded-for"]
@@ -130,7 +130,7 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         )
         if (Either.isLeft(principal)) return yield* refuse(principal.left, request.url)
         const token = version.right === 1 ? newConnectionToken() : connectionId
-        negotiations.add(token, connectionId, principal.right.userId, yield* Clock.currentTimeMillis)
+        negotiations.add(token, connectionId, principal.right.userId, Date.now())
         return HttpServerResponse.unsafeJson({
           negotiateVersion: version.right,
           connectionId,
@@ -167,57 +167,74 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         })
       )
 
-      const connect = (upgrade: Upgrade, respond: UpgradeResponder) =>
-        Effect.gen(function*() {
-          // With an id it must come from a negotiate (connectionToken for v1); without one (skipNegotiation) mint it.
-          const id = upgrade.query.get("id")
-          const negotiated = id === null ? undefined : negotiations.find(id, yield* Clock.currentTimeMillis)
-          if (id !== null && negotiated === undefined) {
-            return respond.refuse(new NotFound({ message: "No connection with that id: negotiate again" }))
-          }
-          const connectionId = negotiated?.connectionId ?? (yield* identities.newConnectionId)
-          // authenticated again at the upgrade: the token may have changed or expired since negotiate
-          const principal = yield* Effect.either(
-            authenticator.authenticate(upgrade.bearer, connectionId, upgrade.clientAddress)
-          )
-          if (Either.isLeft(principal)) return respond.refuse(principal.left)
-          if (negotiated !== undefined && negotiated.userId !== principal.right.userId) {
-            return respond.refuse(new Forbidden({ message: "the connection was negotiated by another user" }))
-          }
-          if (id !== null) negotiations.use(id)
-          respond.accept((ws, socket) => {
-            const connection = new SignalRConnection({
-              transport: webSocketTransport(ws, socket),
-              closeSocket: (code) => ws.close(code),
-              settings: options,
-              flusher,
-              connectionId,
-              expiresAtMs: principal.right.expiresAtMs,
-              makeHub: makeChatHub({
-                principal: principal.right,
-                encodeReceiveMessage,
-                gate,
-                services,
-                maxMemberships: limits.maxSubscriptionsPerConnection
-              }),
-              runFork,
-              startFiber: fibers.start,
-              nowMs: Date.now()
-            })
-            connections.add(connection)
-            connection.whenClosed(() => connections.delete(connection))
-            ws.on("message", (data: Buffer, isBinary: boolean) =>
-              connection.receive(
-                isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString(),
-                Date.now()
-              ))
-            ws.once("close", () => connection.closed())
+      /** Opens the hub connection of an upgrade whose credentials were checked. */
+      const admit = (
+        upgrade: Upgrade,
+        respond: UpgradeResponder,
+        negotiated: Negotiated | undefined,
+        connectionId: string,
+        authenticated: Either.Either<Principal, Unauthenticated>
+      ) => {
+        if (Either.isLeft(authenticated)) return respond.refuse(authenticated.left)
+        const principal = authenticated.right
+        if (negotiated !== undefined && negotiated.userId !== principal.userId) {
+          return respond.refuse(new Forbidden({ message: "the connection was negotiated by another user" }))
+        }
+        const id = upgrade.query.get("id")
+        if (id !== null) negotiations.use(id)
+        respond.accept((ws, socket) => {
+          const connection = new SignalRConnection({
+            transport: webSocketTransport(ws, socket),
+            closeSocket: (code) => ws.close(code),
+            settings: options,
+            flusher,
+            connectionId,
+            expiresAtMs: principal.expiresAtMs,
+            makeHub: makeChatHub({
+              principal,
+              encodeReceiveMessage,
+              gate,
+              services,
+              maxMemberships: limits.maxSubscriptionsPerConnection
+            }),
+            runFork,
+            startFiber: fibers.start,
+            nowMs: Date.now()
           })
-        }).pipe(Effect.annotateLogs({ hub: options.path, correlationId: upgrade.correlationId }))
+          connections.add(connection)
+          connection.whenClosed(() => connections.delete(connection))
+          ws.on("message", (data: Buffer, isBinary: boolean) =>
+            connection.receive(
+              isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString(),
+              Date.now()
+            ))
+          ws.once("close", () => connection.closed())
+        })
+      }
+
+      // Synchronous unless the credentials need I/O (a token to verify): then a fiber checks them.
+      const connect = (upgrade: Upgrade, respond: UpgradeResponder) => {
+        // With an id it must come from a negotiate (connectionToken for v1); without one (skipNegotiation) mint it.
+        const id = upgrade.query.get("id")
+        const negotiated = id === null ? undefined : negotiations.find(id, Date.now())
+        if (id !== null && negotiated === undefined) {
+          return respond.refuse(new NotFound({ message: "No connection with that id: negotiate again" }))
+        }
+        const connectionId = negotiated?.connectionId ?? identities.newConnectionId()
+        // authenticated again at the upgrade: the token may have changed or expired since negotiate
+        const now = authenticator.authenticateNow?.(upgrade.bearer, connectionId, upgrade.clientAddress)
+        if (now !== undefined) return admit(upgrade, respond, negotiated, connectionId, now)
+        runFork(
+          Effect.either(authenticator.authenticate(upgrade.bearer, connectionId, upgrade.clientAddress)).pipe(
+            Effect.map((authenticated) => admit(upgrade, respond, negotiated, connectionId, authenticated)),
+            Effect.annotateLogs({ hub: options.path, correlationId: upgrade.correlationId })
+          )
+        )
+      }
 
       yield* router.add("POST", `${options.path}/negotiate`, negotiate)
       yield* router.add("GET", options.path, notAnUpgrade)
-      yield* gateway.route(options.path, (upgrade, respond) => void runFork(connect(upgrade, respond)))
+      yield* gateway.route(options.path, connect)
     })
   )
 
