@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs"
 import { createLocalJWKSet, errors as joseErrors, type JWK, type JWTPayload, jwtVerify } from "jose"
 import type { Identity } from "@chatify/core"
 import { Unauthenticated } from "@chatify/domain"
+import { flatAscii } from "./Runtime.js"
 
 /** An authenticated caller: who, on which connection, and until when the credentials hold. */
 export interface Principal extends Identity {
@@ -56,7 +57,8 @@ export const ANONYMOUS_USER_ID = /^anon_[0-9a-f]{20}$/u
 export const makeAnonymousUserId = (key: Uint8Array) => {
   // imported once: an HMAC over a raw key imports the key again on every call
   const secret = createSecretKey(key)
-  return (client: string): string => `anon_${createHmac("sha256", secret).update(client).digest("hex").slice(0, 20)}`
+  return (client: string): string =>
+    flatAscii(`anon_${createHmac("sha256", secret).update(client).digest("hex").slice(0, 20)}`)
 }
 
 /**

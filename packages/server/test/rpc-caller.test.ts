@@ -12,8 +12,9 @@ import { ChatRpcs, ScopePresence, Unexpected } from "@chatify/domain"
 import { ANONYMOUS_USER_ID, AnonymousAuthenticator, Authenticator, makeJwtAuthenticator } from "../src/Auth.js"
 import { LogFields } from "../src/Logging.js"
 import { CLIENT_ADDRESS_HEADER, makeRpcCaller, RpcAuthenticationLive, RpcCallLive } from "../src/Rpc.js"
+import { Outbox } from "../src/realtime/Outbox.js"
 import { Identities } from "../src/Runtime.js"
-import { type ChatHubServices, makeInvocationServices } from "../src/signalr/ChatHub.js"
+import { type ChatHubServices, ChatHubSession, HubSession, makeInvocationServices } from "../src/signalr/ChatHub.js"
 import { hs256TestAuth } from "../src/testing.js"
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/u
@@ -112,7 +113,14 @@ describe("ChatRpcs' middleware", () => {
 
 describe("the hub's invocation services", () => {
   const principal = { userId: "alice", connectionId: "c-1", expiresAtMs: undefined }
-  const servicesFor = makeInvocationServices(Context.empty() as Context.Context<ChatHubServices>, principal)
+  const transport = { write: () => undefined, bufferedAmount: () => 0, isOpen: () => true }
+  const session = new HubSession({
+    connectionId: "c-1",
+    outbox: new Outbox(transport, { schedule: () => undefined }, 1 << 20),
+    send: () => undefined,
+    close: () => undefined
+  })
+  const servicesFor = makeInvocationServices(Context.empty() as Context.Context<ChatHubServices>, principal, session)
   const invocation = (headers: Record<string, string>) => ({
     connectionId: "c-1",
     target: "SendAsync",
@@ -123,6 +131,7 @@ describe("the hub's invocation services", () => {
   it("are the connection's caller and each invocation's correlation id", () => {
     const first = servicesFor(invocation({ "x-correlation-id": "hub-1" }))
     expect(Context.get(first, CurrentUser)).toBe(principal)
+    expect(Context.get(first, ChatHubSession)).toBe(session)
     expect(Context.get(first, CorrelationId)).toBe("hub-1")
     expect(Context.get(first, LogFields)).toStrictEqual({ target: "SendAsync", invocationId: "7" })
     const second = servicesFor(invocation({ "x-correlation-id": "two words" }))

@@ -554,12 +554,11 @@ describe("ChatHub on the embedded services (in-memory socket)", () => {
         makeHub: (client) =>
           withItsServices(
             makeChatHub({
-              principal: { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined },
               encodeReceiveMessage: makeReceiveMessageEncoder(),
               gate,
               services,
               maxMemberships: 100
-            })(client)
+            })({ userId: "alice", connectionId: "c-alice", expiresAtMs: undefined }, client)
           )
       })
       yield* io.send(HANDSHAKE)

@@ -191,12 +191,11 @@ describe("spans of the use cases and their adapters", () => {
           1 << 20
         )
         const hub = makeChatHub({
-          principal: alice,
           encodeReceiveMessage: makeReceiveMessageEncoder(),
           gate: yield* ShutdownGate,
           services: yield* callerServices,
           maxMemberships: 10
-        })({ connectionId: alice.connectionId, outbox, send: () => undefined, close: () => undefined })
+        })(alice, { connectionId: alice.connectionId, outbox, send: () => undefined, close: () => undefined })
         const invoke = (target: string, args: ReadonlyArray<unknown>) => {
           const context = { connectionId: alice.connectionId, target, invocationId: "1", headers: {} }
           const method = hub.methods.get(target)

@@ -15,6 +15,7 @@ import { acceptedCorrelationId, CORRELATION_HEADER } from "../Http.js"
 import { ClientAddresses } from "../ClientAddress.js"
 import { Limits, tooManyConnections } from "../Limits.js"
 import { connectedSockets, socketLabels } from "../Metrics.js"
+import { newUuid } from "../Runtime.js"
 
 export interface Upgrade {
   readonly request: IncomingMessage
@@ -73,6 +74,14 @@ const writeProblem = (socket: Duplex, error: ChatError, instance: string, correl
   )
 }
 
+// The listeners a socket keeps for its lifetime are made outside `dispatch`: a closure made inside
+// it would keep dispatch's whole scope (the upgrade request with its headers, ~2 KB) as long as
+// the socket lives.
+function destroySocket(this: Duplex) {
+  this.destroy()
+}
+const ignore = () => undefined
+
 /** chatify_connected_sockets by interface: up as a socket opens, down as it closes. */
 const countOpenSocket = (path: string, ws: WebSocket) => {
   const labels = path === "/rpc" ? socketLabels.rpc : path.startsWith("/hubs/") ? socketLabels.signalr : undefined
@@ -80,6 +89,10 @@ const countOpenSocket = (path: string, ws: WebSocket) => {
   connectedSockets.unsafeModify(1, labels)
   ws.once("close", () => connectedSockets.unsafeModify(-1, labels))
 }
+
+/** Counts a socket against its address until it closes. */
+const holdAddress = (socket: Duplex, address: string, release: (address: string) => void) =>
+  socket.once("close", () => release(address))
 
 export const makeGateway = (options: GatewayOptions) =>
   Effect.gen(function*() {
@@ -124,8 +137,8 @@ export const makeGateway = (options: GatewayOptions) =>
       const query = new URLSearchParams(queryAt < 0 ? "" : url.slice(queryAt + 1))
       const incoming = request.headers[CORRELATION_HEADER]
       const correlationId = acceptedCorrelationId(typeof incoming === "string" ? incoming : undefined) ??
-        crypto.randomUUID()
-      socket.on("error", () => socket.destroy())
+        newUuid()
+      socket.on("error", destroySocket)
       const clientAddress = options.clientAddressOf(request)
       if (!connectAllowed(clientAddress)) {
         const limit = options.maxConnectsPerSecondPerAddress
@@ -139,7 +152,7 @@ export const makeGateway = (options: GatewayOptions) =>
       }
       // counted from the upgrade on, until its socket closes (refused, failed or ended)
       connectionsByAddress.set(clientAddress, open + 1)
-      socket.once("close", () => release(clientAddress))
+      holdAddress(socket, clientAddress, release)
       const authorization = request.headers["authorization"]
       const bearer = authorization !== undefined
         ? bearerOfHeader(authorization)
@@ -153,7 +166,7 @@ export const makeGateway = (options: GatewayOptions) =>
           wss.handleUpgrade(request, socket, head, (ws) => {
             // a protocol error (an oversize frame, invalid UTF-8) closes that socket; without a
             // listener it would be thrown and end the process
-            ws.on("error", () => undefined)
+            ws.on("error", ignore)
             countOpenSocket(path, ws)
             onOpen(ws, socket)
           })

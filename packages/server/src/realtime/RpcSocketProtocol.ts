@@ -72,11 +72,20 @@ import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
 import { Flusher, Outbox, ReusedList, textFrame, webSocketTransport } from "./Outbox.js"
 
+/** The handshake's own headers: they say nothing about the calls, and a connection would keep them for life. */
+const HANDSHAKE_HEADERS = new Set([
+  "connection",
+  "upgrade",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-extensions"
+])
+
 /** The upgrade's headers as every call sees them first; `access_token` arrives as Authorization. */
 const upgradeHeadersOf = (upgrade: Upgrade): ReadonlyArray<[string, string]> => {
   const headers: Array<[string, string]> = []
   for (const [name, value] of Object.entries(upgrade.request.headers)) {
-    if (value !== undefined && name !== CLIENT_ADDRESS_HEADER) {
+    if (value !== undefined && name !== CLIENT_ADDRESS_HEADER && !HANDSHAKE_HEADERS.has(name)) {
       headers.push([name, Array.isArray(value) ? value.join(", ") : value])
     }
   }

@@ -52,11 +52,23 @@ export const CONNECTION_TOO_SLOW = "Connection too slow"
 /** What the hub's use cases need besides the caller, captured once when the routes are built. */
 export type ChatHubServices = CallerServiceRequirements
 
-/** What an invocation runs with: the shared services, its caller, its correlation id and log fields. */
-export type InvocationServices = ChatHubServices | CurrentUser | CorrelationId | LogFields
+/**
+ * One connection's part of the hub: its client and the scopes it joined. The hub's methods are
+ * built once for every connection and find the connection's part among their services.
+ */
+export class HubSession {
+  readonly memberships = new Map<string, Scope.CloseableScope>()
+  /** Set when the connection ended: a join still finishing closes what it opened instead of keeping it. */
+  released = false
+  constructor(readonly client: HubClient) {}
+}
+
+export class ChatHubSession extends Context.Tag("chatify/ChatHubSession")<ChatHubSession, HubSession>() {}
+
+/** What an invocation runs with: the shared services, its caller and session, its correlation id and log fields. */
+export type InvocationServices = ChatHubServices | CurrentUser | ChatHubSession | CorrelationId | LogFields
 
 export interface ChatHubDependencies {
-  readonly principal: Principal
   /** The ReceiveMessage frame of an event (see `makeReceiveMessageEncoder`). */
   readonly encodeReceiveMessage: (event: EnrichedChatEvent) => Buffer | undefined
   readonly gate: ShutdownGate["Type"]
@@ -97,25 +109,25 @@ export const errorMessageOf = (error: ChatError, target: string): string => {
 
 /**
  * What every invocation of a connection runs with, the hub's counterpart of ChatRpcs' middleware:
- * the caller, authenticated once when the connection opened, and each invocation's own correlation
- * id (its X-Correlation-ID header when valid). Its fiber starts with this context, which also tells
- * the logger who and what (a provide or log annotation inside it would be a fiber-ref update, and a
- * send pays for every one).
+ * the caller, authenticated once when the connection opened, the connection's session, and each
+ * invocation's own correlation id (its X-Correlation-ID header when valid). Its fiber starts with
+ * this context, which also tells the logger who and what (a provide or log annotation inside it
+ * would be a fiber-ref update, and a send pays for every one).
  */
 export const makeInvocationServices = (
   services: Context.Context<ChatHubServices>,
-  principal: Principal
-): (context: InvocationContext) => Context.Context<InvocationServices> => {
-  // the caller's services, built once per connection rather than merged per invocation
-  const callerServices = Context.add(services, CurrentUser, principal)
-  return (context) => {
-    // one copy of the services per invocation (Context.add copies them at each call)
-    const invocationServices = new Map(callerServices.unsafeMap)
-    invocationServices.set(CorrelationId.key, correlationIdOf(context.headers))
-    // userId and connectionId reach the logs from CurrentUser (see Logging.ts)
-    invocationServices.set(LogFields.key, { target: context.target, invocationId: context.invocationId ?? "" })
-    return Context.unsafeMake<InvocationServices>(invocationServices)
-  }
+  principal: Principal,
+  session: HubSession
+): (context: InvocationContext) => Context.Context<InvocationServices> =>
+(context) => {
+  // one copy of the services per invocation (Context.add copies them at each call), none per connection
+  const invocationServices = new Map(services.unsafeMap)
+  invocationServices.set(CurrentUser.key, principal)
+  invocationServices.set(ChatHubSession.key, session)
+  invocationServices.set(CorrelationId.key, correlationIdOf(context.headers))
+  // userId and connectionId reach the logs from CurrentUser (see Logging.ts)
+  invocationServices.set(LogFields.key, { target: context.target, invocationId: context.invocationId ?? "" })
+  return Context.unsafeMake<InvocationServices>(invocationServices)
 }
 
 /**
@@ -151,41 +163,46 @@ export const makeReceiveMessageEncoder = () =>
     return undefined
   })
 
-/** Builds the chat hub of one connection; its memberships close when the connection ends (`release`). */
-export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubClient): Hub<InvocationServices> => {
-  const { encodeReceiveMessage, gate, maxMemberships, principal, services } = dependencies
-  const memberships = new Map<string, Scope.CloseableScope>()
-  // after release, a join still finishing closes what it opened instead of keeping it
-  let released = false
-
-  /**
-   * Delivers a membership's events straight from the fan-out into the connection's outbox. A
-   * client that falls too far behind is closed (it reconnects and joins again); any other end of
-   * a membership closes the connection too, saying why.
-   */
-  const sinkFor = (scope: ScopeRef): SubscriptionSink => {
-    const push = (item: SubscriptionItem): boolean => {
-      if (!(item instanceof EnrichedChatEvent)) return true
-      const record = encodeReceiveMessage(item)
-      if (record === undefined) return true
-      if (!client.outbox.hasRoom()) return false
-      client.outbox.writeFrame(record)
-      return true
-    }
-    return {
-      push,
-      pushReplay: (events) => Effect.sync(() => events.every(push)),
-      fail: (error) =>
-        client.close({
-          error: error._tag === "Unauthenticated"
-            ? TOKEN_EXPIRED
-            : error._tag === "SubscriptionLagged"
-            ? `${CONNECTION_TOO_SLOW}: more than ${client.outbox.limitBytes} bytes were waiting for it.`
-            : `The subscription to '${scope.scopeId}' ended: ${errorMessageOf(error, "JoinScopeAsync")}`,
-          allowReconnect: true
-        })
-    }
+/**
+ * Delivers a membership's events straight from the fan-out into the connection's outbox. A client
+ * that falls too far behind is closed (it reconnects and joins again); any other end of a
+ * membership closes the connection too, saying why.
+ */
+const sinkFor = (
+  client: HubClient,
+  scope: ScopeRef,
+  encodeReceiveMessage: ChatHubDependencies["encodeReceiveMessage"]
+): SubscriptionSink => {
+  const push = (item: SubscriptionItem): boolean => {
+    if (!(item instanceof EnrichedChatEvent)) return true
+    const record = encodeReceiveMessage(item)
+    if (record === undefined) return true
+    if (!client.outbox.hasRoom()) return false
+    client.outbox.writeFrame(record)
+    return true
   }
+  return {
+    push,
+    pushReplay: (events) => Effect.sync(() => events.every(push)),
+    fail: (error) =>
+      client.close({
+        error: error._tag === "Unauthenticated"
+          ? TOKEN_EXPIRED
+          : error._tag === "SubscriptionLagged"
+          ? `${CONNECTION_TOO_SLOW}: more than ${client.outbox.limitBytes} bytes were waiting for it.`
+          : `The subscription to '${scope.scopeId}' ended: ${errorMessageOf(error, "JoinScopeAsync")}`,
+        allowReconnect: true
+      })
+  }
+}
+
+/**
+ * The chat hub: its methods are built once, and each connection gets a session (its client and
+ * memberships) that its invocations run with; the memberships close when the connection ends
+ * (`release`).
+ */
+export const makeChatHub = (dependencies: ChatHubDependencies) => {
+  const { encodeReceiveMessage, gate, maxMemberships, services } = dependencies
 
   // The original groups connections by scopeId alone and its JoinScopeAsync takes only that id: a
   // direct-message id (dm:…, see directMessageScopeId) joins that DM scope — where the authorizer
@@ -193,7 +210,9 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
   // every other id joins the CHANNEL of that name.
   const join = (scopeId: string) =>
     Effect.gen(function*() {
-      if (released || memberships.has(scopeId)) return
+      const session = yield* ChatHubSession
+      const { memberships } = session
+      if (session.released || memberships.has(scopeId)) return
       if (memberships.size >= maxMemberships) return yield* tooManySubscriptions(maxMemberships)
       const scope: ScopeRef = {
         scopeType: scopeId.startsWith(DIRECT_MESSAGE_PREFIX) ? ScopeTypes.DirectMessage : ScopeTypes.Channel,
@@ -201,17 +220,18 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
       }
       const membership = yield* Scope.make(ExecutionStrategy.sequential)
       // live once this returns: the client hears of the join after the fan-out knows it
-      yield* Scope.extend(subscribeInto(scope, undefined, sinkFor(scope)), membership).pipe(
+      const sink = sinkFor(session.client, scope, encodeReceiveMessage)
+      yield* Scope.extend(subscribeInto(scope, undefined, sink), membership).pipe(
         Effect.onError((cause) => Scope.close(membership, Exit.failCause(cause)))
       )
       // released meanwhile, while the subscribe ran (the flag is set from another fiber)
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-      if (released) return yield* Scope.close(membership, Exit.void)
+      if (session.released) return yield* Scope.close(membership, Exit.void)
       memberships.set(scopeId, membership)
     })
 
   const leave = (scopeId: string) =>
-    Effect.suspend(() => {
+    Effect.flatMap(ChatHubSession, ({ memberships }) => {
       const membership = memberships.get(scopeId)
       if (membership === undefined) return Effect.void
       memberships.delete(scopeId)
@@ -233,11 +253,16 @@ export const makeChatHub = (dependencies: ChatHubDependencies) => (client: HubCl
         )
       ), { pipelined: true })
   ])
-  const release = Effect.suspend(() => {
-    released = true
-    const open = Array.from(memberships.values())
-    memberships.clear()
-    return Effect.forEach(open, (membership) => Scope.close(membership, Exit.void), { discard: true })
-  })
-  return { methods, servicesFor: makeInvocationServices(services, principal), release }
+
+  /** The hub of one connection, whose caller is `principal`. */
+  return (principal: Principal, client: HubClient): Hub<InvocationServices> => {
+    const session = new HubSession(client)
+    const release = Effect.suspend(() => {
+      session.released = true
+      const open = Array.from(session.memberships.values())
+      session.memberships.clear()
+      return Effect.forEach(open, (membership) => Scope.close(membership, Exit.void), { discard: true })
+    })
+    return { methods, servicesFor: makeInvocationServices(services, principal, session), release }
+  }
 }

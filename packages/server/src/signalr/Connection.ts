@@ -243,7 +243,8 @@ export class SignalRConnection<R = never> {
   private readonly invocationSizes: Array<number> = []
   private pendingBytes = 0
   private readonly queuedIds = new Set<string>()
-  private readonly canceledIds = new Set<string>()
+  /** Made at the first CancelInvocation: few clients ever send one. */
+  private canceledIds: Set<string> | undefined
   /** In start order; more than one only while they are all pipelined. */
   private readonly running = new Set<Running>()
   private readonly openedAtMs: number
@@ -447,7 +448,7 @@ export class SignalRConnection<R = never> {
         )
       case Protocol.MessageType.CancelInvocation: {
         const id = message.invocationId
-        if (this.queuedIds.has(id)) this.canceledIds.add(id)
+        if (this.queuedIds.has(id)) (this.canceledIds ??= new Set()).add(id)
         else {
           for (const { fiber, invocationId } of this.running) {
             if (invocationId === id) this.options.runFork(fiber.interruptAsFork(fiber.id()))
@@ -486,7 +487,7 @@ export class SignalRConnection<R = never> {
       const { invocationId, target } = message
       if (invocationId !== undefined) {
         this.queuedIds.delete(invocationId)
-        if (this.canceledIds.delete(invocationId)) {
+        if (this.canceledIds?.delete(invocationId) === true) {
           this.complete(invocationId, target, Either.left(CANCELED))
           continue
         }

@@ -6,6 +6,8 @@ import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Duration, Effect, Either, Layer, Option, Schedule } from "effect"
+import type { Duplex } from "node:stream"
+import type { WebSocket } from "ws"
 import { callerServices, CorrelationId } from "@chatify/core"
 import { type ChatError, Forbidden, NotFound, type Unauthenticated, ValidationError } from "@chatify/domain"
 import { Authenticator, bearerOf, pathOf, type Principal } from "../Auth.js"
@@ -114,7 +116,12 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
       const negotiations = makeNegotiations(Duration.toMillis(options.negotiationTimeout))
       const flusher = yield* Flusher
       const gateway = yield* WebSocketGateway
-      const encodeReceiveMessage = makeReceiveMessageEncoder()
+      const chatHub = makeChatHub({
+        encodeReceiveMessage: makeReceiveMessageEncoder(),
+        gate,
+        services,
+        maxMemberships: limits.maxSubscriptionsPerConnection
+      })
 
       const negotiate = Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
@@ -167,6 +174,31 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         })
       )
 
+      // Made here rather than inside `admit`: the socket's listeners keep the scope they are made in
+      // for as long as the connection lives, and admit's holds the upgrade request.
+      const open = (ws: WebSocket, socket: Duplex, connectionId: string, principal: Principal) => {
+        const connection = new SignalRConnection({
+          transport: webSocketTransport(ws, socket),
+          closeSocket: (code) => ws.close(code),
+          settings: options,
+          flusher,
+          connectionId,
+          expiresAtMs: principal.expiresAtMs,
+          makeHub: (client) => chatHub(principal, client),
+          runFork,
+          startFiber: fibers.start,
+          nowMs: Date.now()
+        })
+        connections.add(connection)
+        connection.whenClosed(() => connections.delete(connection))
+        ws.on("message", (data: Buffer, isBinary: boolean) =>
+          connection.receive(
+            isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString(),
+            Date.now()
+          ))
+        ws.once("close", () => connection.closed())
+      }
+
       /** Opens the hub connection of an upgrade whose credentials were checked. */
       const admit = (
         upgrade: Upgrade,
@@ -182,34 +214,7 @@ export const makeSignalRHubRoutes = (overrides: Partial<SignalRHubOptions> = {})
         }
         const id = upgrade.query.get("id")
         if (id !== null) negotiations.use(id)
-        respond.accept((ws, socket) => {
-          const connection = new SignalRConnection({
-            transport: webSocketTransport(ws, socket),
-            closeSocket: (code) => ws.close(code),
-            settings: options,
-            flusher,
-            connectionId,
-            expiresAtMs: principal.expiresAtMs,
-            makeHub: makeChatHub({
-              principal,
-              encodeReceiveMessage,
-              gate,
-              services,
-              maxMemberships: limits.maxSubscriptionsPerConnection
-            }),
-            runFork,
-            startFiber: fibers.start,
-            nowMs: Date.now()
-          })
-          connections.add(connection)
-          connection.whenClosed(() => connections.delete(connection))
-          ws.on("message", (data: Buffer, isBinary: boolean) =>
-            connection.receive(
-              isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString(),
-              Date.now()
-            ))
-          ws.once("close", () => connection.closed())
-        })
+        respond.accept((ws, socket) => open(ws, socket, connectionId, principal))
       }
 
       // Synchronous unless the credentials need I/O (a token to verify): then a fiber checks them.
