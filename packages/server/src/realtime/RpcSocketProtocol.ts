@@ -519,8 +519,6 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       )
       if (Exit.isSuccess(authenticated)) caller = authenticated.value
 
-      // the connection's caller on the shared services, built once
-      const connectionServices = caller === undefined ? undefined : Context.add(services, CurrentUser, caller)
       /**
        * The services of a request made as the connection's authenticated caller (no Authorization
        * header of its own, a token that has not expired), with its correlation id: its fiber starts
@@ -534,9 +532,13 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           if (lowerName === "authorization") return undefined
           if (lowerName === CORRELATION_HEADER) correlationId = acceptedCorrelationId(value) ?? correlationId
         }
-        if (connectionServices === undefined || caller === undefined) return undefined
+        if (caller === undefined) return undefined
         if (caller.expiresAtMs !== undefined && Date.now() >= caller.expiresAtMs) return undefined
-        return Context.add(connectionServices, CorrelationId, correlationId ?? crypto.randomUUID())
+        // one copy of the shared services per request, none kept per connection
+        const requestServices = new Map(services.unsafeMap)
+        requestServices.set(CurrentUser.key, caller)
+        requestServices.set(CorrelationId.key, correlationId ?? crypto.randomUUID())
+        return Context.unsafeMake<FastPathServices | CurrentUser | CorrelationId>(requestServices)
       }
 
       /**
