@@ -36,7 +36,12 @@ export interface LogJournal {
 
 export interface MemoryLogOptions {
   readonly partitions: number
-  /** Records kept per partition beyond what every group has committed. */
+  /**
+   * Records kept per partition beyond what every group has committed (default 10,000): a group
+   * that starts from the earliest offset reads these. They are held in memory (and journaled), so
+   * the bound is what a busy embedded server keeps for good: ~450 bytes of heap a record, which
+   * every full GC marks again.
+   */
   readonly retainRecords?: number
   readonly maxBatch?: number
   readonly journal?: LogJournal
@@ -49,7 +54,7 @@ type HeldRecord = { -readonly [K in keyof LogRecord]: LogRecord[K] }
  * Records per partition that keep the producer's event next to its JSON: consumers near the end of
  * the log skip decoding, and the events of the (much larger) retained tail are left to the GC.
  */
-const RECORDS_WITH_EVENT = 10_000
+const RECORDS_WITH_EVENT = 2_000
 
 /** Scope keys whose partition the producer remembers (murmur2 over the key's UTF-8 per send cost more). */
 const REMEMBERED_PARTITIONS = 10_000
@@ -103,7 +108,7 @@ export const makeMemoryLog = (
   options: MemoryLogOptions
 ): Effect.Effect<MemoryLog, DependencyUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const retain = options.retainRecords ?? 100_000
+    const retain = options.retainRecords ?? 10_000
     const maxBatch = options.maxBatch ?? 1_000
     const journal = options.journal
     const partitions: Array<Partition> = Array.from({ length: options.partitions }, () => ({
