@@ -11,9 +11,9 @@ import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Fiber, Logger, LogLevel } from "effect"
 import { ChatEventSource, LocalFanout } from "@chatify/core"
 import { ServerServices, ShutdownGate } from "../src/index.js"
-import { Outbox } from "../src/realtime/Outbox.js"
 import { type ChatHubServices, makeChatHub, makeReceiveMessageEncoder } from "../src/signalr/ChatHub.js"
 import { testServerConfig } from "../src/testing.js"
+import { discardingHubClient } from "./support/hubClient.js"
 
 const directories: Array<string> = []
 afterEach(() => {
@@ -37,18 +37,13 @@ describe("the chat hub", () => {
         )
       }
       const fanout = Context.get(services, LocalFanout)
-      const outbox = new Outbox(
-        { write: () => undefined, bufferedAmount: () => 0, isOpen: () => true },
-        { schedule: () => undefined },
-        1 << 20
-      )
       const principal = { userId: "alice", connectionId: "c-alice", expiresAtMs: undefined }
       const hub = makeChatHub({
         encodeReceiveMessage: makeReceiveMessageEncoder(),
         gate: yield* ShutdownGate,
         services: Context.add(services, ChatEventSource, heldSource),
         maxMemberships: 10
-      })(principal, { connectionId: principal.connectionId, outbox, send: () => undefined, close: () => undefined })
+      })(principal, discardingHubClient(principal.connectionId))
       const context = { connectionId: principal.connectionId, target: "JoinScopeAsync", invocationId: "1", headers: {} }
       const joinScope = hub.methods.get("JoinScopeAsync")
       if (joinScope === undefined) return yield* Effect.dieMessage("no JoinScopeAsync")

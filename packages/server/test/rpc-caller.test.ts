@@ -12,10 +12,10 @@ import { ChatRpcs, ScopePresence, Unexpected } from "@chatify/domain"
 import { ANONYMOUS_USER_ID, AnonymousAuthenticator, Authenticator, makeJwtAuthenticator } from "../src/Auth.js"
 import { LogFields } from "../src/Logging.js"
 import { CLIENT_ADDRESS_HEADER, makeRpcCaller, RpcAuthenticationLive, RpcCallLive } from "../src/Rpc.js"
-import { Outbox } from "../src/realtime/Outbox.js"
 import { Identities } from "../src/Runtime.js"
 import { type ChatHubServices, ChatHubSession, HubSession, makeInvocationServices } from "../src/signalr/ChatHub.js"
 import { hs256TestAuth } from "../src/testing.js"
+import { discardingHubClient } from "./support/hubClient.js"
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/u
 
@@ -113,13 +113,7 @@ describe("ChatRpcs' middleware", () => {
 
 describe("the hub's invocation services", () => {
   const principal = { userId: "alice", connectionId: "c-1", expiresAtMs: undefined }
-  const transport = { write: () => undefined, bufferedAmount: () => 0, isOpen: () => true }
-  const session = new HubSession({
-    connectionId: "c-1",
-    outbox: new Outbox(transport, { schedule: () => undefined }, 1 << 20),
-    send: () => undefined,
-    close: () => undefined
-  })
+  const session = new HubSession(discardingHubClient("c-1"))
   const servicesFor = makeInvocationServices(Context.empty() as Context.Context<ChatHubServices>, principal, session)
   const invocation = (headers: Record<string, string>) => ({
     connectionId: "c-1",

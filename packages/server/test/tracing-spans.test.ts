@@ -41,10 +41,11 @@ import {
 } from "@chatify/domain"
 import type { Principal } from "../src/Auth.js"
 import { asRpcServerCall } from "../src/realtime/RpcSocketProtocol.js"
-import { Flusher, Outbox } from "../src/realtime/Outbox.js"
+import { Flusher } from "../src/realtime/Outbox.js"
 import { ShutdownGate } from "../src/Runtime.js"
 import { recordingTracer } from "../../core/test/support/recordingTracer.js"
 import { makeChatHub, makeReceiveMessageEncoder } from "../src/signalr/ChatHub.js"
+import { discardingHubClient } from "./support/hubClient.js"
 
 const PRESENCE_TTL_MILLIS = 30_000
 
@@ -184,18 +185,13 @@ describe("spans of the use cases and their adapters", () => {
   it.effect("a hub method runs in a server span ChatHub.{method}, the parent of its use case's", () =>
     withRecordedSpans((spans) =>
       Effect.gen(function*() {
-        const flusher = yield* Flusher
-        const outbox = new Outbox(
-          { write: () => undefined, bufferedAmount: () => 0, isOpen: () => true },
-          flusher,
-          1 << 20
-        )
+        const client = discardingHubClient(alice.connectionId, yield* Flusher)
         const hub = makeChatHub({
           encodeReceiveMessage: makeReceiveMessageEncoder(),
           gate: yield* ShutdownGate,
           services: yield* callerServices,
           maxMemberships: 10
-        })(alice, { connectionId: alice.connectionId, outbox, send: () => undefined, close: () => undefined })
+        })(alice, client)
         const invoke = (target: string, args: ReadonlyArray<unknown>) => {
           const context = { connectionId: alice.connectionId, target, invocationId: "1", headers: {} }
           const method = hub.methods.get(target)
