@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Layer, Logger, Schedule, Schema, Stream } from "effect"
+import { Chunk, Effect, Fiber, Layer, Logger, Option, Schedule, Schema, Stream } from "effect"
 import { Kafka, logLevel, Partitioners } from "kafkajs"
 import {
   broadcastConsumer,
@@ -301,6 +301,40 @@ describe("Kafka adapter", () => {
         }))
         // the finalizer closes the buffer first, so the waiting eachBatch returns and the member leaves
         expect(Date.now() - closedAt).toBeLessThan(3_000)
+      }).pipe(
+        Effect.provide(
+          KafkaProducerLayer.pipe(Layer.provideMerge(KafkaClientLayer(options({ consumerBufferSize: 5 }))))
+        )
+      ),
+    { timeout: 30_000 }
+  )
+
+  it.scopedLive(
+    "a consumer behind the log gets chunks as large as its maxBatchRecords, beyond the configured buffer",
+    () =>
+      Effect.gen(function*() {
+        const producer = yield* ChatEventProducer
+        const source = yield* makeKafkaSource
+        const scope = channel()
+        yield* Effect.forEach(Array.from({ length: 40 }, (_, i) => eventIn(scope, `backlog ${i}`)), (e) =>
+          producer.produce(e))
+        const consumer = yield* source.consume({
+          groupId: `batches-${randomUUID()}`,
+          startFrom: "committed-or-earliest",
+          maxBatchRecords: 30
+        })
+        // the history writer reads a chunk shorter than its batch as "caught up" and waits a window:
+        // a buffer smaller than the batch would hand it short chunks while it is behind
+        yield* consumer.buffered.pipe(
+          Effect.repeat({
+            schedule: Schedule.spaced("20 millis"),
+            until: (buffered) =>
+              buffered >= 30
+          }),
+          Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("the buffer never held 30") })
+        )
+        const first = yield* Stream.runHead(Stream.chunks(consumer.records))
+        expect(Option.map(first, Chunk.size)).toEqual(Option.some(30))
       }).pipe(
         Effect.provide(
           KafkaProducerLayer.pipe(Layer.provideMerge(KafkaClientLayer(options({ consumerBufferSize: 5 }))))

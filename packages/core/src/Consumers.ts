@@ -319,7 +319,9 @@ export const historyWriter = Effect.gen(function*() {
       const consumer = yield* source.consume({
         groupId: settings.historyWriterGroup,
         startFrom: "committed-or-earliest",
-        maxBatchDelayMillis: HISTORY_FETCH_DELAY_MILLIS
+        maxBatchDelayMillis: HISTORY_FETCH_DELAY_MILLIS,
+        // a chunk smaller than a batch must mean "caught up" (the window below waits only then)
+        maxBatchRecords: settings.historyBatchSize
       })
       yield* health.report("history-writer", "running")
       const store = (records: ReadonlyArray<LogRecord>) =>

@@ -133,6 +133,12 @@ export interface ConsumerOptions {
    * remote log, at the price of this much latency); absent = as soon as they are there.
    */
   readonly maxBatchDelayMillis?: number | undefined
+  /**
+   * The most records the consumer handles in one go. The source holds at least this many ready for
+   * it (Kafka: the buffer between fetches and the Stream), so a chunk smaller than this means the
+   * consumer has caught up with the log.
+   */
+  readonly maxBatchRecords?: number | undefined
 }
 
 export interface ConsumerRecords {

@@ -120,10 +120,12 @@ const makeWorld = (log: ReadonlyArray<LogRecord>, options: {
       partitions: PARTITIONS,
       // a consumer of the group reads from what the group committed (the earliest record else),
       // then waits for more, as a real one does
-      consume: ({ groupId, startFrom }) =>
+      consume: ({ groupId, maxBatchRecords, startFrom }) =>
         Effect.gen(function*() {
           expect(groupId).toBe(GROUP)
           expect(startFrom).toBe("committed-or-earliest")
+          // the source must be able to hand a whole batch at once: a shorter chunk reads as "caught up"
+          expect(maxBatchRecords).toBe(options.settings?.historyBatchSize ?? CoreSettings.defaults.historyBatchSize)
           calls.consume++
           const pending = log.filter((record) => record.offset >= (committed.get(record.partition) ?? 0))
           const { arrivals } = options

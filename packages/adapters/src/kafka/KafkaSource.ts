@@ -75,12 +75,16 @@ export const makeKafkaSource = Effect.gen(function*() {
       : Effect.map(endOffsets, (ends): ReadonlyMap<number, number> => new Map([...ends, ...given]))
 
   const consume = (
-    { groupId, maxBatchDelayMillis, startFrom }: ConsumerOptions
+    { groupId, maxBatchDelayMillis, maxBatchRecords, startFrom }: ConsumerOptions
   ): Effect.Effect<KafkaConsumerRecords, DependencyUnavailable, Scope.Scope> =>
     Effect.gen(function*() {
       const runtime = yield* Effect.runtime<never>()
+      // Room for a whole batch of the consumer's: a chunk is at most what the mailbox holds, and a
+      // consumer that reads a short chunk as "caught up" must not be handed short ones while it is
+      // behind (the history writer, batches of 5,000, was held to 1,000 records a second by a
+      // mailbox of 1,000 and its 1 s window).
       const mailbox = yield* Mailbox.make<LogRecord, DependencyUnavailable>({
-        capacity: settings.consumerBufferSize,
+        capacity: Math.max(settings.consumerBufferSize, maxBatchRecords ?? 0),
         strategy: "suspend"
       })
       // "latest" means the end of each partition now, whatever the group committed in an earlier
