@@ -69,7 +69,8 @@ const config: ServerConfig = testing.testServerConfig(dataDirectory, {
         partitions: 6,
         broadcastConsumerGroupPrefix: "chatify-send-bench",
         historyWriterConsumerGroup: "chatify-chat-history-writer",
-        createTopics: false
+        createTopics: false,
+        lingerMs: Number(process.env["CHATIFY__MESSAGEBROKER__LINGERMS"] ?? 5)
       },
       caching: Option.some({ connectionString: "127.0.0.1:6379" }),
       database: Option.some({

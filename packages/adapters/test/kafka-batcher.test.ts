@@ -7,14 +7,18 @@ import { makeProduceBatcher } from "../src/kafka/KafkaProducer.js"
 // and answers when the test says so, with per-partition base offsets as Kafka does.
 const fakeProducer = () => {
   const requests: Array<
-    { readonly record: ProducerRecord; readonly answer: Deferred.Deferred<Array<RecordMetadata>, Error> }
+    {
+      readonly record: ProducerRecord
+      readonly answer: Deferred.Deferred<Array<RecordMetadata>, Error>
+      readonly at: number
+    }
   > = []
   const next = new Map<number, number>()
   const arrived: Array<() => void> = []
   const producer = {
     send: (record: ProducerRecord) => {
       const answer = Deferred.unsafeMake<Array<RecordMetadata>, Error>(FiberId.none)
-      requests.push({ record, answer })
+      requests.push({ record, answer, at: performance.now() })
       for (const wake of arrived.splice(0)) wake()
       return Effect.runPromise(Deferred.await(answer))
     }
@@ -44,7 +48,7 @@ const fakeProducer = () => {
   return { producer, requests, acknowledge, awaitRequests }
 }
 
-const settings = { topic: "chat", produceTimeoutMs: 10_000 }
+const settings = { topic: "chat", produceTimeoutMs: 10_000, produceLingerMs: 0 }
 
 describe("Kafka produce batching", () => {
   it.live("sends of one turn share one request; each caller gets its own record's offset, in order per partition", () =>
@@ -119,7 +123,7 @@ describe("Kafka produce batching", () => {
   it.live("a send the broker never acknowledges fails with Timeout(produce), and so do those queued behind it", () =>
     Effect.gen(function*() {
       const fake = fakeProducer()
-      const batcher = makeProduceBatcher(fake.producer, { topic: "chat", produceTimeoutMs: 300 })
+      const batcher = makeProduceBatcher(fake.producer, { topic: "chat", produceTimeoutMs: 300, produceLingerMs: 0 })
       const stuck = yield* Effect.fork(batcher.produce("a", "1", 0))
       yield* fake.awaitRequests(1)
       const queued = yield* Effect.fork(batcher.produce("a", "2", 0))
@@ -132,5 +136,40 @@ describe("Kafka produce batching", () => {
       }
       // a late answer is ignored: nobody is resumed twice
       yield* fake.acknowledge(0)
+    }))
+
+  it.live("linger: under load a request starts no sooner than the linger after the previous one, with all that came meanwhile; after a quiet spell a send goes at once", () =>
+    Effect.gen(function*() {
+      const lingerMs = 300
+      const fake = fakeProducer()
+      const batcher = makeProduceBatcher(fake.producer, { ...settings, produceLingerMs: lingerMs })
+      const first = yield* Effect.fork(batcher.produce("a", "1", 0))
+      yield* fake.awaitRequests(1)
+      yield* fake.acknowledge(0)
+      yield* Fiber.join(first)
+      // the broker answered at once: what comes now waits out the linger, together
+      const burst = yield* Effect.fork(
+        Effect.all([batcher.produce("a", "2", 0), batcher.produce("b", "3", 1), batcher.produce("a", "4", 0)], {
+          concurrency: "unbounded"
+        })
+      )
+      yield* fake.awaitRequests(2)
+      // node's timers count whole milliseconds: allow one early
+      expect(fake.requests[1]!.at - fake.requests[0]!.at).toBeGreaterThanOrEqual(lingerMs - 1)
+      expect(fake.requests[1]!.record.messages.map((m) => m.value)).toEqual(["2", "3", "4"])
+      yield* fake.acknowledge(1)
+      expect(yield* Fiber.join(burst)).toEqual([
+        { partition: 0, offset: 1 },
+        { partition: 1, offset: 0 },
+        { partition: 0, offset: 2 }
+      ])
+      // a quiet spell longer than the linger: the next send is not held back
+      yield* Effect.sleep(lingerMs)
+      const quietAt = performance.now()
+      const quiet = yield* Effect.fork(batcher.produce("a", "5", 0))
+      yield* fake.awaitRequests(3)
+      expect(fake.requests[2]!.at - quietAt).toBeLessThan(lingerMs / 2)
+      yield* fake.acknowledge(2)
+      expect(yield* Fiber.join(quiet)).toEqual({ partition: 0, offset: 3 })
     }))
 })

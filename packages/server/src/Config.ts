@@ -39,6 +39,8 @@ export interface ServerConfig {
     readonly historyWriterConsumerGroup: string
     /** Create missing topics at startup instead of refusing to start (development). */
     readonly createTopics: boolean
+    /** Least time between two produce requests' starts; sends within it share one (linger.ms). */
+    readonly lingerMs: number
   }
   readonly dataDirectory: string
   readonly policy: PolicyLimits
@@ -178,7 +180,16 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
           createTopics: Config.boolean("CREATETOPICS").pipe(Config.withDefault(false)),
           partitions: positiveInt("PARTITIONS", 3),
           broadcastConsumerGroupPrefix: nonEmpty("BROADCASTCONSUMERGROUPPREFIX", "chatify-broadcast"),
-          historyWriterConsumerGroup: nonEmpty("HISTORYWRITERCONSUMERGROUP", HISTORY_WRITER_GROUP)
+          historyWriterConsumerGroup: nonEmpty("HISTORYWRITERCONSUMERGROUP", HISTORY_WRITER_GROUP),
+          lingerMs: Config.nested(
+            Config.integer().pipe(
+              Config.validate({
+                message: "must be a whole number of milliseconds, 0 or more",
+                validation: (n) => n >= 0
+              })
+            ),
+            "LINGERMS"
+          ).pipe(Config.withDefault(5))
         }),
         "MESSAGEBROKER"
       ),
@@ -306,7 +317,8 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
       partitions: chatify.broker.partitions,
       broadcastConsumerGroupPrefix: chatify.broker.broadcastConsumerGroupPrefix,
       historyWriterConsumerGroup: chatify.broker.historyWriterConsumerGroup,
-      createTopics: chatify.broker.createTopics
+      createTopics: chatify.broker.createTopics,
+      lingerMs: chatify.broker.lingerMs
     },
     dataDirectory: chatify.dataDirectory,
     policy: chatify.policy,

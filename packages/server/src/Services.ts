@@ -130,6 +130,7 @@ const EventLog = (config: ServerConfig) => {
       deadLetterTopic: config.broker.deadLetterTopicName,
       partitions: config.broker.partitions,
       createTopics: config.broker.createTopics,
+      produceLinger: Duration.millis(config.broker.lingerMs),
       analyticsTopics: {
         windowStats: config.analytics.statsTopic,
         rateLimitEvents: config.analytics.rateLimitEventsTopic

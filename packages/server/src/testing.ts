@@ -44,7 +44,8 @@ export const testServerConfig = (dataDirectory: string, overrides: Partial<Serve
     partitions: 3,
     broadcastConsumerGroupPrefix: "chatify-broadcast",
     historyWriterConsumerGroup: HISTORY_WRITER_GROUP,
-    createTopics: false
+    createTopics: false,
+    lingerMs: 5
   },
   dataDirectory,
   policy: defaultPolicyLimits,

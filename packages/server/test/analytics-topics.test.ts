@@ -56,7 +56,8 @@ const serverConfig = (
     partitions: options.partitions,
     broadcastConsumerGroupPrefix: `chatify-topics-${name}-broadcast-${run}`,
     historyWriterConsumerGroup: `chatify-topics-${name}-history-${run}`,
-    createTopics: options.createTopics
+    createTopics: options.createTopics,
+    lingerMs: 5
   },
   analytics: {
     enabled: true,

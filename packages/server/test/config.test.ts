@@ -19,7 +19,8 @@ describe("server configuration", () => {
         partitions: 3,
         broadcastConsumerGroupPrefix: "chatify-broadcast",
         historyWriterConsumerGroup: "chatify-chat-history-writer",
-        createTopics: false
+        createTopics: false,
+        lingerMs: 5
       })
       expect(config.dataDirectory).toBe("./data")
       expect(config.policy).toEqual({ maxIdLength: 256, maxTextLength: 4096 })
@@ -40,6 +41,7 @@ describe("server configuration", () => {
         CHATIFY__MESSAGEBROKER__PARTITIONS: "12",
         CHATIFY__MESSAGEBROKER__BROADCASTCONSUMERGROUPPREFIX: "bc",
         CHATIFY__MESSAGEBROKER__HISTORYWRITERCONSUMERGROUP: "hw",
+        CHATIFY__MESSAGEBROKER__LINGERMS: "0",
         CHATIFY__EMBEDDED__DATADIRECTORY: "/var/lib/chatify",
         CHATIFY__CHAT__MAXIDLENGTH: "64",
         CHATIFY__CHAT__MAXTEXTLENGTH: "1000",
@@ -67,7 +69,8 @@ describe("server configuration", () => {
         partitions: 12,
         broadcastConsumerGroupPrefix: "bc",
         historyWriterConsumerGroup: "hw",
-        createTopics: false
+        createTopics: false,
+        lingerMs: 0
       })
       expect(config.dataDirectory).toBe("/var/lib/chatify")
       expect(config.policy).toEqual({ maxIdLength: 64, maxTextLength: 1000 })
@@ -93,10 +96,18 @@ describe("server configuration", () => {
   it.effect("fails with a message naming every bad key", () =>
     Effect.gen(function*() {
       const error = yield* loadServerConfig.pipe(
-        withEnv({ PORT: "70000", CHATIFY__MESSAGEBROKER__PARTITIONS: "0", CHATIFY__RATELIMIT__LIMIT: "lots" }),
+        withEnv({
+          PORT: "70000",
+          CHATIFY__MESSAGEBROKER__PARTITIONS: "0",
+          CHATIFY__MESSAGEBROKER__LINGERMS: "-1",
+          CHATIFY__RATELIMIT__LIMIT: "lots"
+        }),
         Effect.flip
       )
       expect(error.message).toContain("PORT")
+      expect(error.message).toContain(
+        "CHATIFY__MESSAGEBROKER__LINGERMS: must be a whole number of milliseconds, 0 or more"
+      )
       expect(error.message).toContain("CHATIFY__MESSAGEBROKER__PARTITIONS")
       expect(error.message).toContain("CHATIFY__RATELIMIT__LIMIT")
     }))

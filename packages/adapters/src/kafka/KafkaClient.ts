@@ -21,6 +21,12 @@ export interface KafkaOptions {
   readonly deadLetterTopic?: string | undefined
   /** Bound on one produce (the typed Timeout after it); 10 s by default. */
   readonly produceTimeout?: Duration.DurationInput | undefined
+  /**
+   * Least time between the starts of two produce requests (the Java producer's linger.ms, 5 ms by
+   * default as there since Kafka 4.0): sends within it share the next request. A send after a quiet
+   * spell goes out at once; only under load does a send wait, for at most this long.
+   */
+  readonly produceLinger?: Duration.DurationInput | undefined
   /** How long startup waits for unreachable brokers before it gives up; 60 s by default. */
   readonly startupTimeout?: Duration.DurationInput | undefined
   /** Bound on one request and on admin look-ups (end/committed offsets); 10 s by default. */
@@ -49,6 +55,7 @@ export interface KafkaSettings {
   readonly replicationFactor: number | undefined
   readonly deadLetterTopic: string
   readonly produceTimeoutMs: number
+  readonly produceLingerMs: number
   readonly startupTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly connectionTimeoutMs: number
@@ -74,6 +81,7 @@ export const kafkaSettings = (options: KafkaOptions): KafkaSettings => {
     replicationFactor: options.replicationFactor,
     deadLetterTopic: options.deadLetterTopic ?? `${options.topic}-dlq`,
     produceTimeoutMs: millis(options.produceTimeout, "10 seconds"),
+    produceLingerMs: millis(options.produceLinger, "5 millis"),
     startupTimeoutMs: millis(options.startupTimeout, "60 seconds"),
     requestTimeoutMs: millis(options.requestTimeout, "10 seconds"),
     connectionTimeoutMs: millis(options.connectionTimeout, "3 seconds"),

@@ -50,7 +50,8 @@ export const analyticsServerConfig = (
     partitions: options.partitions,
     broadcastConsumerGroupPrefix: run.broadcastPrefix,
     historyWriterConsumerGroup: run.historyGroup,
-    createTopics: true
+    createTopics: true,
+    lingerMs: 5
   },
   auth: Option.some(hs256TestAuth(options.secret)),
   analytics: {
