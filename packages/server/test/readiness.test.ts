@@ -198,6 +198,40 @@ describe("readiness: what a send needs", () => {
       for (let i = 0; i < 5; i++) expect((yield* readyOf(httpUrl)).millis).toBeLessThan(1_000)
     }).pipe(quiet))
 
+  it.scopedLive("a pod too busy to ask its dependencies on time still answers /health/ready at once, from the last answers", () =>
+    Effect.gen(function*() {
+      const { context, httpUrl } = yield* startWithServices()
+      // each background round asks this check, which never answers: the round ends after its timeout
+      let asked = 0
+      yield* Context.get(context, ReadinessChecks).register({
+        name: "silent-log",
+        impact: "unready",
+        check: Effect.suspend(() => {
+          asked++
+          return Effect.never
+        })
+      })
+      yield* readyUntil(httpUrl, (r) => r.status === 503)
+      // right after a round started: it ends within its 0.8 s timeout, the next starts a second later
+      const before = asked
+      yield* Effect.sync(() => asked > before).pipe(
+        Effect.repeat({ schedule: Schedule.spaced("5 millis"), until: (started) => started })
+      )
+      yield* Effect.sleep("1200 millis")
+      // the event loop held for 4 s (a pod at its limit): the last answers are 4 s old when the probe comes
+      yield* Effect.sync(() => {
+        const until = Date.now() + 4_000
+        while (Date.now() < until) {
+          // busy
+        }
+      })
+      const ready = yield* readyOf(httpUrl)
+      expect(ready.status).toBe(503)
+      expect(ready.body.unavailable?.["silent-log"]).toMatch(/no answer within/u)
+      // asking the check again here would have held the probe for the check's 0.8 s timeout
+      expect(ready.millis).toBeLessThan(500)
+    }).pipe(quiet))
+
   it.scopedLive("a history writer that retries makes the pod Degraded; a broadcast consumer that retries, unready", () =>
     Effect.gen(function*() {
       const { context, httpUrl } = yield* startWithServices()
