@@ -265,7 +265,8 @@ export const serverConfig: Config.Config<ServerConfig> = Config.all({
           subscriptionAckTimeoutSeconds: positiveInt(
             "SUBSCRIPTIONACKTIMEOUTSECONDS",
             defaultLimitSettings.subscriptionAckTimeoutSeconds
-          )
+          ),
+          maxSendsInFlight: positiveInt("MAXSENDSINFLIGHT", defaultLimitSettings.maxSendsInFlight)
         }),
         "LIMITS"
       ),

@@ -26,6 +26,11 @@ export interface LimitSettings {
    * the history instead of waiting silently forever.
    */
   readonly subscriptionAckTimeoutSeconds: number
+  /**
+   * Sends in progress on this server at once, from every client and interface; more are refused at
+   * once with 503 (DependencyUnavailable of "chat-api"), which clients retry, rather than queued.
+   */
+  readonly maxSendsInFlight: number
 }
 
 export const defaultLimitSettings: LimitSettings = {
@@ -36,7 +41,8 @@ export const defaultLimitSettings: LimitSettings = {
   maxSubscriptionsPerConnection: 100,
   maxConnectionsPerAddress: 1_000,
   maxConnectsPerSecondPerAddress: 200,
-  subscriptionAckTimeoutSeconds: 30
+  subscriptionAckTimeoutSeconds: 30,
+  maxSendsInFlight: 1_000
 }
 
 export class Limits extends Context.Tag("@chatify/server/Limits")<Limits, LimitSettings>() {

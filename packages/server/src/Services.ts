@@ -270,7 +270,7 @@ export const ApplicationServices = (config: ServerConfig) =>
     ConsumerHealth.layer,
     PresenceHeartbeat.layer,
     RateLimitViolationFeed.layer,
-    ShutdownGate.layer,
+    ShutdownGate.layerWith(config.limits.maxSendsInFlight),
     Identities.layer,
     authenticatorFor(config.auth)
   )

@@ -23,6 +23,7 @@ describe("server configuration", () => {
         lingerMs: 5
       })
       expect(config.dataDirectory).toBe("./data")
+      expect(config.limits.maxSendsInFlight).toBe(1_000)
       expect(config.policy).toEqual({ maxIdLength: 256, maxTextLength: 4096 })
       expect(config.rateLimit).toEqual({ limit: 100, windowSeconds: 60, failOpen: true })
       expect(config.readRateLimit).toEqual({ limit: 600, windowSeconds: 60 })
@@ -42,6 +43,7 @@ describe("server configuration", () => {
         CHATIFY__MESSAGEBROKER__BROADCASTCONSUMERGROUPPREFIX: "bc",
         CHATIFY__MESSAGEBROKER__HISTORYWRITERCONSUMERGROUP: "hw",
         CHATIFY__MESSAGEBROKER__LINGERMS: "0",
+        CHATIFY__LIMITS__MAXSENDSINFLIGHT: "250",
         CHATIFY__EMBEDDED__DATADIRECTORY: "/var/lib/chatify",
         CHATIFY__CHAT__MAXIDLENGTH: "64",
         CHATIFY__CHAT__MAXTEXTLENGTH: "1000",
@@ -73,6 +75,7 @@ describe("server configuration", () => {
         lingerMs: 0
       })
       expect(config.dataDirectory).toBe("/var/lib/chatify")
+      expect(config.limits.maxSendsInFlight).toBe(250)
       expect(config.policy).toEqual({ maxIdLength: 64, maxTextLength: 1000 })
       expect(config.rateLimit).toEqual({ limit: 5, windowSeconds: 10, failOpen: false })
       expect(config.readRateLimit).toEqual({ limit: 50, windowSeconds: 5 })

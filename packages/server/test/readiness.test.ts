@@ -3,6 +3,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import {
   ConfigProvider,
   Context,
+  Deferred,
   Duration,
   Effect,
   Either,
@@ -31,6 +32,7 @@ import {
   ServerServices,
   ShutdownGate
 } from "../src/index.js"
+import { defaultLimitSettings } from "../src/Limits.js"
 import { awaitReady, makeTempDirectory, startTestServer, testServerConfig } from "../src/testing.js"
 import { freePort, startServerProcess } from "./support/serverProcess.js"
 
@@ -198,6 +200,41 @@ describe("readiness: what a send needs", () => {
       for (let i = 0; i < 5; i++) expect((yield* readyOf(httpUrl)).millis).toBeLessThan(1_000)
     }).pipe(quiet))
 
+  it.scopedLive("beyond MaxSendsInFlight a send is refused at once with a 503 ProblemDetails; then served again", () =>
+    Effect.gen(function*() {
+      const { context, httpUrl } = yield* startWithServices({
+        limits: { ...defaultLimitSettings, maxSendsInFlight: 1 }
+      })
+      // the one send this server may have in progress, held open
+      const release = yield* Deferred.make<void>()
+      let holding = false
+      const held = yield* Effect.fork(
+        Context.get(context, ShutdownGate).track(
+          Effect.zipRight(Effect.sync(() => (holding = true)), Deferred.await(release))
+        )
+      )
+      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => holding }))
+      const refused = yield* Effect.promise(() =>
+        fetch(`${httpUrl}/api/chat/send`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ scopeType: 0, scopeId: "general", text: "one too many" }),
+          signal: AbortSignal.timeout(5_000)
+        }).then(async (r) => ({ status: r.status, type: r.headers.get("content-type"), body: await r.text() }))
+      )
+      expect(refused.status).toBe(503)
+      expect(refused.type).toContain("application/problem+json")
+      // the detail names no internals, as for any unavailable dependency; RPC and SignalR get the message
+      expect(JSON.parse(refused.body)).toMatchObject({
+        type: "urn:chatify:problem:dependency-unavailable",
+        status: 503,
+        detail: "chat-api is unavailable"
+      })
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(held)
+      expect((yield* send(httpUrl, "room again")).status).toBe(200)
+    }).pipe(quiet))
+
   it.scopedLive("a pod too busy to ask its dependencies on time still answers /health/ready at once, from the last answers", () =>
     Effect.gen(function*() {
       const { context, httpUrl } = yield* startWithServices()
@@ -327,6 +364,25 @@ describe("the shutdown gate", () => {
       yield* gate.drain("1 second")
       expect(yield* gate.phase).toBe("draining")
       expect((yield* Effect.flip(gate.track(Effect.succeed("sent"))))._tag).toBe("DependencyUnavailable")
+    }))
+
+  it.live("admits at most maxSendsInFlight sends at once: the next is refused at once (503), a finished one makes room", () =>
+    Effect.gen(function*() {
+      const gate = yield* Effect.provide(ShutdownGate, ShutdownGate.layerWith(2))
+      const release = yield* Deferred.make<void>()
+      let started = 0
+      const holding = gate.track(Effect.zipRight(Effect.sync(() => started++), Deferred.await(release)))
+      const held = yield* Effect.fork(Effect.all([holding, holding], { concurrency: "unbounded" }))
+      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => started === 2 }))
+      const refused = yield* Effect.flip(gate.track(Effect.succeed("third")))
+      expect(refused).toMatchObject({ _tag: "DependencyUnavailable", dependency: "chat-api" })
+      expect(refused.message).toContain("CHATIFY__LIMITS__MAXSENDSINFLIGHT")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(held)
+      // a failed send leaves the count as a finished one does
+      expect(yield* Effect.flip(gate.track(Effect.fail("rejected")))).toBe("rejected")
+      expect(yield* gate.track(Effect.succeed("after"))).toBe("after")
+      expect(yield* gate.track(Effect.succeed("and after"))).toBe("and after")
     }))
 
   it.live("skipDelay ends the delay, before or while it runs", () =>
