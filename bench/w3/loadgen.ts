@@ -42,6 +42,8 @@ export interface StepResult {
   readonly deliverP50: number
   readonly deliverP99: number
   readonly deliverMax: number
+  /** p99 send→deliver (other pod) of the sends made in each second of the step: a slow second shows. */
+  readonly deliverP99PerSecond: ReadonlyArray<number>
   readonly historySamples: number
   readonly historyMissing: number
   readonly historyLagP50: number
@@ -85,15 +87,28 @@ class Recorder {
   delivered = 0
   otherPodDelivered = 0
   deliverLatencies: Array<number> = []
+  /** The send time of each timed delivery, by index with deliverLatencies. */
+  deliverSentAt: Array<number> = []
   reset(step: number) {
     this.step = step
     this.delivered = 0
     this.otherPodDelivered = 0
     this.deliverLatencies = []
+    this.deliverSentAt = []
   }
 }
 
 const recorder = new Recorder()
+
+/** The timed deliveries' latencies by the second of the step their message was sent in (the last takes the rest). */
+const bySendSecond = (from: Recorder, startedAt: number, seconds: number): Array<Array<number>> => {
+  const buckets = Array.from({ length: Math.max(1, Math.floor(seconds)) }, () => new Array<number>())
+  for (let i = 0; i < from.deliverLatencies.length; i++) {
+    const second = Math.floor((from.deliverSentAt[i]! - startedAt) / 1000)
+    buckets[Math.min(buckets.length - 1, Math.max(0, second))]!.push(from.deliverLatencies[i]!)
+  }
+  return buckets
+}
 
 /** A connection holding several Subscribe streams; acks every chunk, counts the markers in it. */
 const subscriberConnection = async (url: string, pod: number, scopeIds: ReadonlyArray<string>) => {
@@ -127,7 +142,9 @@ const subscriberConnection = async (url: string, pod: number, scopeIds: Readonly
             // with one pod there is no other pod: every delivery is timed
             if (Number(line.slice(b + 1, c)) !== pod || podCount === 1) {
               recorder.otherPodDelivered++
-              recorder.deliverLatencies.push(now - Number(line.slice(c + 1, d)))
+              const sentAt = Number(line.slice(c + 1, d))
+              recorder.deliverLatencies.push(now - sentAt)
+              recorder.deliverSentAt.push(sentAt)
             }
           }
           at = line.indexOf(MARKER, d)
@@ -412,6 +429,7 @@ const runStep = async (command: StepCommand): Promise<StepResult> => {
     deliverP50: percentile(recorder.deliverLatencies, 50),
     deliverP99: percentile(recorder.deliverLatencies, 99),
     deliverMax: recorder.deliverLatencies.reduce((m, v) => Math.max(m, v), 0),
+    deliverP99PerSecond: bySendSecond(recorder, startedAt, sendSeconds).map((latencies) => percentile(latencies, 99)),
     historySamples: historyLags.length + historyMissing,
     historyMissing,
     historyLagP50: percentile(historyLags, 50),

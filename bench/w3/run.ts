@@ -239,6 +239,8 @@ const main = async () => {
     log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     const genPid = generator.pid!
+    // printed under the table: p99 send→deliver per second of each step, by send time
+    const perSecond: Array<string> = []
     for (const [step, rate] of RATES.entries()) {
       const before = {
         at: performance.now(),
@@ -297,6 +299,7 @@ const main = async () => {
           } | ` +
           `${rss} | ${fmt(healthMax, 0)} |`
       )
+      perSecond.push(`${fmt(rate, 0)}/s: ${result.deliverP99PerSecond.map((p99) => fmt(p99, 0)).join(" ")}`)
       if (result.firstFailure !== undefined) {
         log(
           `  (step ${step}: ${result.failed} failed, ${result.skipped} not sent (over 2 s outstanding); first: ${result.firstFailure})`
@@ -312,6 +315,9 @@ const main = async () => {
         break
       }
     }
+    log("")
+    log("p99 send→deliver per second of each step (by send time, ms):")
+    for (const line of perSecond) log(`  ${line}`)
   } finally {
     if (generator !== undefined && generator.exitCode === null) {
       generator.send({ type: "stop" } satisfies Command)
