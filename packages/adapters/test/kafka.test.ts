@@ -132,6 +132,20 @@ const firstOf = (records: Stream.Stream<LogRecord, unknown>) =>
 
 const brokerProxy = makeBrokerProxy(BROKER)
 
+/** The producer and the adapter's own source (whose members tell how much they buffer) over a 5-record buffer. */
+const withBufferOf5 = KafkaProducerLayer.pipe(Layer.provideMerge(KafkaClientLayer(options({ consumerBufferSize: 5 }))))
+
+/** Waits (bounded) until a member's buffer holds what `until` asks for. */
+const awaitBuffered = (
+  consumer: { readonly buffered: Effect.Effect<number> },
+  until: (buffered: number) => boolean,
+  what: string
+) =>
+  consumer.buffered.pipe(
+    Effect.repeat({ schedule: Schedule.spaced("20 millis"), until }),
+    Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error(`the buffer never ${what}`) })
+  )
+
 eventLogContract("kafka", { makeLayer: () => KafkaLogLayer(options()) })
 
 describe("Kafka adapter", () => {
@@ -293,19 +307,12 @@ describe("Kafka adapter", () => {
           // fill the buffer again: once it holds 5 records, 15 or more of these 20 acknowledged ones are
           // still to be handed over, so eachBatch is waiting when the scope closes
           yield* produceMany(20, "more")
-          yield* consumer.buffered.pipe(
-            Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (buffered) => buffered === 5 }),
-            Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("the buffer never filled") })
-          )
+          yield* awaitBuffered(consumer, (buffered) => buffered === 5, "filled")
           return Date.now()
         }))
         // the finalizer closes the buffer first, so the waiting eachBatch returns and the member leaves
         expect(Date.now() - closedAt).toBeLessThan(3_000)
-      }).pipe(
-        Effect.provide(
-          KafkaProducerLayer.pipe(Layer.provideMerge(KafkaClientLayer(options({ consumerBufferSize: 5 }))))
-        )
-      ),
+      }).pipe(Effect.provide(withBufferOf5)),
     { timeout: 30_000 }
   )
 
@@ -325,21 +332,11 @@ describe("Kafka adapter", () => {
         })
         // the history writer reads a chunk shorter than its batch as "caught up" and waits a window:
         // a buffer smaller than the batch would hand it short chunks while it is behind
-        yield* consumer.buffered.pipe(
-          Effect.repeat({
-            schedule: Schedule.spaced("20 millis"),
-            until: (buffered) =>
-              buffered >= 30
-          }),
-          Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("the buffer never held 30") })
-        )
+        yield* awaitBuffered(consumer, (buffered) =>
+          buffered >= 30, "held 30")
         const first = yield* Stream.runHead(Stream.chunks(consumer.records))
         expect(Option.map(first, Chunk.size)).toEqual(Option.some(30))
-      }).pipe(
-        Effect.provide(
-          KafkaProducerLayer.pipe(Layer.provideMerge(KafkaClientLayer(options({ consumerBufferSize: 5 }))))
-        )
-      ),
+      }).pipe(Effect.provide(withBufferOf5)),
     { timeout: 30_000 }
   )
 

@@ -66,11 +66,25 @@ const sendOver = async (base: string, text: string) => {
   })
   return {
     status: response.status,
+    type: response.headers.get("content-type"),
     connection: response.headers.get("connection"),
     body: (await response.json()) as { chatEvent?: { text: string } }
   }
 }
 const send = (base: string, text: string) => Effect.promise(() => sendOver(base, text))
+
+/** Holds `count` sends in flight through `gate`, each started, until the returned effect releases them. */
+const holdSends = (gate: ShutdownGate["Type"], count: number) =>
+  Effect.gen(function*() {
+    const release = yield* Deferred.make<void>()
+    let started = 0
+    const holding = gate.track(Effect.zipRight(Effect.sync(() => started++), Deferred.await(release)))
+    const held = yield* Effect.fork(
+      Effect.all(Array.from({ length: count }, () => holding), { concurrency: "unbounded" })
+    )
+    yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => started === count }))
+    return Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(held))
+  })
 
 /** Asks /health/ready until `until` holds (the background checks run once a second). */
 const readyUntil = (base: string, until: (ready: Ready) => boolean, within: Duration.DurationInput = "10 seconds") =>
@@ -206,32 +220,17 @@ describe("readiness: what a send needs", () => {
         limits: { ...defaultLimitSettings, maxSendsInFlight: 1 }
       })
       // the one send this server may have in progress, held open
-      const release = yield* Deferred.make<void>()
-      let holding = false
-      const held = yield* Effect.fork(
-        Context.get(context, ShutdownGate).track(
-          Effect.zipRight(Effect.sync(() => (holding = true)), Deferred.await(release))
-        )
-      )
-      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => holding }))
-      const refused = yield* Effect.promise(() =>
-        fetch(`${httpUrl}/api/chat/send`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ scopeType: 0, scopeId: "general", text: "one too many" }),
-          signal: AbortSignal.timeout(5_000)
-        }).then(async (r) => ({ status: r.status, type: r.headers.get("content-type"), body: await r.text() }))
-      )
+      const release = yield* holdSends(Context.get(context, ShutdownGate), 1)
+      const refused = yield* send(httpUrl, "one too many")
       expect(refused.status).toBe(503)
       expect(refused.type).toContain("application/problem+json")
       // the detail names no internals, as for any unavailable dependency; RPC and SignalR get the message
-      expect(JSON.parse(refused.body)).toMatchObject({
+      expect(refused.body).toMatchObject({
         type: "urn:chatify:problem:dependency-unavailable",
         status: 503,
         detail: "chat-api is unavailable"
       })
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(held)
+      yield* release
       expect((yield* send(httpUrl, "room again")).status).toBe(200)
     }).pipe(quiet))
 
@@ -369,16 +368,11 @@ describe("the shutdown gate", () => {
   it.live("admits at most maxSendsInFlight sends at once: the next is refused at once (503), a finished one makes room", () =>
     Effect.gen(function*() {
       const gate = yield* Effect.provide(ShutdownGate, ShutdownGate.layerWith(2))
-      const release = yield* Deferred.make<void>()
-      let started = 0
-      const holding = gate.track(Effect.zipRight(Effect.sync(() => started++), Deferred.await(release)))
-      const held = yield* Effect.fork(Effect.all([holding, holding], { concurrency: "unbounded" }))
-      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => started === 2 }))
+      const release = yield* holdSends(gate, 2)
       const refused = yield* Effect.flip(gate.track(Effect.succeed("third")))
       expect(refused).toMatchObject({ _tag: "DependencyUnavailable", dependency: "chat-api" })
       expect(refused.message).toContain("CHATIFY__LIMITS__MAXSENDSINFLIGHT")
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(held)
+      yield* release
       // a failed send leaves the count as a finished one does
       expect(yield* Effect.flip(gate.track(Effect.fail("rejected")))).toBe("rejected")
       expect(yield* gate.track(Effect.succeed("after"))).toBe("after")
