@@ -190,6 +190,66 @@ describe("limits on every input", () => {
       expect(yield* Effect.promise(() => flooding.closed)).toBe(1008)
     }).pipe(quiet))
 
+  it.scopedLive("a send refused by its checks is answered at once and does not count as running: many on one RPC connection leave it open", () =>
+    Effect.gen(function*() {
+      const server = yield* withLimits({ maxConcurrentRequestsPerConnection: 3 })
+      const request = (id: number, text: string) =>
+        JSON.stringify({
+          _tag: "Request",
+          id: String(id),
+          tag: "Send",
+          payload: { scopeType: 0, scopeId: "general", text },
+          headers: []
+        }) + "\n"
+      const socket = yield* openSocket(server.wsUrl)
+      const exits = new Promise<ReadonlyArray<string>>((resolve) => {
+        const lines: Array<string> = []
+        socket.ws.on("message", (data: Buffer) => {
+          lines.push(...data.toString().split("\n").filter((line) => line.includes(`"_tag":"Exit"`)))
+          if (lines.length === 11) resolve(lines)
+        })
+      })
+      // ten empty texts (each fails validation as its fiber starts), more than the limit, then one that is sent
+      socket.ws.send(
+        Array.from({ length: 10 }, (_, i) => request(i + 1, "")).join("") + request(11, "after ten refusals")
+      )
+      const lines = yield* Effect.promise(() => exits).pipe(Effect.timeout("10 seconds"))
+      expect(
+        lines.slice(0, 10).every((line) =>
+          line.includes(`"_tag":"Failure"`) && line.includes(`"_tag":"ValidationError"`)
+        )
+      )
+        .toBe(true)
+      expect(lines[10]).toContain(`"requestId":"11","exit":{"_tag":"Success"`)
+      expect(socket.ws.readyState).toBe(WebSocket.OPEN)
+    }).pipe(quiet))
+
+  it.scopedLive("an Interrupt of a send still running on an RPC connection answers it with an interrupted Exit", () =>
+    Effect.gen(function*() {
+      const server = yield* withLimits({})
+      const socket = yield* openSocket(server.wsUrl)
+      const exit = new Promise<string>((resolve) => {
+        socket.ws.on("message", (data: Buffer) => {
+          const line = data.toString().split("\n").find((line) => line.includes(`"_tag":"Exit"`))
+          if (line !== undefined) resolve(line)
+        })
+      })
+      // in one frame: the send waits for the journal's commit at the end of the turn, the Interrupt comes first
+      socket.ws.send(
+        JSON.stringify({
+          _tag: "Request",
+          id: "1",
+          tag: "Send",
+          payload: { scopeType: 0, scopeId: "general", text: "interrupted" },
+          headers: []
+        }) + "\n" + JSON.stringify({ _tag: "Interrupt", requestId: "1" }) + "\n"
+      )
+      const line = yield* Effect.promise(() => exit).pipe(Effect.timeout("10 seconds"))
+      expect(line).toBe(
+        `{"_tag":"Exit","requestId":"1","exit":{"_tag":"Failure","cause":{"_tag":"Interrupt","fiberId":{"_tag":"None"}}}}`
+      )
+    }).pipe(quiet))
+
   it.scopedLive("connections per address: one more is refused with 429 until one closes; X-Forwarded-For counts only behind a trusted proxy", () =>
     Effect.gen(function*() {
       const limited = yield* withLimits({ maxConnectionsPerAddress: 2 })

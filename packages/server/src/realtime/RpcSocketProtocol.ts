@@ -21,6 +21,7 @@ import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import type { FromClientEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
 import {
+  Cause,
   Clock,
   Context,
   Effect,
@@ -499,7 +500,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       }
 
       // Sends in flight on the fast path, for Interrupt; and the caller, authenticated once
-      const sends = new Map<string, Fiber.RuntimeFiber<void>>()
+      const sends = new Map<string, Fiber.RuntimeFiber<EnrichedChatEvent, SendError>>()
       let caller: Principal | undefined
       const upgradeCorrelationId = acceptedCorrelationId(
         upgradeHeaders.find(([name]) => name === CORRELATION_HEADER)?.[1]
@@ -555,18 +556,26 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
         const requestId = String(request.id)
         if (sends.has(requestId)) return false
-        const send = gate.track(sendMessage(payload)).pipe(hideDefects, asRpcServerCall(request, requestId))
-        // an Interrupt from the client ends the send with an interrupted Exit, as on RpcServer's path
         const fiber = fibers.start(
-          Effect.uninterruptibleMask((restore) =>
-            Effect.map(Effect.exit(restore(send)), (exit) => {
-              sends.delete(requestId)
-              if (open) outbox.write(sendExitLine(requestId, exit))
-            })
-          ),
+          gate.track(sendMessage(payload)).pipe(hideDefects, asRpcServerCall(request, requestId)),
           known
         )
+        // A send that fails its checks has ended already (the fiber ran them as it started): it is
+        // answered at once and not counted as running. An Interrupt from the client ends a running
+        // one with the interrupted Exit RpcServer writes.
+        const answer = (exit: Exit.Exit<EnrichedChatEvent, SendError>) => {
+          sends.delete(requestId)
+          if (!open) return
+          const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+          outbox.write(sendExitLine(requestId, interrupted ? Exit.interrupt(FiberId.none) : exit))
+        }
+        const done = fiber.unsafePoll()
+        if (done !== null) {
+          answer(done)
+          return true
+        }
         sends.set(requestId, fiber)
+        fiber.addObserver(answer)
         return true
       }
 
