@@ -5,7 +5,9 @@ import {
   Duration,
   Effect,
   Either,
+  FiberRef,
   Layer,
+  LogLevel,
   Option,
   Schedule,
   Stream,
@@ -23,7 +25,7 @@ import {
 } from "./Ports.js"
 import { recordFanout, recordHistoryBatch } from "./Metrics.js"
 import { CoreSettings } from "./Settings.js"
-import { withRecordContext } from "./Tracing.js"
+import { withCorrelation, withRecordContext, withRecordSpans } from "./Tracing.js"
 
 /**
  * What a background consumer is doing: "starting" (its first log consumer is being made),
@@ -105,8 +107,18 @@ const logMalformed = (record: LogRecord, reason: string) =>
       partition: record.partition,
       offset: record.offset,
       reason,
-      payloadPreview: payloadPreview(record.value)
+      payloadPreview: payloadPreview(record.value),
+      ...(record.correlationId === undefined ? {} : { correlationId: record.correlationId })
     })
+  )
+
+/**
+ * A consumer's line about a batch, made only where debug lines are written: at a few records a
+ * batch, annotating a line that is then dropped cost more than the batch's fan-out.
+ */
+const logBatch = (line: () => Effect.Effect<void>): Effect.Effect<void> =>
+  Effect.withFiberRuntime((fiber) =>
+    LogLevel.greaterThan(fiber.getFiberRef(FiberRef.currentMinimumLogLevel), LogLevel.Debug) ? Effect.void : line()
   )
 
 /** Backoff for a consumer's transient failures: exponential from 100 ms, jittered, capped at 30 s. */
@@ -252,21 +264,20 @@ export const broadcastConsumer = Effect.gen(function*() {
               malformed.push(logMalformed(record, decoded.reason))
             }
           }
-          const published = Effect.flatMap(
-            fanout.publishAll(events),
-            (delivered) =>
-              Effect.zipRight(
-                Effect.sync(() => {
-                  if (events.length > 0) recordFanout(delivered, Math.max(0, Date.now() - oldestMillis) / 1000)
-                  for (const { offset, partition } of lastPositions(records)) next.set(partition, offset + 1)
-                }),
+          const published = Effect.flatMap(fanout.publishAll(events), (delivered) => {
+            if (events.length > 0) recordFanout(delivered, Math.max(0, Date.now() - oldestMillis) / 1000)
+            for (const { offset, partition } of lastPositions(records)) next.set(partition, offset + 1)
+            return logBatch(() =>
+              withCorrelation(
+                records,
                 Effect.logDebug("ChatBroadcast fanned out a batch").pipe(
                   Effect.annotateLogs({ events: events.length, deliveries: delivered })
                 )
               )
-          )
-          // one span per traced event (the child of its send), and the senders' correlation ids
-          return withRecordContext(
+            )
+          })
+          // one span per traced event (the child of its send); the lines name the senders' correlation ids
+          return withRecordSpans(
             "ChatBroadcast.fanout",
             records,
             malformed.length === 0 ? published : Effect.zipRight(published, Effect.all(malformed, { discard: true }))
@@ -342,8 +353,10 @@ export const historyWriter = Effect.gen(function*() {
           if (events.length > 0) yield* retrying("history append", history.append(events))
           yield* retrying("offset commit", consumer.commit(lastPositions(records)))
           recordHistoryBatch(records.length, (performance.now() - startedAt) / 1000)
-          yield* Effect.logDebug("ChatHistoryWriter stored a batch").pipe(
-            Effect.annotateLogs({ records: records.length, events: events.length })
+          yield* logBatch(() =>
+            Effect.logDebug("ChatHistoryWriter stored a batch").pipe(
+              Effect.annotateLogs({ records: records.length, events: events.length })
+            )
           )
         })
       const batchSize = settings.historyBatchSize

@@ -8,7 +8,7 @@
  * call against under 2 µs for `traced` (tracer on: 40–60 µs against 17–25 µs) — with a span per use
  * case and adapter method, more than a send's whole budget of about 200 µs.
  */
-import { Context, Effect, FiberRef, Option, Tracer } from "effect"
+import { Context, Effect, type Fiber, FiberRef, Option, Tracer } from "effect"
 import { isGeneratorFunction, type YieldWrap } from "effect/Utils"
 import type { LogRecord } from "./Ports.js"
 import { CorrelationId } from "./Ports.js"
@@ -87,18 +87,18 @@ export interface RecordContext {
  * The current span as a `traceparent` (while tracing is on) and the caller's correlation id, for a
  * producer to put in the record's headers.
  */
-export const recordContext: Effect.Effect<RecordContext> = Effect.withFiberRuntime((fiber) => {
+export const recordContext: Effect.Effect<RecordContext> = Effect.withFiberRuntime((fiber) =>
+  Effect.succeed(recordContextOf(fiber))
+)
+
+/** `recordContext` of a running fiber, for an adapter that reads it within a step of its own. */
+export const recordContextOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): RecordContext => {
   const context = fiber.currentContext
   const correlationId = Context.get(context, CorrelationId)
-  if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) {
-    return Effect.succeed({ traceParent: undefined, correlationId })
-  }
+  if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return { traceParent: undefined, correlationId }
   const span = Context.getOption(context, Tracer.ParentSpan)
-  return Effect.succeed({
-    traceParent: Option.isSome(span) ? formatTraceparent(span.value) : undefined,
-    correlationId
-  })
-})
+  return { traceParent: Option.isSome(span) ? formatTraceparent(span.value) : undefined, correlationId }
+}
 
 /**
  * Runs a consumer's step over `records` in one span per traced record, each the child of the send
@@ -115,9 +115,18 @@ export const withRecordContext = <A, E, R>(
   name: string,
   records: Iterable<LogRecord>,
   step: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => withRecordSpans(name, records, withCorrelation(records, step))
+
+/**
+ * `withRecordContext` without the correlation ids: for a step whose log lines say whose records
+ * they are by themselves (see `withCorrelation`), which spares the context copy of each run.
+ */
+export const withRecordSpans = <A, E, R>(
+  name: string,
+  records: Iterable<LogRecord>,
+  correlated: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime<A, E, R>((fiber) => {
-    const correlated = withCorrelation(records, step)
     if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return correlated
     const parents: Array<[LogRecord, Tracer.ExternalSpan]> = []
     for (const record of records) {
@@ -155,7 +164,11 @@ export const withRecordContext = <A, E, R>(
     )
   })
 
-const withCorrelation = <A, E, R>(
+/**
+ * The log lines of `step` with the correlation id of the senders of `records`: as `CorrelationId`
+ * when they share one, else as `correlationIds`.
+ */
+export const withCorrelation = <A, E, R>(
   records: Iterable<LogRecord>,
   step: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> => {

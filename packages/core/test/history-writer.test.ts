@@ -5,6 +5,7 @@ import {
   Effect,
   FastCheck,
   Fiber,
+  HashMap,
   Layer,
   Logger,
   LogLevel,
@@ -413,4 +414,51 @@ describe("history writer: batches grow with the traffic", () => {
   // 1, ~100, ~400, then ~1,000 a batch (a second's worth): not 40 batches of 100
   it.effect("heavy traffic (1,000 messages a second) is stored in batches that grow to the longest window", () =>
     batchesGrow({ count: 4_000, everyMillis: 20, records: 20, minLargest: 900, maxBatches: 10 }))
+})
+
+describe("history writer: its log lines", () => {
+  /** The lines the writer logs at `level` while it stores `log`, with their own annotations. */
+  const linesAt = (log: ReadonlyArray<LogRecord>, level: LogLevel.LogLevel) =>
+    Effect.gen(function*() {
+      const world = makeWorld(log, {})
+      const lines: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
+      const capture = Logger.make(({ annotations, message }) => {
+        lines.push({
+          message: Array.isArray(message) ? message[0] : message,
+          annotations: Object.fromEntries(HashMap.toEntries(annotations))
+        })
+      })
+      const fiber = yield* Effect.fork(
+        supervise("history-writer", historyWriter).pipe(
+          Effect.provide(world.layer),
+          Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+          Logger.withMinimumLogLevel(level)
+        )
+      )
+      for (let waited = 0; waited < 100 && !(yield* world.caughtUp); waited++) yield* TestClock.adjust("100 millis")
+      yield* Fiber.interrupt(fiber)
+      return lines
+    })
+
+  it.effect("a malformed record's warning names its own sender's correlation id; a batch's line is written at Debug only", () =>
+    Effect.gen(function*() {
+      const log = logOf([
+        { partition: 0, malformed: false },
+        { partition: 0, malformed: true },
+        { partition: 1, malformed: false }
+      ]).map((record, i) => ({ ...record, correlationId: `correlation-${i}` }))
+      type Line = Effect.Effect.Success<ReturnType<typeof linesAt>>[number]
+      const malformedLines = (lines: ReadonlyArray<Line>) =>
+        lines.filter((line) => line.message === "Skipping malformed chat event")
+      const batchLines = (lines: ReadonlyArray<Line>) =>
+        lines.filter((line) => line.message === "ChatHistoryWriter stored a batch")
+
+      const debug = yield* linesAt(log, LogLevel.Debug)
+      expect(malformedLines(debug).map((line) => line.annotations["correlationId"])).toEqual(["correlation-1"])
+      expect(batchLines(debug).length).toBeGreaterThan(0)
+
+      const info = yield* linesAt(log, LogLevel.Info)
+      expect(malformedLines(info).length).toBe(1)
+      expect(batchLines(info)).toEqual([])
+    }))
 })

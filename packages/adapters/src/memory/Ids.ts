@@ -1,4 +1,4 @@
-import { Clock, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { IdGenerator } from "@chatify/core"
 
 const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"))
@@ -26,14 +26,17 @@ export const UuidV7IdGenerator = Layer.sync(IdGenerator, () => {
   const pool = new Uint8Array(RANDOM_BYTES * POOLED_IDS)
   let next = pool.length
   return {
-    next: Effect.map(Clock.currentTimeMillis, (now) => {
-      if (next === pool.length) {
-        crypto.getRandomValues(pool)
-        next = 0
-      }
-      const id = uuidV7(now, pool, next)
-      next += RANDOM_BYTES
-      return id
-    })
+    next: Effect.clockWith((clock) =>
+      Effect.sync(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        if (next === pool.length) {
+          crypto.getRandomValues(pool)
+          next = 0
+        }
+        const id = uuidV7(now, pool, next)
+        next += RANDOM_BYTES
+        return id
+      })
+    )
   }
 })

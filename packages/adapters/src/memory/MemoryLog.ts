@@ -1,11 +1,11 @@
-import { Chunk, Clock, Context, Effect, Either, Layer, type Scope, Stream } from "effect"
+import { Chunk, Context, Effect, Either, Layer, type Scope, Stream } from "effect"
 import {
   ChatEventProducer,
   ChatEventSource,
   DeadLetters,
   type LogRecord,
   type RecordContext,
-  recordContext,
+  recordContextOf,
   traced
 } from "@chatify/core"
 import {
@@ -271,9 +271,11 @@ export const makeMemoryLog = (
           onLeft: (error) => Effect.fail(failure(error)),
           onRight: (value) => {
             const key = scopeKey(event)
-            return Effect.flatMap(
-              Effect.zip(Clock.currentTimeMillis, recordContext),
-              ([timestampMs, context]) => append(key, value, partitionOf(key), timestampMs, event, context)
+            // the clock and the caller's trace read where the record is made: one step, per send
+            return Effect.clockWith((clock) =>
+              Effect.withFiberRuntime<StreamPosition, DependencyUnavailable>((fiber) =>
+                append(key, value, partitionOf(key), clock.unsafeCurrentTimeMillis(), event, recordContextOf(fiber))
+              )
             )
           }
         })
