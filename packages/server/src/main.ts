@@ -1,3 +1,5 @@
+// first: V8 settings that must hold before the other modules run (see V8Tuning.ts)
+import "./V8TuningApplied.js"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Layer, Option } from "effect"
 import { envConfigProvider, loadServerConfig } from "./Config.js"
