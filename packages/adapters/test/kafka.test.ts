@@ -129,6 +129,13 @@ const withKey = (records: Stream.Stream<LogRecord, unknown>, key: string) =>
   Stream.filter(records, (r) => r.key === key)
 const firstOf = (records: Stream.Stream<LogRecord, unknown>) =>
   Effect.map(Stream.runCollect(Stream.take(records, 1)), Chunk.unsafeHead)
+/** Produces `n` events into `scope`, texts `${prefix}0`…, one after the other; their positions. */
+const produceMany = (scope: ScopeRef, n: number, prefix: string) =>
+  Effect.flatMap(
+    ChatEventProducer,
+    (producer) =>
+      Effect.forEach(Array.from({ length: n }, (_, i) => eventIn(scope, `${prefix}${i}`)), (e) => producer.produce(e))
+  )
 
 const brokerProxy = makeBrokerProxy(BROKER)
 
@@ -281,17 +288,11 @@ describe("Kafka adapter", () => {
     "a slow reader: the full buffer holds kafkajs back, the member heartbeats and closes promptly",
     () =>
       Effect.gen(function*() {
-        const producer = yield* ChatEventProducer
         // the adapter itself, not the port: its members tell how many records they hold
         const source = yield* makeKafkaSource
         const scope = channel()
         const key = scopeKey(scope)
-        const produceMany = (n: number, prefix: string) =>
-          Effect.forEach(
-            Array.from({ length: n }, (_, i) => eventIn(scope, `${prefix}${i}`)),
-            (e) => producer.produce(e)
-          )
-        const positions = yield* produceMany(40, "m")
+        const positions = yield* produceMany(scope, 40, "m")
         const closedAt = yield* Effect.scoped(Effect.gen(function*() {
           const groupId = `slow-${randomUUID()}`
           const consumer = yield* source.consume({ groupId, startFrom: "committed-or-earliest" })
@@ -306,7 +307,7 @@ describe("Kafka adapter", () => {
           expect(read).toEqual(positions)
           // fill the buffer again: once it holds 5 records, 15 or more of these 20 acknowledged ones are
           // still to be handed over, so eachBatch is waiting when the scope closes
-          yield* produceMany(20, "more")
+          yield* produceMany(scope, 20, "more")
           yield* awaitBuffered(consumer, (buffered) => buffered === 5, "filled")
           return Date.now()
         }))
@@ -320,11 +321,9 @@ describe("Kafka adapter", () => {
     "a consumer behind the log gets chunks as large as its maxBatchRecords, beyond the configured buffer",
     () =>
       Effect.gen(function*() {
-        const producer = yield* ChatEventProducer
         const source = yield* makeKafkaSource
         const scope = channel()
-        yield* Effect.forEach(Array.from({ length: 40 }, (_, i) => eventIn(scope, `backlog ${i}`)), (e) =>
-          producer.produce(e))
+        yield* produceMany(scope, 40, "backlog ")
         const consumer = yield* source.consume({
           groupId: `batches-${randomUUID()}`,
           startFrom: "committed-or-earliest",
@@ -332,8 +331,7 @@ describe("Kafka adapter", () => {
         })
         // the history writer reads a chunk shorter than its batch as "caught up" and waits a window:
         // a buffer smaller than the batch would hand it short chunks while it is behind
-        yield* awaitBuffered(consumer, (buffered) =>
-          buffered >= 30, "held 30")
+        yield* awaitBuffered(consumer, (buffered) => buffered >= 30, "held 30")
         const first = yield* Stream.runHead(Stream.chunks(consumer.records))
         expect(Option.map(first, Chunk.size)).toEqual(Option.some(30))
       }).pipe(Effect.provide(withBufferOf5)),

@@ -1,4 +1,4 @@
-import { type Context, Effect, type Fiber, FiberSet, Runtime, type Scope } from "effect"
+import { type Context, Effect, type Exit, type Fiber, FiberSet, Runtime, type Scope } from "effect"
 
 /**
  * Starts the fibers of a layer's requests: each gets the services it is given as its whole context,
@@ -34,3 +34,13 @@ export const makeFiberStarter = <R = never>(): Effect.Effect<FiberStarter<R>, ne
     }
     return starter
   })
+
+/**
+ * Calls `f` with a fiber's exit, at once when it is already done: a fiber that fails as it starts
+ * (a request refused by its checks) has ended before `start` returns.
+ */
+export const onExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, f: (exit: Exit.Exit<A, E>) => void) => {
+  const done = fiber.unsafePoll()
+  if (done !== null) f(done)
+  else fiber.addObserver(f)
+}

@@ -66,7 +66,7 @@ import { acceptedCorrelationId, CORRELATION_HEADER, problemResponse } from "../H
 import { CLIENT_ADDRESS_HEADER, hideDefects, makeRpcCaller } from "../Rpc.js"
 import { Limits, tooManySubscriptions } from "../Limits.js"
 import { Identities, ShutdownGate } from "../Runtime.js"
-import { makeFiberStarter } from "./Fibers.js"
+import { makeFiberStarter, onExit } from "./Fibers.js"
 import { encodedOnce, enrichedChatEventJson } from "./EventJson.js"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
@@ -569,13 +569,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
           const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
           outbox.write(sendExitLine(requestId, interrupted ? Exit.interrupt(FiberId.none) : exit))
         }
-        const done = fiber.unsafePoll()
-        if (done !== null) {
-          answer(done)
-          return true
-        }
         sends.set(requestId, fiber)
-        fiber.addObserver(answer)
+        onExit(fiber, answer)
         return true
       }
 

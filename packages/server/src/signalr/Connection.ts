@@ -7,6 +7,7 @@
  * runs as a fiber, while it runs.
  */
 import { Cause, type Context, Data, Duration, Effect, Either, Exit, type Fiber, ParseResult, type Schema } from "effect"
+import { onExit } from "../realtime/Fibers.js"
 import { type Flusher, Outbox, type Transport } from "../realtime/Outbox.js"
 import * as Protocol from "./Protocol.js"
 
@@ -218,13 +219,6 @@ const unexpectedError = (target: string) => `An unexpected error occurred invoki
 export const TOKEN_EXPIRED = "Unauthenticated: the access token expired"
 
 const SHUTTING_DOWN = Protocol.closeRecord({ error: "The server is shutting down.", allowReconnect: true })
-
-/** Calls `f` with a fiber's exit, at once when it is already done. */
-const onExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, f: (exit: Exit.Exit<A, E>) => void) => {
-  const done = fiber.unsafePoll()
-  if (done !== null) f(done)
-  else fiber.addObserver(f)
-}
 
 /**
  * Serves the SignalR JSON hub protocol on one socket. Never throws: bad input closes this
