@@ -19,6 +19,12 @@ describe("UUID v7 ids", () => {
       expect(id[14]).toBe("7")
       expect(["8", "9", "a", "b"]).toContain(id[19])
       expect(timestampOf(id)).toBe(now)
+      // the random bits, less the version's and variant's
+      const hex = Buffer.from(random).toString("hex")
+      const bits = id.replaceAll("-", "").slice(12)
+      expect(bits.slice(1, 4)).toBe(hex.slice(1, 4))
+      expect(Number.parseInt(bits.slice(4, 6), 16) & 0x3f).toBe(random[2]! & 0x3f)
+      expect(bits.slice(6)).toBe(hex.slice(6))
     }
   )
 

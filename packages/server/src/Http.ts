@@ -29,7 +29,7 @@ import {
 } from "./Auth.js"
 import { ClientAddresses } from "./ClientAddress.js"
 import { bodyTooLarge, Limits } from "./Limits.js"
-import { Identities, ShutdownGate } from "./Runtime.js"
+import { Identities, newUuid, ShutdownGate } from "./Runtime.js"
 
 export const CORRELATION_HEADER = "x-correlation-id"
 
@@ -42,7 +42,7 @@ export const acceptedCorrelationId = (value: string | undefined): string | undef
 
 /** A request's correlation id, on every interface: its X-Correlation-ID when accepted, else a fresh one. */
 export const correlationIdOf = (headers: Readonly<Record<string, string | undefined>>): string =>
-  acceptedCorrelationId(headers[CORRELATION_HEADER]) ?? crypto.randomUUID()
+  acceptedCorrelationId(headers[CORRELATION_HEADER]) ?? newUuid()
 
 /**
  * The ProblemDetails response of a typed error, with Retry-After for rate limits and the plain

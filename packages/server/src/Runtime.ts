@@ -98,7 +98,10 @@ export class ShutdownGate extends Context.Tag("chatify/ShutdownGate")<ShutdownGa
  */
 export const flatAscii = (text: string): string => Buffer.from(text, "latin1").toString("latin1")
 
-/** A random UUID as a flat string (see flatAscii). */
+/**
+ * A random UUID as a flat string (see flatAscii): connection ids, and the correlation ids of
+ * requests, which every record a send produces keeps for as long as the log holds it.
+ */
 export const newUuid = (): string => flatAscii(crypto.randomUUID())
 
 /** Connection ids, unique across restarts and pods (anonymous users are named after them). */

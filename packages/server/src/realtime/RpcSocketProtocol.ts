@@ -65,7 +65,7 @@ import { Authenticator, type Principal } from "../Auth.js"
 import { acceptedCorrelationId, CORRELATION_HEADER, problemResponse } from "../Http.js"
 import { CLIENT_ADDRESS_HEADER, hideDefects, makeRpcCaller } from "../Rpc.js"
 import { Limits, tooManySubscriptions } from "../Limits.js"
-import { Identities, ShutdownGate } from "../Runtime.js"
+import { Identities, newUuid, ShutdownGate } from "../Runtime.js"
 import { makeFiberStarter, onExit } from "./Fibers.js"
 import { encodedOnce, enrichedChatEventJson } from "./EventJson.js"
 import type { Duplex } from "node:stream"
@@ -538,7 +538,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         // one copy of the shared services per request, none kept per connection
         const requestServices = new Map(services.unsafeMap)
         requestServices.set(CurrentUser.key, caller)
-        requestServices.set(CorrelationId.key, correlationId ?? crypto.randomUUID())
+        requestServices.set(CorrelationId.key, correlationId ?? newUuid())
         return Context.unsafeMake<FastPathServices | CurrentUser | CorrelationId>(requestServices)
       }
 
