@@ -17,7 +17,6 @@
 import * as Headers from "@effect/platform/Headers"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as Rpc from "@effect/rpc/Rpc"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import type { FromClientEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
 import {
@@ -33,7 +32,6 @@ import {
   Layer,
   Mailbox,
   ParseResult,
-  Predicate,
   Schedule,
   Schema,
   Scope,
@@ -71,6 +69,7 @@ import { encodedOnce, enrichedChatEventJson } from "./EventJson.js"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { type Upgrade, type UpgradeResponder, WebSocketGateway } from "./Gateway.js"
+import { NdjsonLines } from "./NdjsonLines.js"
 import { Flusher, Outbox, ReusedList, textFrame, webSocketTransport } from "./Outbox.js"
 
 /** The handshake's own headers: they say nothing about the calls, and a connection would keep them for life. */
@@ -391,7 +390,7 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
     ) => {
       const clientId = nextClientId++
       // a line spread over many frames is bounded as one frame is
-      const parser = RpcSerialization.makeNdjson({ maxBufferSize: limits.maxFrameBytes }).unsafeMake()
+      const lines = new NdjsonLines(limits.maxFrameBytes)
       let open = true
       const outbox = new Outbox(webSocketTransport(ws, socket), flusher, options.maxBufferedBytes)
       const subscriptions = new Map<string, Subscription>()
@@ -683,25 +682,19 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       }
 
       const onData = (data: string): Effect.Effect<void> | undefined => {
-        let messages: ReadonlyArray<unknown>
-        try {
-          messages = parser.decode(data)
-        } catch (cause) {
-          if (Predicate.isTagged(cause, "RpcSerializationError")) {
-            outbox.flush()
-            return void ws.close(1009, String((cause as { message?: unknown }).message))
-          }
-          // the parser keeps the line it could not read and would fail on it again with every
-          // later frame: the connection cannot go on (1007: data not of the expected form)
-          writeLine({
-            _tag: "Defect",
-            defect: encodeDefect(`not a JSON line: ${String((cause as { message?: unknown }).message)}`)
-          })
+        const read = lines.read(data)
+        if (read._tag === "TooLong") {
+          outbox.flush()
+          return void ws.close(1009, read.message)
+        }
+        if (read._tag === "NotJson") {
+          // the rest of the stream cannot be split into lines again (1007: data not of the expected form)
+          writeLine({ _tag: "Defect", defect: encodeDefect(`not a JSON line: ${read.message}`) })
           outbox.flush()
           return void ws.close(1007, "not a JSON line")
         }
         const effects: Array<Effect.Effect<void>> = []
-        for (const message of messages) {
+        for (const message of read.values) {
           const problem = clientMessageProblem(message)
           if (problem !== undefined) {
             writeLine({ _tag: "Defect", defect: encodeDefect(problem) })
@@ -734,7 +727,8 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
       const expiry = expiresAtMs === undefined
         ? undefined
         : runFork(Effect.zipRight(closeAtExpiry(expiresAtMs), Effect.sync(() => ws.close(1000))))
-      const binaryText = new TextDecoder()
+      // made with the first binary frame: most clients send text, and a decoder is ~0.7 KiB
+      let binaryText: InstanceType<typeof TextDecoder> | undefined
       // whether the parser holds the start of a line: then the next frame continues it
       let midLine = false
       ws.on("message", (data: Buffer, isBinary: boolean) => {
@@ -748,7 +742,9 @@ export const makeRpcSocketProtocol = (options: RpcSocketOptions) =>
         }
         midLine = data.length > 0 && data[data.length - 1] !== NEWLINE
         // a character split between two binary frames is decoded once both have come
-        const effect = onData(isBinary ? binaryText.decode(data, { stream: true }) : data.toString())
+        const effect = onData(
+          isBinary ? (binaryText ??= new TextDecoder()).decode(data, { stream: true }) : data.toString()
+        )
         if (effect !== undefined) runFork(effect)
       })
       ws.once("close", release)
