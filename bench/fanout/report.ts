@@ -336,7 +336,7 @@ export const printWorkload = (workload: Workload, results: Results) => {
     )
   }
   console.log("")
-  if (workload.name === "ceiling") printCeiling(results, plan.p99LimitMs)
+  if (plan.stopOnFail) printCeiling(results, plan.p99LimitMs)
   else if (workload.name === "idle") printIdle(results)
   else printSteps(results)
   const setups = [...results].flatMap(([target, { setup }]) =>
