@@ -47,11 +47,29 @@ const chatEventFields = {
 }
 const validateChatEvent = constructorValidator("ChatEvent", chatEventFields)
 
+// ChatEvent's private JSON, for encodeChatEventJson (set once, by the class's static block)
+let jsonOf: (event: ChatEvent) => string | undefined
+let keepJson: (event: ChatEvent, json: string) => void
+
 /**
  * A chat message as it travels through the broker, wire-compatible with the original
  * design's ChatEventDto (camelCase JSON, scopeType as a number, createdAtUtc as ISO-8601).
  */
 export class ChatEvent extends Schema.Class<ChatEvent>("ChatEvent")(chatEventFields) {
+  /**
+   * The event's JSON once encodeChatEventJson has made it: a send's event is encoded for the log,
+   * for the send's answer and for its fan-out, the same text each time. Private, so not one of
+   * the fields (equality, hashing and encoding never see it); the fields never change.
+   */
+  #json: string | undefined = undefined
+
+  static {
+    jsonOf = (event) => event.#json
+    keepJson = (event, json) => {
+      event.#json = json
+    }
+  }
+
   constructor(props: Schema.Struct.Constructor<typeof chatEventFields>, options?: Schema.MakeOptions) {
     super(skipsValidation(options) ? props : validateChatEvent(props), true)
   }
@@ -70,18 +88,23 @@ const uuidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
  * in the schema's order (a property test holds the two equal), at a fraction of the cost. Anything
  * the fast path cannot vouch for (an instance made without validation) goes through the schema.
  */
-export const encodeChatEventJson = (event: ChatEvent): Either.Either<string, ParseResult.ParseError> =>
-  Number.isNaN(event.createdAtUtc.getTime()) || !uuidPattern.test(event.messageId) ||
+export const encodeChatEventJson = (event: ChatEvent): Either.Either<string, ParseResult.ParseError> => {
+  const known = jsonOf(event)
+  if (known !== undefined) return Either.right(known)
+  if (
+    Number.isNaN(event.createdAtUtc.getTime()) || !uuidPattern.test(event.messageId) ||
     // an instance made without validation may hold anything
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     (event.scopeType !== 0 && event.scopeType !== 1)
-    ? encodeChatEventJsonWithSchema(event)
-    // A UUID, a number and an ISO date need no escaping; the free-form strings go through JSON.stringify.
-    : Either.right(
-      `{"messageId":"${event.messageId}","scopeType":${event.scopeType},"scopeId":${JSON.stringify(event.scopeId)},` +
-        `"senderId":${JSON.stringify(event.senderId)},"text":${JSON.stringify(event.text)},` +
-        `"createdAtUtc":"${event.createdAtUtc.toISOString()}","originPodId":${JSON.stringify(event.originPodId)}}`
-    )
+  ) return encodeChatEventJsonWithSchema(event)
+  // A UUID, a number and an ISO date need no escaping; the free-form strings go through JSON.stringify.
+  const json =
+    `{"messageId":"${event.messageId}","scopeType":${event.scopeType},"scopeId":${JSON.stringify(event.scopeId)},` +
+    `"senderId":${JSON.stringify(event.senderId)},"text":${JSON.stringify(event.text)},` +
+    `"createdAtUtc":"${event.createdAtUtc.toISOString()}","originPodId":${JSON.stringify(event.originPodId)}}`
+  keepJson(event, json)
+  return Either.right(json)
+}
 
 const decodeChatEventJsonWithSchema = Schema.decodeEither(ChatEventJson)
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Either, FastCheck, Schema } from "effect"
+import { Either, Equal, FastCheck, Hash, Schema } from "effect"
 import {
   ChatError,
   ChatEvent,
@@ -157,6 +157,32 @@ describe("ChatEvent fast paths", () => {
     expect(encodeChatEventJson(x)).toEqual(Either.right(Schema.encodeSync(ChatEventJson)(x)))
   }, { fastCheck: { numRuns: 500 } })
 
+  it.prop(
+    "an event encoded once is the same value: equal to, hashed and encoded as one never encoded",
+    { x: ChatEvent },
+    ({ x }) => {
+      const fresh = new ChatEvent({ ...x })
+      const first = encodeChatEventJson(x)
+      expect(encodeChatEventJson(x)).toEqual(first)
+      expect(first).toEqual(Either.right(Schema.encodeSync(ChatEventJson)(fresh)))
+      expect(Equal.equals(x, fresh)).toBe(true)
+      expect(Hash.hash(x)).toBe(Hash.hash(fresh))
+      expect(x).toStrictEqual(fresh)
+      expect(Object.keys(x)).toEqual(Object.keys(fresh))
+    },
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it("each event keeps its own JSON", () => {
+    const a = Schema.decodeUnknownSync(ChatEventJson)(kcatJson)
+    const b = new ChatEvent({ ...a, text: `${a.text}!` })
+    const textOf = (event: ChatEvent) =>
+      (JSON.parse(Either.getOrThrow(encodeChatEventJson(event))) as { readonly text: string }).text
+    expect(textOf(a)).toBe(a.text)
+    expect(textOf(b)).toBe(`${a.text}!`)
+    expect(textOf(a)).toBe(a.text)
+  })
+
   it.prop("decodeChatEventJson reads exactly what ChatEventJson decodes", { x: ChatEvent }, ({ x }) => {
     const text = Schema.encodeSync(ChatEventJson)(x)
     expect(decodeChatEventJson(text)).toEqual(Schema.decodeEither(ChatEventJson)(text))
@@ -210,7 +236,7 @@ describe("ChatEvent fast paths", () => {
       /EnrichedChatEvent \(Constructor\)[\s\S]*partition/u
     )
     // a plain object passed off as a ChatEvent is what the constructor must refuse
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion, @typescript-eslint/no-unsafe-class-instance-assignment
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
     expect(() => new EnrichedChatEvent({ chatEvent: { ...valid } as ChatEvent, partition: 0, offset: 0 })).toThrow(
       /Expected ChatEvent/u
     )
