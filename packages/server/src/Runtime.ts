@@ -1,5 +1,6 @@
 import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { DependencyUnavailable } from "@chatify/domain"
+import { makeUuidV4Source } from "@chatify/adapters/memory"
 
 /**
  * Where a shutdown is: "serving" until it starts; "leaving" while /health/ready says 503 and
@@ -100,9 +101,10 @@ export const flatAscii = (text: string): string => Buffer.from(text, "latin1").t
 
 /**
  * A random UUID as a flat string (see flatAscii): connection ids, and the correlation ids of
- * requests, which every record a send produces keeps for as long as the log holds it.
+ * requests, which every record a send produces keeps for as long as the log holds it. (One source
+ * for the process: its only state is its pool of random bytes.)
  */
-export const newUuid = (): string => flatAscii(crypto.randomUUID())
+export const newUuid: () => string = makeUuidV4Source()
 
 /** Connection ids, unique across restarts and pods (anonymous users are named after them). */
 export class Identities extends Context.Tag("chatify/Identities")<Identities, {

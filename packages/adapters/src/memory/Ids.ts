@@ -42,6 +42,18 @@ export const uuidV7 = (
   return uuidText(scratch, scratch.subarray(UUID_BYTES))
 }
 
+/** UUID v4 (RFC 9562, random): the 16 bytes at `at` of `random`, with the version and variant set. */
+export const uuidV4 = (
+  random: Uint8Array,
+  at = 0,
+  scratch: Buffer = Buffer.allocUnsafe(UUID_BYTES + UUID_LENGTH)
+): string => {
+  for (let i = 0; i < UUID_BYTES; i++) scratch[i] = random[at + i]!
+  scratch[6] = 0x40 | (scratch[6]! & 0x0f)
+  scratch[8] = 0x80 | (scratch[8]! & 0x3f)
+  return uuidText(scratch, scratch.subarray(UUID_BYTES))
+}
+
 /** Random bytes fetched for many ids at once: one getRandomValues call per id cost more than the id. */
 class RandomPool {
   readonly bytes: Uint8Array
@@ -62,6 +74,16 @@ class RandomPool {
     this.next += this.bytesPerId
     return at
   }
+}
+
+/**
+ * A source of random UUIDs (v4) as flat strings, from its own pool of random bytes: cheaper than
+ * `crypto.randomUUID()` made flat (whose text is a tree of ~20 pieces and had to be copied).
+ */
+export const makeUuidV4Source = (): () => string => {
+  const random = new RandomPool(UUID_BYTES)
+  const scratch = Buffer.allocUnsafe(UUID_BYTES + UUID_LENGTH)
+  return () => uuidV4(random.bytes, random.take(), scratch)
 }
 
 export const UuidV7IdGenerator = Layer.sync(IdGenerator, () => {
