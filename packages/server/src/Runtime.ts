@@ -94,15 +94,16 @@ export class ShutdownGate extends Context.Tag("chatify/ShutdownGate")<ShutdownGa
 /**
  * `text` (ASCII) as one flat string. V8 keeps a string made by concatenation as a tree of its
  * pieces, and a slice as a view of its whole original: crypto.randomUUID() joins some twenty
- * pieces, which a heap snapshot shows as ~600 bytes for a UUID that takes 56 flat. The ids a
- * connection keeps for its lifetime are flattened once.
+ * pieces, which a heap snapshot shows as ~600 bytes for a UUID that takes 56 flat. The names a
+ * connection keeps for its lifetime (Auth's anonymous ids) are flattened once.
  */
 export const flatAscii = (text: string): string => Buffer.from(text, "latin1").toString("latin1")
 
 /**
- * A random UUID as a flat string (see flatAscii): connection ids, and the correlation ids of
- * requests, which every record a send produces keeps for as long as the log holds it. (One source
- * for the process: its only state is its pool of random bytes.)
+ * A random UUID as one flat string (see flatAscii for why), written flat from the start:
+ * connection ids, and the correlation ids of requests, which every record a send produces keeps
+ * for as long as the log holds it. (One source for the process: its only state is its pool of
+ * random bytes.)
  */
 export const newUuid: () => string = makeUuidV4Source()
 

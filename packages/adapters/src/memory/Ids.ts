@@ -7,20 +7,20 @@ const HEX_DIGITS = Buffer.from("0123456789abcdef", "latin1")
 const TIMESTAMP_RANGE = 2 ** 48
 
 /**
- * The first 16 bytes of `bytes` as UUID text, one flat string. Ids made by concatenation are
- * trees of their pieces in V8 (~20 of them, ~600 bytes where the flat string takes 56), and the
- * log, the history writer and the records of every send keep ids for seconds: text written into a
- * buffer and read out once is flat.
+ * The first 16 bytes of `scratch` as UUID text, one flat string (written into `scratch` after
+ * them). Ids made by concatenation are trees of their pieces in V8 (~20 of them, ~600 bytes where
+ * the flat string takes 56), and the log, the history writer and the records of every send keep
+ * ids for seconds: text written into a buffer and read out once is flat.
  */
-const uuidText = (bytes: Uint8Array, text: Buffer): string => {
-  let out = 0
+const uuidText = (scratch: Buffer): string => {
+  let out = UUID_BYTES
   for (let i = 0; i < UUID_BYTES; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) text[out++] = 0x2d
-    const byte = bytes[i]!
-    text[out++] = HEX_DIGITS[byte >> 4]!
-    text[out++] = HEX_DIGITS[byte & 0x0f]!
+    if (i === 4 || i === 6 || i === 8 || i === 10) scratch[out++] = 0x2d
+    const byte = scratch[i]!
+    scratch[out++] = HEX_DIGITS[byte >> 4]!
+    scratch[out++] = HEX_DIGITS[byte & 0x0f]!
   }
-  return text.toString("latin1", 0, UUID_LENGTH)
+  return scratch.toString("latin1", UUID_BYTES, UUID_BYTES + UUID_LENGTH)
 }
 
 /**
@@ -39,7 +39,7 @@ export const uuidV7 = (
   scratch[7] = random[at + 1]!
   scratch[8] = 0x80 | (random[at + 2]! & 0x3f)
   for (let i = 3; i < 10; i++) scratch[6 + i] = random[at + i]!
-  return uuidText(scratch, scratch.subarray(UUID_BYTES))
+  return uuidText(scratch)
 }
 
 /** UUID v4 (RFC 9562, random): the 16 bytes at `at` of `random`, with the version and variant set. */
@@ -51,7 +51,7 @@ export const uuidV4 = (
   for (let i = 0; i < UUID_BYTES; i++) scratch[i] = random[at + i]!
   scratch[6] = 0x40 | (scratch[6]! & 0x0f)
   scratch[8] = 0x80 | (scratch[8]! & 0x3f)
-  return uuidText(scratch, scratch.subarray(UUID_BYTES))
+  return uuidText(scratch)
 }
 
 /** Random bytes fetched for many ids at once: one getRandomValues call per id cost more than the id. */
