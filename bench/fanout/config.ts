@@ -5,11 +5,14 @@
 // the RPC targets pass 800.
 const CEILING_RATES = [10, 20, 30, 40, 50, 70, 100, 140, 200, 300, 400, 600, 800, 1000, 1400, 2000]
 export type TargetName = "socketio" | "signalr" | "rpc" | "rpc-noack"
-export type WorkloadName = "w1" | "ceiling" | "w2" | "w2ceiling" | "idle"
+export type WorkloadName = "w1" | "ceiling" | "w2" | "w2ceiling" | "idle" | "rest"
 
-/** What the Go generator runs (bench/fanout/loadgen Plan; unused fields stay 0). */
+/**
+ * What the Go generator runs (bench/fanout/loadgen Plan; unused fields stay 0). Mode "rest" runs no
+ * generator: the harness reads the server's RSS while no client is connected (`stepSeconds` long).
+ */
 export interface Plan {
-  readonly mode: "fanout" | "idle"
+  readonly mode: "fanout" | "idle" | "rest"
   readonly channels: number
   readonly perChannel: number
   readonly publishers: number
@@ -179,14 +182,35 @@ const idle: Workload = {
   }
 }
 
+const restSeconds = number("FANOUT_REST_SECONDS", 40, 5)
+
+// A server's footprint right after it starts holds what loading it left (V8 grows its young
+// generation while modules load, and shrinks it only when its memory reducer finds the process
+// idle, 20-30 s later): both figures are printed, for every target alike.
+const rest: Workload = {
+  name: "rest",
+  title: `Base memory: the server's RSS 1 s after it listens and after ${restSeconds} s with no client`,
+  plan: {
+    ...base,
+    mode: "rest",
+    channels: 0,
+    perChannel: 0,
+    publishers: 0,
+    rates: [],
+    stepSeconds: restSeconds,
+    room: "rest"
+  }
+}
+
 export const WORKLOADS: ReadonlyArray<Workload> = names("FANOUT_WORKLOADS", [
   "w1",
   "ceiling",
   "w2",
   "w2ceiling",
-  "idle"
+  "idle",
+  "rest"
 ])
-  .map((name) => ({ w1, ceiling, w2, w2ceiling: w2Ceiling, idle })[name])
+  .map((name) => ({ w1, ceiling, w2, w2ceiling: w2Ceiling, idle, rest })[name])
 
 /** A bound on one generator run, so a stuck target cannot hang the bench. */
 export const runTimeoutMs = (plan: Plan): number => {

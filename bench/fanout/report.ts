@@ -325,6 +325,30 @@ const printIdle = (results: Results) => {
   printTable(headers, rows)
 }
 
+const printRest = (results: Results) => {
+  const headers: Row = ["target", "RSS listening MiB", "RSS at rest MiB", "lowest MiB", "notes"]
+  const rows: Array<Row> = []
+  const base = results.get("socketio")?.rest
+  for (const [target, run] of results) {
+    const rest = run.rest
+    if (rest === undefined) {
+      rows.push(failedRow(TARGET_LABELS[target], run, headers.length))
+      continue
+    }
+    rows.push([TARGET_LABELS[target], mib(rest.rssListening), mib(rest.rssAtRest), mib(rest.lowestRss), ""])
+    if (target !== "socketio" && base !== undefined) {
+      rows.push([
+        "  ÷ socket.io",
+        ratio(rest.rssListening, base.rssListening),
+        ratio(rest.rssAtRest, base.rssAtRest),
+        ratio(rest.lowestRss, base.lowestRss),
+        ""
+      ])
+    }
+  }
+  printTable(headers, rows)
+}
+
 export const printWorkload = (workload: Workload, results: Results) => {
   console.log("")
   console.log(`## ${workload.title}`)
@@ -337,7 +361,8 @@ export const printWorkload = (workload: Workload, results: Results) => {
   }
   console.log("")
   if (plan.stopOnFail) printCeiling(results, plan.p99LimitMs)
-  else if (workload.name === "idle") printIdle(results)
+  else if (plan.mode === "idle") printIdle(results)
+  else if (plan.mode === "rest") printRest(results)
   else printSteps(results)
   const setups = [...results].flatMap(([target, { setup }]) =>
     setup === undefined

@@ -74,11 +74,20 @@ export type GeneratorLine = typeof GeneratorLine.Type
 
 export const decodeGeneratorLine = Schema.decodeUnknownEither(Schema.parseJson(GeneratorLine))
 
-/** Everything one generator run against one target produced. */
+/** The "rest" workload's readings of a server no client is connected to (VmRSS, bytes). */
+export interface RestReading {
+  readonly rssListening: number
+  readonly rssAtRest: number
+  readonly lowestRss: number
+  readonly seconds: number
+}
+
+/** Everything one generator run (or the rest workload's readings) against one target produced. */
 export interface RunResult {
   readonly setup: SetupLine | undefined
   readonly steps: ReadonlyArray<StepLine>
   readonly idle: IdleLine | undefined
+  readonly rest?: RestReading | undefined
   /** Set when the run could not finish: the target crashed, the generator failed, a timeout. */
   readonly error: string | undefined
   /** Warnings and errors the server logged while the generator ran, and the first of them. */

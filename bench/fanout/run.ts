@@ -24,7 +24,14 @@ import { Either } from "effect"
 import ts from "typescript"
 import { QUICK, QUIET_WAIT_SECONDS, runTimeoutMs, type Plan, type TargetName, TARGETS, WORKLOADS } from "./config.js"
 import { BUSY_PCT, printWorkload, TARGET_LABELS } from "./report.js"
-import { decodeGeneratorLine, type IdleLine, type RunResult, type SetupLine, type StepLine } from "./results.js"
+import {
+  decodeGeneratorLine,
+  type IdleLine,
+  type RestReading,
+  type RunResult,
+  type SetupLine,
+  type StepLine
+} from "./results.js"
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const ROOT = resolve(HERE, "../..")
@@ -334,6 +341,35 @@ const runGenerator = (target: TargetName, server: Server, plan: Plan, pinning: P
     })
   })
 
+/** VmRSS of a process in bytes, undefined once it is gone. */
+const rssOf = (pid: number): number | undefined => {
+  try {
+    const kib = /^VmRSS:\s+(\d+) kB$/mu.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+    return kib === undefined ? undefined : Number(kib) * 1024
+  } catch {
+    return undefined
+  }
+}
+
+/** The rest workload: the server's RSS 1 s after it listens, then each second for `seconds`, no client connected. */
+const measureRest = async (server: Server, seconds: number): Promise<Omit<RunResult, "serverLog">> => {
+  const failed = (error: string) => ({ setup: undefined, steps: [], idle: undefined, error })
+  await sleep(1_000)
+  const rssListening = rssOf(server.pid)
+  if (rssListening === undefined) return failed(`the server exited:\n${server.tail()}`)
+  let lowestRss = rssListening
+  let rssAtRest = rssListening
+  for (let second = 1; second < seconds; second++) {
+    await sleep(1_000)
+    const rss = rssOf(server.pid)
+    if (rss === undefined) return failed(`the server exited:\n${server.tail()}`)
+    rssAtRest = rss
+    lowestRss = Math.min(lowestRss, rss)
+  }
+  const rest: RestReading = { rssListening, rssAtRest, lowestRss, seconds }
+  return { setup: undefined, steps: [], idle: undefined, rest, error: undefined }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Main
 
@@ -408,7 +444,9 @@ const main = async () => {
       const { cleanup, server } = await startTarget(target, pinning)
       try {
         server.takeLogSummary()
-        const result = await runGenerator(target, server, workload.plan, pinning)
+        const result = workload.plan.mode === "rest"
+          ? await measureRest(server, workload.plan.stepSeconds)
+          : await runGenerator(target, server, workload.plan, pinning)
         const serverLog = server.takeLogSummary()
         if (result.error !== undefined) {
           failures++
