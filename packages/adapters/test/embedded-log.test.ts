@@ -4,7 +4,7 @@ import { join } from "node:path"
 import { randomUUID } from "node:crypto"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
-import { Chunk, Effect, Layer, Schema, Stream } from "effect"
+import { Chunk, Effect, Layer, Logger, LogLevel, Schema, Stream } from "effect"
 import { ChatEventProducer, ChatEventSource, type LogRecord } from "@chatify/core"
 import { ChatEvent, ChatEventJson } from "@chatify/domain"
 import { type LogJournal, makeMemoryLog, MemoryLogLayerFrom } from "../src/memory/index.js"
@@ -21,7 +21,10 @@ afterEach(() => {
   for (const dir of directories.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
-const journaled = (dataDirectory: string, options: { readonly retainRecords?: number } = {}) =>
+const journaled = (
+  dataDirectory: string,
+  options: { readonly retainRecords?: number; readonly heldForReadersAtMost?: number } = {}
+) =>
   MemoryLogLayerFrom(
     Effect.flatMap(makeSqliteLogJournal({ dataDirectory }), (journal) =>
       makeMemoryLog({ partitions: 3, journal, ...options }))
@@ -98,6 +101,50 @@ describe("embedded log journal", () => {
         expect((yield* source.endOffsets).get(last.partition)).toBe(last.offset + 1)
       }).pipe(Effect.scoped, Effect.provide(journaled(dir, { retainRecords: 2 })))
     }))
+
+  /**
+   * A broadcast-like reader (a group that does not commit, from given offsets) that has not read
+   * yet, ten records, and the durable group done with all of them: only the retention (2) is left
+   * to keep, and what the reader has yet to read.
+   */
+  const behindTheWriter = Effect.gen(function*() {
+    const producer = yield* ChatEventProducer
+    const source = yield* ChatEventSource
+    const live = yield* source.consume({
+      groupId: `broadcast-${randomUUID()}`,
+      startFrom: { offsets: new Map(yield* source.endOffsets) }
+    })
+    const sent = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => event(`m${i}`)), (e) => producer.produce(e))
+    const writer = yield* source.consume({ groupId: GROUP, startFrom: "committed-or-earliest" })
+    yield* Stream.runDrain(Stream.take(writer.records, 10))
+    yield* writer.commit([sent[9]!])
+    return { live, sent }
+  })
+
+  it.scopedLive("keeps what a live reader of a group that does not commit has yet to read, beyond the retention", () =>
+    Effect.gen(function*() {
+      const { live, sent } = yield* behindTheWriter
+      const read = yield* Stream.runCollect(Stream.take(live.records, 10)).pipe(
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the reader did not get all ten") })
+      )
+      expect(Chunk.toReadonlyArray(read).map((r) => r.offset)).toEqual(sent.map((p) => p.offset))
+    }).pipe(Effect.provide(journaled(freshDirectory(), { retainRecords: 2 }))))
+
+  it.scopedLive("a live reader further behind than heldForReadersAtMost skips what was trimmed, with a warning", () =>
+    Effect.gen(function*() {
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel === LogLevel.Warning) warnings.push(String(message))
+      })
+      const { live, sent } = yield* behindTheWriter
+      const read = yield* Stream.runCollect(Stream.take(live.records, 3)).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the reader did not get three") })
+      )
+      // the durable group is done and the reader is held for 3 at most: offsets 7, 8, 9 are left
+      expect(Chunk.toReadonlyArray(read).map((r) => r.offset)).toEqual(sent.slice(7).map((p) => p.offset))
+      expect(warnings.join("\n")).toContain("skipped 7 record(s)")
+    }).pipe(Effect.provide(journaled(freshDirectory(), { retainRecords: 2, heldForReadersAtMost: 3 }))))
 
   it.live("refuses to start when the journal holds more partitions than configured", () =>
     Effect.gen(function*() {

@@ -43,6 +43,12 @@ export interface MemoryLogOptions {
    * every full GC marks again.
    */
   readonly retainRecords?: number
+  /**
+   * How far a live reader of a group that does not commit (the broadcast) may fall behind before
+   * trimming goes on without it (default 100,000 records per partition, ~45 MB): it then skips
+   * records, with a warning. Up to that, what it has yet to read is kept whatever `retainRecords`.
+   */
+  readonly heldForReadersAtMost?: number
   readonly maxBatch?: number
   readonly journal?: LogJournal
 }
@@ -78,7 +84,13 @@ interface PendingAppend {
 interface Member {
   readonly id: number
   readonly positions: Map<number, number>
+  /**
+   * Per partition, the lowest offset this member may still read: its start, then its position.
+   * For groups that do not commit (the broadcast), trimming keeps what these hold.
+   */
+  readonly holds: Map<number, number>
 }
+
 
 interface Group {
   readonly committed: Map<number, number>
@@ -109,6 +121,7 @@ export const makeMemoryLog = (
 ): Effect.Effect<MemoryLog, DependencyUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
     const retain = options.retainRecords ?? 10_000
+    const heldForReaders = options.heldForReadersAtMost ?? 100_000
     const maxBatch = options.maxBatch ?? 1_000
     const journal = options.journal
     const partitions: Array<Partition> = Array.from({ length: options.partitions }, () => ({
@@ -157,19 +170,31 @@ export const makeMemoryLog = (
       for (const { groupId, offset, partition } of loaded.committed) groupOf(groupId).committed.set(partition, offset)
     }
 
+    /** A rebalance: the member finds its partitions' positions again when it next reads them. */
+    const clearPositions = (member: Member) => {
+      member.positions.clear()
+      member.holds.clear()
+    }
+
     const ownedBy = (group: Group, member: Member): ReadonlyArray<number> => {
       const index = group.members.indexOf(member)
       const count = group.members.length
       return partitions.map((_, p) => p).filter((p) => p % count === index)
     }
 
-    /** Drops records every group has committed, keeping at most `retain` of them. */
+    /**
+     * Drops records every durable group has committed and every live reader of the others has read
+     * (up to `heldForReaders` behind), keeping at most `retain` of them.
+     */
     const trim = (partition: number) => {
       const state = partitions[partition]!
-      let floor = state.nextOffset
+      let committed = state.nextOffset
+      let unread = state.nextOffset
       for (const group of groups.values()) {
-        if (group.durable) floor = Math.min(floor, group.committed.get(partition) ?? 0)
+        if (group.durable) committed = Math.min(committed, group.committed.get(partition) ?? 0)
+        else for (const member of group.members) unread = Math.min(unread, member.holds.get(partition) ?? unread)
       }
+      const floor = Math.min(committed, Math.max(unread, state.nextOffset - heldForReaders))
       const drop = Math.min(floor, state.nextOffset - retain) - state.baseOffset
       if (drop > 0) {
         state.records.splice(0, drop)
@@ -296,26 +321,26 @@ export const makeMemoryLog = (
         Effect.gen(function*() {
           const group = groupOf(groupId)
           group.durable = startFrom === "committed-or-earliest"
-          const member: Member = { id: nextMemberId++, positions: new Map() }
           // given offsets, and the end of the log now for a partition they do not name
           const given = typeof startFrom === "object"
             ? new Map(
               partitions.map((state, partition) => [partition, startFrom.offsets.get(partition) ?? state.nextOffset])
             )
             : undefined
+          const member: Member = { id: nextMemberId++, positions: new Map(), holds: new Map(given) }
           // partitions this member has been given so far: later it resumes them as Kafka does
           const startedOnce = new Set<number>()
           yield* Effect.acquireRelease(
             Effect.sync(() => {
               // a new member takes over partitions from their committed offsets, as after a rebalance
-              for (const other of group.members) other.positions.clear()
+              for (const other of group.members) clearPositions(other)
               group.members.push(member)
               notify()
             }),
             () =>
               Effect.sync(() => {
                 group.members.splice(group.members.indexOf(member), 1)
-                for (const other of group.members) other.positions.clear()
+                for (const other of group.members) clearPositions(other)
                 notify()
               })
           )
@@ -337,17 +362,27 @@ export const makeMemoryLog = (
           const poll: Effect.Effect<Chunk.Chunk<LogRecord>> = Effect.suspend(() => {
             const seen = version
             const batch: Array<LogRecord> = []
+            let skipped = 0
             for (const partition of ownedBy(group, member)) {
               const state = partitions[partition]!
-              const from = Math.max(positionOf(partition), state.baseOffset)
+              const position = positionOf(partition)
+              const from = Math.max(position, state.baseOffset)
+              skipped += from - position
               const to = Math.min(state.nextOffset, from + maxBatch - batch.length)
               for (let offset = from; offset < to; offset++) batch.push(state.records[offset - state.baseOffset]!)
               member.positions.set(partition, to)
+              member.holds.set(partition, to)
               if (batch.length >= maxBatch) break
             }
-            return batch.length > 0
+            const read = batch.length > 0
               ? Effect.succeed(Chunk.unsafeFromArray(batch))
               : Effect.zipRight(waitForChange(seen), poll)
+            return skipped === 0 ? read : Effect.zipRight(
+              Effect.logWarning(
+                `Consumer group ${groupId} fell behind the embedded log's retention and skipped ${skipped} record(s)`
+              ),
+              read
+            )
           })
           return {
             records: Stream.repeatEffectChunk(poll),
