@@ -91,7 +91,6 @@ interface Member {
   readonly holds: Map<number, number>
 }
 
-
 interface Group {
   readonly committed: Map<number, number>
   readonly members: Array<Member>
