@@ -154,8 +154,9 @@ describe("Kafka produce batching", () => {
         })
       )
       yield* fake.awaitRequests(2)
-      // node's timers count whole milliseconds: allow one early
-      expect(fake.requests[1]!.at - fake.requests[0]!.at).toBeGreaterThanOrEqual(lingerMs - 1)
+      // the fake reads the clock just after the batcher does, and a busy machine may preempt the
+      // process in between: a few ms either way, where no linger would put the two requests ~0 apart
+      expect(fake.requests[1]!.at - fake.requests[0]!.at).toBeGreaterThanOrEqual(lingerMs - 5)
       expect(fake.requests[1]!.record.messages.map((m) => m.value)).toEqual(["2", "3", "4"])
       yield* fake.acknowledge(1)
       expect(yield* Fiber.join(burst)).toEqual([

@@ -200,17 +200,13 @@ export const makeProduceBatcher = (
     scheduled = false
     if (sending || queue.length === 0) return
     sending = true
-    lastRequestAt = performance.now()
     const batch = queue.splice(0, maxBatchRecords)
     inFlight = batch
-    producer.send({
-      topic: settings.topic,
-      acks: -1,
-      timeout: settings.produceTimeoutMs,
-      messages: batch.map(({ headers, key, partition, value }) =>
-        headers === undefined ? { key, value, partition } : { key, value, partition, headers }
-      )
-    }).then(
+    const messages = batch.map(({ headers, key, partition, value }) =>
+      headers === undefined ? { key, value, partition } : { key, value, partition, headers }
+    )
+    lastRequestAt = performance.now()
+    producer.send({ topic: settings.topic, acks: -1, timeout: settings.produceTimeoutMs, messages }).then(
       (metadata) => settle(batch, metadata),
       (error: unknown) => {
         const failure = Effect.fail(unavailable("produce")(error))
@@ -223,12 +219,20 @@ export const makeProduceBatcher = (
     })
   }
 
+  // Node's timers count from the event loop's clock as of the start of its turn, so one armed late
+  // in a busy turn fires that much early: the linger is checked again before the request goes.
+  const flushAfterLinger = (): void => {
+    const left = settings.produceLingerMs - (performance.now() - lastRequestAt)
+    if (left > 0) setTimeout(flushAfterLinger, Math.ceil(left))
+    else flush()
+  }
+
   const schedule = () => {
     if (scheduled || sending || queue.length === 0) return
     scheduled = true
     const lingered = performance.now() - lastRequestAt
     if (lingered >= settings.produceLingerMs) setImmediate(flush)
-    else setTimeout(flush, settings.produceLingerMs - lingered)
+    else setTimeout(flushAfterLinger, Math.ceil(settings.produceLingerMs - lingered))
   }
 
   return {
