@@ -79,7 +79,6 @@ export interface RestReading {
   readonly rssListening: number
   readonly rssAtRest: number
   readonly lowestRss: number
-  readonly seconds: number
 }
 
 /** Everything one generator run (or the rest workload's readings) against one target produced. */

@@ -366,7 +366,7 @@ const measureRest = async (server: Server, seconds: number): Promise<Omit<RunRes
     rssAtRest = rss
     lowestRss = Math.min(lowestRss, rss)
   }
-  const rest: RestReading = { rssListening, rssAtRest, lowestRss, seconds }
+  const rest: RestReading = { rssListening, rssAtRest, lowestRss }
   return { setup: undefined, steps: [], idle: undefined, rest, error: undefined }
 }
 

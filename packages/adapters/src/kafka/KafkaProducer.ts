@@ -219,20 +219,19 @@ export const makeProduceBatcher = (
     })
   }
 
-  // Node's timers count from the event loop's clock as of the start of its turn, so one armed late
-  // in a busy turn fires that much early: the linger is checked again before the request goes.
+  // The request goes at the end of this turn once the linger since the previous one is over. Node's
+  // timers count from the event loop's clock as of the start of its turn, so one armed late in a
+  // busy turn fires that much early: the linger is checked again when it fires.
   const flushAfterLinger = (): void => {
     const left = settings.produceLingerMs - (performance.now() - lastRequestAt)
     if (left > 0) setTimeout(flushAfterLinger, Math.ceil(left))
-    else flush()
+    else setImmediate(flush)
   }
 
   const schedule = () => {
     if (scheduled || sending || queue.length === 0) return
     scheduled = true
-    const lingered = performance.now() - lastRequestAt
-    if (lingered >= settings.produceLingerMs) setImmediate(flush)
-    else setTimeout(flushAfterLinger, Math.ceil(settings.produceLingerMs - lingered))
+    flushAfterLinger()
   }
 
   return {
